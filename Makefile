@@ -1,0 +1,44 @@
+# l2mesh: `make demo` runs the real thing, `make test` runs the test suite.
+# Both set themselves up on a fresh Debian 12 machine (as root): Debian
+# packages the tests use, a virtual environment, and l2mesh installed in it.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+# Build needs (python-pytun compiles a C extension) and the real programs the
+# tests and benchmarks drive.
+BUILD_DEBS := python3-venv python3-dev gcc
+TEST_DEBS := iproute2 iputils-ping iputils-arping iperf3 nftables dnsmasq-base tcpdump \
+             tinc avahi-daemon avahi-utils procps kmod
+.PHONY: all test unit integration bench demo deps clean
+
+all: test
+
+deps:
+	@scripts/install-debs.sh $(BUILD_DEBS) $(TEST_DEBS)
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[test]'
+	@touch $@
+
+test: deps $(VENV)/.installed
+	scripts/run-tests.sh
+
+unit: $(VENV)/.installed
+	scripts/run-tests.sh tests/unit
+
+integration: deps $(VENV)/.installed
+	scripts/run-tests.sh tests/integration
+
+bench: deps $(VENV)/.installed
+	$(PY) benchmarks/micro.py
+	@if [ -f benchmarks/net.py ]; then $(PY) benchmarks/net.py; fi
+
+demo: deps $(VENV)/.installed
+	@if [ -f demo/demo.py ]; then $(PY) demo/demo.py $(DEMO_ARGS); else \
+	  echo "make demo arrives with the controller (issue 4); nothing to show yet" >&2; exit 1; fi
+
+clean:
+	rm -rf $(VENV) *.egg-info .pytest_cache .hypothesis

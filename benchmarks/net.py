@@ -1,0 +1,901 @@
+"""End-to-end network benchmark: l2mesh against the raw path, kernel VXLAN and tinc.
+
+This file owns `make bench`'s network half: a three-namespace topology
+(h1 -- router -- h2, nothing in the root namespace, nothing routed outside),
+bringing each system up and down in it, measuring one TCP stream h1 -> h2
+(iperf3) and the round-trip time (ping), the overlay daemons' CPU use, and the
+report (one JSON line per system and round on stdout, a rich table, and
+benchmarks/results/net-<UTC timestamp>.json).
+
+The machines this runs on are shared and an absolute Gbit/s figure moves from
+run to run, so every system is measured in the same invocation, in interleaved
+rounds, and l2mesh is read as a ratio to the raw path and to tinc. The method
+follows /work/shared/bench/peers.sh so the figures are comparable with its.
+
+l2mesh is driven only through its CLI (`l2mesh id --json`, `l2mesh daemon
+--static-netconf FILE`): the benchmark imports nothing from the package, so it
+measures what a user would run.
+
+Usage: .venv/bin/python benchmarks/net.py [--rounds N] [--only SYSTEM ...]
+       [--time S] [--settle S] [--keep-logs DIR] [--profile] [--daemon-arg=ARG ...]
+Needs root, iproute2, iperf3 and ping; tinc is skipped when tincd is missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import json
+import os
+import platform
+import re
+import secrets
+import shlex
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any, NoReturn
+
+from rich import box
+from rich.console import Console
+from rich.table import Table
+
+# ------------------------------------------------------------------ constants
+# Underlay: 198.18.0.0/15 (RFC 2544 benchmarking range), one /24 per host.
+UL_A, UL_B = "198.18.1.2", "198.18.2.2"
+RT_A, RT_B = "198.18.1.1", "198.18.2.1"
+UNDERLAY_NET = "198.18.0.0/15"
+# Overlay: 10.147.200.0/24 inside 10.147.0.0/16.
+OV_A, OV_B = "10.147.200.1", "10.147.200.2"
+OV_PREFIX = 24
+
+NS_PREFIX = "l2mb-"
+PING_COUNT = 20
+PING_INTERVAL_S = 0.05
+UP_TIMEOUT_S = 30.0  # how long an overlay gets to answer its first ping
+QUIET_PCT = 10  # "machine quiet": under 10 % of all CPUs busy
+STOP_GRACE_S = 5.0  # SIGTERM, then SIGKILL after this long
+IPERF_PORT = 5201
+L2MESH_PORT = 9993
+L2MESH_MTU = 2800
+DAEMON_ARGS_ENV = "L2MESH_BENCH_DAEMON_ARGS"
+
+BENCH_DIR = Path(__file__).resolve().parent
+RESULTS_DIR = BENCH_DIR / "results"
+# The l2mesh next to this interpreter, so any clone's venv benchmarks its own code.
+L2MESH_EXE = Path(sys.executable).parent / "l2mesh"
+PY_SPY_EXE = Path(sys.executable).parent / "py-spy"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+SYSTEM_NAMES = ("underlay", "vxlan", "tinc", "l2mesh")
+
+_stderr = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+class BenchError(Exception):
+    """A step failed; the message is one line fit for the report."""
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived. A BaseException so per-system error handling lets it through to cleanup."""
+
+
+def log(message: str) -> None:
+    _stderr.print(f"[net] {message}", markup=False)
+
+
+def fail(message: str, code: int) -> NoReturn:
+    print(f"net.py: error: {message}", file=sys.stderr)
+    raise SystemExit(code)
+
+
+def last_line(text: str) -> str:
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return lines[-1].strip() if lines else ""
+
+
+# ----------------------------------------------------------------- processes
+def run(argv: Sequence[str], timeout: float, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run a short command to completion; a timeout or (if check) a failure becomes a BenchError."""
+    try:
+        done = subprocess.run(
+            list(argv), capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
+        )
+    except subprocess.TimeoutExpired:
+        raise BenchError(f"{shlex.join(argv)} timed out after {timeout:g} s") from None
+    except FileNotFoundError:
+        raise BenchError(f"{argv[0]} not found") from None
+    if check and done.returncode != 0:
+        raise BenchError(f"{shlex.join(argv)} failed ({done.returncode}): {last_line(done.stderr)}")
+    return done
+
+
+def in_ns(ns: str, *argv: str) -> list[str]:
+    # `ip netns exec` execs the command, so a Popen's PID is the program's own.
+    return ["ip", "netns", "exec", ns, *argv]
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    # If this script is SIGKILLed its finally block never runs; the kernel then
+    # still sends our daemons SIGTERM, so none outlives the run.
+    _libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+@dataclass
+class Proc:
+    label: str
+    popen: subprocess.Popen[bytes]
+    log: Path
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def log_tail(self, lines: int = 5) -> list[str]:
+        try:
+            return self.log.read_text(errors="replace").splitlines()[-lines:]
+        except OSError:
+            return []
+
+
+class Processes:
+    """Every background process this run started, so cleanup stops exactly those (by PID)."""
+
+    def __init__(self) -> None:
+        self._live: list[Proc] = []
+
+    def start(self, label: str, argv: Sequence[str], log_path: Path) -> Proc:
+        with open(log_path, "wb") as out:
+            popen = subprocess.Popen(
+                list(argv),
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                # Own session: a Ctrl-C on the terminal reaches only us, and we
+                # stop the daemons in order (tincd 1.0 would take SIGINT as
+                # "raise the debug level" and keep running).
+                start_new_session=True,
+                preexec_fn=_die_with_parent,
+            )
+        proc = Proc(label, popen, log_path)
+        self._live.append(proc)
+        return proc
+
+    def stop(self, proc: Proc) -> None:
+        # Popen only signals a child it has not reaped yet, so a recycled PID is never hit.
+        if proc.popen.poll() is None:
+            proc.popen.terminate()
+            try:
+                proc.popen.wait(STOP_GRACE_S)
+            except subprocess.TimeoutExpired:
+                proc.popen.kill()
+                proc.popen.wait(STOP_GRACE_S)
+        if proc in self._live:
+            self._live.remove(proc)
+
+    def stop_all(self) -> None:
+        for proc in reversed(list(self._live)):
+            try:
+                self.stop(proc)
+            except (OSError, subprocess.TimeoutExpired) as exc:
+                log(f"could not stop {proc.label} (pid {proc.pid}): {exc}")
+
+
+# ------------------------------------------------------------------ topology
+class Topology:
+    """h1 (198.18.1.2) -- rt -- h2 (198.18.2.2): two hosts with no shared L2 segment."""
+
+    def __init__(self, suffix: str) -> None:
+        self.h1 = f"{NS_PREFIX}{suffix}-h1"
+        self.h2 = f"{NS_PREFIX}{suffix}-h2"
+        self.rt = f"{NS_PREFIX}{suffix}-rt"
+        self.created: list[str] = []
+
+    @property
+    def names(self) -> tuple[str, str, str]:
+        return (self.h1, self.h2, self.rt)
+
+    def create(self) -> None:
+        existing = existing_namespaces()
+        for ns in self.names:
+            if ns in existing:
+                raise BenchError(f"namespace {ns} already exists (another run?); remove it: ip netns del {ns}")
+        for ns in self.names:
+            run(["ip", "netns", "add", ns], timeout=10)
+            self.created.append(ns)
+        # veths are born inside the namespaces, so the root namespace never sees them.
+        run(["ip", "link", "add", "eth0", "netns", self.h1, "type", "veth", "peer", "name", "r-a", "netns", self.rt], 10)
+        run(["ip", "link", "add", "eth0", "netns", self.h2, "type", "veth", "peer", "name", "r-b", "netns", self.rt], 10)
+        for ns in self.names:
+            run(["ip", "-n", ns, "link", "set", "lo", "up"], 10)
+        for ns, dev, addr in ((self.h1, "eth0", UL_A), (self.h2, "eth0", UL_B), (self.rt, "r-a", RT_A), (self.rt, "r-b", RT_B)):
+            run(["ip", "-n", ns, "addr", "add", f"{addr}/24", "dev", dev], 10)
+            run(["ip", "-n", ns, "link", "set", dev, "up"], 10)
+        run(in_ns(self.rt, "sysctl", "-qw", "net.ipv4.ip_forward=1"), 10)
+        # Only the underlay range is routed; there is no default route anywhere.
+        run(["ip", "-n", self.h1, "route", "add", UNDERLAY_NET, "via", RT_A], 10)
+        run(["ip", "-n", self.h2, "route", "add", UNDERLAY_NET, "via", RT_B], 10)
+        if run(in_ns(self.h1, "ping", "-c", "1", "-W", "2", UL_B), 10, check=False).returncode != 0:
+            raise BenchError("the underlay does not route h1 -> h2")
+
+    def delete(self) -> None:
+        for ns in reversed(self.created):
+            try:
+                run(["ip", "netns", "del", ns], timeout=10)
+            except BenchError as exc:
+                log(f"could not delete namespace {ns}: {exc}")
+        self.created.clear()
+
+
+def existing_namespaces() -> set[str]:
+    out = run(["ip", "netns", "list"], timeout=10).stdout
+    return {line.split()[0] for line in out.splitlines() if line.strip()}
+
+
+def link_mtu(ns: str, dev: str) -> int | None:
+    done = run(["ip", "-j", "-n", ns, "link", "show", "dev", dev], timeout=10, check=False)
+    if done.returncode != 0:
+        return None
+    return json.loads(done.stdout)[0].get("mtu")
+
+
+# ------------------------------------------------------------------- systems
+@dataclass
+class Overlay:
+    """What the measurement needs once a system is up."""
+
+    target: str  # address in h2 that h1 pings and sends to
+    device: str  # interface in h1 whose MTU is reported
+    daemons: list[Proc] = field(default_factory=list)  # CPU sampled during iperf3
+
+
+@dataclass
+class Context:
+    topo: Topology
+    procs: Processes
+    work: Path
+    daemon_args: list[str]
+
+
+class System:
+    """One overlay. up() builds it in the topology, down() undoes exactly that."""
+
+    name = ""
+    layer = ""
+    encrypted = False
+    cipher = "none"
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self.dir = ctx.work / self.name
+
+    def missing(self) -> str | None:
+        """Why this system cannot run here, or None."""
+        return None
+
+    def up(self) -> Overlay:
+        raise NotImplementedError
+
+    def down(self) -> None:
+        return None
+
+    def start_daemon(self, label: str, ns: str, argv: Sequence[str]) -> Proc:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        return self.ctx.procs.start(label, in_ns(ns, *argv), self.dir / f"{label}.log")
+
+    def stop_daemons(self, overlay: Overlay | None) -> None:
+        for proc in overlay.daemons if overlay else []:
+            self.ctx.procs.stop(proc)
+
+
+class Underlay(System):
+    """The routed veth path itself: the ceiling every overlay is compared to."""
+
+    name, layer = "underlay", "L3"
+
+    def up(self) -> Overlay:
+        return Overlay(target=UL_B, device="eth0")
+
+
+class Vxlan(System):
+    """Kernel VXLAN, unicast to the other host: the cost of L2 encapsulation alone."""
+
+    name, layer = "vxlan", "L2"
+    DEV = "l2mbvx0"
+
+    def up(self) -> Overlay:
+        topo = self.ctx.topo
+        for ns, local, remote, addr in ((topo.h1, UL_A, UL_B, OV_A), (topo.h2, UL_B, UL_A, OV_B)):
+            run(["ip", "-n", ns, "link", "add", self.DEV, "type", "vxlan", "id", "147",
+                 "local", local, "remote", remote, "dstport", "4789", "dev", "eth0"], 10)
+            run(["ip", "-n", ns, "addr", "add", f"{addr}/{OV_PREFIX}", "dev", self.DEV], 10)
+            run(["ip", "-n", ns, "link", "set", self.DEV, "up"], 10)
+        return Overlay(target=OV_B, device=self.DEV)
+
+    def down(self) -> None:
+        for ns in (self.ctx.topo.h1, self.ctx.topo.h2):
+            run(["ip", "-n", ns, "link", "del", self.DEV], 10, check=False)
+
+
+class Tinc(System):
+    """tinc 1.0, Mode = switch (L2), defaults kept as in peers.sh.
+
+    tinc >= 1.0.30 defaults: aes-256-cbc, HMAC-SHA256 truncated to 4 bytes, no
+    compression, PMTU discovery and MSS clamping on; the tap keeps MTU 1500.
+    """
+
+    name, layer, encrypted = "tinc", "L2", True
+    cipher = "aes-256-cbc + hmac-sha256 truncated to 4 bytes (tinc 1.0.30+ defaults)"
+    DEV = "l2mbtinc"
+
+    def __init__(self, ctx: Context) -> None:
+        super().__init__(ctx)
+        self.overlay: Overlay | None = None
+
+    def missing(self) -> str | None:
+        return None if shutil.which("tincd") else "tincd not installed"
+
+    def up(self) -> Overlay:
+        h1, h2 = self.dir / "h1", self.dir / "h2"
+        self.configure(h1, "h1", OV_A, "h2", UL_A)
+        self.configure(h2, "h2", OV_B, None, UL_B)
+        shutil.copy(h1 / "hosts" / "h1", h2 / "hosts" / "h1")
+        shutil.copy(h2 / "hosts" / "h2", h1 / "hosts" / "h2")
+        topo = self.ctx.topo
+        # A pidfile each: tincd's default pidfile would be shared by both.
+        daemons = [
+            self.start_daemon("tinc-h2", topo.h2, ["tincd", "-D", "-d1", "-c", str(h2), f"--pidfile={h2}/tincd.pid"]),
+            self.start_daemon("tinc-h1", topo.h1, ["tincd", "-D", "-d1", "-c", str(h1), f"--pidfile={h1}/tincd.pid"]),
+        ]
+        self.overlay = Overlay(target=OV_B, device=self.DEV, daemons=daemons)
+        return self.overlay
+
+    def configure(self, conf: Path, name: str, addr: str, connect_to: str | None, underlay: str) -> None:
+        (conf / "hosts").mkdir(parents=True, exist_ok=True)
+        lines = [f"Name = {name}", "Mode = switch", f"Interface = {self.DEV}"]
+        if connect_to:
+            lines.append(f"ConnectTo = {connect_to}")
+        (conf / "tinc.conf").write_text("\n".join(lines) + "\n")
+        up_script = conf / "tinc-up"
+        up_script.write_text(f'#!/bin/sh\nip link set "$INTERFACE" up\nip addr add {addr}/{OV_PREFIX} dev "$INTERFACE"\n')
+        up_script.chmod(0o755)
+        # Keys once per run: RSA generation takes seconds and does not change what is measured.
+        if not (conf / "rsa_key.priv").exists():
+            (conf / "hosts" / name).write_text(f"Address = {underlay}\n")
+            # stdin is /dev/null, so tincd takes its default key file names instead of asking.
+            run(["tincd", "-c", str(conf), "-K", "2048"], timeout=120)
+
+    def down(self) -> None:
+        self.stop_daemons(self.overlay)
+        self.overlay = None
+
+
+class L2mesh(System):
+    """l2mesh daemons with a static network config (no controller), h1 and h2 as members."""
+
+    name, layer, encrypted = "l2mesh", "L2", True
+    cipher = "ChaCha20-Poly1305 (Noise IK sessions)"
+
+    def __init__(self, ctx: Context) -> None:
+        super().__init__(ctx)
+        self.overlay: Overlay | None = None
+        self.identities: dict[str, dict[str, str]] = {}
+
+    def missing(self) -> str | None:
+        return None if os.access(L2MESH_EXE, os.X_OK) else f"{L2MESH_EXE} not found"
+
+    def state_dir(self, host: str) -> Path:
+        return self.dir / host / "state"
+
+    def identity(self, host: str, ns: str) -> dict[str, str]:
+        # Made once per run and kept across rounds, like tinc's keys.
+        if host not in self.identities:
+            self.state_dir(host).mkdir(parents=True, exist_ok=True)
+            out = run(in_ns(ns, str(L2MESH_EXE), "id", "--state-dir", str(self.state_dir(host)), "--json"), 30).stdout
+            try:
+                self.identities[host] = json.loads(out)
+            except ValueError:
+                raise BenchError(f"l2mesh id --json printed no JSON: {last_line(out)}") from None
+        return self.identities[host]
+
+    def up(self) -> Overlay:
+        topo = self.ctx.topo
+        ids = {"h1": self.identity("h1", topo.h1), "h2": self.identity("h2", topo.h2)}
+        network_id = ids["h1"]["id"] + "000001"  # controller part = h1's node id, network number 1
+        daemons = []
+        for host, ns in (("h2", topo.h2), ("h1", topo.h1)):
+            netconf = self.dir / host / "netconf.json"
+            netconf.write_text(json.dumps(network_config(network_id, ids, host), indent=2) + "\n")
+            argv = [str(L2MESH_EXE), "daemon", "--state-dir", str(self.state_dir(host)),
+                    "--port", str(L2MESH_PORT), "--static-netconf", str(netconf), *self.ctx.daemon_args]
+            daemons.append(self.start_daemon(f"l2mesh-{host}", ns, argv))
+        # The daemon names its TAP "l2m" + the network id's first 8 hex digits.
+        self.overlay = Overlay(target=OV_B, device="l2m" + network_id[:8], daemons=daemons)
+        return self.overlay
+
+    def down(self) -> None:
+        self.stop_daemons(self.overlay)
+        self.overlay = None
+
+
+def network_config(network_id: str, ids: dict[str, dict[str, str]], issued_to: str) -> dict[str, Any]:
+    """l2mesh's NetworkConfig JSON for one member, unsigned (the daemon's --static-netconf input)."""
+    members = [
+        {"id": ids[host]["id"], "x25519": ids[host]["x25519"], "ed25519": ids[host]["ed25519"],
+         "ips": [f"{addr}/{OV_PREFIX}"], "bridge": False, "endpoints": [f"{underlay}:{L2MESH_PORT}"], "name": host}
+        for host, addr, underlay in (("h1", OV_A, UL_A), ("h2", OV_B, UL_B))
+    ]
+    return {
+        "id": network_id, "revision": 1, "issued_to": ids[issued_to]["id"], "name": "bench",
+        "mtu": L2MESH_MTU, "broadcast": True, "private": True, "multicast_limit": None,
+        "routes": [], "timestamp": 0, "expires": 0, "members": members,
+    }
+
+
+SYSTEM_CLASSES: dict[str, type[System]] = {cls.name: cls for cls in (Underlay, Vxlan, Tinc, L2mesh)}
+
+
+# --------------------------------------------------------------- measurement
+def cpu_ticks(pid: int) -> int:
+    """utime + stime of a process in clock ticks (0 once it is gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0
+    # The command name may contain spaces: fields are counted after its ")".
+    fields = stat.rpartition(")")[2].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def machine_ticks() -> tuple[int, int]:
+    """(busy, idle) clock ticks summed over all CPUs since boot."""
+    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    user, nice, system, idle, iowait, irq, softirq, steal = values[:8]
+    return user + nice + system + irq + softirq + steal, idle + iowait
+
+
+def wait_quiet(settle_s: float) -> float:
+    """Wait (at most settle_s) until under QUIET_PCT of all CPUs are busy.
+
+    Other jobs on a shared machine would skew the figures. Measures anyway once
+    the time is up; returns the last 1 s sample as % of one core, recorded as
+    idle_busy_pct (near 0 for clean figures).
+    """
+    deadline = time.monotonic() + settle_s
+    while True:
+        busy0, idle0 = machine_ticks()
+        time.sleep(1.0)
+        busy1, idle1 = machine_ticks()
+        busy, total = busy1 - busy0, max((busy1 - busy0) + (idle1 - idle0), 1)
+        if busy * 100 < QUIET_PCT * total or time.monotonic() >= deadline:
+            return round(busy / total * 100 * (os.cpu_count() or 1), 1)
+
+
+def ping_rtt_ms(ns: str, target: str) -> float | None:
+    done = run(in_ns(ns, "ping", "-q", "-c", str(PING_COUNT), "-i", str(PING_INTERVAL_S), target), 20, check=False)
+    match = re.search(r"= [\d.]+/([\d.]+)/", done.stdout)
+    return float(match.group(1)) if match else None
+
+
+def wait_reachable(ns: str, overlay: Overlay) -> None:
+    """Until the target answers a ping (handshakes, ARP); fails early if a daemon dies."""
+    deadline = time.monotonic() + UP_TIMEOUT_S
+    while time.monotonic() < deadline:
+        for proc in overlay.daemons:
+            if proc.popen.poll() is not None:
+                raise BenchError(f"{proc.label} exited with code {proc.popen.returncode}: {last_line(chr(10).join(proc.log_tail()))}")
+        if run(in_ns(ns, "ping", "-c", "1", "-W", "1", overlay.target), 5, check=False).returncode == 0:
+            return
+        time.sleep(0.2)
+    raise BenchError(f"overlay not reachable: {overlay.target} did not answer ping within {UP_TIMEOUT_S:g} s")
+
+
+def start_iperf_server(ctx: Context, target: str) -> Proc:
+    proc = ctx.procs.start("iperf3-server", in_ns(ctx.topo.h2, "iperf3", "-s", "-1", "-B", target), ctx.work / "iperf3-server.log")
+    deadline = time.monotonic() + 5.0
+    while time.monotonic() < deadline:
+        if proc.popen.poll() is not None:
+            raise BenchError(f"iperf3 server exited: {last_line(chr(10).join(proc.log_tail()))}")
+        listening = run(in_ns(ctx.topo.h2, "ss", "-Htln", f"sport = :{IPERF_PORT}"), 5, check=False).stdout
+        if listening.strip():
+            return proc
+        time.sleep(0.1)
+    ctx.procs.stop(proc)
+    raise BenchError("iperf3 server did not start listening within 5 s")
+
+
+def iperf_client(ctx: Context, target: str, seconds: int) -> dict[str, Any]:
+    argv = in_ns(ctx.topo.h1, "iperf3", "-c", target, "-t", str(seconds), "-J", "--connect-timeout", "5000")
+    done = run(argv, timeout=seconds + 20, check=False)
+    try:
+        report = json.loads(done.stdout)
+    except ValueError:
+        raise BenchError(f"iperf3 printed no JSON: {last_line(done.stderr)}") from None
+    if report.get("error"):
+        raise BenchError(f"iperf3 failed: {report['error']}")
+    return report
+
+
+@dataclass
+class Sample:
+    """CPU counters around one iperf3 run."""
+
+    wall: float
+    busy: int
+    daemons: dict[str, int]
+
+    @classmethod
+    def take(cls, daemons: list[Proc]) -> "Sample":
+        return cls(time.monotonic(), machine_ticks()[0], {p.label: cpu_ticks(p.pid) for p in daemons})
+
+
+def cpu_figures(before: Sample, after: Sample) -> tuple[dict[str, float] | None, float]:
+    """Per-daemon and whole-machine CPU over the run, in % of one core."""
+    seconds = max(after.wall - before.wall, 1e-6)
+
+    def pct(ticks: int) -> float:
+        return round(ticks / CLK_TCK / seconds * 100, 1)
+
+    daemons = {label: pct(after.daemons[label] - before.daemons[label]) for label in before.daemons}
+    return daemons or None, pct(after.busy - before.busy)
+
+
+def measure(ctx: Context, overlay: Overlay, row: dict[str, Any], args: argparse.Namespace) -> None:
+    """Fill row with RTT, throughput and CPU figures for a system that is up."""
+    row["mtu"] = link_mtu(ctx.topo.h1, overlay.device)
+    row["idle_busy_pct"] = wait_quiet(args.settle)
+    row["rtt_ms"] = ping_rtt_ms(ctx.topo.h1, overlay.target)
+    server = start_iperf_server(ctx, overlay.target)
+    try:
+        before = Sample.take(overlay.daemons)
+        report = iperf_client(ctx, overlay.target, args.time)
+        after = Sample.take(overlay.daemons)
+    finally:
+        ctx.procs.stop(server)
+    row["gbps"] = round(report["end"]["sum_received"]["bits_per_second"] / 1e9, 3)
+    row["mss"] = report["start"].get("tcp_mss_default")
+    row["retransmits"] = report["end"]["sum_sent"].get("retransmits")
+    row["cpu_pct"], row["busy_pct"] = cpu_figures(before, after)
+
+
+def profile_sender(ctx: Context, overlay: Overlay, seconds: int, out: Path) -> None:
+    """One extra, unrecorded iperf3 run with py-spy sampling h1's daemon.
+
+    Kept out of the figures: py-spy pauses the daemon at every sample, which
+    lowers its throughput.
+    """
+    sender = next(p for p in overlay.daemons if p.label.endswith("-h1"))
+    spy = ctx.procs.start(
+        "py-spy",
+        [str(PY_SPY_EXE), "record", "-p", str(sender.pid), "-d", str(seconds), "-o", str(out), "--format", "speedscope"],
+        ctx.work / "py-spy.log",
+    )
+    server = start_iperf_server(ctx, overlay.target)
+    try:
+        iperf_client(ctx, overlay.target, seconds)
+    finally:
+        ctx.procs.stop(server)
+    try:
+        spy.popen.wait(30)
+    except subprocess.TimeoutExpired:
+        raise BenchError("py-spy did not finish within 30 s after the run") from None
+    finally:
+        ctx.procs.stop(spy)
+    if spy.popen.returncode != 0 or not out.exists():
+        raise BenchError(f"py-spy failed: {last_line(chr(10).join(spy.log_tail()))}")
+
+
+# ---------------------------------------------------------------------- runs
+def base_row(system: System, round_no: int) -> dict[str, Any]:
+    return {"system": system.name, "round": round_no, "layer": system.layer, "encrypted": system.encrypted,
+            "cipher": system.cipher, "mtu": None, "gbps": None, "rtt_ms": None}
+
+
+def run_system(ctx: Context, system: System, round_no: int, args: argparse.Namespace, profile_to: Path | None) -> dict[str, Any]:
+    """Bring one system up, measure it, tear it down; a failure becomes the row's error."""
+    row = base_row(system, round_no)
+    log(f"round {round_no}: {system.name} up")
+    overlay: Overlay | None = None
+    try:
+        overlay = system.up()
+        wait_reachable(ctx.topo.h1, overlay)
+        log(f"round {round_no}: {system.name} reachable, measuring")
+        measure(ctx, overlay, row, args)
+        if profile_to is not None:
+            log(f"round {round_no}: {system.name}: extra iperf3 run under py-spy")
+            profile_sender(ctx, overlay, args.time, profile_to)
+            row["profile"] = str(profile_to)
+    except Exception as exc:  # noqa: BLE001 - one system failing must not end the run
+        row["error"] = str(exc) if isinstance(exc, BenchError) else f"{type(exc).__name__}: {exc}"
+        log(f"round {round_no}: {system.name} failed: {row['error']}")
+        for proc in overlay.daemons if overlay else []:
+            for line in proc.log_tail():
+                log(f"    {proc.label}: {line}")
+    finally:
+        system.down()
+    return row
+
+
+def run_rounds(ctx: Context, systems: list[System], args: argparse.Namespace, profile_to: Path | None) -> list[dict[str, Any]]:
+    # Interleaved (every system once per round) so slow drift in the machine's
+    # load spreads over all systems instead of hitting one.
+    rows = []
+    for round_no in range(1, args.rounds + 1):
+        for system in systems:
+            profile_here = profile_to if system.name == "l2mesh" and round_no == args.rounds else None
+            row = run_system(ctx, system, round_no, args, profile_here)
+            print(json.dumps(row), flush=True)
+            rows.append(row)
+    return rows
+
+
+# ------------------------------------------------------------------- summary
+def median_or_none(values: list[float]) -> float | None:
+    return statistics.median(values) if values else None
+
+
+def ratio(a: float | None, b: float | None, digits: int = 3) -> float | None:
+    return round(a / b, digits) if a is not None and b else None
+
+
+def summarize(rows: list[dict[str, Any]], names: list[str]) -> dict[str, dict[str, Any]]:
+    """Per system: medians over the rounds that measured, and ratios to underlay and tinc."""
+    summary: dict[str, dict[str, Any]] = {}
+    for name in names:
+        mine = [r for r in rows if r["system"] == name]
+        ok = [r for r in mine if r["gbps"] is not None]
+        labels = sorted({label for r in ok for label in (r.get("cpu_pct") or {})})
+        summary[name] = {
+            "layer": mine[0]["layer"] if mine else None,
+            "encrypted": mine[0]["encrypted"] if mine else None,
+            "mtu": next((r["mtu"] for r in reversed(ok) if r["mtu"] is not None), None),
+            "rounds_measured": len(ok),
+            "median_gbps": median_or_none([r["gbps"] for r in ok]),
+            "median_rtt_ms": median_or_none([r["rtt_ms"] for r in ok if r["rtt_ms"] is not None]),
+            "median_retransmits": median_or_none([r["retransmits"] for r in ok if r.get("retransmits") is not None]),
+            "median_cpu_pct": {lb: statistics.median([r["cpu_pct"][lb] for r in ok if lb in (r.get("cpu_pct") or {})]) for lb in labels} or None,
+            "median_busy_pct": median_or_none([r["busy_pct"] for r in ok]),
+            "errors": [r["error"] for r in mine if r.get("error")],
+        }
+    base, tinc = summary.get("underlay", {}), summary.get("tinc", {})
+    for entry in summary.values():
+        entry["ratio_to_underlay"] = ratio(entry["median_gbps"], base.get("median_gbps"), 4)
+        entry["ratio_to_tinc"] = ratio(entry["median_gbps"], tinc.get("median_gbps"))
+        rtt, base_rtt = entry["median_rtt_ms"], base.get("median_rtt_ms")
+        entry["rtt_added_ms"] = round(rtt - base_rtt, 3) if rtt is not None and base_rtt is not None else None
+    return summary
+
+
+def fmt(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def print_table(summary: dict[str, dict[str, Any]], rounds: int, seconds: int) -> None:
+    table = Table(title=f"one TCP stream h1 -> h2, {seconds} s, median of {rounds} round(s)",
+                  header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False)
+    for column in ("system", "layer", "encrypted", "MTU", "Gbit/s", "x underlay", "x tinc", "RTT ms", "+RTT ms", "daemon CPU %"):
+        left = column in ("system", "layer", "encrypted", "daemon CPU %")
+        table.add_column(column, justify="left" if left else "right", no_wrap=True)
+    for name, s in summary.items():
+        cpu = s["median_cpu_pct"]
+        table.add_row(
+            name, s["layer"] or "-", "yes" if s["encrypted"] else "no", fmt(s["mtu"], "d"),
+            fmt(s["median_gbps"], ".2f"), fmt(s["ratio_to_underlay"], ".3f"), fmt(s["ratio_to_tinc"], ".2f"),
+            fmt(s["median_rtt_ms"], ".3f"), fmt(s["rtt_added_ms"], "+.3f"),
+            " ".join(f"{label.rpartition('-')[2]}:{pct:.0f}" for label, pct in cpu.items()) if cpu else "-",
+        )
+    # Piped (make bench | tee), rich would wrap the table at 80 columns.
+    console = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 120)
+    console.print(table)
+    for name, s in summary.items():
+        if s["errors"]:
+            console.print(f"{name}: {len(s['errors'])} failed round(s), last error: {s['errors'][-1]}", markup=False)
+
+
+def tool_version(argv: list[str]) -> str | None:
+    try:
+        done = run(argv, timeout=10, check=False)
+    except BenchError:
+        return None
+    text = (done.stdout or done.stderr).strip().splitlines()
+    return text[0] if text else None
+
+
+def machine_info() -> dict[str, Any]:
+    cpuinfo = Path("/proc/cpuinfo").read_text(errors="replace")
+    model = re.search(r"^model name\s*:\s*(.+)$", cpuinfo, re.M)
+    return {
+        "nproc": len(os.sched_getaffinity(0)),
+        "cpu_count": os.cpu_count(),
+        "cpu_model": model.group(1).strip() if model else None,
+        "loadavg": [round(v, 2) for v in os.getloadavg()],
+        "kernel": platform.release(),
+        "python": sys.version.split()[0],
+        "versions": {
+            "iperf3": tool_version(["iperf3", "--version"]),
+            "tincd": tool_version(["tincd", "--version"]) if shutil.which("tincd") else None,
+            "l2mesh": tool_version([str(L2MESH_EXE), "--version"]) if L2MESH_EXE.exists() else None,
+        },
+    }
+
+
+def write_results(path: Path, stamp: str, args: argparse.Namespace, machine: dict[str, Any],
+                  rows: list[dict[str, Any]], summary: dict[str, dict[str, Any]], profile: str | None) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    doc = {
+        "benchmark": "net",
+        "timestamp": stamp,
+        "options": {"rounds": args.rounds, "systems": list(summary), "time_s": args.time, "settle_s": args.settle,
+                    "daemon_args": args.daemon_args, "profile": args.profile},
+        "method": {"ping": f"-c {PING_COUNT} -i {PING_INTERVAL_S}, avg", "iperf3": "one TCP stream h1 -> h2, receiver bits/s",
+                   "cpu_pct": "% of one core during iperf3", "quiet_pct_of_all_cpus": QUIET_PCT},
+        "machine": machine,
+        "loadavg_end": [round(v, 2) for v in os.getloadavg()],
+        "rounds": rows,
+        "summary": summary,
+        "profile": profile,
+    }
+    path.write_text(json.dumps(doc, indent=2) + "\n")
+
+
+# ---------------------------------------------------------------------- main
+class OneLineParser(argparse.ArgumentParser):
+    """Usage errors in one line, exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        fail(f"{message} (see --help)", 2)
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be 0 or more")
+    return value
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = OneLineParser(prog="net.py", description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=positive_int, default=3, metavar="N", help="measure every system N times, interleaved (default 3)")
+    parser.add_argument("--only", nargs="+", choices=SYSTEM_NAMES, metavar="SYSTEM",
+                        help=f"systems to run, of {', '.join(SYSTEM_NAMES)}; underlay is always run, as the reference")
+    parser.add_argument("--time", type=positive_int, default=10, metavar="S", help="iperf3 seconds per run (default 10)")
+    parser.add_argument("--settle", type=non_negative_float, default=10.0, metavar="S",
+                        help="wait up to S seconds for the machine to be quiet before each measurement (default 10)")
+    parser.add_argument("--keep-logs", type=Path, metavar="DIR", help="copy configs and daemon logs to DIR before cleanup")
+    parser.add_argument("--profile", action="store_true",
+                        help="py-spy profile of h1's l2mesh daemon during one extra iperf3 run (needs .venv/bin/py-spy)")
+    parser.add_argument("--daemon-arg", action="append", default=[], metavar="ARG",
+                        help=f"extra argument for `l2mesh daemon` (repeatable; write --daemon-arg=--flag); also ${DAEMON_ARGS_ENV}")
+    args = parser.parse_args(argv)
+    try:
+        args.daemon_args = shlex.split(os.environ.get(DAEMON_ARGS_ENV, "")) + args.daemon_arg
+    except ValueError as exc:
+        parser.error(f"${DAEMON_ARGS_ENV}: {exc}")
+    return args
+
+
+def selected_systems(args: argparse.Namespace, ctx: Context) -> list[System]:
+    # The underlay is the reference every ratio needs, and absolute figures
+    # move between runs, so it is measured in every invocation.
+    wanted = set(args.only or SYSTEM_NAMES) | {"underlay"}
+    systems = []
+    for name in SYSTEM_NAMES:
+        if name not in wanted:
+            continue
+        system = SYSTEM_CLASSES[name](ctx)
+        reason = system.missing()
+        if reason:
+            log(f"skipping {name}: {reason}")
+            continue
+        systems.append(system)
+    return systems
+
+
+def profile_target(args: argparse.Namespace, systems: list[System], stamp: str) -> Path | None:
+    if not args.profile:
+        return None
+    if not any(s.name == "l2mesh" for s in systems):
+        log("--profile: l2mesh is not among the systems run; no profile")
+        return None
+    if not os.access(PY_SPY_EXE, os.X_OK):
+        log(f"--profile: {PY_SPY_EXE} not found; no profile (install py-spy into the venv to get one)")
+        return None
+    return RESULTS_DIR / f"net-{stamp}-l2mesh-h1.speedscope.json"
+
+
+def _raise_terminated(signum: int, frame: FrameType | None) -> None:
+    raise Terminated()
+
+
+def cleanup(ctx: Context, keep_logs: Path | None) -> None:
+    # A second Ctrl-C must not cut cleanup short and leave namespaces or daemons behind.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    ctx.procs.stop_all()
+    ctx.topo.delete()
+    if keep_logs is not None:
+        try:
+            shutil.copytree(ctx.work, keep_logs, dirs_exist_ok=True)
+            log(f"logs and configs copied to {keep_logs}")
+        except OSError as exc:
+            log(f"could not copy logs to {keep_logs}: {exc}")
+    shutil.rmtree(ctx.work, ignore_errors=True)
+
+
+def display_path(path: Path) -> Path:
+    return path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    if os.geteuid() != 0:
+        fail("needs root (network namespaces)", 2)
+    for tool in ("ip", "ping", "iperf3", "ss"):
+        if not shutil.which(tool):
+            fail(f"{tool} not found (Debian: apt-get install iproute2 iputils-ping iperf3)", 2)
+
+    machine = machine_info()
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    suffix = secrets.token_hex(2)
+    ctx = Context(Topology(suffix), Processes(), Path(tempfile.mkdtemp(prefix=f"{NS_PREFIX}{suffix}-")), args.daemon_args)
+    signal.signal(signal.SIGTERM, _raise_terminated)
+    systems: list[System] = []
+    rows: list[dict[str, Any]] = []
+    error: tuple[str, int] | None = None
+    try:
+        systems = selected_systems(args, ctx)
+        profile_to = profile_target(args, systems, stamp)
+        log(f"namespaces {', '.join(ctx.topo.names)}; load average {machine['loadavg']}, cpus {machine['nproc']}")
+        ctx.topo.create()
+        rows = run_rounds(ctx, systems, args, profile_to)
+    except BenchError as exc:
+        error = (str(exc), 1)
+    except KeyboardInterrupt:
+        error = ("interrupted", 130)
+    except Terminated:
+        error = ("terminated", 143)
+    finally:
+        cleanup(ctx, args.keep_logs)
+    if error:
+        fail(*error)
+
+    summary = summarize(rows, [s.name for s in systems])
+    print_table(summary, args.rounds, args.time)
+    profile = next((r["profile"] for r in rows if r.get("profile")), None)
+    if profile:
+        print(f"profile of h1's l2mesh daemon: {display_path(Path(profile))}")
+    out = RESULTS_DIR / f"net-{stamp}.json"
+    write_results(out, stamp, args, machine, rows, summary, profile)
+    print(f"written {display_path(out)}")
+    if summary.get("underlay", {}).get("median_gbps") is None:
+        fail("the underlay was not measured; no figure is meaningful", 1)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""The command-line tools: `l2mesh` (node) and `l2mesh-ctl` (controller)."""

@@ -1,0 +1,77 @@
+"""What both CLIs share: state-dir resolution, one-line errors, JSON or rich-table output."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from rich.console import Console
+from rich.table import Table
+
+from l2mesh.errors import L2meshError
+
+STATE_DIR_ENV = "L2MESH_STATE_DIR"
+
+_stderr = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def fail(message: str, exit_code: int = 1) -> NoReturn:
+    """One red line on stderr and a non-zero exit: how every CLI error ends."""
+    prog = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "l2mesh"
+    _stderr.print(f"[red]{prog}: error:[/red] {message.splitlines()[0] if message else 'failed'}", markup=True)
+    raise SystemExit(exit_code)
+
+
+class OneLineArgumentParser(argparse.ArgumentParser):
+    """argparse, but usage errors are one line (the usage stays available under --help)."""
+
+    def error(self, message: str) -> NoReturn:
+        fail(f"{message} (see {self.prog} --help)", exit_code=2)
+
+
+def add_state_dir_argument(parser: argparse.ArgumentParser, default: str) -> None:
+    parser.add_argument(
+        "--state-dir",
+        type=Path,
+        default=None,
+        help=f"state directory (default: ${STATE_DIR_ENV} or {default})",
+    )
+    parser.set_defaults(_state_dir_default=default)
+
+
+def resolve_state_dir(args: argparse.Namespace) -> Path:
+    if args.state_dir is not None:
+        return args.state_dir
+    return Path(os.environ.get(STATE_DIR_ENV) or args._state_dir_default)
+
+
+def print_json(value: Any) -> None:
+    sys.stdout.write(json.dumps(value, indent=2, sort_keys=True) + "\n")
+
+
+def print_table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    table = Table(title=title, header_style="bold", box=None, pad_edge=False)
+    for column in columns:
+        justify = "right" if column.endswith(("ms", "bytes", "MTU", "port")) else "left"
+        table.add_column(column, justify=justify)
+    for row in rows:
+        table.add_row(*("-" if cell is None else str(cell) for cell in row))
+    Console(soft_wrap=True).print(table)
+
+
+def run_main(body: Callable[[], int | None]) -> NoReturn:
+    """Run a CLI body: L2meshError and Ctrl-C end in one line, never a traceback."""
+    try:
+        code = body()
+    except L2meshError as exc:
+        fail(str(exc))
+    except KeyboardInterrupt:
+        fail("interrupted", exit_code=130)
+    except BrokenPipeError:
+        raise SystemExit(1)
+    raise SystemExit(code or 0)

@@ -1,0 +1,79 @@
+"""`l2mesh`: the node CLI (identity, daemon, join/leave, status tables)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import NoReturn
+
+from l2mesh import __version__
+from l2mesh.cli.common import (
+    OneLineArgumentParser,
+    add_state_dir_argument,
+    print_json,
+    resolve_state_dir,
+    run_main,
+)
+from l2mesh.identity import Identity
+from l2mesh.ids import format_node_id
+from l2mesh.node.daemon import DEFAULT_NODE_PORT, DaemonOptions, run_daemon
+
+NODE_STATE_DIR_DEFAULT = "/var/lib/l2mesh"
+
+
+def cmd_id(args: argparse.Namespace) -> int:
+    identity = Identity.load_or_create(resolve_state_dir(args))
+    if args.json:
+        print_json(identity.public.to_json())
+    else:
+        print(format_node_id(identity.node_id))
+    return 0
+
+
+def cmd_daemon(args: argparse.Namespace) -> int:
+    return run_daemon(DaemonOptions(resolve_state_dir(args), args.port, list(args.static_netconf)))
+
+
+def port_number(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid port {text!r}") from None
+    if not 0 < port < 65536:
+        raise argparse.ArgumentTypeError(f"port {port} out of range 1..65535")
+    return port
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineArgumentParser(prog="l2mesh", description="l2mesh node: a port on a self-hosted L2 overlay")
+    parser.add_argument("--version", action="version", version=f"l2mesh {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineArgumentParser)
+
+    p = sub.add_parser("id", help="print this node's id (creates the identity on first use)")
+    add_state_dir_argument(p, NODE_STATE_DIR_DEFAULT)
+    p.add_argument("--json", action="store_true", help="print id and public keys as JSON")
+    p.set_defaults(func=cmd_id)
+
+    p = sub.add_parser("daemon", help="run the node service in the foreground (until SIGTERM/SIGINT)")
+    add_state_dir_argument(p, NODE_STATE_DIR_DEFAULT)
+    p.add_argument("--port", type=port_number, default=DEFAULT_NODE_PORT, help="UDP port (default 9993)")
+    p.add_argument(
+        "--static-netconf",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="apply a network config from a JSON file instead of a controller (testing seam)",
+    )
+    p.set_defaults(func=cmd_daemon)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> NoReturn:
+    parser = build_parser()
+
+    def body() -> int:
+        args = parser.parse_args(argv)
+        return args.func(args)
+
+    run_main(body)

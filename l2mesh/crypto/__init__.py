@@ -1,0 +1,1 @@
+"""Cryptographic cores: the Noise handshake, the transport AEAD and the replay window (all sans-IO)."""

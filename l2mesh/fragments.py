@@ -1,0 +1,133 @@
+"""Splitting sealed transport packets that exceed one underlay datagram, and reassembling them.
+
+The virtual MTU (2800 by default, as ZeroTier) exceeds what one UDP datagram
+carries over a 1500-byte path, and IP fragments are dropped by many networks,
+so l2mesh fragments itself. It splits the *sealed* packet: one AEAD call per
+frame, and a forged fragment only ever spoils one reassembly, which then
+fails authentication. Reassembly memory is bounded per source and overall,
+and incomplete packets are dropped after a timeout.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, OrderedDict
+from collections.abc import Hashable
+
+from l2mesh.wire.packets import (
+    FRAGMENT_HEADER,
+    FRAGMENT_HEADER_BYTES,
+    MAX_FRAGMENTS,
+    TRANSPORT_HEADER_BYTES,
+    PacketType,
+)
+
+DEFAULT_MAX_DATAGRAM_BYTES = 1444  # fits IPv4 and IPv6 over 1500-byte links with room for PPPoE
+REASSEMBLY_TIMEOUT_S = 2.0
+MAX_PENDING_PER_SOURCE = 64
+MAX_PENDING_BYTES = 16 * 1024 * 1024
+
+_FRAGMENT = PacketType.FRAGMENT
+_TRANSPORT_PREFIX = bytes([PacketType.TRANSPORT, 0, 0, 0])
+
+
+def fragment(packet: bytes | memoryview, max_datagram_bytes: int) -> list[bytes]:
+    """Fragments of a sealed transport packet; every one fits max_datagram_bytes."""
+    chunk_bytes = max_datagram_bytes - FRAGMENT_HEADER_BYTES
+    body = memoryview(packet)[TRANSPORT_HEADER_BYTES:]
+    count = -(-len(body) // chunk_bytes)
+    if count > MAX_FRAGMENTS:
+        raise ValueError(f"packet of {len(packet)} bytes needs more than {MAX_FRAGMENTS} fragments")
+    names = bytes(packet[4:TRANSPORT_HEADER_BYTES])  # receiver index and counter
+    return [
+        bytes((_FRAGMENT, index, count, 0)) + names + body[index * chunk_bytes : (index + 1) * chunk_bytes]
+        for index in range(count)
+    ]
+
+
+class _Pending:
+    __slots__ = ("chunks", "received", "count", "started_s", "size_bytes")
+
+    def __init__(self, count: int, now: float) -> None:
+        self.chunks: list[bytes | None] = [None] * count
+        self.received = 0
+        self.count = count
+        self.started_s = now
+        self.size_bytes = 0
+
+
+class Reassembler:
+    def __init__(
+        self,
+        timeout_s: float = REASSEMBLY_TIMEOUT_S,
+        max_pending_per_source: int = MAX_PENDING_PER_SOURCE,
+        max_pending_bytes: int = MAX_PENDING_BYTES,
+    ) -> None:
+        self.timeout_s = timeout_s
+        self.max_pending_per_source = max_pending_per_source
+        self.max_pending_bytes = max_pending_bytes
+        self._pending: OrderedDict[tuple[Hashable, bytes], _Pending] = OrderedDict()
+        self._per_source: Counter[Hashable] = Counter()
+        self.pending_bytes = 0
+        self.drops: Counter[str] = Counter()
+
+    def add(self, datagram: bytes | memoryview, source: Hashable, now: float) -> bytes | None:
+        """The whole transport packet once its last fragment arrives, else None."""
+        if len(datagram) <= FRAGMENT_HEADER_BYTES:
+            self.drops["fragment_too_short"] += 1
+            return None
+        _, index, count, _, _ = FRAGMENT_HEADER.unpack_from(datagram)
+        if count == 0 or count > MAX_FRAGMENTS or index >= count:
+            self.drops["fragment_bad_index"] += 1
+            return None
+        key = (source, bytes(datagram[4:FRAGMENT_HEADER_BYTES]))
+        pending = self._pending.get(key)
+        if pending is None:
+            if self._per_source[source] >= self.max_pending_per_source:
+                self.drops["fragment_source_limit"] += 1
+                self._drop_oldest_of(source)
+            pending = self._pending[key] = _Pending(count, now)
+            self._per_source[source] += 1
+        elif pending.count != count:
+            self.drops["fragment_count_mismatch"] += 1
+            return None
+        if pending.chunks[index] is not None:
+            self.drops["fragment_duplicate"] += 1
+            return None
+        chunk = bytes(datagram[FRAGMENT_HEADER_BYTES:])
+        pending.chunks[index] = chunk
+        pending.received += 1
+        pending.size_bytes += len(chunk)
+        self.pending_bytes += len(chunk)
+        if pending.received == pending.count:
+            self._forget(key, pending)
+            return _TRANSPORT_PREFIX + key[1] + b"".join(pending.chunks)  # type: ignore[arg-type]
+        while self.pending_bytes > self.max_pending_bytes and self._pending:
+            self.drops["fragment_memory_limit"] += 1
+            oldest_key = next(iter(self._pending))
+            self._forget(oldest_key, self._pending[oldest_key])
+        return None
+
+    def expire(self, now: float) -> None:
+        while self._pending:
+            key, pending = next(iter(self._pending.items()))
+            if now - pending.started_s < self.timeout_s:
+                break
+            self.drops["fragment_timeout"] += 1
+            self._forget(key, pending)
+
+    def _drop_oldest_of(self, source: Hashable) -> None:
+        for key, pending in self._pending.items():
+            if key[0] == source:
+                self._forget(key, pending)
+                return
+
+    def _forget(self, key: tuple[Hashable, bytes], pending: _Pending) -> None:
+        del self._pending[key]
+        self.pending_bytes -= pending.size_bytes
+        self._per_source[key[0]] -= 1
+        if not self._per_source[key[0]]:
+            del self._per_source[key[0]]
+
+    @property
+    def pending_count(self) -> int:
+        return len(self._pending)

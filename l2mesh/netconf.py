@@ -1,0 +1,205 @@
+"""The network config a controller issues to a member (netconf), and its signature.
+
+One document per (network, member): revision, timestamps, settings and the
+member list with public keys, MACs, managed IPs, bridge flags and known
+endpoints. It travels as an Ed25519 signature (64 bytes) followed by
+canonical JSON; members refuse it unsigned, signed by another key, issued to
+someone else or older than the one they hold. JSON (not a construct struct)
+because the document is read rarely, grows new fields, and humans debug it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from l2mesh.errors import L2meshError
+from l2mesh.identity import Identity, PublicIdentity
+from l2mesh.ids import format_mac, format_network_id, format_node_id, member_mac, parse_network_id, parse_node_id
+
+DEFAULT_MTU_BYTES = 2800
+MIN_MTU_BYTES = 1280
+MAX_MTU_BYTES = 9000
+SIGNATURE_BYTES = 64
+NETCONF_TTL_S = 7 * 24 * 3600
+
+
+class NetconfError(L2meshError):
+    """A network config is malformed, unsigned, signed by another key or not meant for us."""
+
+
+@dataclass(frozen=True)
+class MemberConfig:
+    node_id: int
+    identity: PublicIdentity
+    ips: tuple[str, ...] = ()  # CIDR interface addresses, e.g. "10.147.17.5/24"
+    bridge: bool = False
+    endpoints: tuple[tuple[str, int], ...] = ()
+    name: str = ""
+
+    def mac(self, network_id: int) -> bytes:
+        return member_mac(self.node_id, network_id)
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    network_id: int
+    revision: int
+    issued_to: int
+    name: str = ""
+    timestamp_s: float = 0.0
+    expires_s: float = 0.0
+    mtu_bytes: int = DEFAULT_MTU_BYTES
+    multicast_limit: int | None = None
+    broadcast: bool = True
+    private: bool = True
+    members: tuple[MemberConfig, ...] = ()
+    routes: tuple[dict[str, str | None], ...] = field(default_factory=tuple)
+
+    def member(self, node_id: int) -> MemberConfig | None:
+        for member in self.members:
+            if member.node_id == node_id:
+                return member
+        return None
+
+    # -- JSON ----------------------------------------------------------------
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": format_network_id(self.network_id),
+            "revision": self.revision,
+            "issued_to": format_node_id(self.issued_to),
+            "name": self.name,
+            "timestamp": self.timestamp_s,
+            "expires": self.expires_s,
+            "mtu": self.mtu_bytes,
+            "multicast_limit": self.multicast_limit,
+            "broadcast": self.broadcast,
+            "private": self.private,
+            "routes": [dict(route) for route in self.routes],
+            "members": [
+                {
+                    "id": format_node_id(m.node_id),
+                    "x25519": m.identity.x25519_public.hex(),
+                    "ed25519": m.identity.ed25519_public.hex(),
+                    "mac": format_mac(m.mac(self.network_id)),
+                    "ips": list(m.ips),
+                    "bridge": m.bridge,
+                    "endpoints": [f"{_host_for_endpoint(h)}:{p}" for h, p in m.endpoints],
+                    "name": m.name,
+                }
+                for m in self.members
+            ],
+        }
+
+    @classmethod
+    def from_json(cls, doc: Any) -> "NetworkConfig":
+        try:
+            return _parse_config(doc)
+        except NetconfError:
+            raise
+        except (KeyError, TypeError, ValueError, L2meshError) as exc:
+            raise NetconfError(f"malformed network config: {exc}") from None
+
+    def canonical_bytes(self) -> bytes:
+        return json.dumps(self.to_json(), sort_keys=True, separators=(",", ":")).encode()
+
+    def sign(self, controller: Identity) -> bytes:
+        body = self.canonical_bytes()
+        return controller.sign(body) + body
+
+    def with_changes(self, **changes: Any) -> "NetworkConfig":
+        return replace(self, **changes)
+
+
+def verify_signed_config(signed: bytes, controller: PublicIdentity, network_id: int, member_id: int) -> NetworkConfig:
+    """The config inside signed, if the controller signed it, for this network and this member."""
+    if len(signed) <= SIGNATURE_BYTES:
+        raise NetconfError("network config is not signed")
+    signature, body = signed[:SIGNATURE_BYTES], signed[SIGNATURE_BYTES:]
+    if not controller.verify(body, signature):
+        raise NetconfError("network config signature does not verify against the controller's key")
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        raise NetconfError("network config is not valid JSON") from None
+    config = NetworkConfig.from_json(doc)
+    if config.network_id != network_id:
+        raise NetconfError("network config is for another network")
+    if config.issued_to != member_id:
+        raise NetconfError("network config was issued to another member")
+    return config
+
+
+def parse_endpoint(text: str) -> tuple[str, int]:
+    """'198.18.1.2:9993' or '[2001:db8::1]:9993' -> (host, port)."""
+    if not isinstance(text, str):
+        raise NetconfError(f"invalid endpoint {text!r}")
+    host, sep, port_text = text.rpartition(":")
+    host = host.strip("[]")
+    try:
+        address = ipaddress.ip_address(host)
+        port = int(port_text)
+    except ValueError:
+        raise NetconfError(f"invalid endpoint {text!r}: expected IP:PORT") from None
+    if not sep or not 0 < port < 65536:
+        raise NetconfError(f"invalid endpoint {text!r}: port out of range")
+    return str(address), port
+
+
+def _host_for_endpoint(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def _parse_member(doc: Any, network_id: int) -> MemberConfig:
+    if not isinstance(doc, dict):
+        raise NetconfError("member entry must be an object")
+    identity = PublicIdentity.from_json(doc)
+    node_id = parse_node_id(doc["id"])
+    if node_id != identity.node_id:
+        raise NetconfError(f"member {doc['id']} keys hash to another id")
+    ips = tuple(str(ipaddress.ip_interface(ip)) for ip in doc.get("ips", []))
+    endpoints = tuple(parse_endpoint(e) for e in doc.get("endpoints", []))
+    mac = doc.get("mac")
+    if mac is not None and mac != format_mac(member_mac(node_id, network_id)):
+        raise NetconfError(f"member {doc['id']} has a MAC that is not derived from its id")
+    return MemberConfig(
+        node_id=node_id,
+        identity=identity,
+        ips=ips,
+        bridge=bool(doc.get("bridge", False)),
+        endpoints=endpoints,
+        name=str(doc.get("name", "")),
+    )
+
+
+def _parse_config(doc: Any) -> NetworkConfig:
+    if not isinstance(doc, dict):
+        raise NetconfError("network config must be a JSON object")
+    network_id = parse_network_id(doc["id"])
+    mtu = int(doc.get("mtu", DEFAULT_MTU_BYTES))
+    if not MIN_MTU_BYTES <= mtu <= MAX_MTU_BYTES:
+        raise NetconfError(f"MTU {mtu} out of range {MIN_MTU_BYTES}..{MAX_MTU_BYTES}")
+    limit = doc.get("multicast_limit")
+    members = tuple(_parse_member(m, network_id) for m in doc.get("members", []))
+    if len({m.node_id for m in members}) != len(members):
+        raise NetconfError("network config lists a member twice")
+    routes = tuple(
+        {"target": str(ipaddress.ip_network(r["target"], strict=False)), "via": r.get("via")}
+        for r in doc.get("routes", [])
+    )
+    return NetworkConfig(
+        network_id=network_id,
+        revision=int(doc["revision"]),
+        issued_to=parse_node_id(doc["issued_to"]),
+        name=str(doc.get("name", "")),
+        timestamp_s=float(doc.get("timestamp", 0.0)),
+        expires_s=float(doc.get("expires", 0.0)),
+        mtu_bytes=mtu,
+        multicast_limit=None if limit is None else int(limit),
+        broadcast=bool(doc.get("broadcast", True)),
+        private=bool(doc.get("private", True)),
+        members=members,
+        routes=routes,
+    )

@@ -1,0 +1,341 @@
+"""The node's protocol core, sans-IO: datagrams, TAP frames and time in; datagrams, TAP frames and events out.
+
+NodeCore owns the session table, the peers, the per-network switches and the
+fragment reassembler. The edge (daemon.py) calls frame_from_tap(),
+datagram_received() and tick(); the core answers through a Transmit object
+(send a datagram, write a frame to a TAP) and leaves rarer news (a network
+config changed) in `events` for the edge to act on. The per-frame paths
+avoid building objects: struct headers, one dict per hop, one AEAD call.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import Counter, deque
+from collections.abc import Hashable
+from dataclasses import dataclass
+from typing import Protocol
+
+from l2mesh.crypto.timers import DEFAULT_LIMITS, SessionLimits
+from l2mesh.fragments import DEFAULT_MAX_DATAGRAM_BYTES, Reassembler, fragment
+from l2mesh.identity import Identity
+from l2mesh.netconf import NetworkConfig
+from l2mesh.node.peers import Endpoint, Peer
+from l2mesh.session import Session, SessionAction, SessionError, SessionTable
+from l2mesh.switch import MemberPort, NetworkSwitch
+from l2mesh.wire.errors import ParseError
+from l2mesh.wire.messages import FRAME_HEADER, FRAME_HEADER_BYTES, MessageKind
+from l2mesh.wire.packets import PacketType
+from l2mesh.ids import member_mac
+
+_TRANSPORT = PacketType.TRANSPORT
+_FRAGMENT = PacketType.FRAGMENT
+_FRAME = MessageKind.FRAME
+_KEEPALIVE_MESSAGE = bytes([MessageKind.KEEPALIVE])
+_unpack_frame_header = FRAME_HEADER.unpack_from
+
+
+class Transmit(Protocol):
+    """How the core's output leaves it; the edge implements this with non-blocking system calls."""
+
+    def send_datagram(self, data: bytes | memoryview, address: Endpoint) -> None: ...
+
+    def write_frame(self, network_id: int, frame: bytes | memoryview) -> None: ...
+
+
+class NetworkStatus(enum.Enum):
+    REQUESTING = "REQUESTING"
+    ACCESS_DENIED = "ACCESS_DENIED"
+    NOT_FOUND = "NOT_FOUND"
+    OK = "OK"
+
+
+@dataclass(frozen=True)
+class NetworkConfigured:
+    """A network's config was applied (first time or changed): the edge sets up its TAP and addresses."""
+
+    network_id: int
+    config: NetworkConfig
+
+
+@dataclass(frozen=True)
+class NetworkRemoved:
+    network_id: int
+
+
+class NetworkState:
+    def __init__(self, network_id: int, local_node_id: int) -> None:
+        self.network_id = network_id
+        self.status = NetworkStatus.REQUESTING
+        self.config: NetworkConfig | None = None
+        self.mac = member_mac(local_node_id, network_id)
+        self.switch = NetworkSwitch(network_id, local_node_id, self.mac)
+        self.frame_header = FRAME_HEADER.pack(_FRAME, network_id)
+
+
+class NodeCore:
+    def __init__(
+        self,
+        identity: Identity,
+        transmit: Transmit,
+        limits: SessionLimits = DEFAULT_LIMITS,
+        max_datagram_bytes: int = DEFAULT_MAX_DATAGRAM_BYTES,
+    ) -> None:
+        self.identity = identity
+        self.node_id = identity.node_id
+        self.transmit = transmit
+        self.max_datagram_bytes = max_datagram_bytes
+        self.table = SessionTable(identity.x25519_private, self._is_allowed, limits)
+        self.peers: dict[int, Peer] = {}
+        self.peers_by_static: dict[bytes, Peer] = {}
+        self.networks: dict[int, NetworkState] = {}
+        self.reassembler = Reassembler()
+        self.events: deque[NetworkConfigured | NetworkRemoved] = deque()
+        self.drops: Counter[str] = Counter()
+
+    # -- membership --------------------------------------------------------------------
+    def _is_allowed(self, remote_static: bytes) -> bool:
+        return remote_static in self.peers_by_static
+
+    def apply_netconf(self, config: NetworkConfig) -> bool:
+        """Install a network config (from the controller, or the static-file seam). False if it is stale."""
+        state = self.networks.get(config.network_id)
+        if state is None:
+            state = self.networks[config.network_id] = NetworkState(config.network_id, self.node_id)
+        if state.config is not None and config.revision < state.config.revision:
+            self.drops["stale_netconf"] += 1
+            return False
+        state.config = config
+        state.status = NetworkStatus.OK
+        switch = state.switch
+        switch.broadcast_enabled = config.broadcast
+        switch.broadcast_limit = config.multicast_limit
+        switch.set_members([MemberPort(m.node_id, m.mac(config.network_id), m.bridge) for m in config.members])
+        self._sync_peers()
+        self.events.append(NetworkConfigured(config.network_id, config))
+        return True
+
+    def remove_network(self, network_id: int) -> None:
+        if self.networks.pop(network_id, None) is not None:
+            self._sync_peers()
+            self.events.append(NetworkRemoved(network_id))
+
+    def _sync_peers(self) -> None:
+        """Make the peer set the union of members over all networks; peers no longer shared are cut off."""
+        wanted: dict[int, tuple[NetworkConfig, list[int]]] = {}
+        for network_id, state in self.networks.items():
+            if state.config is None or state.status is not NetworkStatus.OK:
+                continue
+            for member in state.config.members:
+                if member.node_id == self.node_id:
+                    continue
+                wanted.setdefault(member.node_id, (state.config, []))[1].append(network_id)
+        for node_id in [n for n, p in self.peers.items() if n not in wanted and not p.is_controller]:
+            self._forget_peer(self.peers[node_id])
+        for node_id, (config, network_ids) in wanted.items():
+            member = config.member(node_id)
+            assert member is not None
+            peer = self.peers.get(node_id)
+            if peer is not None and peer.identity != member.identity:
+                self._forget_peer(peer)
+                peer = None
+            if peer is None:
+                peer = self.peers[node_id] = Peer(node_id, member.identity)
+                self.peers_by_static[member.identity.x25519_public] = peer
+            peer.networks = set(network_ids)
+            peer.candidates = list(member.endpoints)
+            if peer.endpoint is None and peer.candidates:
+                peer.endpoint = peer.candidates[0]
+
+    def _forget_peer(self, peer: Peer) -> None:
+        del self.peers[peer.node_id]
+        self.peers_by_static.pop(peer.identity.x25519_public, None)
+        self.table.remove(peer.identity.x25519_public)
+        peer.session = None
+        peer.queue.clear()
+
+    # -- frames from a TAP ---------------------------------------------------------------
+    def frame_from_tap(self, network_id: int, frame: bytes, now: float) -> None:
+        state = self.networks.get(network_id)
+        if state is None:
+            return
+        destination = state.switch.route_from_tap(frame, now)
+        if destination is None:
+            return
+        plaintext = state.frame_header + frame
+        if destination.__class__ is int:
+            self.send_message(destination, plaintext, now)  # type: ignore[arg-type]
+        else:
+            for node_id in destination:  # type: ignore[union-attr]
+                self.send_message(node_id, plaintext, now)
+
+    def send_message(self, node_id: int, plaintext: bytes, now: float) -> None:
+        """Encrypt an inner message to a peer and send it, or queue it behind a handshake."""
+        peer = self.peers.get(node_id)
+        if peer is None:
+            self.drops["no_such_peer"] += 1
+            return
+        session = peer.session
+        packet = session.seal(plaintext, now) if session is not None else None
+        if packet is None:
+            self._queue_and_handshake(peer, plaintext, now)
+            return
+        self._transmit(peer, packet)
+
+    def _transmit(self, peer: Peer, packet: memoryview) -> None:
+        endpoint = peer.endpoint
+        if endpoint is None:
+            self.drops["no_path"] += 1
+            return
+        peer.tx_packets += 1
+        peer.tx_bytes += len(packet)
+        if len(packet) <= self.max_datagram_bytes:
+            self.transmit.send_datagram(packet, endpoint)
+        else:
+            for piece in fragment(packet, self.max_datagram_bytes):
+                self.transmit.send_datagram(piece, endpoint)
+
+    def _queue_and_handshake(self, peer: Peer, plaintext: bytes, now: float) -> None:
+        if len(peer.queue) == peer.queue.maxlen:
+            self.drops["queue_full"] += 1
+        peer.queue.append(bytes(plaintext))
+        session = self._session_of(peer)
+        if session.pending is None:
+            self._send_initiation(peer, session, now)
+
+    def _session_of(self, peer: Peer) -> Session:
+        if peer.session is None:
+            peer.session = self.table.session_for(peer.identity.x25519_public)
+        return peer.session
+
+    def _send_initiation(self, peer: Peer, session: Session, now: float) -> None:
+        # A retry to a peer never heard from tries its next known endpoint.
+        if session.pending is not None and peer.last_rx_s is None and len(peer.candidates) > 1:
+            peer.endpoint = peer.next_candidate()
+        if peer.endpoint is None:
+            self.drops["no_path"] += 1
+            return
+        self.transmit.send_datagram(session.create_initiation(now), peer.endpoint)
+
+    def _flush_queue(self, peer: Peer, now: float) -> None:
+        session = peer.session
+        while peer.queue and session is not None:
+            packet = session.seal(peer.queue[0], now)
+            if packet is None:
+                return
+            peer.queue.popleft()
+            self._transmit(peer, packet)
+
+    # -- datagrams from the network --------------------------------------------------------
+    def datagram_received(self, data: memoryview, source: Endpoint, now: float) -> None:
+        """One UDP datagram; a malformed or hostile one is counted and dropped, never raised."""
+        if not data:
+            self.drops["empty_datagram"] += 1
+            return
+        kind = data[0]
+        if kind == _TRANSPORT:
+            self._transport_received(data, source, now)
+        elif kind == _FRAGMENT:
+            whole = self.reassembler.add(data, source, now)
+            if whole is not None:
+                self._transport_received(memoryview(whole), source, now)
+        elif kind == PacketType.HANDSHAKE_INIT:
+            self._initiation_received(data, source, now)
+        elif kind == PacketType.HANDSHAKE_RESPONSE:
+            self._response_received(data, source, now)
+        else:
+            self.drops["unknown_packet_type"] += 1
+
+    def _transport_received(self, data: memoryview, source: Endpoint, now: float) -> None:
+        try:
+            session, plaintext = self.table.open(data, now)
+        except SessionError:
+            self.drops["transport_rejected"] += 1
+            return
+        peer = self.peers_by_static.get(session.remote_static)
+        if peer is None:
+            self.drops["transport_from_unknown_peer"] += 1
+            return
+        # Authenticated: this is where the peer is now (roaming, NAT rebinding).
+        peer.endpoint = source
+        peer.last_rx_s = now
+        peer.rx_packets += 1
+        peer.rx_bytes += len(data)
+        if peer.queue:
+            self._flush_queue(peer, now)
+        if not plaintext:
+            self.drops["empty_message"] += 1
+            return
+        if plaintext[0] == _FRAME and len(plaintext) > FRAME_HEADER_BYTES:
+            network_id = _unpack_frame_header(plaintext)[1]
+            state = self.networks.get(network_id)
+            if state is None or network_id not in peer.networks:
+                self.drops["frame_for_unshared_network"] += 1
+                return
+            frame = plaintext[FRAME_HEADER_BYTES:]
+            if state.switch.accept_from_peer(peer.node_id, frame, now):
+                self.transmit.write_frame(network_id, frame)
+            return
+        self._control_received(peer, bytes(plaintext), source, now)
+
+    def _control_received(self, peer: Peer, message: bytes, source: Endpoint, now: float) -> None:
+        if message[0] == MessageKind.KEEPALIVE:
+            return
+        self.drops["unhandled_message"] += 1
+
+    def _initiation_received(self, data: memoryview, source: Endpoint, now: float) -> None:
+        try:
+            result = self.table.handle_initiation(data, now, source[0])
+        except (SessionError, ParseError):
+            self.drops["initiation_rejected"] += 1
+            return
+        peer = self.peers_by_static[result.session.remote_static]
+        peer.session = result.session
+        peer.endpoint = source
+        peer.last_rx_s = now
+        assert result.response is not None
+        self.transmit.send_datagram(result.response, source)
+
+    def _response_received(self, data: memoryview, source: Endpoint, now: float) -> None:
+        try:
+            result = self.table.handle_response(data, now)
+        except (SessionError, ParseError):
+            self.drops["response_rejected"] += 1
+            return
+        peer = self.peers_by_static.get(result.session.remote_static)
+        if peer is None:
+            self.drops["response_from_unknown_peer"] += 1
+            return
+        peer.session = result.session
+        peer.endpoint = source
+        peer.last_rx_s = now
+        if peer.queue:
+            self._flush_queue(peer, now)
+        else:
+            # Confirms the new keys to the responder, so it can send at once.
+            self.send_message(peer.node_id, _KEEPALIVE_MESSAGE, now)
+
+    # -- timers ------------------------------------------------------------------------------
+    def tick(self, now: float) -> None:
+        for session, action in self.table.poll(now):
+            peer = self.peers_by_static.get(session.remote_static)
+            if peer is None:
+                continue
+            if action & SessionAction.EXPIRED:
+                peer.session = None
+                continue
+            if action & SessionAction.HANDSHAKE_FAILED:
+                self.drops["handshake_failed_queue_dropped"] += len(peer.queue)
+                peer.queue.clear()
+            if action & SessionAction.SEND_INITIATION:
+                self._send_initiation(peer, session, now)
+            if action & SessionAction.SEND_KEEPALIVE:
+                self.send_message(peer.node_id, _KEEPALIVE_MESSAGE, now)
+        self.reassembler.expire(now)
+
+    # -- introspection ------------------------------------------------------------------------
+    def counters(self) -> dict[str, object]:
+        return {
+            "drops": dict(self.drops + self.reassembler.drops),
+            "networks": {f"{nid:016x}": state.switch.counters() for nid, state in self.networks.items()},
+        }

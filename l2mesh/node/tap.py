@@ -1,0 +1,84 @@
+"""TAP devices and their addresses: python-pytun makes the device, pyroute2 (netlink) sets addresses."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+
+import pytun
+from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
+
+from l2mesh.errors import L2meshError
+
+TAP_NAME_PREFIX = "l2m"
+TUN_DEVICE = "/dev/net/tun"
+
+
+class TapError(L2meshError):
+    """A TAP device cannot be made or configured."""
+
+
+def tap_name_for(network_id: int) -> str:
+    return f"{TAP_NAME_PREFIX}{network_id:016x}"[:11]
+
+
+def check_tap_support() -> None:
+    """Fail early, in one line, when this process cannot create TAP devices."""
+    if not os.path.exists(TUN_DEVICE):
+        raise TapError(f"{TUN_DEVICE} is missing: load the tun module (modprobe tun) or give the container the device")
+    if not os.access(TUN_DEVICE, os.R_OK | os.W_OK):
+        raise TapError(f"cannot open {TUN_DEVICE}: run as root or with CAP_NET_ADMIN")
+
+
+class TapDevice:
+    """One non-persistent TAP (IFF_TAP | IFF_NO_PI): closing it removes the interface."""
+
+    def __init__(self, name: str, mac: bytes, mtu_bytes: int) -> None:
+        try:
+            self._device = pytun.TunTapDevice(name=name, flags=pytun.IFF_TAP | pytun.IFF_NO_PI)
+            self._device.hwaddr = mac
+            self._device.mtu = mtu_bytes
+            self._device.up()
+        except pytun.Error as exc:
+            raise TapError(f"cannot create TAP device {name}: {exc} (needs root or CAP_NET_ADMIN)") from None
+        self.name = self._device.name
+        self.fd = self._device.fileno()
+        os.set_blocking(self.fd, False)
+        self.addresses: set[str] = set()
+
+    @property
+    def mtu_bytes(self) -> int:
+        return int(self._device.mtu)
+
+    def set_mtu(self, mtu_bytes: int) -> None:
+        if self._device.mtu != mtu_bytes:
+            self._device.mtu = mtu_bytes
+
+    def set_addresses(self, wanted: set[str]) -> None:
+        """Make the managed addresses exactly `wanted` (CIDR strings); others the user added are left alone."""
+        with IPRoute() as ipr:
+            links = ipr.link_lookup(ifname=self.name)
+            if not links:
+                raise TapError(f"interface {self.name} disappeared")
+            index = links[0]
+            for cidr in sorted(self.addresses - wanted):
+                interface = ipaddress.ip_interface(cidr)
+                try:
+                    ipr.addr("del", index=index, address=str(interface.ip), prefixlen=interface.network.prefixlen)
+                except NetlinkError:
+                    pass
+            for cidr in sorted(wanted - self.addresses):
+                interface = ipaddress.ip_interface(cidr)
+                try:
+                    ipr.addr("add", index=index, address=str(interface.ip), prefixlen=interface.network.prefixlen)
+                except NetlinkError as exc:
+                    if exc.code != 17:  # EEXIST: already there is what we want
+                        raise TapError(f"cannot add {cidr} to {self.name}: {exc}") from None
+        self.addresses = set(wanted)
+
+    def close(self) -> None:
+        try:
+            self._device.close()
+        except pytun.Error:
+            pass

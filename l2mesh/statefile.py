@@ -1,0 +1,72 @@
+"""Crash-safe files in a state directory: write to a temporary file, fsync, rename, fsync the directory.
+
+Every piece of state l2mesh keeps (keys, joined networks, cached configs)
+goes through here, so a crash at any moment leaves either the old or the new
+file, never a torn one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from l2mesh.errors import StateError
+
+PRIVATE_FILE_MODE = 0o600
+STATE_DIR_MODE = 0o700
+
+
+def ensure_state_dir(path: Path) -> Path:
+    try:
+        path.mkdir(mode=STATE_DIR_MODE, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StateError(f"cannot create state directory {path}: {exc.strerror}") from None
+    if not path.is_dir():
+        raise StateError(f"state directory {path} is not a directory")
+    return path
+
+
+def atomic_write_bytes(path: Path, data: bytes, mode: int = PRIVATE_FILE_MODE) -> None:
+    tmp = path.with_name(f".{path.name}.tmp.{os.getpid()}")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        try:
+            os.fchmod(fd, mode)
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError as exc:
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+        raise StateError(f"cannot write {path}: {exc.strerror}") from None
+
+
+def atomic_write_json(path: Path, value: Any, mode: int = PRIVATE_FILE_MODE) -> None:
+    atomic_write_bytes(path, (json.dumps(value, indent=2, sort_keys=True) + "\n").encode(), mode)
+
+
+def read_json(path: Path) -> Any:
+    """The JSON document at path; a missing, unreadable or malformed file is a StateError."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise StateError(f"{path} does not exist") from None
+    except OSError as exc:
+        raise StateError(f"cannot read {path}: {exc.strerror}") from None
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise StateError(f"{path} is corrupted: not valid JSON") from None

@@ -1,0 +1,10 @@
+"""Byte formats of the l2mesh protocol: the one source of truth, no I/O and no policy.
+
+packets.py holds what travels in a UDP datagram (handshakes, transport,
+fragments, relay envelopes, identity look-ups); messages.py holds what travels
+encrypted inside a transport packet (frames and control messages).
+"""
+
+from l2mesh.wire.errors import ParseError
+
+__all__ = ["ParseError"]

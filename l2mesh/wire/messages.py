@@ -1,0 +1,169 @@
+"""Inner messages: the plaintext of one transport packet, after decryption.
+
+The first byte names the kind. Frames carry the network id because two
+nodes may share several networks over one session. Control messages travel
+between members (subscriptions, path probes) or between a member and its
+controller (netconf, endpoint hints, errors).
+"""
+
+from __future__ import annotations
+
+import enum
+import struct
+
+import construct as c
+
+from l2mesh.wire.common import Endpoint, NetworkIdField, NodeIdField
+
+
+class MessageKind(enum.IntEnum):
+    FRAME = 1
+    MULTICAST_FRAME = 2
+    NETCONF_REQUEST = 3
+    NETCONF_RESPONSE = 4
+    MULTICAST_SUBSCRIPTIONS = 5
+    ENDPOINT_HINTS = 6
+    PATH_PROBE = 7
+    PATH_PROBE_REPLY = 8
+    KEEPALIVE = 9
+    ERROR = 10
+
+
+class NetconfStatus(enum.IntEnum):
+    OK = 0
+    ACCESS_DENIED = 1
+    NOT_FOUND = 2
+
+
+class ErrorCode(enum.IntEnum):
+    ACCESS_DENIED = 1
+    NOT_FOUND = 2
+    UNSUPPORTED = 3
+    RATE_LIMITED = 4
+
+
+def _kind(kind: MessageKind) -> c.Const:
+    return "kind" / c.Const(kind, c.Int8ub)
+
+
+Frame = "Frame" / c.Struct(
+    _kind(MessageKind.FRAME),
+    "network_id" / NetworkIdField,
+    # A whole Ethernet frame: destination MAC, source MAC, ethertype, payload.
+    "frame" / c.GreedyBytes,
+    c.Check(lambda ctx: len(ctx.frame) >= 14),
+)
+"""One Ethernet frame from one member's TAP to another's: unicast, or a copy of a flood."""
+
+FRAME_HEADER = struct.Struct(">BQ")
+"""Hot-path equivalent of Frame's header (tests prove the bytes identical)."""
+FRAME_HEADER_BYTES = 9
+
+MulticastFrame = "MulticastFrame" / c.Struct(
+    _kind(MessageKind.MULTICAST_FRAME),
+    "network_id" / NetworkIdField,
+    # The group the sender addressed, as ZeroTier names groups: the
+    # multicast MAC plus a 32-bit "additional distinguishing information"
+    # (the IPv4 address for ARP broadcast scoping, else 0).
+    "group_mac" / c.Bytes(6),
+    "adi" / c.Int32ub,
+    "frame" / c.GreedyBytes,
+    c.Check(lambda ctx: len(ctx.frame) >= 14),
+)
+"""A frame sent to the subscribers of a multicast group (or to all members, for broadcast)."""
+
+NetconfRequest = "NetconfRequest" / c.Struct(
+    _kind(MessageKind.NETCONF_REQUEST),
+    "network_id" / NetworkIdField,
+    # The controller answers "no change" cheaply when this is current.
+    "have_revision" / c.Int64ub,
+    "client_version" / c.PascalString(c.Int8ub, "utf8"),
+    c.Terminated,
+)
+"""Member -> controller: asks for (or refreshes) the network config of one network."""
+
+NetconfResponse = "NetconfResponse" / c.Struct(
+    _kind(MessageKind.NETCONF_RESPONSE),
+    "network_id" / NetworkIdField,
+    "status" / c.Enum(c.Int8ub, NetconfStatus),
+    "revision" / c.Int64ub,
+    # Ed25519 signature (64 bytes) followed by the JSON document it signs;
+    # empty unless status is OK. Large configs travel as transport fragments.
+    "signed_config" / c.Prefixed(c.Int32ub, c.GreedyBytes),
+    c.Terminated,
+)
+"""Controller -> member: the signed config, or why there is none (ACCESS_DENIED, NOT_FOUND)."""
+
+MulticastGroup = c.Struct(
+    "mac" / c.Bytes(6),
+    "adi" / c.Int32ub,
+)
+
+MulticastSubscriptions = "MulticastSubscriptions" / c.Struct(
+    _kind(MessageKind.MULTICAST_SUBSCRIPTIONS),
+    "network_id" / NetworkIdField,
+    # Subscriptions expire unless refreshed; the announcer says how long to keep them.
+    "ttl_s" / c.Int16ub,
+    # True when groups is the sender's complete set (others it had are dropped).
+    "complete" / c.Flag,
+    "groups" / c.PrefixedArray(c.Int16ub, MulticastGroup),
+    c.Terminated,
+)
+"""Member -> member: the multicast groups its TAP listens to on one network."""
+
+EndpointHints = "EndpointHints" / c.Struct(
+    _kind(MessageKind.ENDPOINT_HINTS),
+    # Member -> controller: the sender itself, with its local addresses.
+    # Controller -> member: a peer, with the addresses it may be reached at.
+    "node_id" / NodeIdField,
+    # Set by the controller when both sides should probe each other now (hole punching).
+    "punch" / c.Flag,
+    "endpoints" / c.PrefixedArray(c.Int8ub, Endpoint),
+    c.Terminated,
+)
+"""Candidate UDP endpoints of a node, for direct paths and hole punching."""
+
+PathProbe = "PathProbe" / c.Struct(
+    _kind(MessageKind.PATH_PROBE),
+    "probe_id" / c.Int64ub,
+    c.Terminated,
+)
+"""Asks the peer to answer on the path this arrived by: measures latency and proves the path works."""
+
+PathProbeReply = "PathProbeReply" / c.Struct(
+    _kind(MessageKind.PATH_PROBE_REPLY),
+    "probe_id" / c.Int64ub,
+    # The address the probe came from, as the replier saw it: behind NAT this
+    # is the sender's public mapping (what STUN would tell it).
+    "observed" / Endpoint,
+    c.Terminated,
+)
+"""Answer to a PathProbe."""
+
+Keepalive = "Keepalive" / c.Struct(
+    _kind(MessageKind.KEEPALIVE),
+    c.Terminated,
+)
+"""Keeps NAT mappings and the session alive when no frames flow."""
+
+Error = "Error" / c.Struct(
+    _kind(MessageKind.ERROR),
+    "network_id" / NetworkIdField,
+    "code" / c.Enum(c.Int8ub, ErrorCode),
+    "message" / c.PascalString(c.Int8ub, "utf8"),
+    c.Terminated,
+)
+"""Tells a peer why a request was refused."""
+
+MESSAGES: dict[MessageKind, c.Construct] = {
+    MessageKind.FRAME: Frame,
+    MessageKind.MULTICAST_FRAME: MulticastFrame,
+    MessageKind.NETCONF_REQUEST: NetconfRequest,
+    MessageKind.NETCONF_RESPONSE: NetconfResponse,
+    MessageKind.MULTICAST_SUBSCRIPTIONS: MulticastSubscriptions,
+    MessageKind.ENDPOINT_HINTS: EndpointHints,
+    MessageKind.PATH_PROBE: PathProbe,
+    MessageKind.PATH_PROBE_REPLY: PathProbeReply,
+    MessageKind.KEEPALIVE: Keepalive,
+    MessageKind.ERROR: Error,
+}

@@ -1,0 +1,420 @@
+"""Property tests for l2mesh.wire: every packet and message round-trips, hostile bytes raise only ParseError."""
+
+from __future__ import annotations
+
+import ipaddress
+
+import construct as c
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from l2mesh.wire import ParseError
+from l2mesh.wire.codec import parse_message, parse_packet
+from l2mesh.wire.errors import parse_exact
+from l2mesh.wire.messages import (
+    FRAME_HEADER,
+    FRAME_HEADER_BYTES,
+    MESSAGES,
+    ErrorCode,
+    Frame,
+    MessageKind,
+    NetconfStatus,
+)
+from l2mesh.wire.packets import (
+    FRAGMENT_HEADER,
+    FRAGMENT_HEADER_BYTES,
+    PACKETS,
+    TRANSPORT_HEADER,
+    TRANSPORT_HEADER_BYTES,
+    Fragment,
+    PacketType,
+    Transport,
+    TransportHeader,
+)
+
+SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+u8 = st.integers(0, 2**8 - 1)
+u16 = st.integers(0, 2**16 - 1)
+u32 = st.integers(0, 2**32 - 1)
+u40 = st.integers(0, 2**40 - 1)
+u64 = st.integers(0, 2**64 - 1)
+
+
+def fixed(n: int) -> st.SearchStrategy[bytes]:
+    return st.binary(min_size=n, max_size=n)
+
+
+def short_text() -> st.SearchStrategy[str]:
+    # PascalString(Int8ub, "utf8"): at most 255 encoded bytes.
+    return st.text(max_size=80).filter(lambda s: len(s.encode()) <= 255)
+
+
+endpoints = st.tuples(st.ip_addresses().map(str), u16)
+
+PACKET_FIELDS: dict[PacketType, st.SearchStrategy[dict]] = {
+    PacketType.HANDSHAKE_INIT: st.fixed_dictionaries(
+        {"sender_index": u32, "ephemeral": fixed(32), "encrypted_static": fixed(48), "encrypted_timestamp": fixed(28)}
+    ),
+    PacketType.HANDSHAKE_RESPONSE: st.fixed_dictionaries(
+        {"sender_index": u32, "receiver_index": u32, "ephemeral": fixed(32), "encrypted_empty": fixed(16)}
+    ),
+    PacketType.TRANSPORT: st.fixed_dictionaries(
+        {"receiver_index": u32, "counter": u64, "ciphertext": st.binary(min_size=16, max_size=200)}
+    ),
+    PacketType.FRAGMENT: st.fixed_dictionaries(
+        {"index": u8, "count": u8, "receiver_index": u32, "counter": u64, "chunk": st.binary(max_size=200)}
+    ),
+    PacketType.RELAY: st.fixed_dictionaries(
+        {"hops": u8, "destination": u40, "source": u40, "packet": st.binary(max_size=200)}
+    ),
+    PacketType.IDENTITY_REQUEST: st.fixed_dictionaries({"node_id": u40}),
+    PacketType.IDENTITY_RESPONSE: st.fixed_dictionaries({"x25519": fixed(32), "ed25519": fixed(32)}),
+}
+
+MESSAGE_FIELDS: dict[MessageKind, st.SearchStrategy[dict]] = {
+    MessageKind.FRAME: st.fixed_dictionaries({"network_id": u64, "frame": st.binary(min_size=14, max_size=200)}),
+    MessageKind.MULTICAST_FRAME: st.fixed_dictionaries(
+        {"network_id": u64, "group_mac": fixed(6), "adi": u32, "frame": st.binary(min_size=14, max_size=200)}
+    ),
+    MessageKind.NETCONF_REQUEST: st.fixed_dictionaries(
+        {"network_id": u64, "have_revision": u64, "client_version": short_text()}
+    ),
+    MessageKind.NETCONF_RESPONSE: st.fixed_dictionaries(
+        {
+            "network_id": u64,
+            "status": st.sampled_from([s.name for s in NetconfStatus]),
+            "revision": u64,
+            "signed_config": st.binary(max_size=300),
+        }
+    ),
+    MessageKind.MULTICAST_SUBSCRIPTIONS: st.fixed_dictionaries(
+        {
+            "network_id": u64,
+            "ttl_s": u16,
+            "complete": st.booleans(),
+            "groups": st.lists(st.fixed_dictionaries({"mac": fixed(6), "adi": u32}), max_size=12),
+        }
+    ),
+    MessageKind.ENDPOINT_HINTS: st.fixed_dictionaries(
+        {"node_id": u40, "punch": st.booleans(), "endpoints": st.lists(endpoints, max_size=8)}
+    ),
+    MessageKind.PATH_PROBE: st.fixed_dictionaries({"probe_id": u64}),
+    MessageKind.PATH_PROBE_REPLY: st.fixed_dictionaries({"probe_id": u64, "observed": endpoints}),
+    MessageKind.KEEPALIVE: st.fixed_dictionaries({}),
+    MessageKind.ERROR: st.fixed_dictionaries(
+        {"network_id": u64, "code": st.sampled_from([e.name for e in ErrorCode]), "message": short_text()}
+    ),
+}
+
+# Constructs ending in GreedyBytes: name of the tail field and the shortest valid encoding.
+GREEDY_PACKETS = {
+    PacketType.TRANSPORT: ("ciphertext", TRANSPORT_HEADER_BYTES + 16),
+    PacketType.FRAGMENT: ("chunk", FRAGMENT_HEADER_BYTES),
+    PacketType.RELAY: ("packet", 12),
+}
+GREEDY_MESSAGES = {
+    MessageKind.FRAME: ("frame", FRAME_HEADER_BYTES + 14),
+    MessageKind.MULTICAST_FRAME: ("frame", 1 + 8 + 6 + 4 + 14),
+}
+
+
+def _top_level_subcons(definition: c.Construct) -> list[c.Construct]:
+    inner = definition
+    while isinstance(inner, c.Renamed):
+        inner = inner.subcon
+    assert isinstance(inner, c.Struct)
+    return list(inner.subcons)
+
+
+def _is_terminated(definition: c.Construct) -> bool:
+    return any(sub is c.Terminated for sub in _top_level_subcons(definition))
+
+
+def _greedy_tail(definition: c.Construct) -> str | None:
+    for sub in _top_level_subcons(definition):
+        if isinstance(sub, c.Renamed) and sub.subcon is c.GreedyBytes:
+            return sub.name
+    return None
+
+
+ALL = [("packet", t, PACKETS[t], PACKET_FIELDS) for t in PacketType] + [
+    ("message", k, MESSAGES[k], MESSAGE_FIELDS) for k in MessageKind
+]
+ALL_IDS = [f"{kind}-{tag.name}" for kind, tag, _, _ in ALL]
+
+
+def _parse(kind: str, data: bytes):
+    return parse_packet(data) if kind == "packet" else parse_message(data)
+
+
+def _greedy(kind: str, tag) -> tuple[str, int] | None:
+    return (GREEDY_PACKETS if kind == "packet" else GREEDY_MESSAGES).get(tag)
+
+
+def _same_value(field: str, parsed, expected) -> bool:
+    if field == "endpoints":
+        return [(ipaddress.ip_address(h), p) for h, p in parsed] == [
+            (ipaddress.ip_address(h), p) for h, p in expected
+        ]
+    if field == "observed":
+        return (ipaddress.ip_address(parsed[0]), parsed[1]) == (ipaddress.ip_address(expected[0]), expected[1])
+    if field == "groups":
+        return [dict(mac=g.mac, adi=g.adi) for g in parsed] == expected
+    return parsed == expected
+
+
+# -- the tables above cover exactly what the protocol defines --------------
+
+
+def test_field_strategies_cover_every_packet_and_message() -> None:
+    assert set(PACKET_FIELDS) == set(PACKETS) == set(PacketType)
+    assert set(MESSAGE_FIELDS) == set(MESSAGES) == set(MessageKind)
+
+
+def test_every_construct_is_either_terminated_or_ends_in_a_greedy_tail() -> None:
+    for kind, tag, definition, _ in ALL:
+        greedy = _greedy(kind, tag)
+        if greedy is None:
+            assert _is_terminated(definition), f"{tag!r} neither Terminated nor greedy"
+            assert _greedy_tail(definition) is None
+        else:
+            assert not _is_terminated(definition)
+            assert _greedy_tail(definition) == greedy[0]
+
+
+def test_packet_and_message_tables_are_keyed_by_their_leading_byte() -> None:
+    for kind, tag, definition, strategies in ALL:
+        encoded = definition.build(_minimal_fields(kind, tag))
+        assert encoded[0] == tag
+        parsed_tag, _ = _parse(kind, encoded)
+        assert parsed_tag == tag
+
+
+def _minimal_fields(kind: str, tag) -> dict:
+    """A deterministic valid field set (packet types and message kinds share small integers: two tables)."""
+    packets = {
+        PacketType.HANDSHAKE_INIT: dict(sender_index=1, ephemeral=b"e" * 32, encrypted_static=b"s" * 48, encrypted_timestamp=b"t" * 28),
+        PacketType.HANDSHAKE_RESPONSE: dict(sender_index=1, receiver_index=2, ephemeral=b"e" * 32, encrypted_empty=b"x" * 16),
+        PacketType.TRANSPORT: dict(receiver_index=1, counter=2, ciphertext=b"c" * 16),
+        PacketType.FRAGMENT: dict(index=0, count=2, receiver_index=1, counter=2, chunk=b"abc"),
+        PacketType.RELAY: dict(hops=0, destination=1, source=2, packet=b"p"),
+        PacketType.IDENTITY_REQUEST: dict(node_id=1),
+        PacketType.IDENTITY_RESPONSE: dict(x25519=b"x" * 32, ed25519=b"d" * 32),
+    }
+    messages = {
+        MessageKind.FRAME: dict(network_id=1, frame=b"f" * 14),
+        MessageKind.MULTICAST_FRAME: dict(network_id=1, group_mac=b"\x01" * 6, adi=0, frame=b"f" * 14),
+        MessageKind.NETCONF_REQUEST: dict(network_id=1, have_revision=0, client_version="v"),
+        MessageKind.NETCONF_RESPONSE: dict(network_id=1, status="OK", revision=1, signed_config=b"sig"),
+        MessageKind.MULTICAST_SUBSCRIPTIONS: dict(network_id=1, ttl_s=60, complete=True, groups=[dict(mac=b"\x01" * 6, adi=0)]),
+        MessageKind.ENDPOINT_HINTS: dict(node_id=1, punch=False, endpoints=[("192.0.2.1", 9993), ("2001:db8::1", 1)]),
+        MessageKind.PATH_PROBE: dict(probe_id=7),
+        MessageKind.PATH_PROBE_REPLY: dict(probe_id=7, observed=("198.51.100.7", 4242)),
+        MessageKind.KEEPALIVE: dict(),
+        MessageKind.ERROR: dict(network_id=1, code="NOT_FOUND", message="no such network"),
+    }
+    return (packets if kind == "packet" else messages)[tag]
+
+
+# -- round trips ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("kind", "tag", "definition", "strategies"), ALL, ids=ALL_IDS)
+@SETTINGS
+@given(data=st.data())
+def test_build_parse_build_round_trips_fields_and_bytes(kind, tag, definition, strategies, data) -> None:
+    fields = data.draw(strategies[tag])
+    encoded = definition.build(fields)
+    parsed_tag, parsed = _parse(kind, encoded)
+    assert parsed_tag == tag
+    for name, value in fields.items():
+        assert _same_value(name, parsed[name], value), name
+    assert definition.build(parsed) == encoded
+
+
+# -- truncation and extension ---------------------------------------------
+
+
+@pytest.mark.parametrize(("kind", "tag", "definition", "strategies"), ALL, ids=ALL_IDS)
+@settings(max_examples=60, deadline=None)
+@given(data=st.data())
+def test_every_truncation_raises_parse_error_or_is_a_valid_shorter_greedy_message(
+    kind, tag, definition, strategies, data
+) -> None:
+    fields = data.draw(strategies[tag])
+    encoded = definition.build(fields)
+    greedy = _greedy(kind, tag)
+    for length in range(len(encoded)):
+        prefix = encoded[:length]
+        if greedy is not None and length >= greedy[1]:
+            # Cutting a GreedyBytes tail leaves a shorter but valid encoding.
+            parsed_tag, parsed = _parse(kind, prefix)
+            assert parsed_tag == tag
+            tail_name = greedy[0]
+            assert parsed[tail_name] == fields[tail_name][: length - (len(encoded) - len(fields[tail_name]))]
+        else:
+            with pytest.raises(ParseError):
+                _parse(kind, prefix)
+
+
+TERMINATED = [entry for entry in ALL if _greedy(entry[0], entry[1]) is None]
+GREEDY = [entry for entry in ALL if _greedy(entry[0], entry[1]) is not None]
+
+
+@pytest.mark.parametrize(
+    ("kind", "tag", "definition", "strategies"), TERMINATED, ids=[f"{k}-{t.name}" for k, t, _, _ in TERMINATED]
+)
+@settings(max_examples=60, deadline=None)
+@given(data=st.data(), extra=st.binary(min_size=1, max_size=64))
+def test_appending_bytes_to_a_terminated_message_raises_parse_error(kind, tag, definition, strategies, data, extra) -> None:
+    encoded = definition.build(data.draw(strategies[tag]))
+    with pytest.raises(ParseError):
+        _parse(kind, encoded + extra)
+
+
+@pytest.mark.parametrize(
+    ("kind", "tag", "definition", "strategies"), GREEDY, ids=[f"{k}-{t.name}" for k, t, _, _ in GREEDY]
+)
+@settings(max_examples=60, deadline=None)
+@given(data=st.data(), extra=st.binary(min_size=1, max_size=64))
+def test_appending_bytes_to_a_greedy_message_extends_its_tail(kind, tag, definition, strategies, data, extra) -> None:
+    fields = data.draw(strategies[tag])
+    tail_name, _ = _greedy(kind, tag)
+    _, parsed = _parse(kind, definition.build(fields) + extra)
+    assert parsed[tail_name] == fields[tail_name] + extra
+
+
+def test_terminated_and_greedy_lists_cover_all_constructs() -> None:
+    assert len(TERMINATED) == 12
+    assert len(GREEDY) == 5
+
+
+# -- hostile bytes ----------------------------------------------------------
+
+
+def _only_parse_error(parse, data: bytes) -> None:
+    try:
+        parse(data)
+    except ParseError:
+        pass
+
+
+@SETTINGS
+@given(st.binary(max_size=3000))
+def test_random_bytes_to_parse_packet_raise_only_parse_error(data: bytes) -> None:
+    _only_parse_error(parse_packet, data)
+
+
+@SETTINGS
+@given(st.binary(max_size=3000))
+def test_random_bytes_to_parse_message_raise_only_parse_error(data: bytes) -> None:
+    _only_parse_error(parse_message, data)
+
+
+@SETTINGS
+@given(tag=st.sampled_from(list(PacketType)), rest=st.binary(max_size=300))
+def test_random_bytes_after_a_valid_packet_type_raise_only_parse_error(tag, rest: bytes) -> None:
+    _only_parse_error(parse_packet, bytes([tag]) + rest)
+
+
+@SETTINGS
+@given(tag=st.sampled_from(list(MessageKind)), rest=st.binary(max_size=300))
+def test_random_bytes_after_a_valid_message_kind_raise_only_parse_error(tag, rest: bytes) -> None:
+    _only_parse_error(parse_message, bytes([tag]) + rest)
+
+
+@SETTINGS
+@given(
+    tag=st.sampled_from([MessageKind.ENDPOINT_HINTS, MessageKind.PATH_PROBE_REPLY, MessageKind.NETCONF_REQUEST, MessageKind.ERROR]),
+    data=st.data(),
+    position=st.integers(0, 10_000),
+    value=u8,
+)
+def test_corrupting_one_byte_of_a_structured_message_raises_only_parse_error(tag, data, position, value) -> None:
+    # Hits the nested decoders (endpoint family/address, utf-8 strings, enums).
+    encoded = bytearray(MESSAGES[tag].build(data.draw(MESSAGE_FIELDS[tag])))
+    encoded[position % len(encoded)] = value
+    _only_parse_error(parse_message, bytes(encoded))
+
+
+def test_empty_input_and_unknown_tags_raise_parse_error() -> None:
+    for parse in (parse_packet, parse_message):
+        with pytest.raises(ParseError):
+            parse(b"")
+        with pytest.raises(ParseError):
+            parse(b"\x00" + b"\x00" * 40)
+        with pytest.raises(ParseError):
+            parse(b"\xff" + b"\x00" * 40)
+
+
+def test_invalid_utf8_and_bad_endpoint_family_raise_parse_error() -> None:
+    bad_utf8 = bytes([MessageKind.ERROR]) + (1).to_bytes(8, "big") + bytes([ErrorCode.NOT_FOUND, 2]) + b"\xff\xfe"
+    with pytest.raises(ParseError):
+        parse_message(bad_utf8)
+    bad_family = bytes([MessageKind.PATH_PROBE_REPLY]) + (7).to_bytes(8, "big") + bytes([5]) + b"\0" * 6
+    with pytest.raises(ParseError):
+        parse_message(bad_family)
+
+
+def test_parse_accepts_memoryview() -> None:
+    encoded = Transport.build(dict(receiver_index=9, counter=10, ciphertext=b"t" * 16))
+    tag, parsed = parse_packet(memoryview(encoded))
+    assert tag is PacketType.TRANSPORT and parsed.receiver_index == 9 and parsed.counter == 10
+    assert parse_exact(Transport, memoryview(encoded)).ciphertext == b"t" * 16
+
+
+# -- hot-path structs are byte-identical to the constructs -------------------
+
+
+def test_hot_path_struct_sizes_match_constructs() -> None:
+    assert TRANSPORT_HEADER.size == TRANSPORT_HEADER_BYTES == TransportHeader.sizeof() == 16
+    assert FRAGMENT_HEADER.size == FRAGMENT_HEADER_BYTES == 16
+    assert FRAME_HEADER.size == FRAME_HEADER_BYTES == 9
+
+
+@SETTINGS
+@given(receiver_index=u32, counter=u64, ciphertext=st.binary(min_size=16, max_size=64))
+def test_transport_header_struct_is_byte_identical_to_construct(receiver_index, counter, ciphertext) -> None:
+    packed = TRANSPORT_HEADER.pack(PacketType.TRANSPORT, receiver_index, counter)
+    assert packed == TransportHeader.build(dict(receiver_index=receiver_index, counter=counter))
+    whole = Transport.build(dict(receiver_index=receiver_index, counter=counter, ciphertext=ciphertext))
+    assert whole == packed + ciphertext
+    assert TRANSPORT_HEADER.unpack_from(whole) == (PacketType.TRANSPORT, receiver_index, counter)
+    parsed = TransportHeader.parse(packed)
+    assert (parsed.type, parsed.receiver_index, parsed.counter) == (PacketType.TRANSPORT, receiver_index, counter)
+    parsed_whole = Transport.parse(packed + ciphertext)
+    assert (parsed_whole.receiver_index, parsed_whole.counter, parsed_whole.ciphertext) == (
+        receiver_index,
+        counter,
+        ciphertext,
+    )
+
+
+@SETTINGS
+@given(index=u8, count=u8, receiver_index=u32, counter=u64, chunk=st.binary(max_size=64))
+def test_fragment_header_struct_is_byte_identical_to_construct(index, count, receiver_index, counter, chunk) -> None:
+    packed = FRAGMENT_HEADER.pack(PacketType.FRAGMENT, index, count, receiver_index, counter)
+    built = Fragment.build(dict(index=index, count=count, receiver_index=receiver_index, counter=counter, chunk=chunk))
+    assert built == packed + chunk
+    assert FRAGMENT_HEADER.unpack_from(built) == (PacketType.FRAGMENT, index, count, receiver_index, counter)
+    parsed = Fragment.parse(packed + chunk)
+    assert (parsed.index, parsed.count, parsed.receiver_index, parsed.counter, parsed.chunk) == (
+        index,
+        count,
+        receiver_index,
+        counter,
+        chunk,
+    )
+
+
+@SETTINGS
+@given(network_id=u64, frame=st.binary(min_size=14, max_size=64))
+def test_frame_header_struct_is_byte_identical_to_construct(network_id, frame) -> None:
+    packed = FRAME_HEADER.pack(MessageKind.FRAME, network_id)
+    built = Frame.build(dict(network_id=network_id, frame=frame))
+    assert built == packed + frame
+    assert FRAME_HEADER.unpack_from(built) == (MessageKind.FRAME, network_id)
+    parsed = Frame.parse(packed + frame)
+    assert (parsed.network_id, parsed.frame) == (network_id, frame)
