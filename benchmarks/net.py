@@ -10,7 +10,8 @@ benchmarks/results/net-<UTC timestamp>.json).
 The machines this runs on are shared and an absolute Gbit/s figure moves from
 run to run, so every system is measured in the same invocation, in interleaved
 rounds, and l2mesh is read as a ratio to the raw path and to tinc. The method
-follows /work/shared/bench/peers.sh so the figures are comparable with its.
+follows /work/shared/bench/peers.sh so the figures compare with the ones
+in its README.
 
 l2mesh is driven only through its CLI (`l2mesh id --json`, `l2mesh daemon
 --static-netconf FILE`): the benchmark imports nothing from the package, so it
@@ -38,7 +39,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -68,8 +69,7 @@ L2MESH_PORT = 9993
 L2MESH_MTU = 2800
 DAEMON_ARGS_ENV = "L2MESH_BENCH_DAEMON_ARGS"
 
-BENCH_DIR = Path(__file__).resolve().parent
-RESULTS_DIR = BENCH_DIR / "results"
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
 # The l2mesh next to this interpreter, so any clone's venv benchmarks its own code.
 L2MESH_EXE = Path(sys.executable).parent / "l2mesh"
 PY_SPY_EXE = Path(sys.executable).parent / "py-spy"
@@ -148,6 +148,9 @@ class Proc:
             return self.log.read_text(errors="replace").splitlines()[-lines:]
         except OSError:
             return []
+
+    def last_log_line(self) -> str:
+        return last_line("\n".join(self.log_tail()))
 
 
 class Processes:
@@ -495,7 +498,7 @@ def wait_reachable(ns: str, overlay: Overlay) -> None:
     while time.monotonic() < deadline:
         for proc in overlay.daemons:
             if proc.popen.poll() is not None:
-                raise BenchError(f"{proc.label} exited with code {proc.popen.returncode}: {last_line(chr(10).join(proc.log_tail()))}")
+                raise BenchError(f"{proc.label} exited with code {proc.popen.returncode}: {proc.last_log_line()}")
         if run(in_ns(ns, "ping", "-c", "1", "-W", "1", overlay.target), 5, check=False).returncode == 0:
             return
         time.sleep(0.2)
@@ -503,11 +506,12 @@ def wait_reachable(ns: str, overlay: Overlay) -> None:
 
 
 def start_iperf_server(ctx: Context, target: str) -> Proc:
-    proc = ctx.procs.start("iperf3-server", in_ns(ctx.topo.h2, "iperf3", "-s", "-1", "-B", target), ctx.work / "iperf3-server.log")
+    argv = in_ns(ctx.topo.h2, "iperf3", "-s", "-1", "-B", target)
+    proc = ctx.procs.start("iperf3-server", argv, ctx.work / "iperf3-server.log")
     deadline = time.monotonic() + 5.0
     while time.monotonic() < deadline:
         if proc.popen.poll() is not None:
-            raise BenchError(f"iperf3 server exited: {last_line(chr(10).join(proc.log_tail()))}")
+            raise BenchError(f"iperf3 server exited: {proc.last_log_line()}")
         listening = run(in_ns(ctx.topo.h2, "ss", "-Htln", f"sport = :{IPERF_PORT}"), 5, check=False).stdout
         if listening.strip():
             return proc
@@ -570,12 +574,22 @@ def measure(ctx: Context, overlay: Overlay, row: dict[str, Any], args: argparse.
     row["cpu_pct"], row["busy_pct"] = cpu_figures(before, after)
 
 
-def profile_sender(ctx: Context, overlay: Overlay, seconds: int, out: Path) -> None:
+def profile_sender(ctx: Context, overlay: Overlay, seconds: int, out: Path) -> dict[str, str]:
     """One extra, unrecorded iperf3 run with py-spy sampling h1's daemon.
 
     Kept out of the figures: py-spy pauses the daemon at every sample, which
-    lowers its throughput.
+    lowers its throughput. Returns the row fields: the profile's path, or why
+    there is none (a failed profile does not make the measurement fail).
     """
+    try:
+        record_profile(ctx, overlay, seconds, out)
+    except BenchError as exc:
+        log(f"profile failed: {exc}")
+        return {"profile_error": str(exc)}
+    return {"profile": str(out)}
+
+
+def record_profile(ctx: Context, overlay: Overlay, seconds: int, out: Path) -> None:
     sender = next(p for p in overlay.daemons if p.label.endswith("-h1"))
     spy = ctx.procs.start(
         "py-spy",
@@ -594,7 +608,7 @@ def profile_sender(ctx: Context, overlay: Overlay, seconds: int, out: Path) -> N
     finally:
         ctx.procs.stop(spy)
     if spy.popen.returncode != 0 or not out.exists():
-        raise BenchError(f"py-spy failed: {last_line(chr(10).join(spy.log_tail()))}")
+        raise BenchError(f"py-spy failed: {spy.last_log_line()}")
 
 
 # ---------------------------------------------------------------------- runs
@@ -603,7 +617,9 @@ def base_row(system: System, round_no: int) -> dict[str, Any]:
             "cipher": system.cipher, "mtu": None, "gbps": None, "rtt_ms": None}
 
 
-def run_system(ctx: Context, system: System, round_no: int, args: argparse.Namespace, profile_to: Path | None) -> dict[str, Any]:
+def run_system(
+    ctx: Context, system: System, round_no: int, args: argparse.Namespace, profile_to: Path | None
+) -> dict[str, Any]:
     """Bring one system up, measure it, tear it down; a failure becomes the row's error."""
     row = base_row(system, round_no)
     log(f"round {round_no}: {system.name} up")
@@ -615,9 +631,8 @@ def run_system(ctx: Context, system: System, round_no: int, args: argparse.Names
         measure(ctx, overlay, row, args)
         if profile_to is not None:
             log(f"round {round_no}: {system.name}: extra iperf3 run under py-spy")
-            profile_sender(ctx, overlay, args.time, profile_to)
-            row["profile"] = str(profile_to)
-    except Exception as exc:  # noqa: BLE001 - one system failing must not end the run
+            row.update(profile_sender(ctx, overlay, args.time, profile_to))
+    except Exception as exc:  # one system failing, even on a bug here, must not end the run
         row["error"] = str(exc) if isinstance(exc, BenchError) else f"{type(exc).__name__}: {exc}"
         log(f"round {round_no}: {system.name} failed: {row['error']}")
         for proc in overlay.daemons if overlay else []:
@@ -628,7 +643,9 @@ def run_system(ctx: Context, system: System, round_no: int, args: argparse.Names
     return row
 
 
-def run_rounds(ctx: Context, systems: list[System], args: argparse.Namespace, profile_to: Path | None) -> list[dict[str, Any]]:
+def run_rounds(
+    ctx: Context, systems: list[System], args: argparse.Namespace, profile_to: Path | None
+) -> list[dict[str, Any]]:
     # Interleaved (every system once per round) so slow drift in the machine's
     # load spreads over all systems instead of hitting one.
     rows = []
@@ -646,6 +663,15 @@ def median_or_none(values: list[float]) -> float | None:
     return statistics.median(values) if values else None
 
 
+def median_cpu(rows: list[dict[str, Any]]) -> dict[str, float] | None:
+    """Median % of one core per daemon label, over the rows that sampled it."""
+    per_label: dict[str, list[float]] = {}
+    for row in rows:
+        for label, pct in (row.get("cpu_pct") or {}).items():
+            per_label.setdefault(label, []).append(pct)
+    return {label: statistics.median(values) for label, values in sorted(per_label.items())} or None
+
+
 def ratio(a: float | None, b: float | None, digits: int = 3) -> float | None:
     return round(a / b, digits) if a is not None and b else None
 
@@ -656,7 +682,6 @@ def summarize(rows: list[dict[str, Any]], names: list[str]) -> dict[str, dict[st
     for name in names:
         mine = [r for r in rows if r["system"] == name]
         ok = [r for r in mine if r["gbps"] is not None]
-        labels = sorted({label for r in ok for label in (r.get("cpu_pct") or {})})
         summary[name] = {
             "layer": mine[0]["layer"] if mine else None,
             "encrypted": mine[0]["encrypted"] if mine else None,
@@ -665,7 +690,7 @@ def summarize(rows: list[dict[str, Any]], names: list[str]) -> dict[str, dict[st
             "median_gbps": median_or_none([r["gbps"] for r in ok]),
             "median_rtt_ms": median_or_none([r["rtt_ms"] for r in ok if r["rtt_ms"] is not None]),
             "median_retransmits": median_or_none([r["retransmits"] for r in ok if r.get("retransmits") is not None]),
-            "median_cpu_pct": {lb: statistics.median([r["cpu_pct"][lb] for r in ok if lb in (r.get("cpu_pct") or {})]) for lb in labels} or None,
+            "median_cpu_pct": median_cpu(ok),
             "median_busy_pct": median_or_none([r["busy_pct"] for r in ok]),
             "errors": [r["error"] for r in mine if r.get("error")],
         }
@@ -780,7 +805,8 @@ def non_negative_float(text: str) -> float:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = OneLineParser(prog="net.py", description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=positive_int, default=3, metavar="N", help="measure every system N times, interleaved (default 3)")
+    parser.add_argument("--rounds", type=positive_int, default=3, metavar="N",
+                        help="measure every system N times, interleaved (default 3)")
     parser.add_argument("--only", nargs="+", choices=SYSTEM_NAMES, metavar="SYSTEM",
                         help=f"systems to run, of {', '.join(SYSTEM_NAMES)}; underlay is always run, as the reference")
     parser.add_argument("--time", type=positive_int, default=10, metavar="S", help="iperf3 seconds per run (default 10)")

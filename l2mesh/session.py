@@ -198,6 +198,8 @@ class Session:
         limits = self.table.limits
         if keypair is None:
             return False
+        if self.last_sent_s - self.last_received_s >= limits.new_handshake_after_silence_s:
+            return True
         if keypair.send_counter >= limits.rekey_after_messages:
             return True
         rekey_at_s = limits.rekey_after_time_s + (0.0 if keypair.initiator else limits.responder_rekey_delay_s)

@@ -11,11 +11,13 @@ from l2mesh.cli.common import (
     OneLineArgumentParser,
     add_state_dir_argument,
     print_json,
+    print_table,
     resolve_state_dir,
     run_main,
 )
 from l2mesh.identity import Identity
 from l2mesh.ids import format_node_id
+from l2mesh.node.control import call_daemon
 from l2mesh.node.daemon import DEFAULT_NODE_PORT, DaemonOptions, run_daemon
 
 NODE_STATE_DIR_DEFAULT = "/var/lib/l2mesh"
@@ -32,6 +34,19 @@ def cmd_id(args: argparse.Namespace) -> int:
 
 def cmd_daemon(args: argparse.Namespace) -> int:
     return run_daemon(DaemonOptions(resolve_state_dir(args), args.port, list(args.static_netconf)))
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    status = call_daemon(resolve_state_dir(args), "status")
+    if args.json:
+        print_json(status)
+        return 0
+    print_table(
+        None,
+        ["node", "version", "UDP port", "networks", "peers", "uptime"],
+        [[status["id"], status["version"], status["port"], len(status["networks"]), status["peers"], f"{status['uptime_s']:.0f} s"]],
+    )
+    return 0
 
 
 def port_number(text: str) -> int:
@@ -53,6 +68,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_state_dir_argument(p, NODE_STATE_DIR_DEFAULT)
     p.add_argument("--json", action="store_true", help="print id and public keys as JSON")
     p.set_defaults(func=cmd_id)
+
+    p = sub.add_parser("status", help="show the running daemon's id, port and counters")
+    add_state_dir_argument(p, NODE_STATE_DIR_DEFAULT)
+    p.add_argument("--json", action="store_true", help="print as JSON (includes drop counters)")
+    p.set_defaults(func=cmd_status)
 
     p = sub.add_parser("daemon", help="run the node service in the foreground (until SIGTERM/SIGINT)")
     add_state_dir_argument(p, NODE_STATE_DIR_DEFAULT)

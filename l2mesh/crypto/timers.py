@@ -27,6 +27,14 @@ class SessionLimits:
     # Received traffic and sent nothing back for this long: send a keepalive
     # so the sender learns the session (and the path) still works.
     keepalive_after_s: float = 10.0
+    # Sent data and heard nothing back for this long (a peer that answers
+    # would have sent at least a keepalive): the peer lost our keys, e.g. it
+    # restarted; start a new handshake.
+    new_handshake_after_silence_s: float = 15.0
+    # A transport packet for an index we do not know, from where a peer
+    # lives, hints that the peer lost our keys; at most this many handshakes
+    # per second are started on such unauthenticated hints.
+    unknown_index_hints_per_s: float = 2.0
     # Handshake initiations processed per second, per source and overall.
     handshake_rate_per_source_per_s: float = 20.0
     handshake_burst_per_source: float = 40.0

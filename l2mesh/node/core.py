@@ -21,6 +21,7 @@ from l2mesh.fragments import DEFAULT_MAX_DATAGRAM_BYTES, Reassembler, fragment
 from l2mesh.identity import Identity
 from l2mesh.netconf import NetworkConfig
 from l2mesh.node.peers import Endpoint, Peer
+from l2mesh.ratelimit import KeyedRateLimiter
 from l2mesh.session import Session, SessionAction, SessionError, SessionTable
 from l2mesh.switch import MemberPort, NetworkSwitch
 from l2mesh.wire.errors import ParseError
@@ -89,7 +90,9 @@ class NodeCore:
         self.peers: dict[int, Peer] = {}
         self.peers_by_static: dict[bytes, Peer] = {}
         self.networks: dict[int, NetworkState] = {}
+        self.peer_at: dict[Endpoint, Peer] = {}
         self.reassembler = Reassembler()
+        self._unknown_index_hints = KeyedRateLimiter(limits.unknown_index_hints_per_s, 1.0)
         self.events: deque[NetworkConfigured | NetworkRemoved] = deque()
         self.drops: Counter[str] = Counter()
 
@@ -145,9 +148,17 @@ class NodeCore:
             peer.networks = set(network_ids)
             peer.candidates = list(member.endpoints)
             if peer.endpoint is None and peer.candidates:
-                peer.endpoint = peer.candidates[0]
+                self._set_endpoint(peer, peer.candidates[0])
+
+    def _set_endpoint(self, peer: Peer, endpoint: Endpoint) -> None:
+        if peer.endpoint is not None and self.peer_at.get(peer.endpoint) is peer:
+            del self.peer_at[peer.endpoint]
+        peer.endpoint = endpoint
+        self.peer_at[endpoint] = peer
 
     def _forget_peer(self, peer: Peer) -> None:
+        if peer.endpoint is not None and self.peer_at.get(peer.endpoint) is peer:
+            del self.peer_at[peer.endpoint]
         del self.peers[peer.node_id]
         self.peers_by_static.pop(peer.identity.x25519_public, None)
         self.table.remove(peer.identity.x25519_public)
@@ -211,7 +222,9 @@ class NodeCore:
     def _send_initiation(self, peer: Peer, session: Session, now: float) -> None:
         # A retry to a peer never heard from tries its next known endpoint.
         if session.pending is not None and peer.last_rx_s is None and len(peer.candidates) > 1:
-            peer.endpoint = peer.next_candidate()
+            candidate = peer.next_candidate()
+            if candidate is not None:
+                self._set_endpoint(peer, candidate)
         if peer.endpoint is None:
             self.drops["no_path"] += 1
             return
@@ -251,13 +264,15 @@ class NodeCore:
             session, plaintext = self.table.open(data, now)
         except SessionError:
             self.drops["transport_rejected"] += 1
+            self._maybe_peer_lost_keys(source, now)
             return
         peer = self.peers_by_static.get(session.remote_static)
         if peer is None:
             self.drops["transport_from_unknown_peer"] += 1
             return
         # Authenticated: this is where the peer is now (roaming, NAT rebinding).
-        peer.endpoint = source
+        if peer.endpoint != source:
+            self._set_endpoint(peer, source)
         peer.last_rx_s = now
         peer.rx_packets += 1
         peer.rx_bytes += len(data)
@@ -278,6 +293,20 @@ class NodeCore:
             return
         self._control_received(peer, bytes(plaintext), source, now)
 
+    def _maybe_peer_lost_keys(self, source: Endpoint, now: float) -> None:
+        """Undecryptable traffic from a peer's address: it probably restarted and lost our keys.
+
+        Waiting for our keys to expire would cut the peer off for minutes;
+        a new handshake (rate-limited, since the hint is unauthenticated)
+        heals it in one round trip.
+        """
+        peer = self.peer_at.get(source)
+        if peer is None or not self._unknown_index_hints.take(peer.node_id, now):
+            return
+        session = self._session_of(peer)
+        if session.pending is None:
+            self._send_initiation(peer, session, now)
+
     def _control_received(self, peer: Peer, message: bytes, source: Endpoint, now: float) -> None:
         if message[0] == MessageKind.KEEPALIVE:
             return
@@ -291,7 +320,7 @@ class NodeCore:
             return
         peer = self.peers_by_static[result.session.remote_static]
         peer.session = result.session
-        peer.endpoint = source
+        self._set_endpoint(peer, source)
         peer.last_rx_s = now
         assert result.response is not None
         self.transmit.send_datagram(result.response, source)
@@ -307,7 +336,7 @@ class NodeCore:
             self.drops["response_from_unknown_peer"] += 1
             return
         peer.session = result.session
-        peer.endpoint = source
+        self._set_endpoint(peer, source)
         peer.last_rx_s = now
         if peer.queue:
             self._flush_queue(peer, now)
