@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import re
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -99,7 +100,7 @@ class NetworkConfig:
             return _parse_config(doc)
         except NetconfError:
             raise
-        except (KeyError, TypeError, ValueError, L2meshError) as exc:
+        except (KeyError, TypeError, ValueError, OverflowError, L2meshError) as exc:
             raise NetconfError(f"malformed network config: {exc}") from None
 
     def canonical_bytes(self) -> bytes:
@@ -132,20 +133,30 @@ def verify_signed_config(signed: bytes, controller: PublicIdentity, network_id: 
     return config
 
 
+_ENDPOINT_RE = re.compile(r"(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<v4>[0-9.]+)):(?P<port>[0-9]{1,5})")
+
+
 def parse_endpoint(text: str) -> tuple[str, int]:
-    """'198.18.1.2:9993' or '[2001:db8::1]:9993' -> (host, port)."""
-    if not isinstance(text, str):
-        raise NetconfError(f"invalid endpoint {text!r}")
-    host, sep, port_text = text.rpartition(":")
-    host = host.strip("[]")
+    """'198.18.1.2:9993' or '[2001:db8::1]:9993' -> (host, port); IPv6 needs its brackets."""
+    match = _ENDPOINT_RE.fullmatch(text) if isinstance(text, str) else None
+    if match is None:
+        raise NetconfError(f"invalid endpoint {text!r}: expected IP:PORT or [IPv6]:PORT")
     try:
-        address = ipaddress.ip_address(host)
-        port = int(port_text)
+        address = ipaddress.ip_address(match.group("v6") or match.group("v4"))
     except ValueError:
-        raise NetconfError(f"invalid endpoint {text!r}: expected IP:PORT") from None
-    if not sep or not 0 < port < 65536:
+        raise NetconfError(f"invalid endpoint {text!r}: bad IP address") from None
+    if (address.version == 6) != (match.group("v6") is not None):
+        raise NetconfError(f"invalid endpoint {text!r}: IPv6 addresses go in brackets")
+    port = int(match.group("port"))
+    if not 0 < port < 65536:
         raise NetconfError(f"invalid endpoint {text!r}: port out of range")
     return str(address), port
+
+
+def _int(value: Any, name: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise NetconfError(f"{name} must be an integer")
+    return value
 
 
 def _host_for_endpoint(host: str) -> str:
@@ -178,10 +189,12 @@ def _parse_config(doc: Any) -> NetworkConfig:
     if not isinstance(doc, dict):
         raise NetconfError("network config must be a JSON object")
     network_id = parse_network_id(doc["id"])
-    mtu = int(doc.get("mtu", DEFAULT_MTU_BYTES))
+    mtu = _int(doc.get("mtu", DEFAULT_MTU_BYTES), "mtu")
     if not MIN_MTU_BYTES <= mtu <= MAX_MTU_BYTES:
         raise NetconfError(f"MTU {mtu} out of range {MIN_MTU_BYTES}..{MAX_MTU_BYTES}")
     limit = doc.get("multicast_limit")
+    if limit is not None and _int(limit, "multicast_limit") < 1:
+        raise NetconfError("multicast_limit must be a positive integer or null")
     members = tuple(_parse_member(m, network_id) for m in doc.get("members", []))
     if len({m.node_id for m in members}) != len(members):
         raise NetconfError("network config lists a member twice")
@@ -191,7 +204,7 @@ def _parse_config(doc: Any) -> NetworkConfig:
     )
     return NetworkConfig(
         network_id=network_id,
-        revision=int(doc["revision"]),
+        revision=_int(doc["revision"], "revision"),
         issued_to=parse_node_id(doc["issued_to"]),
         name=str(doc.get("name", "")),
         timestamp_s=float(doc.get("timestamp", 0.0)),

@@ -1,20 +1,362 @@
-"""`l2mesh-ctl`: the controller CLI (serve, networks, members)."""
+"""`l2mesh-ctl`: run a controller (serve) and administer its networks and members over its admin API."""
 
 from __future__ import annotations
 
 import argparse
-from typing import NoReturn
+import datetime
+import os
+import time
+from pathlib import Path
+from typing import Any, NoReturn
+
+import httpx
 
 from l2mesh import __version__
-from l2mesh.cli.common import OneLineArgumentParser, run_main
+from l2mesh.cli.common import (
+    OneLineArgumentParser,
+    add_state_dir_argument,
+    print_json,
+    print_table,
+    resolve_state_dir,
+    run_main,
+)
+from l2mesh.controller.server import API_FILE, DEFAULT_API, DEFAULT_LISTEN, TOKEN_FILE, ServeOptions, run_controller
+from l2mesh.errors import L2meshError
+from l2mesh.ids import format_network_id, format_node_id, parse_network_id, parse_node_id
+from l2mesh.netconf import NetconfError, parse_endpoint
+from l2mesh.statefile import read_json
+
+CONTROLLER_STATE_DIR_DEFAULT = "/var/lib/l2mesh-ctl"
+API_ENV = "L2MESH_API"
+TOKEN_ENV = "L2MESH_API_TOKEN"
+HTTP_TIMEOUT_S = 10.0
+
+
+class ApiClient:
+    def __init__(self, args: argparse.Namespace) -> None:
+        state_dir = resolve_state_dir(args)
+        url = args.api or os.environ.get(API_ENV)
+        token = os.environ.get(TOKEN_ENV)
+        if url is None:
+            api_file = state_dir / API_FILE
+            url = read_json(api_file)["url"] if api_file.exists() else f"http://{DEFAULT_API[0]}:{DEFAULT_API[1]}"
+        if token is None:
+            token_file = state_dir / TOKEN_FILE
+            try:
+                token = token_file.read_text().strip()
+            except FileNotFoundError:
+                raise L2meshError(
+                    f"no API token in {state_dir} (is `l2mesh-ctl serve` running with this --state-dir? or set {TOKEN_ENV})"
+                ) from None
+            except PermissionError:
+                raise L2meshError(f"permission denied reading {token_file}: run as root") from None
+        self.base = url.rstrip("/") + "/api/v1"
+        self.headers = {"Authorization": f"Bearer {token}"}
+
+    def request(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        try:
+            response = httpx.request(method, self.base + path, json=body, headers=self.headers, timeout=HTTP_TIMEOUT_S)
+        except httpx.ConnectError:
+            raise L2meshError(f"the controller API at {self.base} is not reachable (is `l2mesh-ctl serve` running?)") from None
+        except httpx.HTTPError as exc:
+            raise L2meshError(f"controller API request failed: {exc}") from None
+        if response.status_code == 204:
+            return None
+        try:
+            doc = response.json()
+        except ValueError:
+            raise L2meshError(f"the controller API answered {response.status_code} without JSON") from None
+        if response.status_code >= 400:
+            raise L2meshError(str(doc.get("error", f"HTTP {response.status_code}")) if isinstance(doc, dict) else f"HTTP {response.status_code}")
+        return doc
+
+
+def endpoint_arg(text: str) -> tuple[str, int]:
+    try:
+        return parse_endpoint(text)
+    except NetconfError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def network_arg(text: str) -> str:
+    try:
+        return format_network_id(parse_network_id(text))
+    except L2meshError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def node_arg(text: str) -> str:
+    try:
+        return format_node_id(parse_node_id(text))
+    except L2meshError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    return value
+
+
+def _ago(timestamp: float | None) -> str | None:
+    if timestamp is None:
+        return None
+    seconds = max(0.0, time.time() - timestamp)
+    if seconds < 120:
+        return f"{seconds:.0f} s ago"
+    return datetime.datetime.fromtimestamp(timestamp).strftime("%Y-%m-%d %H:%M")
+
+
+# -- commands -----------------------------------------------------------------------------------------
+def cmd_serve(args: argparse.Namespace) -> int:
+    return run_controller(ServeOptions(resolve_state_dir(args), args.listen, args.api_listen))
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    status = ApiClient(args).request("GET", "/status")
+    if args.json:
+        print_json(status)
+    else:
+        print_table(None, ["controller", "online members", "sessions"], [[status["id"], status["online_members"], status["sessions"]]])
+    return 0
+
+
+def _network_fields(args: argparse.Namespace) -> dict[str, Any]:
+    fields: dict[str, Any] = {}
+    if getattr(args, "name", None) is not None:
+        fields["name"] = args.name
+    if args.pool is not None:
+        fields["pools"] = args.pool
+    if args.route is not None:
+        fields["routes"] = args.route
+    if args.mtu is not None:
+        fields["mtu"] = args.mtu
+    if args.multicast_limit is not None:
+        fields["multicast_limit"] = args.multicast_limit
+    if args.broadcast is not None:
+        fields["broadcast"] = args.broadcast
+    if args.private is not None:
+        fields["private"] = args.private
+    return fields
+
+
+def _print_network(network: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        print_json(network)
+        return
+    print_table(
+        None,
+        ["network", "name", "pools", "MTU", "broadcast", "private", "revision"],
+        [[network["id"], network["name"], ", ".join(network["pools"]) or None, network["mtu"],
+          "on" if network["broadcast"] else "off", "yes" if network["private"] else "no", network["revision"]]],
+    )
+
+
+def cmd_network_create(args: argparse.Namespace) -> int:
+    fields = _network_fields(args)
+    fields["name"] = args.name
+    network = ApiClient(args).request("POST", "/networks", fields)
+    if args.json:
+        print_json(network)
+    else:
+        print(network["id"])
+    return 0
+
+
+def cmd_network_list(args: argparse.Namespace) -> int:
+    networks = ApiClient(args).request("GET", "/networks")
+    if args.json:
+        print_json(networks)
+        return 0
+    print_table(
+        None,
+        ["network", "name", "pools", "members", "authorized", "MTU", "revision"],
+        [[n["id"], n["name"], ", ".join(n["pools"]) or None, n["members"], n["authorized"], n["mtu"], n["revision"]] for n in networks],
+    )
+    return 0
+
+
+def cmd_network_show(args: argparse.Namespace) -> int:
+    _print_network(ApiClient(args).request("GET", f"/networks/{args.network_id}"), args.json)
+    return 0
+
+
+def cmd_network_update(args: argparse.Namespace) -> int:
+    fields = _network_fields(args)
+    if not fields:
+        raise L2meshError("nothing to change: give at least one option (see l2mesh-ctl network update --help)")
+    _print_network(ApiClient(args).request("PATCH", f"/networks/{args.network_id}", fields), args.json)
+    return 0
+
+
+def cmd_network_delete(args: argparse.Namespace) -> int:
+    ApiClient(args).request("DELETE", f"/networks/{args.network_id}")
+    print(f"deleted {args.network_id}")
+    return 0
+
+
+def _print_members(members: list[dict[str, Any]], as_json: bool) -> None:
+    if as_json:
+        print_json(members)
+        return
+    print_table(
+        None,
+        ["member", "name", "authorized", "bridge", "IPs", "online", "last seen", "endpoint"],
+        [[m["id"], m["name"] or None, "yes" if m["authorized"] else "no", "yes" if m["bridge"] else "no",
+          ", ".join(m["ips"]) or None, "yes" if m.get("online") else "no", _ago(m["last_seen"]), m["endpoint"]]
+         for m in members],
+    )
+
+
+def cmd_member_list(args: argparse.Namespace) -> int:
+    _print_members(ApiClient(args).request("GET", f"/networks/{args.network_id}/members"), args.json)
+    return 0
+
+
+def cmd_member_show(args: argparse.Namespace) -> int:
+    _print_members([ApiClient(args).request("GET", f"/networks/{args.network_id}/members/{args.node_id}")], args.json)
+    return 0
+
+
+def _member_fields(args: argparse.Namespace) -> dict[str, Any]:
+    fields: dict[str, Any] = {}
+    if args.ip is not None:
+        fields["ips"] = args.ip
+    if args.bridge is not None:
+        fields["bridge"] = args.bridge
+    if args.name is not None:
+        fields["name"] = args.name
+    return fields
+
+
+def cmd_member_authorize(args: argparse.Namespace) -> int:
+    fields = _member_fields(args)
+    fields["authorized"] = True
+    member = ApiClient(args).request("PATCH", f"/networks/{args.network_id}/members/{args.node_id}", fields)
+    _print_members([member], args.json)
+    return 0
+
+
+def cmd_member_deauthorize(args: argparse.Namespace) -> int:
+    member = ApiClient(args).request("PATCH", f"/networks/{args.network_id}/members/{args.node_id}", {"authorized": False})
+    _print_members([member], args.json)
+    return 0
+
+
+def cmd_member_set(args: argparse.Namespace) -> int:
+    fields = _member_fields(args)
+    if not fields:
+        raise L2meshError("nothing to change: give --ip, --bridge/--no-bridge or --name")
+    member = ApiClient(args).request("PATCH", f"/networks/{args.network_id}/members/{args.node_id}", fields)
+    _print_members([member], args.json)
+    return 0
+
+
+def cmd_member_delete(args: argparse.Namespace) -> int:
+    ApiClient(args).request("DELETE", f"/networks/{args.network_id}/members/{args.node_id}")
+    print(f"deleted {args.node_id} from {args.network_id}")
+    return 0
+
+
+# -- parser -----------------------------------------------------------------------------------------------
+def _common(p: argparse.ArgumentParser, json_output: bool = True) -> None:
+    add_state_dir_argument(p, CONTROLLER_STATE_DIR_DEFAULT)
+    p.add_argument("--api", default=None, metavar="URL", help=f"admin API URL (default: from the state dir, or ${API_ENV})")
+    if json_output:
+        p.add_argument("--json", action="store_true", help="print JSON")
+
+
+def _network_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--pool", action="append", metavar="CIDR", help="IPv4/IPv6 pool for automatic addresses (repeatable)")
+    p.add_argument("--route", action="append", metavar="CIDR", help="managed route (repeatable)")
+    p.add_argument("--mtu", type=positive_int, help="virtual MTU in bytes (default 2800)")
+    p.add_argument("--multicast-limit", type=positive_int, help="bound plain broadcast fan-out (default: unlimited)")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--broadcast", dest="broadcast", action="store_const", const=True, default=None, help="allow broadcast (default)")
+    g.add_argument("--no-broadcast", dest="broadcast", action="store_const", const=False, help="block broadcast")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--private", dest="private", action="store_const", const=True, default=None, help="members need authorization (default)")
+    g.add_argument("--public", dest="private", action="store_const", const=False, help="anyone who asks is a member")
+
+
+def _member_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--ip", action="append", metavar="IP", help="managed address, IP or IP/prefix (repeatable; replaces the list)")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--bridge", dest="bridge", action="store_const", const=True, default=None, help="may carry other MACs (a LAN bridge)")
+    g.add_argument("--no-bridge", dest="bridge", action="store_const", const=False, help="only its own MAC")
+    p.add_argument("--name", help="a name for people")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineArgumentParser(prog="l2mesh-ctl", description="l2mesh network controller")
     parser.add_argument("--version", action="version", version=f"l2mesh-ctl {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineArgumentParser)
+
+    p = sub.add_parser("serve", help="run the controller in the foreground (until SIGTERM/SIGINT)")
+    add_state_dir_argument(p, CONTROLLER_STATE_DIR_DEFAULT)
+    p.add_argument("--listen", type=endpoint_arg, default=DEFAULT_LISTEN, metavar="ADDR:PORT", help="UDP for nodes (default 0.0.0.0:9994)")
+    p.add_argument("--api", dest="api_listen", type=endpoint_arg, default=DEFAULT_API, metavar="ADDR:PORT", help="admin API (default 127.0.0.1:9995)")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("status", help="controller id and online members")
+    _common(p)
+    p.set_defaults(func=cmd_status)
+
+    network = sub.add_parser("network", help="create, list, show, update, delete networks").add_subparsers(
+        dest="network_command", required=True, parser_class=OneLineArgumentParser
+    )
+    p = network.add_parser("create", help="create a network; prints its id")
+    _common(p)
+    p.add_argument("name")
+    _network_options(p)
+    p.set_defaults(func=cmd_network_create)
+    p = network.add_parser("list", help="list networks")
+    _common(p)
+    p.set_defaults(func=cmd_network_list)
+    p = network.add_parser("show", help="show one network")
+    _common(p)
+    p.add_argument("network_id", type=network_arg, metavar="NETID")
+    p.set_defaults(func=cmd_network_show)
+    p = network.add_parser("update", help="change a network's settings (pushed to members at once)")
+    _common(p)
+    p.add_argument("network_id", type=network_arg, metavar="NETID")
+    p.add_argument("--name")
+    _network_options(p)
+    p.set_defaults(func=cmd_network_update)
+    p = network.add_parser("delete", help="delete a network and its members")
+    _common(p, json_output=False)
+    p.add_argument("network_id", type=network_arg, metavar="NETID")
+    p.set_defaults(func=cmd_network_delete)
+
+    member = sub.add_parser("member", help="list, authorize, deauthorize, set, delete members").add_subparsers(
+        dest="member_command", required=True, parser_class=OneLineArgumentParser
+    )
+    for name, func, help_text, extra in (
+        ("list", cmd_member_list, "list a network's members", None),
+        ("show", cmd_member_show, "show one member", "node"),
+        ("authorize", cmd_member_authorize, "authorize a member (before or after it asks)", "node+opts"),
+        ("deauthorize", cmd_member_deauthorize, "cut a member off (every peer drops it within a second)", "node"),
+        ("set", cmd_member_set, "change a member's IPs, bridge flag or name", "node+opts"),
+        ("delete", cmd_member_delete, "forget a member", "node"),
+    ):
+        p = member.add_parser(name, help=help_text)
+        _common(p, json_output=name != "delete")
+        p.add_argument("network_id", type=network_arg, metavar="NETID")
+        if extra:
+            p.add_argument("node_id", type=node_arg, metavar="NODEID")
+        if extra == "node+opts":
+            _member_options(p)
+        p.set_defaults(func=func)
     return parser
 
 
 def main(argv: list[str] | None = None) -> NoReturn:
     parser = build_parser()
-    run_main(lambda: (parser.parse_args(argv), 0)[1])
+
+    def body() -> int:
+        args = parser.parse_args(argv)
+        return args.func(args)
+
+    run_main(body)

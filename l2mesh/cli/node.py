@@ -16,7 +16,7 @@ from l2mesh.cli.common import (
     run_main,
 )
 from l2mesh.identity import Identity
-from l2mesh.ids import format_node_id
+from l2mesh.ids import format_network_id, format_node_id, parse_network_id
 from l2mesh.node.control import call_daemon
 from l2mesh.node.daemon import DEFAULT_NODE_PORT, DaemonOptions, run_daemon
 
@@ -49,6 +49,60 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_join(args: argparse.Namespace) -> int:
+    network_id = format_network_id(parse_network_id(args.network_id))
+    result = call_daemon(resolve_state_dir(args), "join", network_id=network_id, controller=args.controller)
+    if args.json:
+        print_json(result)
+    else:
+        print(f"200 join OK {result['id']} (controller {result['controller']}; see: l2mesh networks)")
+    return 0
+
+
+def cmd_leave(args: argparse.Namespace) -> int:
+    network_id = format_network_id(parse_network_id(args.network_id))
+    result = call_daemon(resolve_state_dir(args), "leave", network_id=network_id)
+    if args.json:
+        print_json(result)
+    else:
+        print(f"200 leave OK {result['id']}")
+    return 0
+
+
+def cmd_networks(args: argparse.Namespace) -> int:
+    networks = call_daemon(resolve_state_dir(args), "networks")
+    if args.json:
+        print_json(networks)
+        return 0
+    print_table(
+        None,
+        ["network", "name", "status", "iface", "MAC", "IPs", "MTU"],
+        [[n["id"], n["name"], n["status"], n["iface"], n["mac"], ", ".join(n["cidrs"]) or None, n["mtu"]] for n in networks],
+    )
+    return 0
+
+
+def cmd_peers(args: argparse.Namespace) -> int:
+    peers = call_daemon(resolve_state_dir(args), "peers")
+    if args.json:
+        print_json(peers)
+        return 0
+    print_table(
+        None,
+        ["peer", "role", "path", "endpoint", "latency ms", "last handshake", "rx bytes", "tx bytes"],
+        [
+            [
+                p["id"], p["role"], p["path"], p["endpoint"],
+                None if p["latency_ms"] is None else f"{p['latency_ms']:.2f}",
+                None if p["last_handshake_s"] is None else f"{p['last_handshake_s']:.0f} s ago",
+                p["rx_bytes"], p["tx_bytes"],
+            ]
+            for p in peers
+        ],
+    )
+    return 0
+
+
 def port_number(text: str) -> int:
     try:
         port = int(text)
@@ -73,6 +127,29 @@ def build_parser() -> argparse.ArgumentParser:
     add_state_dir_argument(p, NODE_STATE_DIR_DEFAULT)
     p.add_argument("--json", action="store_true", help="print as JSON (includes drop counters)")
     p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("join", help="join a network (returns at once; see `l2mesh networks`)")
+    add_state_dir_argument(p, NODE_STATE_DIR_DEFAULT)
+    p.add_argument("network_id", metavar="NETID", help="16 hex digits")
+    p.add_argument("--controller", required=True, metavar="HOST:PORT", help="the network's controller (UDP)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_join)
+
+    p = sub.add_parser("leave", help="leave a network (its TAP device goes away)")
+    add_state_dir_argument(p, NODE_STATE_DIR_DEFAULT)
+    p.add_argument("network_id", metavar="NETID")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_leave)
+
+    p = sub.add_parser("networks", help="list joined networks: status, interface, MAC, IPs")
+    add_state_dir_argument(p, NODE_STATE_DIR_DEFAULT)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_networks)
+
+    p = sub.add_parser("peers", help="list peers: path, endpoint, latency, bytes")
+    add_state_dir_argument(p, NODE_STATE_DIR_DEFAULT)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_peers)
 
     p = sub.add_parser("daemon", help="run the node service in the foreground (until SIGTERM/SIGINT)")
     add_state_dir_argument(p, NODE_STATE_DIR_DEFAULT)

@@ -20,7 +20,9 @@ from l2mesh.crypto.timers import DEFAULT_LIMITS, SessionLimits
 from l2mesh.fragments import DEFAULT_MAX_DATAGRAM_BYTES, Reassembler, fragment
 from l2mesh.identity import Identity
 from l2mesh.netconf import NetworkConfig
-from l2mesh.node.peers import Endpoint, Peer
+from l2mesh.node.membership import Membership
+from l2mesh.node.peers import Peer
+from l2mesh.udp import Endpoint
 from l2mesh.ratelimit import KeyedRateLimiter
 from l2mesh.session import Session, SessionAction, SessionError, SessionTable
 from l2mesh.switch import MemberPort, NetworkSwitch
@@ -57,6 +59,15 @@ class NetworkConfigured:
 
     network_id: int
     config: NetworkConfig
+    signed: bytes | None = None  # as the controller signed it, for the edge's cache
+
+
+@dataclass(frozen=True)
+class NetworkStatusChanged:
+    """A network lost its config (ACCESS_DENIED, NOT_FOUND): the edge removes its managed addresses."""
+
+    network_id: int
+    status: "NetworkStatus"
 
 
 @dataclass(frozen=True)
@@ -72,6 +83,9 @@ class NetworkState:
         self.mac = member_mac(local_node_id, network_id)
         self.switch = NetworkSwitch(network_id, local_node_id, self.mac)
         self.frame_header = FRAME_HEADER.pack(_FRAME, network_id)
+        self.controller_endpoint: Endpoint | None = None  # None: configured locally (static seam)
+        self.next_request_s = 0.0
+        self.requests_sent = 0
 
 
 class NodeCore:
@@ -93,30 +107,64 @@ class NodeCore:
         self.peer_at: dict[Endpoint, Peer] = {}
         self.reassembler = Reassembler()
         self._unknown_index_hints = KeyedRateLimiter(limits.unknown_index_hints_per_s, 1.0)
-        self.events: deque[NetworkConfigured | NetworkRemoved] = deque()
+        self.events: deque[object] = deque()
+        self.membership = Membership(self)
         self.drops: Counter[str] = Counter()
 
     # -- membership --------------------------------------------------------------------
     def _is_allowed(self, remote_static: bytes) -> bool:
         return remote_static in self.peers_by_static
 
-    def apply_netconf(self, config: NetworkConfig) -> bool:
-        """Install a network config (from the controller, or the static-file seam). False if it is stale."""
-        state = self.networks.get(config.network_id)
+    def network_state(self, network_id: int) -> NetworkState:
+        state = self.networks.get(network_id)
         if state is None:
-            state = self.networks[config.network_id] = NetworkState(config.network_id, self.node_id)
-        if state.config is not None and config.revision < state.config.revision:
+            state = self.networks[network_id] = NetworkState(network_id, self.node_id)
+        return state
+
+    def apply_netconf(self, config: NetworkConfig, signed: bytes | None = None) -> bool:
+        """Install a network config (from the controller, or the static-file seam). False if it is stale."""
+        state = self.network_state(config.network_id)
+        current = state.config
+        if current is not None and config.revision < current.revision:
             self.drops["stale_netconf"] += 1
             return False
+        was_ok = state.status is NetworkStatus.OK
         state.config = config
         state.status = NetworkStatus.OK
+        if was_ok and current is not None and _same_content(current, config):
+            return True  # a refresh that changed nothing but timestamps
         switch = state.switch
         switch.broadcast_enabled = config.broadcast
         switch.broadcast_limit = config.multicast_limit
         switch.set_members([MemberPort(m.node_id, m.mac(config.network_id), m.bridge) for m in config.members])
         self._sync_peers()
-        self.events.append(NetworkConfigured(config.network_id, config))
+        self.events.append(NetworkConfigured(config.network_id, config, signed))
         return True
+
+    def deny_network(self, network_id: int, status_name: str) -> None:
+        """The controller refused us (or the network is gone): stop forwarding on it at once."""
+        state = self.networks.get(network_id)
+        if state is None:
+            return
+        status = NetworkStatus[status_name]
+        changed = state.status is not status
+        state.status = status
+        state.config = None
+        state.switch.set_members([])
+        self._sync_peers()
+        if changed:
+            self.events.append(NetworkStatusChanged(network_id, status))
+
+    def mark_network_ok(self, network_id: int) -> None:
+        state = self.networks.get(network_id)
+        if state is not None and state.config is not None:
+            state.status = NetworkStatus.OK
+
+    def join(self, network_id: int, controller_endpoint: Endpoint, now: float, **cached: object) -> None:
+        self.membership.join(network_id, controller_endpoint, now, **cached)  # type: ignore[arg-type]
+
+    def leave(self, network_id: int) -> None:
+        self.membership.leave(network_id)
 
     def remove_network(self, network_id: int) -> None:
         if self.networks.pop(network_id, None) is not None:
@@ -134,29 +182,33 @@ class NodeCore:
                     continue
                 wanted.setdefault(member.node_id, (state.config, []))[1].append(network_id)
         for node_id in [n for n, p in self.peers.items() if n not in wanted and not p.is_controller]:
-            self._forget_peer(self.peers[node_id])
+            self.forget_peer(self.peers[node_id])
         for node_id, (config, network_ids) in wanted.items():
             member = config.member(node_id)
             assert member is not None
             peer = self.peers.get(node_id)
             if peer is not None and peer.identity != member.identity:
-                self._forget_peer(peer)
+                self.forget_peer(peer)
                 peer = None
             if peer is None:
-                peer = self.peers[node_id] = Peer(node_id, member.identity)
-                self.peers_by_static[member.identity.x25519_public] = peer
+                peer = Peer(node_id, member.identity)
+                self.add_peer(peer)
             peer.networks = set(network_ids)
             peer.candidates = list(member.endpoints)
             if peer.endpoint is None and peer.candidates:
-                self._set_endpoint(peer, peer.candidates[0])
+                self.set_endpoint(peer, peer.candidates[0])
 
-    def _set_endpoint(self, peer: Peer, endpoint: Endpoint) -> None:
+    def add_peer(self, peer: Peer) -> None:
+        self.peers[peer.node_id] = peer
+        self.peers_by_static[peer.identity.x25519_public] = peer
+
+    def set_endpoint(self, peer: Peer, endpoint: Endpoint) -> None:
         if peer.endpoint is not None and self.peer_at.get(peer.endpoint) is peer:
             del self.peer_at[peer.endpoint]
         peer.endpoint = endpoint
         self.peer_at[endpoint] = peer
 
-    def _forget_peer(self, peer: Peer) -> None:
+    def forget_peer(self, peer: Peer) -> None:
         if peer.endpoint is not None and self.peer_at.get(peer.endpoint) is peer:
             del self.peer_at[peer.endpoint]
         del self.peers[peer.node_id]
@@ -169,6 +221,7 @@ class NodeCore:
     def frame_from_tap(self, network_id: int, frame: bytes, now: float) -> None:
         state = self.networks.get(network_id)
         if state is None:
+            self.drops["frame_for_unknown_network"] += 1
             return
         destination = state.switch.route_from_tap(frame, now)
         if destination is None:
@@ -224,11 +277,17 @@ class NodeCore:
         if session.pending is not None and peer.last_rx_s is None and len(peer.candidates) > 1:
             candidate = peer.next_candidate()
             if candidate is not None:
-                self._set_endpoint(peer, candidate)
+                self.set_endpoint(peer, candidate)
         if peer.endpoint is None:
             self.drops["no_path"] += 1
             return
         self.transmit.send_datagram(session.create_initiation(now), peer.endpoint)
+
+    def renew_session(self, peer: Peer, now: float) -> None:
+        """Start a new handshake now (the peer seems to have lost our keys)."""
+        session = self._session_of(peer)
+        if session.pending is None:
+            self._send_initiation(peer, session, now)
 
     def _flush_queue(self, peer: Peer, now: float) -> None:
         session = peer.session
@@ -256,6 +315,8 @@ class NodeCore:
             self._initiation_received(data, source, now)
         elif kind == PacketType.HANDSHAKE_RESPONSE:
             self._response_received(data, source, now)
+        elif kind == PacketType.IDENTITY_RESPONSE:
+            self.membership.identity_response(data, source, now)
         else:
             self.drops["unknown_packet_type"] += 1
 
@@ -272,7 +333,7 @@ class NodeCore:
             return
         # Authenticated: this is where the peer is now (roaming, NAT rebinding).
         if peer.endpoint != source:
-            self._set_endpoint(peer, source)
+            self.set_endpoint(peer, source)
         peer.last_rx_s = now
         peer.rx_packets += 1
         peer.rx_bytes += len(data)
@@ -303,12 +364,14 @@ class NodeCore:
         peer = self.peer_at.get(source)
         if peer is None or not self._unknown_index_hints.take(peer.node_id, now):
             return
-        session = self._session_of(peer)
-        if session.pending is None:
-            self._send_initiation(peer, session, now)
+        self.renew_session(peer, now)
 
     def _control_received(self, peer: Peer, message: bytes, source: Endpoint, now: float) -> None:
-        if message[0] == MessageKind.KEEPALIVE:
+        kind = message[0]
+        if kind == MessageKind.KEEPALIVE:
+            return
+        if kind == MessageKind.NETCONF_RESPONSE and peer.is_controller:
+            self.membership.netconf_response(peer, message, now)
             return
         self.drops["unhandled_message"] += 1
 
@@ -320,10 +383,12 @@ class NodeCore:
             return
         peer = self.peers_by_static[result.session.remote_static]
         peer.session = result.session
-        self._set_endpoint(peer, source)
+        self.set_endpoint(peer, source)
         peer.last_rx_s = now
         assert result.response is not None
         self.transmit.send_datagram(result.response, source)
+        if peer.is_controller:
+            self.membership.controller_session_renewed(peer, now)
 
     def _response_received(self, data: memoryview, source: Endpoint, now: float) -> None:
         try:
@@ -336,8 +401,10 @@ class NodeCore:
             self.drops["response_from_unknown_peer"] += 1
             return
         peer.session = result.session
-        self._set_endpoint(peer, source)
+        self.set_endpoint(peer, source)
         peer.last_rx_s = now
+        if peer.is_controller:
+            self.membership.controller_session_renewed(peer, now)
         if peer.queue:
             self._flush_queue(peer, now)
         else:
@@ -361,6 +428,7 @@ class NodeCore:
             if action & SessionAction.SEND_KEEPALIVE:
                 self.send_message(peer.node_id, _KEEPALIVE_MESSAGE, now)
         self.reassembler.expire(now)
+        self.membership.tick(now)
 
     # -- introspection ------------------------------------------------------------------------
     def counters(self) -> dict[str, object]:
@@ -368,3 +436,7 @@ class NodeCore:
             "drops": dict(self.drops + self.reassembler.drops),
             "networks": {f"{nid:016x}": state.switch.counters() for nid, state in self.networks.items()},
         }
+
+
+def _same_content(a: NetworkConfig, b: NetworkConfig) -> bool:
+    return a.with_changes(timestamp_s=0.0, expires_s=0.0) == b.with_changes(timestamp_s=0.0, expires_s=0.0)

@@ -1,16 +1,19 @@
-"""The node daemon: a trio loop for the control plane and a data-plane thread for frames.
+"""The node daemon: a trio loop for the control plane and a reactor thread for packets.
 
 The trio nursery lives as long as the daemon and holds the control socket,
-the signal watcher and the data-plane thread (see dataplane.py for why frames
-do not go through trio). Network set-up (TAP devices, addresses) happens on
-the data-plane thread when the core reports a config change, so the core and
-the TAP table are only ever touched by one thread.
+the signal watcher and the reactor thread (see l2mesh/reactor.py for why
+frames do not go through trio). Network set-up (TAP devices, addresses,
+cached configs) happens on the reactor thread when the core reports a
+change, so the core and the TAP table are only ever touched by one thread.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import logging
+import os
 import signal
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,16 +25,23 @@ import trio
 from l2mesh import __version__
 from l2mesh.errors import L2meshError
 from l2mesh.identity import Identity
-from l2mesh.ids import format_mac, format_network_id, format_node_id
-from l2mesh.netconf import NetworkConfig
+from l2mesh.ids import controller_of, format_mac, format_network_id, format_node_id, parse_network_id
+from l2mesh.netconf import NetconfError, NetworkConfig, parse_endpoint
 from l2mesh.node.control import serve_control
-from l2mesh.node.core import NetworkConfigured, NetworkRemoved, NodeCore
-from l2mesh.node.dataplane import DataPlane
+from l2mesh.node.core import NetworkConfigured, NetworkRemoved, NetworkStatusChanged, NodeCore
+from l2mesh.node.membership import ControllerIdentityLearned
+from l2mesh.node.state import NodeState, endpoint_text
 from l2mesh.node.tap import TapDevice, TapError, check_tap_support, tap_name_for
-from l2mesh.node.udp import EdgeTransmit, open_udp_socket
+from l2mesh.node.udp import EdgeTransmit
+from l2mesh.reactor import Reactor
 from l2mesh.statefile import ensure_state_dir, read_json
+from l2mesh.udp import Endpoint, make_socket_drainer, open_udp_socket
 
 DEFAULT_NODE_PORT = 9993
+DEFAULT_CONTROLLER_PORT = 9994
+DEFAULT_MTU_BYTES = 2800
+TAP_DRAIN_BATCH = 256
+MAX_FRAME_BYTES = 65536 + 14
 
 T = TypeVar("T")
 log = logging.getLogger("l2mesh.daemon")
@@ -48,35 +58,52 @@ class NodeDaemon:
     def __init__(self, options: DaemonOptions, identity: Identity, static_configs: list[NetworkConfig]) -> None:
         self.options = options
         self.identity = identity
+        self.state = NodeState(options.state_dir)
+        self.joined = self.state.load_joined()
         self.sock = open_udp_socket(options.port)
         self.transmit = EdgeTransmit(self.sock)
         self.core = NodeCore(identity, self.transmit)
-        self.dataplane = DataPlane(self.core, self.transmit, self.sock, self._on_core_event)
-        self.taps: dict[int, TapDevice] = {}  # touched on the data-plane thread only
+        self.reactor = Reactor(self.core.tick)
+        self.reactor.add_reader(self.sock.fileno(), make_socket_drainer(self.sock, self.core.datagram_received, time.monotonic))
+        self.reactor.after_wakeup = self._after_wakeup
+        self.taps: dict[int, TapDevice] = {}  # touched on the reactor thread only
         self.started_s = time.monotonic()
         self._static_configs = static_configs
+        self._blocked = False
 
-    # -- lifetime ----------------------------------------------------------------------------
+    # -- lifetime --------------------------------------------------------------------------------
     async def run(self) -> None:
         try:
             async with trio.open_nursery() as nursery:
                 await nursery.start(serve_control, self.options.state_dir, self.handle_control)
                 nursery.start_soon(self._watch_signals, nursery.cancel_scope)
-                nursery.start_soon(self._run_dataplane, nursery.cancel_scope)
+                nursery.start_soon(self._run_reactor, nursery.cancel_scope)
                 for config in self._static_configs:
                     await self.on_core(lambda core, c=config: core.apply_netconf(c))
+                for network_id, endpoint in self.joined.items():
+                    await self.on_core(lambda core, n=network_id, e=endpoint: self._rejoin(core, n, e))
                 log.info("node %s listening on UDP %d", format_node_id(self.identity.node_id), self.options.port)
         finally:
-            self.dataplane.stop()
+            self.reactor.stop()
             for device in self.taps.values():
                 device.close()
             self.taps.clear()
             self.sock.close()
 
-    async def _run_dataplane(self, scope: trio.CancelScope) -> None:
+    def _rejoin(self, core: NodeCore, network_id: int, endpoint: Endpoint) -> None:
+        core.join(
+            network_id,
+            endpoint,
+            time.monotonic(),
+            controller_identity=self.state.load_controller(controller_of(network_id)),
+            cached_signed=self.state.load_signed_netconf(network_id),
+        )
+        self._ensure_tap(network_id, DEFAULT_MTU_BYTES)
+
+    async def _run_reactor(self, scope: trio.CancelScope) -> None:
         # Not abandonable: cancellation first stops the thread (stop()), then waits for it.
         try:
-            await trio.to_thread.run_sync(self.dataplane.run)
+            await trio.to_thread.run_sync(self.reactor.run)
         finally:
             scope.cancel()
 
@@ -84,48 +111,132 @@ class NodeDaemon:
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
             async for signum in signals:
                 log.info("signal %d: removing TAP devices and exiting", signum)
-                self.dataplane.stop()
+                self.reactor.stop()
                 scope.cancel()
                 return
 
     async def on_core(self, function: Callable[[NodeCore], T]) -> T:
-        """Run function(core) on the data-plane thread and wait for its result."""
-        future = self.dataplane.call(function)
+        """Run function(core) on the reactor thread and wait for its result."""
+        future = self.reactor.call(lambda: function(self.core))
         return await trio.to_thread.run_sync(future.result, abandon_on_cancel=True)
 
-    # -- network set-up (data-plane thread) --------------------------------------------------------
-    def _on_core_event(self, event: object) -> None:
-        try:
-            if isinstance(event, NetworkConfigured):
-                self._configure_tap(event.network_id, event.config)
-            elif isinstance(event, NetworkRemoved):
-                self._remove_tap(event.network_id)
-        except TapError as exc:
-            log.error("%s", exc)
+    # -- reactor thread: back-pressure and core events ----------------------------------------------
+    def _after_wakeup(self) -> None:
+        if self.core.events:
+            self._deliver_events()
+        if self.transmit.backlog and not self._blocked:
+            # Socket buffer full: stop reading TAPs until it drains, so TCP
+            # senders feel back-pressure instead of loss.
+            self._blocked = True
+            self.reactor.set_writer(self.sock.fileno(), self._socket_writable)
+            self.reactor.pause_readers(True)
 
-    def _configure_tap(self, network_id: int, config: NetworkConfig) -> None:
+    def _socket_writable(self) -> None:
+        if self.transmit.flush_backlog():
+            self._blocked = False
+            self.reactor.set_writer(self.sock.fileno(), None)
+            self.reactor.pause_readers(False)
+
+    def _deliver_events(self) -> None:
+        events = self.core.events
+        while events:
+            event = events.popleft()
+            try:
+                if isinstance(event, NetworkConfigured):
+                    self._configure_tap(event.network_id, event.config)
+                    if event.signed is not None:
+                        self.state.save_signed_netconf(event.network_id, event.signed)
+                elif isinstance(event, NetworkStatusChanged):
+                    device = self.taps.get(event.network_id)
+                    if device is not None:
+                        device.set_addresses(set())
+                    log.info("network %s: %s", format_network_id(event.network_id), event.status.value)
+                elif isinstance(event, NetworkRemoved):
+                    self._remove_tap(event.network_id)
+                elif isinstance(event, ControllerIdentityLearned):
+                    self.state.save_controller(event.identity)
+            except L2meshError as exc:
+                log.error("%s", exc)
+
+    def _ensure_tap(self, network_id: int, mtu_bytes: int) -> TapDevice:
         device = self.taps.get(network_id)
         if device is None:
             state = self.core.networks[network_id]
-            device = self.taps[network_id] = TapDevice(tap_name_for(network_id), state.mac, config.mtu_bytes)
-            self.dataplane.add_tap(network_id, device.fd)
+            device = self.taps[network_id] = TapDevice(tap_name_for(network_id), state.mac, mtu_bytes)
+            self.transmit.tap_fds[network_id] = device.fd
+            self.reactor.add_reader(device.fd, self._tap_drainer(network_id, device.fd))
             log.info("network %s: TAP %s up", format_network_id(network_id), device.name)
+        return device
+
+    def _tap_drainer(self, network_id: int, fd: int) -> Callable[[], None]:
+        read = os.read
+        frame_from_tap = self.core.frame_from_tap
+
+        def drain() -> None:
+            now = time.monotonic()
+            for _ in range(TAP_DRAIN_BATCH):
+                try:
+                    frame = read(fd, MAX_FRAME_BYTES)
+                except BlockingIOError:
+                    return
+                except OSError:
+                    self.reactor.remove_reader(fd)  # the device went away
+                    return
+                frame_from_tap(network_id, frame, now)
+
+        return drain
+
+    def _configure_tap(self, network_id: int, config: NetworkConfig) -> None:
+        device = self._ensure_tap(network_id, config.mtu_bytes)
         device.set_mtu(config.mtu_bytes)
         me = config.member(self.identity.node_id)
         device.set_addresses(set(me.ips) if me else set())
 
     def _remove_tap(self, network_id: int) -> None:
         device = self.taps.pop(network_id, None)
-        self.dataplane.remove_tap(network_id)
+        self.transmit.tap_fds.pop(network_id, None)
         if device is not None:
+            self.reactor.remove_reader(device.fd)
             device.close()
 
-    # -- control socket (trio) -----------------------------------------------------------------------
+    # -- control socket (trio thread) -------------------------------------------------------------------
     async def handle_control(self, request: dict[str, Any]) -> Any:
         command = request["command"]
         if command == "status":
             return await self.on_core(self._status)
+        if command == "networks":
+            return await self.on_core(self._networks)
+        if command == "peers":
+            return await self.on_core(self._peers)
+        if command == "join":
+            return await self._join(request)
+        if command == "leave":
+            return await self._leave(request)
         raise L2meshError(f"unknown command {command!r}")
+
+    async def _join(self, request: dict[str, Any]) -> dict[str, Any]:
+        network_id = parse_network_id(str(request.get("network_id")))
+        endpoint = await resolve_controller(str(request.get("controller") or ""))
+        self.joined[network_id] = endpoint
+        self.state.save_joined(self.joined)
+
+        def join(core: NodeCore) -> None:
+            core.join(network_id, endpoint, time.monotonic(),
+                      controller_identity=self.state.load_controller(controller_of(network_id)))
+            self._ensure_tap(network_id, DEFAULT_MTU_BYTES)
+
+        await self.on_core(join)
+        return {"id": format_network_id(network_id), "controller": endpoint_text(endpoint), "status": "REQUESTING"}
+
+    async def _leave(self, request: dict[str, Any]) -> dict[str, Any]:
+        network_id = parse_network_id(str(request.get("network_id")))
+        if network_id not in self.joined:
+            raise L2meshError(f"not a member of network {format_network_id(network_id)}")
+        del self.joined[network_id]
+        self.state.save_joined(self.joined)
+        self.state.forget_network(network_id)
+        await self.on_core(lambda core: core.leave(network_id))
+        return {"id": format_network_id(network_id), "status": "LEFT"}
 
     def _status(self, core: NodeCore) -> dict[str, Any]:
         counters = core.counters()
@@ -134,20 +245,83 @@ class NodeDaemon:
             "id": format_node_id(self.identity.node_id),
             "port": self.options.port,
             "version": __version__,
-            "online": True,
+            "online": any(p.is_controller and p.last_rx_s is not None for p in core.peers.values()),
             "uptime_s": round(time.monotonic() - self.started_s, 1),
-            "networks": [
-                {
-                    "id": format_network_id(nid),
-                    "status": state.status.value,
-                    "iface": self.taps[nid].name if nid in self.taps else None,
-                    "mac": format_mac(state.mac),
-                }
-                for nid, state in core.networks.items()
-            ],
-            "peers": len(core.peers),
+            "networks": len(core.networks),
+            "peers": sum(1 for p in core.peers.values() if not p.is_controller),
             "counters": counters,
         }
+
+    def _networks(self, core: NodeCore) -> list[dict[str, Any]]:
+        out = []
+        for network_id, state in core.networks.items():
+            config = state.config
+            me = config.member(self.identity.node_id) if config else None
+            device = self.taps.get(network_id)
+            out.append(
+                {
+                    "id": format_network_id(network_id),
+                    "name": config.name if config else "",
+                    "status": state.status.value,
+                    "iface": device.name if device else None,
+                    "mac": format_mac(state.mac),
+                    "ips": [ip.split("/")[0] for ip in me.ips] if me else [],
+                    "cidrs": list(me.ips) if me else [],
+                    "mtu": config.mtu_bytes if config else DEFAULT_MTU_BYTES,
+                    "revision": config.revision if config else None,
+                    "members": len(config.members) if config else 0,
+                    "controller": endpoint_text(state.controller_endpoint),
+                }
+            )
+        return out
+
+    def _peers(self, core: NodeCore) -> list[dict[str, Any]]:
+        now = time.monotonic()
+        return [
+            {
+                "id": format_node_id(peer.node_id),
+                "role": "controller" if peer.is_controller else "member",
+                "path": peer.path,
+                "endpoint": endpoint_text(peer.endpoint),
+                "latency_ms": None if peer.latency_ms is None else round(peer.latency_ms, 3),
+                "rx_bytes": peer.rx_bytes,
+                "tx_bytes": peer.tx_bytes,
+                "last_handshake_s": None
+                if peer.session is None or peer.session.last_handshake_s is None
+                else round(now - peer.session.last_handshake_s, 1),
+                "networks": [format_network_id(n) for n in sorted(peer.networks)],
+            }
+            for peer in sorted(core.peers.values(), key=lambda p: p.node_id)
+        ]
+
+
+async def resolve_controller(text: str) -> Endpoint:
+    """HOST:PORT (or HOST, default port 9994) -> (IP, port); names are resolved once, here."""
+    if not text:
+        raise L2meshError("--controller HOST:PORT is required")
+    try:
+        return parse_endpoint(text)
+    except NetconfError:
+        pass
+    host, sep, port_text = text.rpartition(":")
+    if not sep:
+        host, port_text = text, str(DEFAULT_CONTROLLER_PORT)
+    try:
+        port = int(port_text)
+        if not 0 < port < 65536:
+            raise ValueError
+    except ValueError:
+        raise L2meshError(f"invalid controller address {text!r}: expected HOST:PORT") from None
+    try:
+        ipaddress.ip_address(host)
+        return host, port
+    except ValueError:
+        pass
+    try:
+        infos = await trio.socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+    except OSError:
+        raise L2meshError(f"cannot resolve controller host {host!r}") from None
+    return str(infos[0][4][0]), port
 
 
 def load_static_netconf(path: Path, identity: Identity) -> NetworkConfig:

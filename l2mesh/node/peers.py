@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 
 from l2mesh.identity import PublicIdentity
 from l2mesh.session import Session
+from l2mesh.udp import Endpoint
 
 QUEUE_LIMIT_MESSAGES = 256
-Endpoint = tuple[str, int]
 
 
 @dataclass(eq=False)
@@ -34,9 +34,13 @@ class Peer:
         """Rotate through known endpoints (used while a handshake gets no answer)."""
         if not self.candidates:
             return self.endpoint
-        endpoint = self.candidates[self.candidate_cursor % len(self.candidates)]
-        self.candidate_cursor += 1
-        return endpoint
+        # Skip the endpoint in use: it is the one that just went unanswered.
+        for _ in range(len(self.candidates)):
+            endpoint = self.candidates[self.candidate_cursor % len(self.candidates)]
+            self.candidate_cursor += 1
+            if endpoint != self.endpoint:
+                return endpoint
+        return self.endpoint
 
     @property
     def path(self) -> str:

@@ -133,7 +133,9 @@ class NetworkSwitch:
                 self.drops["broadcast_disabled"] += 1
                 return False
             return True
-        if destination == self.local_mac or self.local_is_bridge:
+        # A bridge carries unknown MACs onto its LAN, but never a MAC that
+        # belongs to another member (that member is not behind us).
+        if destination == self.local_mac or (self.local_is_bridge and destination not in self.owner_of_mac):
             return True
         self.drops["not_for_us"] += 1
         return False

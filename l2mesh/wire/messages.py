@@ -77,22 +77,33 @@ NetconfRequest = "NetconfRequest" / c.Struct(
     "network_id" / NetworkIdField,
     # The controller answers "no change" cheaply when this is current.
     "have_revision" / c.Int64ub,
+    # The session proves the sender's X25519 key; the node id hashes both
+    # public keys, so the node names its Ed25519 key here.
+    "ed25519" / c.Bytes(32),
     "client_version" / c.PascalString(c.Int8ub, "utf8"),
     c.Terminated,
 )
-"""Member -> controller: asks for (or refreshes) the network config of one network."""
+"""Member -> controller: asks for (or refreshes) the network config of one network; doubles as a keepalive."""
+
+NETCONF_CHUNK_BYTES = 32 * 1024
+MAX_NETCONF_CHUNKS = 512
 
 NetconfResponse = "NetconfResponse" / c.Struct(
     _kind(MessageKind.NETCONF_RESPONSE),
     "network_id" / NetworkIdField,
     "status" / c.Enum(c.Int8ub, NetconfStatus),
     "revision" / c.Int64ub,
+    # A signed config can be larger than one transport packet carries (big
+    # networks): it travels in chunks the member puts back together.
+    "chunk_index" / c.Int16ub,
+    "chunk_count" / c.Int16ub,
+    c.Check(lambda ctx: ctx.chunk_index < ctx.chunk_count <= MAX_NETCONF_CHUNKS),
     # Ed25519 signature (64 bytes) followed by the JSON document it signs;
-    # empty unless status is OK. Large configs travel as transport fragments.
+    # empty unless status is OK.
     "signed_config" / c.Prefixed(c.Int32ub, c.GreedyBytes),
     c.Terminated,
 )
-"""Controller -> member: the signed config, or why there is none (ACCESS_DENIED, NOT_FOUND)."""
+"""Controller -> member: the signed config (one chunk of it), or why there is none (ACCESS_DENIED, NOT_FOUND)."""
 
 MulticastGroup = c.Struct(
     "mac" / c.Bytes(6),

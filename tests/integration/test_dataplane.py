@@ -45,7 +45,7 @@ def test_arping_resolves_a_member_mac(topology: Topology) -> None:
         lambda: (r := hosts[0].run("arping", "-c", "2", "-w", "3", "-I", tap, overlay_ip(2), check=False)).returncode == 0 and r,
         15, what="arping reply",
     )
-    mac_of_m2 = json.loads(hosts[1].l2mesh("status", "--json").stdout)["networks"][0]["mac"]
+    mac_of_m2 = json.loads(hosts[1].l2mesh("networks", "--json").stdout)[0]["mac"]
     assert mac_of_m2.lower() in result.stdout.lower()
 
 

@@ -225,3 +225,59 @@ def environment_problem() -> str | None:
         if subprocess.run(["which", tool], capture_output=True).returncode != 0:
             return f"integration tests need {tool}"
     return None
+
+
+@dataclass
+class Controller:
+    """`l2mesh-ctl serve` in its own namespace (a host on the underlay); admin CLI runs inside it."""
+
+    host: Host
+    state_dir: Path
+    port: int = 9994
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"{self.host.underlay_ip}:{self.port}"
+
+    def start(self) -> None:
+        self.process = self.host.popen(
+            L2MESH_CTL, "serve", "--state-dir", str(self.state_dir), "--listen", f"0.0.0.0:{self.port}",
+            log_name="controller",
+        )
+        wait_until(lambda: (self.state_dir / "api.json").exists() or self.process.poll() is not None, 15, what="controller API")
+        if self.process.poll() is not None:
+            raise AssertionError(f"controller exited: {self.host.topology.log_of('controller')}")
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.process is not None:
+            self.host.topology.stop_process(self.process, sig)
+            self.process = None
+            try:
+                (self.state_dir / "api.json").unlink()
+            except OSError:
+                pass
+
+    def ctl(self, *argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return self.host.run(L2MESH_CTL, *argv, "--state-dir", str(self.state_dir), check=check)
+
+    def ctl_json(self, *argv: str) -> Any:
+        return json.loads(self.ctl(*argv, "--json").stdout)
+
+
+def add_controller(topology: Topology, name: str = "ctl") -> Controller:
+    host = topology.add_host(name)
+    controller = Controller(host, topology.work_dir / f"{name}-state")
+    controller.start()
+    return controller
+
+
+def networks_of(host: Host) -> list[dict[str, Any]]:
+    return json.loads(host.l2mesh("networks", "--json").stdout)
+
+
+def network_status(host: Host, network_id: str) -> str | None:
+    for network in networks_of(host):
+        if network["id"] == network_id:
+            return network["status"]
+    return None

@@ -79,7 +79,7 @@ MESSAGE_FIELDS: dict[MessageKind, st.SearchStrategy[dict]] = {
         {"network_id": u64, "group_mac": fixed(6), "adi": u32, "frame": st.binary(min_size=14, max_size=200)}
     ),
     MessageKind.NETCONF_REQUEST: st.fixed_dictionaries(
-        {"network_id": u64, "have_revision": u64, "client_version": short_text()}
+        {"network_id": u64, "have_revision": u64, "ed25519": fixed(32), "client_version": short_text()}
     ),
     MessageKind.NETCONF_RESPONSE: st.fixed_dictionaries(
         {
@@ -88,6 +88,10 @@ MESSAGE_FIELDS: dict[MessageKind, st.SearchStrategy[dict]] = {
             "revision": u64,
             "signed_config": st.binary(max_size=300),
         }
+    ).flatmap(
+        lambda d: st.integers(1, 512).flatmap(
+            lambda count: st.integers(0, count - 1).map(lambda index: {**d, "chunk_index": index, "chunk_count": count})
+        )
     ),
     MessageKind.MULTICAST_SUBSCRIPTIONS: st.fixed_dictionaries(
         {
@@ -206,8 +210,10 @@ def _minimal_fields(kind: str, tag) -> dict:
     messages = {
         MessageKind.FRAME: dict(network_id=1, frame=b"f" * 14),
         MessageKind.MULTICAST_FRAME: dict(network_id=1, group_mac=b"\x01" * 6, adi=0, frame=b"f" * 14),
-        MessageKind.NETCONF_REQUEST: dict(network_id=1, have_revision=0, client_version="v"),
-        MessageKind.NETCONF_RESPONSE: dict(network_id=1, status="OK", revision=1, signed_config=b"sig"),
+        MessageKind.NETCONF_REQUEST: dict(network_id=1, have_revision=0, ed25519=bytes(32), client_version="v"),
+        MessageKind.NETCONF_RESPONSE: dict(
+            network_id=1, status="OK", revision=1, chunk_index=0, chunk_count=1, signed_config=b"sig"
+        ),
         MessageKind.MULTICAST_SUBSCRIPTIONS: dict(network_id=1, ttl_s=60, complete=True, groups=[dict(mac=b"\x01" * 6, adi=0)]),
         MessageKind.ENDPOINT_HINTS: dict(node_id=1, punch=False, endpoints=[("192.0.2.1", 9993), ("2001:db8::1", 1)]),
         MessageKind.PATH_PROBE: dict(probe_id=7),

@@ -1,0 +1,1 @@
+"""The self-hostable network controller: storage, netconf issuing and signing, admin API, member authorization."""

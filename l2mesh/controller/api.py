@@ -1,0 +1,128 @@
+"""The admin HTTP+JSON API (starlette), bound to loopback by default, guarded by a bearer token.
+
+Handlers validate nothing themselves: they hand the request to the
+controller core (on its reactor thread), which validates, commits and
+pushes; every error becomes a 4xx with {"error": "<one line>"}.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from l2mesh.controller.core import ControllerCore
+from l2mesh.controller.model import NotFound, ValidationError
+from l2mesh.errors import InvalidId, L2meshError
+from l2mesh.ids import parse_network_id, parse_node_id
+
+OnCore = Callable[[Callable[[ControllerCore], Any]], Awaitable[Any]]
+API_PREFIX = "/api/v1"
+
+
+def error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+def build_app(on_core: OnCore, token: str) -> Starlette:
+    async def body(request: Request) -> dict[str, Any]:
+        raw = await request.body()
+        if not raw:
+            return {}
+        try:
+            doc = json.loads(raw)
+        except ValueError:
+            raise ValidationError("request body is not valid JSON") from None
+        if not isinstance(doc, dict):
+            raise ValidationError("request body must be a JSON object")
+        return doc
+
+    def handler(function: Callable[[Request], Awaitable[Any]], status: int = 200) -> Callable[[Request], Awaitable[Response]]:
+        async def endpoint(request: Request) -> Response:
+            supplied = request.headers.get("authorization", "")
+            if not hmac.compare_digest(supplied.encode(), f"Bearer {token}".encode()):
+                return error(401, "missing or wrong API token")
+            try:
+                result = await function(request)
+            except NotFound as exc:
+                return error(404, str(exc))
+            except (ValidationError, InvalidId) as exc:
+                return error(400, str(exc))
+            except L2meshError as exc:
+                return error(409, str(exc))
+            if result is None:
+                return Response(status_code=204)
+            return JSONResponse(result, status_code=status)
+
+        return endpoint
+
+    def network_id(request: Request) -> int:
+        return parse_network_id(request.path_params["network_id"])
+
+    def node_id(request: Request) -> int:
+        return parse_node_id(request.path_params["node_id"])
+
+    async def status(request: Request) -> Any:
+        return await on_core(lambda core: core.status())
+
+    async def list_networks(request: Request) -> Any:
+        return await on_core(lambda core: core.list_networks())
+
+    async def create_network(request: Request) -> Any:
+        doc = await body(request)
+        return await on_core(lambda core: core.create_network(doc))
+
+    async def get_network(request: Request) -> Any:
+        nid = network_id(request)
+        return await on_core(lambda core: core.get_network(nid))
+
+    async def update_network(request: Request) -> Any:
+        nid, doc = network_id(request), await body(request)
+        return await on_core(lambda core: core.update_network(nid, doc))
+
+    async def delete_network(request: Request) -> Any:
+        nid = network_id(request)
+        await on_core(lambda core: core.delete_network(nid))
+
+    async def list_members(request: Request) -> Any:
+        nid = network_id(request)
+        return await on_core(lambda core: core.list_members(nid))
+
+    async def get_member(request: Request) -> Any:
+        nid, mid = network_id(request), node_id(request)
+        return await on_core(lambda core: core.get_member(nid, mid))
+
+    async def update_member(request: Request) -> Any:
+        nid, mid, doc = network_id(request), node_id(request), await body(request)
+        return await on_core(lambda core: core.update_member(nid, mid, doc))
+
+    async def delete_member(request: Request) -> Any:
+        nid, mid = network_id(request), node_id(request)
+        await on_core(lambda core: core.delete_member(nid, mid))
+
+    async def not_found(request: Request, exc: Exception) -> Response:
+        return error(404, f"no such API path {request.url.path}")
+
+    async def bad_method(request: Request, exc: Exception) -> Response:
+        return error(405, f"method {request.method} not allowed on {request.url.path}")
+
+    p = API_PREFIX
+    routes = [
+        Route(f"{p}/status", handler(status), methods=["GET"]),
+        Route(f"{p}/networks", handler(list_networks), methods=["GET"]),
+        Route(f"{p}/networks", handler(create_network, 201), methods=["POST"]),
+        Route(f"{p}/networks/{{network_id}}", handler(get_network), methods=["GET"]),
+        Route(f"{p}/networks/{{network_id}}", handler(update_network), methods=["PATCH"]),
+        Route(f"{p}/networks/{{network_id}}", handler(delete_network), methods=["DELETE"]),
+        Route(f"{p}/networks/{{network_id}}/members", handler(list_members), methods=["GET"]),
+        Route(f"{p}/networks/{{network_id}}/members/{{node_id}}", handler(get_member), methods=["GET"]),
+        Route(f"{p}/networks/{{network_id}}/members/{{node_id}}", handler(update_member), methods=["PATCH"]),
+        Route(f"{p}/networks/{{network_id}}/members/{{node_id}}", handler(delete_member), methods=["DELETE"]),
+    ]
+    return Starlette(routes=routes, exception_handlers={404: not_found, 405: bad_method})

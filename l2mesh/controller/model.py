@@ -1,0 +1,182 @@
+"""Networks and members as the controller stores them, and the rules that keep them valid.
+
+Validation lives here, not in the API or the storage, so every path that
+changes a network (HTTP, CLI, tests) gets the same one-line errors.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from l2mesh.errors import L2meshError
+from l2mesh.identity import PublicIdentity
+from l2mesh.ids import format_mac, format_network_id, format_node_id, member_mac
+from l2mesh.netconf import DEFAULT_MTU_BYTES, MAX_MTU_BYTES, MIN_MTU_BYTES
+
+# With --ip and no pool or route containing the address, the member gets this
+# prefix so that members can reach each other on-link (a /32 could not).
+FALLBACK_PREFIX_V4 = 24
+FALLBACK_PREFIX_V6 = 64
+
+
+class ValidationError(L2meshError):
+    """Admin input that does not fit the network (bad CIDR, duplicate IP, out of range...)."""
+
+
+class NotFound(L2meshError):
+    """An unknown network or member."""
+
+
+@dataclass(frozen=True)
+class Network:
+    network_id: int
+    name: str
+    pools: tuple[str, ...] = ()
+    routes: tuple[str, ...] = ()
+    mtu_bytes: int = DEFAULT_MTU_BYTES
+    multicast_limit: int | None = None
+    broadcast: bool = True
+    private: bool = True
+    revision: int = 1
+    created_s: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": format_network_id(self.network_id),
+            "name": self.name,
+            "pools": list(self.pools),
+            "routes": list(self.routes),
+            "mtu": self.mtu_bytes,
+            "multicast_limit": self.multicast_limit,
+            "broadcast": self.broadcast,
+            "private": self.private,
+            "revision": self.revision,
+            "created": self.created_s,
+        }
+
+
+@dataclass(frozen=True)
+class Member:
+    network_id: int
+    node_id: int
+    identity: PublicIdentity | None = None  # unknown until the node first asks (pre-authorization)
+    authorized: bool = False
+    bridge: bool = False
+    ips: tuple[str, ...] = ()
+    name: str = ""
+    created_s: float = 0.0
+    last_seen_s: float | None = None
+    endpoint: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": format_node_id(self.node_id),
+            "network": format_network_id(self.network_id),
+            "authorized": self.authorized,
+            "bridge": self.bridge,
+            "ips": [ip.split("/")[0] for ip in self.ips],
+            "cidrs": list(self.ips),
+            "name": self.name,
+            "mac": format_mac(member_mac(self.node_id, self.network_id)),
+            "last_seen": self.last_seen_s,
+            "endpoint": self.endpoint,
+            "known": self.identity is not None,
+        }
+
+
+def validate_network_fields(
+    name: str | None = None,
+    pools: list[str] | None = None,
+    routes: list[str] | None = None,
+    mtu: int | None = None,
+    multicast_limit: int | None = None,
+) -> dict[str, Any]:
+    """Normalized values for the fields given; ValidationError on the first bad one."""
+    out: dict[str, Any] = {}
+    if name is not None:
+        if not isinstance(name, str) or not name.strip() or len(name) > 64:
+            raise ValidationError("network name must be 1..64 characters")
+        out["name"] = name.strip()
+    if pools is not None:
+        out["pools"] = tuple(_cidr(p, "pool") for p in pools)
+    if routes is not None:
+        out["routes"] = tuple(_cidr(r, "route") for r in routes)
+    if mtu is not None:
+        if not isinstance(mtu, int) or not MIN_MTU_BYTES <= mtu <= MAX_MTU_BYTES:
+            raise ValidationError(f"MTU must be an integer in {MIN_MTU_BYTES}..{MAX_MTU_BYTES}")
+        out["mtu_bytes"] = mtu
+    if multicast_limit is not None:
+        if not isinstance(multicast_limit, int) or multicast_limit < 1:
+            raise ValidationError("multicast limit must be a positive integer")
+        out["multicast_limit"] = multicast_limit
+    return out
+
+
+def _cidr(text: object, what: str) -> str:
+    try:
+        network = ipaddress.ip_network(str(text), strict=False)
+    except ValueError:
+        raise ValidationError(f"invalid {what} {text!r}: expected a CIDR such as 10.147.17.0/24") from None
+    if network.num_addresses < 4 and network.version == 4:
+        raise ValidationError(f"{what} {text} is too small")
+    return str(network)
+
+
+def member_interface(network: Network, ip_text: str) -> str:
+    """The CIDR a member gets for ip_text: the prefix of the pool or route holding it, else a fallback."""
+    try:
+        if "/" in str(ip_text):
+            interface = ipaddress.ip_interface(ip_text)
+            address = interface.ip
+        else:
+            address = ipaddress.ip_address(ip_text)
+            interface = None
+    except ValueError:
+        raise ValidationError(f"invalid IP address {ip_text!r}") from None
+    if address.is_multicast or address.is_unspecified or address.is_loopback:
+        raise ValidationError(f"{address} cannot be a member address")
+    if interface is not None:
+        _check_host_address(interface)
+        return str(interface)
+    for cidr in (*network.pools, *network.routes):
+        candidate = ipaddress.ip_network(cidr)
+        if address in candidate:
+            interface = ipaddress.ip_interface(f"{address}/{candidate.prefixlen}")
+            _check_host_address(interface)
+            return str(interface)
+    prefix = FALLBACK_PREFIX_V4 if address.version == 4 else FALLBACK_PREFIX_V6
+    return str(ipaddress.ip_interface(f"{address}/{prefix}"))
+
+
+def _check_host_address(interface: ipaddress.IPv4Interface | ipaddress.IPv6Interface) -> None:
+    net = interface.network
+    if net.version == 4 and net.prefixlen < 31 and interface.ip in (net.network_address, net.broadcast_address):
+        raise ValidationError(f"{interface.ip} is the network or broadcast address of {net}")
+
+
+def assign_from_pools(network: Network, taken: set[str]) -> str | None:
+    """The lowest free host address in the network's pools, as a CIDR, or None when full or poolless."""
+    taken_ips = {ipaddress.ip_interface(t).ip for t in taken}
+    for cidr in network.pools:
+        pool = ipaddress.ip_network(cidr)
+        for address in pool.hosts():
+            if address not in taken_ips:
+                return f"{address}/{pool.prefixlen}"
+    return None
+
+
+def check_no_duplicate_ips(wanted: tuple[str, ...], others: list[Member]) -> None:
+    mine = [ipaddress.ip_interface(ip).ip for ip in wanted]
+    if len(set(mine)) != len(mine):
+        raise ValidationError("the same IP is given twice")
+    for other in others:
+        for ip in other.ips:
+            if ipaddress.ip_interface(ip).ip in mine:
+                raise ValidationError(f"IP {ipaddress.ip_interface(ip).ip} is already used by member {format_node_id(other.node_id)}")
+
+
+def with_changes(obj: Any, **changes: Any) -> Any:
+    return replace(obj, **changes)

@@ -1,0 +1,153 @@
+"""`l2mesh-ctl serve`: the controller process.
+
+A trio loop serves the admin API (hypercorn) and watches signals; a reactor
+thread owns the controller core, its UDP socket and its storage, as the
+node's does (l2mesh/reactor.py). The API address and a bearer token are
+written into the state directory, where `l2mesh-ctl` on the same host finds
+them (as zerotier-cli finds its authtoken).
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import trio
+from hypercorn.config import Config
+from hypercorn.trio import serve
+
+from l2mesh.controller.api import build_app
+from l2mesh.controller.core import ControllerCore
+from l2mesh.controller.storage import open_storage
+from l2mesh.errors import L2meshError, StateError
+from l2mesh.identity import Identity
+from l2mesh.ids import format_node_id
+from l2mesh.reactor import Reactor
+from l2mesh.statefile import atomic_write_bytes, atomic_write_json, ensure_state_dir
+from l2mesh.udp import DatagramSender, Endpoint, make_socket_drainer, open_udp_socket
+
+DEFAULT_LISTEN: Endpoint = ("0.0.0.0", 9994)
+DEFAULT_API: Endpoint = ("127.0.0.1", 9995)
+TOKEN_FILE = "api.token"
+API_FILE = "api.json"
+
+T = TypeVar("T")
+log = logging.getLogger("l2mesh.controller")
+
+
+@dataclass
+class ServeOptions:
+    state_dir: Path
+    listen: Endpoint = DEFAULT_LISTEN
+    api: Endpoint = DEFAULT_API
+
+
+def load_or_create_token(state_dir: Path) -> str:
+    path = state_dir / TOKEN_FILE
+    if path.exists():
+        try:
+            token = path.read_text().strip()
+        except OSError as exc:
+            raise StateError(f"cannot read {path}: {exc.strerror}") from None
+        if len(token) >= 16:
+            return token
+    token = secrets.token_urlsafe(32)
+    atomic_write_bytes(path, (token + "\n").encode())
+    return token
+
+
+class ControllerServer:
+    def __init__(self, options: ServeOptions) -> None:
+        self.options = options
+        ensure_state_dir(options.state_dir)
+        self.identity = Identity.load_or_create(options.state_dir)
+        self.storage = open_storage(options.state_dir)
+        self.token = load_or_create_token(options.state_dir)
+        self.sock = open_udp_socket(options.listen[1], options.listen[0])
+        self.sender = DatagramSender(self.sock)
+        self.core = ControllerCore(self.identity, self.storage, self.sender)
+        self.reactor = Reactor(self.core.tick)
+        self.reactor.add_reader(self.sock.fileno(), make_socket_drainer(self.sock, self.core.datagram_received, time.monotonic))
+        self.reactor.after_wakeup = self._after_wakeup
+        self._blocked = False
+
+    def _after_wakeup(self) -> None:
+        if self.sender.backlog and not self._blocked:
+            self._blocked = True
+            self.reactor.set_writer(self.sock.fileno(), self._writable)
+
+    def _writable(self) -> None:
+        if self.sender.flush_backlog():
+            self._blocked = False
+            self.reactor.set_writer(self.sock.fileno(), None)
+
+    async def on_core(self, function: Callable[[ControllerCore], T]) -> T:
+        future = self.reactor.call(lambda: function(self.core))
+        return await trio.to_thread.run_sync(future.result, abandon_on_cancel=True)
+
+    async def run(self) -> None:
+        config = Config()
+        host, port = self.options.api
+        config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
+        config.accesslog = None
+        config.errorlog = logging.getLogger("l2mesh.controller.http")
+        app = build_app(self.on_core, self.token)
+        shutdown = trio.Event()
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._run_reactor, nursery.cancel_scope)
+                greeted = await self.on_core(lambda core: core.greet_members(time.monotonic()))
+                nursery.start_soon(self._watch_signals, shutdown)
+                try:
+                    await serve_api(app, config, shutdown, nursery)
+                except OSError as exc:
+                    raise L2meshError(f"cannot serve the admin API on {host}:{port}: {exc.strerror}") from None
+                atomic_write_json(
+                    self.options.state_dir / API_FILE,
+                    {"url": f"http://{'[' + host + ']' if ':' in host else host}:{port}", "listen": list(self.options.listen)},
+                )
+                log.info(
+                    "controller %s: UDP %s:%d, admin API http://%s:%d; greeted %d known members",
+                    format_node_id(self.identity.node_id), *self.options.listen, host, port, greeted,
+                )
+                await shutdown.wait()
+                nursery.cancel_scope.cancel()
+        finally:
+            self.reactor.stop()
+            self.sock.close()
+
+    async def _run_reactor(self, scope: trio.CancelScope) -> None:
+        try:
+            await trio.to_thread.run_sync(self.reactor.run)
+        finally:
+            scope.cancel()
+
+    async def _watch_signals(self, shutdown: trio.Event) -> None:
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            async for signum in signals:
+                log.info("signal %d: stopping", signum)
+                self.reactor.stop()
+                shutdown.set()
+                return
+
+
+async def serve_api(app: Any, config: Config, shutdown: trio.Event, nursery: trio.Nursery) -> None:
+    """Start hypercorn in the nursery and return once it listens (bind errors are raised here)."""
+    await nursery.start(_serve, app, config, shutdown)
+
+
+async def _serve(app: Any, config: Config, shutdown: trio.Event, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+    await serve(app, config, shutdown_trigger=shutdown.wait, task_status=task_status)
+
+
+def run_controller(options: ServeOptions) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    server = ControllerServer(options)
+    trio.run(server.run)
+    return 0
