@@ -61,7 +61,9 @@ def print_table(title: str | None, columns: Sequence[str], rows: Sequence[Sequen
         table.add_column(column, justify=justify)
     for row in rows:
         table.add_row(*("-" if cell is None else str(cell) for cell in row))
-    Console(soft_wrap=True).print(table)
+    # Piped output (grep, less, logs) gets every cell whole instead of an 80-column squeeze.
+    width = None if sys.stdout.isatty() else 250
+    Console(soft_wrap=True, width=width).print(table)
 
 
 def run_main(body: Callable[[], int | None]) -> NoReturn:

@@ -103,6 +103,19 @@ def cmd_peers(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_macs(args: argparse.Namespace) -> int:
+    macs = call_daemon(resolve_state_dir(args), "macs")
+    if args.json:
+        print_json(macs)
+        return 0
+    print_table(
+        None,
+        ["network", "MAC", "behind member", "kind", "age"],
+        [[m["network"], m["mac"], m["member"], m["kind"], None if m["age_s"] is None else f"{m['age_s']:.0f} s"] for m in macs],
+    )
+    return 0
+
+
 def port_number(text: str) -> int:
     try:
         port = int(text)
@@ -150,6 +163,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_state_dir_argument(p, NODE_STATE_DIR_DEFAULT)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_peers)
+
+    p = sub.add_parser("macs", help="the switch's MAC table: member MACs and MACs learned behind bridges")
+    add_state_dir_argument(p, NODE_STATE_DIR_DEFAULT)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_macs)
 
     p = sub.add_parser("daemon", help="run the node service in the foreground (until SIGTERM/SIGINT)")
     add_state_dir_argument(p, NODE_STATE_DIR_DEFAULT)

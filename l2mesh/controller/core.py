@@ -43,14 +43,28 @@ from l2mesh.wire.messages import (
     Keepalive,
     MessageKind,
     NetconfResponse,
+    EndpointHints,
     NetconfStatus,
+    PathProbeReply,
 )
-from l2mesh.wire.packets import IdentityRequest, IdentityResponse, PacketType
+from l2mesh.wire.packets import (
+    MAX_RELAY_HOPS,
+    RELAY_HEADER,
+    RELAY_HEADER_BYTES,
+    IdentityRequest,
+    IdentityResponse,
+    PacketType,
+)
 
 # A member that asked within this window is online and gets pushes.
 ONLINE_WINDOW_S = 120.0
 SEEN_FLUSH_INTERVAL_S = 10.0
 IDENTITY_REQUESTS_PER_SOURCE_PER_S = 5.0
+# Relay: what one member may push through this controller (it forwards ciphertext only).
+RELAY_BYTES_PER_MEMBER_PER_S = 125_000_000.0  # 1 Gbit/s
+RELAY_BURST_BYTES = 8_000_000.0
+RENDEZVOUS_PER_PAIR_PER_S = 1.0
+MAX_LOCAL_ENDPOINTS = 8
 
 
 class Transmit(Protocol):
@@ -67,6 +81,7 @@ class Client:
     identity: PublicIdentity | None = None
     networks: set[int] = field(default_factory=set)
     last_seen_s: float = 0.0
+    local_endpoints: list[Endpoint] = field(default_factory=list)
 
 
 class ControllerCore:
@@ -89,6 +104,12 @@ class ControllerCore:
         self.drops: Counter[str] = Counter()
         self.sent: Counter[str] = Counter()
         self._identity_requests = KeyedRateLimiter(IDENTITY_REQUESTS_PER_SOURCE_PER_S, 10.0)
+        self.by_node: dict[int, Client] = {}
+        self._relay_allowed: dict[tuple[int, int], bool] = {}
+        self._relay_budget = KeyedRateLimiter(RELAY_BYTES_PER_MEMBER_PER_S, RELAY_BURST_BYTES)
+        self._rendezvous_budget = KeyedRateLimiter(RENDEZVOUS_PER_PAIR_PER_S, 2.0)
+        self.relayed_packets = 0
+        self.relayed_bytes = 0
         self._seen_dirty: set[tuple[int, int]] = set()
         self._next_seen_flush_s = 0.0
         self._now_s = 0.0
@@ -100,6 +121,9 @@ class ControllerCore:
             self.drops["empty_datagram"] += 1
             return
         kind = data[0]
+        if kind == PacketType.RELAY:
+            self._relay(data, source, now)
+            return
         try:
             if kind == PacketType.TRANSPORT:
                 self._transport_received(data, source, now)
@@ -119,6 +143,74 @@ class ControllerCore:
                 self.drops["unexpected_packet_type"] += 1
         except (SessionError, ParseError):
             self.drops[f"rejected_{PacketType(kind).name.lower() if kind in PacketType._value2member_map_ else 'packet'}"] += 1
+
+    def _relay(self, data: memoryview, source: Endpoint, now: float) -> None:
+        """Forward an end-to-end encrypted packet between two authorized members of a network we control."""
+        if len(data) <= RELAY_HEADER_BYTES:
+            self.drops["relay_malformed"] += 1
+            return
+        _, hops, destination, origin = RELAY_HEADER.unpack_from(data)
+        sender = self.by_node.get(int.from_bytes(origin, "big"))
+        # The envelope's source must be the member whose session we hold at this address.
+        if sender is None or sender.endpoint != source:
+            self.drops["relay_spoofed_or_unknown_source"] += 1
+            return
+        target = self.by_node.get(int.from_bytes(destination, "big"))
+        if target is None or now - target.last_seen_s > ONLINE_WINDOW_S or hops >= MAX_RELAY_HOPS:
+            self.drops["relay_target_offline"] += 1
+            return
+        assert sender.node_id is not None and target.node_id is not None
+        if not self._may_relay(sender.node_id, target.node_id):
+            self.drops["relay_not_authorized"] += 1
+            return
+        if not self._relay_budget.take(sender.node_id, now, len(data)):
+            self.drops["relay_rate_limited"] += 1
+            return
+        self.relayed_packets += 1
+        self.relayed_bytes += len(data)
+        self.transmit.send_datagram(data, target.endpoint)
+
+    def _may_relay(self, a: int, b: int) -> bool:
+        """Both authorized in some network of ours (cached; the cache is dropped on every admin change)."""
+        key = (a, b) if a < b else (b, a)
+        allowed = self._relay_allowed.get(key)
+        if allowed is None:
+            allowed = False
+            for network in self.storage.list_networks():
+                members = {m.node_id for m in self.storage.list_members(network.network_id) if m.authorized}
+                if a in members and b in members:
+                    allowed = True
+                    break
+            if len(self._relay_allowed) > 100_000:
+                self._relay_allowed.clear()
+            self._relay_allowed[key] = allowed
+        return allowed
+
+    def _endpoint_hints(self, client: Client, hints: Any, now: float) -> None:
+        if client.node_id is None:
+            return
+        if hints.node_id == client.node_id:
+            # The member's own local addresses: candidates for peers on its LAN.
+            client.local_endpoints = [tuple(e) for e in hints.endpoints][:MAX_LOCAL_ENDPOINTS]
+            return
+        # A rendezvous request: tell both sides to probe each other now (hole punching).
+        target = self.by_node.get(hints.node_id)
+        pair = (min(client.node_id, hints.node_id), max(client.node_id, hints.node_id))
+        if target is None or now - target.last_seen_s > ONLINE_WINDOW_S:
+            self.drops["rendezvous_target_offline"] += 1
+            return
+        if not self._may_relay(client.node_id, hints.node_id) or not self._rendezvous_budget.take(pair, now):
+            self.drops["rendezvous_refused"] += 1
+            return
+        for one, other in ((client, target), (target, client)):
+            assert other.node_id is not None
+            self._send(
+                one,
+                EndpointHints.build(
+                    {"node_id": other.node_id, "punch": True, "endpoints": [other.endpoint, *other.local_endpoints][:MAX_LOCAL_ENDPOINTS]}
+                ),
+            )
+        self.sent["rendezvous"] += 1
 
     def _identity_request(self, data: memoryview, source: Endpoint, now: float) -> None:
         request = parse_exact(IdentityRequest, data)
@@ -150,6 +242,11 @@ class ControllerCore:
             self._netconf_request(client, parsed)
         elif kind == MessageKind.KEEPALIVE:
             pass
+        elif kind == MessageKind.ENDPOINT_HINTS:
+            self._endpoint_hints(client, parsed, self._now_s)
+        elif kind == MessageKind.PATH_PROBE:
+            # The reply tells the member its address as seen from here (its NAT mapping).
+            self._send(client, PathProbeReply.build({"probe_id": parsed.probe_id, "observed": source}))
         else:
             self.drops["unhandled_message"] += 1
 
@@ -160,6 +257,7 @@ class ControllerCore:
             self.drops["client_changed_identity"] += 1
             return
         client.node_id, client.identity = node_id, identity
+        self.by_node[node_id] = client
         network_id = request.network_id
         client.networks.add(network_id)
         self._seen_dirty.add((network_id, node_id))
@@ -234,6 +332,7 @@ class ControllerCore:
 
     def push(self, network_id: int) -> int:
         """Send the current state of a network to every online client that asked for it; returns how many."""
+        self._relay_allowed.clear()
         network = self._find_network(network_id)
         members = self.storage.list_members(network_id) if network is not None else []
         pushed = 0
@@ -308,21 +407,25 @@ class ControllerCore:
 
     def build_config(self, network: Network, members: list[Member], issued_to: int) -> NetworkConfig:
         now = self.wall_clock_s()
-        online = {c.node_id: c.endpoint for c in self.clients.values() if c.node_id is not None}
+        online = {c.node_id: c for c in self.clients.values() if c.node_id is not None}
         entries = []
         for member in members:
             if not member.authorized or member.identity is None:
                 continue
-            endpoint = online.get(member.node_id)
-            if endpoint is None and member.endpoint:
-                endpoint = parse_endpoint(member.endpoint)
+            client = online.get(member.node_id)
+            if client is not None:
+                endpoints: tuple[Endpoint, ...] = (client.endpoint, *client.local_endpoints)
+            elif member.endpoint:
+                endpoints = (parse_endpoint(member.endpoint),)
+            else:
+                endpoints = ()
             entries.append(
                 MemberConfig(
                     node_id=member.node_id,
                     identity=member.identity,
                     ips=member.ips,
                     bridge=member.bridge,
-                    endpoints=(endpoint,) if endpoint else (),
+                    endpoints=tuple(dict.fromkeys(endpoints))[:MAX_LOCAL_ENDPOINTS],
                     name=member.name,
                 )
             )
@@ -347,7 +450,9 @@ class ControllerCore:
         for session, action in self.table.poll(now):
             client = self.clients.get(session.remote_static)
             if action & SessionAction.EXPIRED:
-                self.clients.pop(session.remote_static, None)
+                gone = self.clients.pop(session.remote_static, None)
+                if gone is not None and gone.node_id is not None and self.by_node.get(gone.node_id) is gone:
+                    del self.by_node[gone.node_id]
             elif client is not None and action & SessionAction.SEND_KEEPALIVE:
                 self._send(client, Keepalive.build({}))
         if now >= self._next_seen_flush_s:
@@ -458,7 +563,8 @@ class ControllerCore:
                 raise ValidationError("ips must be a list of addresses")
             changes["ips"] = tuple(member_interface(network, str(ip)) for ip in doc["ips"])
         member = replace(member, **changes)
-        if member.authorized and not member.ips and "ips" not in doc:
+        # Bridges carry a LAN; their addresses live on the Linux bridge, not the TAP.
+        if member.authorized and not member.ips and "ips" not in doc and not member.bridge:
             member = self._with_pool_address(network, member)
         others = [m for m in self.storage.list_members(network_id) if m.node_id != node_id]
         check_no_duplicate_ips(member.ips, others)
@@ -486,6 +592,8 @@ class ControllerCore:
             "sessions": len(self.table.sessions),
             "drops": dict(self.drops),
             "sent": dict(self.sent),
+            "relayed_packets": self.relayed_packets,
+            "relayed_bytes": self.relayed_bytes,
         }
 
 

@@ -11,6 +11,8 @@ avoid building objects: struct headers, one dict per hop, one AEAD call.
 from __future__ import annotations
 
 import enum
+import ipaddress
+import os
 from collections import Counter, deque
 from collections.abc import Hashable
 from dataclasses import dataclass
@@ -19,15 +21,24 @@ from typing import Protocol
 from l2mesh.crypto.timers import DEFAULT_LIMITS, SessionLimits
 from l2mesh.fragments import DEFAULT_MAX_DATAGRAM_BYTES, Reassembler, fragment
 from l2mesh.identity import Identity
-from l2mesh.netconf import NetworkConfig
+from l2mesh.netconf import MemberConfig, NetworkConfig
 from l2mesh.node.membership import Membership
+from l2mesh.node.paths import Paths
 from l2mesh.node.peers import Peer
 from l2mesh.udp import Endpoint
 from l2mesh.ratelimit import KeyedRateLimiter
 from l2mesh.session import Session, SessionAction, SessionError, SessionTable
 from l2mesh.switch import MemberPort, NetworkSwitch
-from l2mesh.wire.errors import ParseError
-from l2mesh.wire.messages import FRAME_HEADER, FRAME_HEADER_BYTES, MessageKind
+from l2mesh.switch.loops import HELLO_INTERVAL_S, build_hello
+from l2mesh.wire.errors import ParseError, parse_exact
+from l2mesh.wire.messages import (
+    FRAME_HEADER,
+    FRAME_HEADER_BYTES,
+    MessageKind,
+    MulticastSubscriptions,
+    PathProbe,
+    PathProbeReply,
+)
 from l2mesh.wire.packets import PacketType
 from l2mesh.ids import member_mac
 
@@ -35,6 +46,10 @@ _TRANSPORT = PacketType.TRANSPORT
 _FRAGMENT = PacketType.FRAGMENT
 _FRAME = MessageKind.FRAME
 _KEEPALIVE_MESSAGE = bytes([MessageKind.KEEPALIVE])
+GROUP_TTL_S = 180  # subscriptions announced live this long unless refreshed
+GROUP_REFRESH_S = 60.0
+SWITCH_EXPIRE_INTERVAL_S = 5.0
+
 _unpack_frame_header = FRAME_HEADER.unpack_from
 
 
@@ -75,6 +90,23 @@ class NetworkRemoved:
     network_id: int
 
 
+@dataclass(frozen=True)
+class LoopStateChanged:
+    """This bridge member started (or stopped) standing down for a bridge with a lower id on its LAN."""
+
+    network_id: int
+    blocked: bool
+    neighbours: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class BroadcastStorm:
+    """A source exceeded the multicast/broadcast rate on a network (reported once per source)."""
+
+    network_id: int
+    source: int
+
+
 class NetworkState:
     def __init__(self, network_id: int, local_node_id: int) -> None:
         self.network_id = network_id
@@ -83,6 +115,10 @@ class NetworkState:
         self.mac = member_mac(local_node_id, network_id)
         self.switch = NetworkSwitch(network_id, local_node_id, self.mac)
         self.frame_header = FRAME_HEADER.pack(_FRAME, network_id)
+        self.local_groups: frozenset[bytes] = frozenset()  # multicast groups our TAP listens to
+        self.next_group_refresh_s = 0.0
+        self.storms_reported: set[int] = set()
+        self.next_hello_s = 0.0
         self.controller_endpoint: Endpoint | None = None  # None: configured locally (static seam)
         self.next_request_s = 0.0
         self.requests_sent = 0
@@ -109,7 +145,11 @@ class NodeCore:
         self._unknown_index_hints = KeyedRateLimiter(limits.unknown_index_hints_per_s, 1.0)
         self.events: deque[object] = deque()
         self.membership = Membership(self)
+        self.paths = Paths(self)
         self.drops: Counter[str] = Counter()
+        self.observed_endpoint: Endpoint | None = None  # our address as the controller sees it
+        self._now_s = 0.0
+        self._next_switch_expiry_s = 0.0
 
     # -- membership --------------------------------------------------------------------
     def _is_allowed(self, remote_static: bytes) -> bool:
@@ -136,8 +176,12 @@ class NodeCore:
         switch = state.switch
         switch.broadcast_enabled = config.broadcast
         switch.broadcast_limit = config.multicast_limit
-        switch.set_members([MemberPort(m.node_id, m.mac(config.network_id), m.bridge) for m in config.members])
+        old_members = set(switch.remote_ids)
+        switch.set_members([_member_port(m, config.network_id) for m in config.members])
         self._sync_peers()
+        newcomers = [n for n in switch.remote_ids if n not in old_members]
+        if state.local_groups and newcomers:
+            self._announce_groups(state, newcomers, self._now_s)
         self.events.append(NetworkConfigured(config.network_id, config, signed))
         return True
 
@@ -223,22 +267,29 @@ class NodeCore:
         if state is None:
             self.drops["frame_for_unknown_network"] += 1
             return
-        destination = state.switch.route_from_tap(frame, now)
+        switch = state.switch
+        destination = switch.route_from_tap(frame, now)
         if destination is None:
+            if switch.local_replies:
+                for reply in switch.local_replies:
+                    self.transmit.write_frame(network_id, reply)
+                switch.local_replies.clear()
             return
         plaintext = state.frame_header + frame
         if destination.__class__ is int:
-            self.send_message(destination, plaintext, now)  # type: ignore[arg-type]
+            self.send_message(destination, plaintext, now, True)  # type: ignore[arg-type]
         else:
             for node_id in destination:  # type: ignore[union-attr]
-                self.send_message(node_id, plaintext, now)
+                self.send_message(node_id, plaintext, now, True)
 
-    def send_message(self, node_id: int, plaintext: bytes, now: float) -> None:
+    def send_message(self, node_id: int, plaintext: bytes, now: float, is_frame: bool = False) -> None:
         """Encrypt an inner message to a peer and send it, or queue it behind a handshake."""
         peer = self.peers.get(node_id)
         if peer is None:
             self.drops["no_such_peer"] += 1
             return
+        if is_frame:
+            peer.last_frame_s = now
         session = peer.session
         packet = session.seal(plaintext, now) if session is not None else None
         if packet is None:
@@ -247,12 +298,15 @@ class NodeCore:
         self._transmit(peer, packet)
 
     def _transmit(self, peer: Peer, packet: memoryview) -> None:
+        peer.tx_packets += 1
+        peer.tx_bytes += len(packet)
+        if peer.via_relay:
+            self.paths.send_relayed(peer, packet)
+            return
         endpoint = peer.endpoint
         if endpoint is None:
             self.drops["no_path"] += 1
             return
-        peer.tx_packets += 1
-        peer.tx_bytes += len(packet)
         if len(packet) <= self.max_datagram_bytes:
             self.transmit.send_datagram(packet, endpoint)
         else:
@@ -273,15 +327,7 @@ class NodeCore:
         return peer.session
 
     def _send_initiation(self, peer: Peer, session: Session, now: float) -> None:
-        # A retry to a peer never heard from tries its next known endpoint.
-        if session.pending is not None and peer.last_rx_s is None and len(peer.candidates) > 1:
-            candidate = peer.next_candidate()
-            if candidate is not None:
-                self.set_endpoint(peer, candidate)
-        if peer.endpoint is None:
-            self.drops["no_path"] += 1
-            return
-        self.transmit.send_datagram(session.create_initiation(now), peer.endpoint)
+        self.paths.send_initiation(peer, session.create_initiation(now), now)
 
     def renew_session(self, peer: Peer, now: float) -> None:
         """Start a new handshake now (the peer seems to have lost our keys)."""
@@ -306,34 +352,50 @@ class NodeCore:
             return
         kind = data[0]
         if kind == _TRANSPORT:
-            self._transport_received(data, source, now)
+            self._transport_received(data, source, now, None)
         elif kind == _FRAGMENT:
             whole = self.reassembler.add(data, source, now)
             if whole is not None:
-                self._transport_received(memoryview(whole), source, now)
-        elif kind == PacketType.HANDSHAKE_INIT:
-            self._initiation_received(data, source, now)
-        elif kind == PacketType.HANDSHAKE_RESPONSE:
-            self._response_received(data, source, now)
+                self._transport_received(memoryview(whole), source, now, None)
+        elif kind == PacketType.RELAY:
+            self.paths.relay_received(data, source, now)
         elif kind == PacketType.IDENTITY_RESPONSE:
             self.membership.identity_response(data, source, now)
         else:
+            self.dispatch(data, source, now, None)
+
+    def dispatch(self, data: memoryview, source: Endpoint, now: float, relayed_from: Peer | None) -> None:
+        """A session packet that arrived directly (relayed_from None) or inside a relay envelope."""
+        kind = data[0] if data else -1
+        if kind == _TRANSPORT:
+            self._transport_received(data, source, now, relayed_from)
+        elif kind == _FRAGMENT:
+            key = source if relayed_from is None else ("relay", relayed_from.node_id)
+            whole = self.reassembler.add(data, key, now)
+            if whole is not None:
+                self._transport_received(memoryview(whole), source, now, relayed_from)
+        elif kind == PacketType.HANDSHAKE_INIT:
+            self._initiation_received(data, source, now, relayed_from)
+        elif kind == PacketType.HANDSHAKE_RESPONSE:
+            self._response_received(data, source, now, relayed_from)
+        else:
             self.drops["unknown_packet_type"] += 1
 
-    def _transport_received(self, data: memoryview, source: Endpoint, now: float) -> None:
+    def _transport_received(self, data: memoryview, source: Endpoint, now: float, relayed_from: Peer | None) -> None:
         try:
             session, plaintext = self.table.open(data, now)
         except SessionError:
             self.drops["transport_rejected"] += 1
-            self._maybe_peer_lost_keys(source, now)
+            self._maybe_peer_lost_keys(relayed_from or self.peer_at.get(source), now)
             return
         peer = self.peers_by_static.get(session.remote_static)
-        if peer is None:
+        if peer is None or (relayed_from is not None and relayed_from is not peer):
             self.drops["transport_from_unknown_peer"] += 1
             return
-        # Authenticated: this is where the peer is now (roaming, NAT rebinding).
-        if peer.endpoint != source:
-            self.set_endpoint(peer, source)
+        if relayed_from is None and source == peer.endpoint:
+            peer.direct_rx_s = now
+        else:
+            self.paths.heard(peer, source, relayed_from is not None, now)
         peer.last_rx_s = now
         peer.rx_packets += 1
         peer.rx_bytes += len(data)
@@ -352,56 +414,77 @@ class NodeCore:
             if state.switch.accept_from_peer(peer.node_id, frame, now):
                 self.transmit.write_frame(network_id, frame)
             return
-        self._control_received(peer, bytes(plaintext), source, now)
+        self._control_received(peer, bytes(plaintext), source, now, relayed_from is not None)
 
-    def _maybe_peer_lost_keys(self, source: Endpoint, now: float) -> None:
-        """Undecryptable traffic from a peer's address: it probably restarted and lost our keys.
+    def _maybe_peer_lost_keys(self, peer: Peer | None, now: float) -> None:
+        """Undecryptable traffic from a peer (by its address, or its relay envelope): it probably restarted.
 
         Waiting for our keys to expire would cut the peer off for minutes;
         a new handshake (rate-limited, since the hint is unauthenticated)
         heals it in one round trip.
         """
-        peer = self.peer_at.get(source)
         if peer is None or not self._unknown_index_hints.take(peer.node_id, now):
             return
         self.renew_session(peer, now)
 
-    def _control_received(self, peer: Peer, message: bytes, source: Endpoint, now: float) -> None:
+    def _control_received(self, peer: Peer, message: bytes, source: Endpoint, now: float, relayed: bool) -> None:
         kind = message[0]
         if kind == MessageKind.KEEPALIVE:
+            return
+        if kind == MessageKind.MULTICAST_SUBSCRIPTIONS:
+            self._subscriptions_received(peer, message, now)
+            return
+        if kind == MessageKind.PATH_PROBE:
+            self.paths.probe_received(peer, message, source, relayed, now)
+            return
+        if kind == MessageKind.PATH_PROBE_REPLY:
+            self.paths.probe_reply_received(peer, message, source, relayed, now)
+            return
+        if kind == MessageKind.ENDPOINT_HINTS and peer.is_controller:
+            self.paths.hints_received(peer, message, now)
             return
         if kind == MessageKind.NETCONF_RESPONSE and peer.is_controller:
             self.membership.netconf_response(peer, message, now)
             return
         self.drops["unhandled_message"] += 1
 
-    def _initiation_received(self, data: memoryview, source: Endpoint, now: float) -> None:
+    def _initiation_received(self, data: memoryview, source: Endpoint, now: float, relayed_from: Peer | None) -> None:
+        rate_key = source[0] if relayed_from is None else ("relay", relayed_from.node_id)
         try:
-            result = self.table.handle_initiation(data, now, source[0])
+            result = self.table.handle_initiation(data, now, rate_key)
         except (SessionError, ParseError):
             self.drops["initiation_rejected"] += 1
             return
         peer = self.peers_by_static[result.session.remote_static]
+        if relayed_from is not None and relayed_from is not peer:
+            self.drops["relayed_handshake_mismatch"] += 1
+            return
         peer.session = result.session
-        self.set_endpoint(peer, source)
         peer.last_rx_s = now
         assert result.response is not None
-        self.transmit.send_datagram(result.response, source)
+        # Answer on the path the initiation came by.
+        if relayed_from is None:
+            self.paths.heard(peer, source, False, now)
+            self.transmit.send_datagram(result.response, source)
+        else:
+            self.paths.heard(peer, source, True, now)
+            self.paths.send_relayed(peer, result.response)
         if peer.is_controller:
             self.membership.controller_session_renewed(peer, now)
 
-    def _response_received(self, data: memoryview, source: Endpoint, now: float) -> None:
+    def _response_received(self, data: memoryview, source: Endpoint, now: float, relayed_from: Peer | None) -> None:
         try:
             result = self.table.handle_response(data, now)
         except (SessionError, ParseError):
             self.drops["response_rejected"] += 1
             return
         peer = self.peers_by_static.get(result.session.remote_static)
-        if peer is None:
+        if peer is None or (relayed_from is not None and relayed_from is not peer):
             self.drops["response_from_unknown_peer"] += 1
             return
         peer.session = result.session
-        self.set_endpoint(peer, source)
+        # A handshake round trip proves the path it took.
+        self.paths.proven(peer, None if relayed_from is not None else source, now)
         peer.last_rx_s = now
         if peer.is_controller:
             self.membership.controller_session_renewed(peer, now)
@@ -410,6 +493,73 @@ class NodeCore:
         else:
             # Confirms the new keys to the responder, so it can send at once.
             self.send_message(peer.node_id, _KEEPALIVE_MESSAGE, now)
+
+    # -- multicast subscriptions ----------------------------------------------------------------
+    def set_local_groups(self, network_id: int, groups: frozenset[bytes], now: float) -> None:
+        """The groups our TAP listens to (from the kernel); announced to every member when they change."""
+        state = self.networks.get(network_id)
+        if state is None or groups == state.local_groups:
+            return
+        state.local_groups = groups
+        self._announce_groups(state, state.switch.remote_ids, now)
+
+    def _announce_groups(self, state: NetworkState, node_ids: "tuple[int, ...] | list[int]", now: float) -> None:
+        if state.status is not NetworkStatus.OK:
+            return
+        message = MulticastSubscriptions.build(
+            {
+                "network_id": state.network_id,
+                "ttl_s": GROUP_TTL_S,
+                "complete": True,
+                "groups": [{"mac": g[:6], "adi": int.from_bytes(g[6:], "big")} for g in sorted(state.local_groups)],
+            }
+        )
+        for node_id in node_ids:
+            self.send_message(node_id, message, now)
+        state.next_group_refresh_s = now + GROUP_REFRESH_S
+
+    def _subscriptions_received(self, peer: Peer, message: bytes, now: float) -> None:
+        try:
+            announcement = parse_exact(MulticastSubscriptions, message)
+        except ParseError:
+            self.drops["subscriptions_malformed"] += 1
+            return
+        state = self.networks.get(announcement.network_id)
+        if state is None or announcement.network_id not in peer.networks:
+            self.drops["subscriptions_for_unshared_network"] += 1
+            return
+        groups = {bytes(g.mac) + g.adi.to_bytes(4, "big") for g in announcement.groups}
+        if not announcement.complete:
+            groups |= state.switch.groups.groups_of(peer.node_id)
+        state.switch.groups.replace(peer.node_id, groups, now + announcement.ttl_s)
+
+    def _refresh_groups(self, now: float) -> None:
+        for state in self.networks.values():
+            if state.local_groups and now >= state.next_group_refresh_s:
+                self._announce_groups(state, state.switch.remote_ids, now)
+        # A peer with a new session may have restarted and forgotten our groups.
+        for peer in self.peers.values():
+            session = peer.session
+            if session is None or session.established_count == peer.groups_sent_session or not session.established:
+                continue
+            peer.groups_sent_session = session.established_count
+            for network_id in peer.networks:
+                state = self.networks.get(network_id)
+                if state is not None and state.local_groups:
+                    self._announce_groups(state, [peer.node_id], now)
+
+    # -- bridges ---------------------------------------------------------------------------------
+    def _bridge_duties(self, state: NetworkState, now: float) -> None:
+        switch = state.switch
+        if not switch.local_is_bridge:
+            return
+        if now >= state.next_hello_s:
+            state.next_hello_s = now + HELLO_INTERVAL_S
+            self.transmit.write_frame(state.network_id, build_hello(state.mac, state.network_id, self.node_id))
+        changed = switch.update_loop_state(now)
+        if changed is not None:
+            neighbours = tuple(sorted(switch.loop_guard.neighbours))
+            self.events.append(LoopStateChanged(state.network_id, changed, neighbours))
 
     # -- timers ------------------------------------------------------------------------------
     def tick(self, now: float) -> None:
@@ -427,8 +577,20 @@ class NodeCore:
                 self._send_initiation(peer, session, now)
             if action & SessionAction.SEND_KEEPALIVE:
                 self.send_message(peer.node_id, _KEEPALIVE_MESSAGE, now)
+        self._now_s = now
         self.reassembler.expire(now)
         self.membership.tick(now)
+        self.paths.tick(now)
+        self._refresh_groups(now)
+        if now >= self._next_switch_expiry_s:
+            self._next_switch_expiry_s = now + SWITCH_EXPIRE_INTERVAL_S
+            for state in self.networks.values():
+                state.switch.expire(now)
+        for state in self.networks.values():
+            self._bridge_duties(state, now)
+            for source in state.switch.storming - state.storms_reported:
+                state.storms_reported.add(source)
+                self.events.append(BroadcastStorm(state.network_id, source))
 
     # -- introspection ------------------------------------------------------------------------
     def counters(self) -> dict[str, object]:
@@ -436,6 +598,13 @@ class NodeCore:
             "drops": dict(self.drops + self.reassembler.drops),
             "networks": {f"{nid:016x}": state.switch.counters() for nid, state in self.networks.items()},
         }
+
+
+def _member_port(member: MemberConfig, network_id: int) -> MemberPort:
+    ipv4s = tuple(
+        ipaddress.ip_interface(ip).ip.packed for ip in member.ips if ipaddress.ip_interface(ip).version == 4
+    )
+    return MemberPort(member.node_id, member.mac(network_id), member.bridge, ipv4s)
 
 
 def _same_content(a: NetworkConfig, b: NetworkConfig) -> bool:

@@ -28,7 +28,15 @@ from l2mesh.identity import Identity
 from l2mesh.ids import controller_of, format_mac, format_network_id, format_node_id, parse_network_id
 from l2mesh.netconf import NetconfError, NetworkConfig, parse_endpoint
 from l2mesh.node.control import serve_control
-from l2mesh.node.core import NetworkConfigured, NetworkRemoved, NetworkStatusChanged, NodeCore
+from l2mesh.node.core import (
+    BroadcastStorm,
+    LoopStateChanged,
+    NetworkConfigured,
+    NetworkRemoved,
+    NetworkStatusChanged,
+    NodeCore,
+)
+from l2mesh.node.groups import GroupWatcher, read_link_groups
 from l2mesh.node.membership import ControllerIdentityLearned
 from l2mesh.node.state import NodeState, endpoint_text
 from l2mesh.node.tap import TapDevice, TapError, check_tap_support, tap_name_for
@@ -42,6 +50,9 @@ DEFAULT_CONTROLLER_PORT = 9994
 DEFAULT_MTU_BYTES = 2800
 TAP_DRAIN_BATCH = 256
 MAX_FRAME_BYTES = 65536 + 14
+# Subscriptions reach peers within this (plus a round trip) of a socket joining a group.
+GROUP_POLL_INTERVAL_S = 0.25
+LOCAL_ENDPOINT_SCAN_S = 30.0
 
 T = TypeVar("T")
 log = logging.getLogger("l2mesh.daemon")
@@ -63,7 +74,10 @@ class NodeDaemon:
         self.sock = open_udp_socket(options.port)
         self.transmit = EdgeTransmit(self.sock)
         self.core = NodeCore(identity, self.transmit)
-        self.reactor = Reactor(self.core.tick)
+        self.reactor = Reactor(self._tick)
+        self.groups = GroupWatcher()
+        self._next_group_poll_s = 0.0
+        self._next_endpoint_scan_s = 0.0
         self.reactor.add_reader(self.sock.fileno(), make_socket_drainer(self.sock, self.core.datagram_received, time.monotonic))
         self.reactor.after_wakeup = self._after_wakeup
         self.taps: dict[int, TapDevice] = {}  # touched on the reactor thread only
@@ -85,6 +99,7 @@ class NodeDaemon:
                 log.info("node %s listening on UDP %d", format_node_id(self.identity.node_id), self.options.port)
         finally:
             self.reactor.stop()
+            self.groups.close()
             for device in self.taps.values():
                 device.close()
             self.taps.clear()
@@ -131,6 +146,18 @@ class NodeDaemon:
             self.reactor.set_writer(self.sock.fileno(), self._socket_writable)
             self.reactor.pause_readers(True)
 
+    def _tick(self, now: float) -> None:
+        self.core.tick(now)
+        if now >= self._next_endpoint_scan_s:
+            self._next_endpoint_scan_s = now + LOCAL_ENDPOINT_SCAN_S
+            addresses = self.groups.local_ipv4_addresses({d.name for d in self.taps.values()})
+            self.core.paths.local_endpoints = [(a, self.options.port) for a in addresses]
+        if now >= self._next_group_poll_s and self.taps:
+            self._next_group_poll_s = now + GROUP_POLL_INTERVAL_S
+            link_groups = read_link_groups()
+            for network_id, device in self.taps.items():
+                self.core.set_local_groups(network_id, self.groups.groups_of(link_groups, device.name), now)
+
     def _socket_writable(self) -> None:
         if self.transmit.flush_backlog():
             self._blocked = False
@@ -144,6 +171,12 @@ class NodeDaemon:
             try:
                 if isinstance(event, NetworkConfigured):
                     self._configure_tap(event.network_id, event.config)
+                    me = event.config.member(self.identity.node_id)
+                    log.info(
+                        "network %s: OK, revision %d, %d members, addresses %s",
+                        format_network_id(event.network_id), event.config.revision, len(event.config.members),
+                        ", ".join(me.ips) if me and me.ips else "none",
+                    )
                     if event.signed is not None:
                         self.state.save_signed_netconf(event.network_id, event.signed)
                 elif isinstance(event, NetworkStatusChanged):
@@ -155,6 +188,21 @@ class NodeDaemon:
                     self._remove_tap(event.network_id)
                 elif isinstance(event, ControllerIdentityLearned):
                     self.state.save_controller(event.identity)
+                elif isinstance(event, LoopStateChanged):
+                    peers = ", ".join(format_node_id(n) for n in event.neighbours) or "none"
+                    if event.blocked:
+                        log.warning(
+                            "network %s: LOOP: bridge member(s) %s share this LAN segment; standing down "
+                            "(only this node's own MAC is carried) until they leave it",
+                            format_network_id(event.network_id), peers,
+                        )
+                    else:
+                        log.warning("network %s: loop gone; carrying the LAN again", format_network_id(event.network_id))
+                elif isinstance(event, BroadcastStorm):
+                    log.warning(
+                        "network %s: broadcast/multicast storm from %s, excess frames dropped (logged once)",
+                        format_network_id(event.network_id), format_node_id(event.source),
+                    )
             except L2meshError as exc:
                 log.error("%s", exc)
 
@@ -208,6 +256,8 @@ class NodeDaemon:
             return await self.on_core(self._networks)
         if command == "peers":
             return await self.on_core(self._peers)
+        if command == "macs":
+            return await self.on_core(self._macs)
         if command == "join":
             return await self._join(request)
         if command == "leave":
@@ -271,8 +321,24 @@ class NodeDaemon:
                     "revision": config.revision if config else None,
                     "members": len(config.members) if config else 0,
                     "controller": endpoint_text(state.controller_endpoint),
+                    "bridge": state.switch.local_is_bridge,
+                    "loop_blocked": state.switch.blocked,
                 }
             )
+        return out
+
+    def _macs(self, core: NodeCore) -> list[dict[str, Any]]:
+        """Every MAC the switch knows, per network: members' (from the config) and learned ones (behind bridges)."""
+        now = time.monotonic()
+        out: list[dict[str, Any]] = []
+        for network_id, state in core.networks.items():
+            switch = state.switch
+            for mac, node_id in sorted(switch.owner_of_mac.items()):
+                out.append({"network": format_network_id(network_id), "mac": format_mac(mac), "member": format_node_id(node_id),
+                            "kind": "member", "age_s": None})
+            for mac, entry in sorted(switch.learned.entries.items()):
+                out.append({"network": format_network_id(network_id), "mac": format_mac(mac), "member": format_node_id(entry.node_id),
+                            "kind": "learned", "age_s": round(now - entry.last_seen_s, 1)})
         return out
 
     def _peers(self, core: NodeCore) -> list[dict[str, Any]]:
@@ -282,7 +348,7 @@ class NodeDaemon:
                 "id": format_node_id(peer.node_id),
                 "role": "controller" if peer.is_controller else "member",
                 "path": peer.path,
-                "endpoint": endpoint_text(peer.endpoint),
+                "endpoint": endpoint_text(peer.endpoint) if not peer.via_relay else endpoint_text(core.paths.relay_for(peer)),
                 "latency_ms": None if peer.latency_ms is None else round(peer.latency_ms, 3),
                 "rx_bytes": peer.rx_bytes,
                 "tx_bytes": peer.tx_bytes,
@@ -290,6 +356,8 @@ class NodeDaemon:
                 if peer.session is None or peer.session.last_handshake_s is None
                 else round(now - peer.session.last_handshake_s, 1),
                 "networks": [format_network_id(n) for n in sorted(peer.networks)],
+                "direct_endpoint": endpoint_text(peer.endpoint),
+                "path_changes": peer.path_changes,
             }
             for peer in sorted(core.peers.values(), key=lambda p: p.node_id)
         ]

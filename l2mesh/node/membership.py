@@ -145,6 +145,8 @@ class Membership:
             }
         )
         core.send_message(link.node_id, request, now)
+        if state.config is not None:
+            core.paths.announce_local_endpoints(link.peer, now)
         if link.awaiting_answer_since_s is None:
             link.awaiting_answer_since_s = now
         state.requests_sent += 1
@@ -165,6 +167,7 @@ class Membership:
         link = self.controllers.get(peer.node_id)
         if link is None or link.peer is not peer:
             return
+        self.core.paths.announce_local_endpoints(peer, now)
         for network_id in list(self.core.networks):
             if controller_of(network_id) == peer.node_id:
                 self._request(network_id, now)

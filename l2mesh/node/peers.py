@@ -28,22 +28,24 @@ class Peer:
     tx_packets: int = 0
     last_rx_s: float | None = None
     latency_ms: float | None = None
-    candidate_cursor: int = 0
-
-    def next_candidate(self) -> Endpoint | None:
-        """Rotate through known endpoints (used while a handshake gets no answer)."""
-        if not self.candidates:
-            return self.endpoint
-        # Skip the endpoint in use: it is the one that just went unanswered.
-        for _ in range(len(self.candidates)):
-            endpoint = self.candidates[self.candidate_cursor % len(self.candidates)]
-            self.candidate_cursor += 1
-            if endpoint != self.endpoint:
-                return endpoint
-        return self.endpoint
+    last_frame_s: float = -1e18  # last frame sent to this peer: probes only run for peers in use
+    probes: dict[int, float] = field(default_factory=dict)  # probe id -> sent at
+    next_probe_s: float = 0.0
+    groups_sent_session: int = 0  # session generation our multicast groups were last announced on
+    # Paths (see paths.py): direct endpoint above, or the controller's relay.
+    via_relay: bool = False
+    direct_rx_s: float | None = None  # last authenticated packet received directly
+    direct_proven_s: float | None = None  # last round trip completed on the direct path
+    relay_rx_s: float | None = None
+    attempt_since_s: float | None = None  # trying to reach the peer since (no answer yet)
+    next_punch_request_s: float = 0.0
+    next_direct_retry_s: float = 0.0
+    path_changes: int = 0
 
     @property
     def path(self) -> str:
-        if self.session is None or not self.session.established or self.endpoint is None:
+        if self.session is None or not self.session.established:
             return "none"
-        return "direct"
+        if self.via_relay:
+            return "relay"
+        return "direct" if self.endpoint is not None else "none"

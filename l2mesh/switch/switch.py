@@ -3,10 +3,12 @@ frame from a peer may reach the TAP.
 
 Members' MACs come from the network config (derived from node ids, never
 learned); MACs behind bridge members are learned with aging. The unicast
-path looks at six bytes of destination MAC and one dict; everything else
-(broadcast, multicast, unknown unicast) takes the slower, counted path.
-Frames from peers only ever go to the local TAP (split horizon), so the
-overlay can never loop a frame back into itself.
+path looks at six bytes of destination MAC and one dict. Everything else
+takes the slower, counted path: ARP is answered locally or scoped to the
+owner of the address, multicast goes to the members subscribed to the group
+(and to bridges, which carry whole LANs), plain broadcast to every member
+when the network allows it. Frames from peers only ever go to the local TAP
+(split horizon), so the overlay never loops a frame back into itself.
 """
 
 from __future__ import annotations
@@ -14,19 +16,29 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
+from l2mesh.ratelimit import KeyedRateLimiter
+from l2mesh.switch.arp import ETHERTYPE_ARP, ARP_REQUEST, ArpRequest, ArpTable, build_reply, parse_arp
+from l2mesh.switch.loops import HELLO_MAC, LoopGuard, parse_hello
 from l2mesh.switch.mactable import DEFAULT_MAC_AGING_S, MacTable
+from l2mesh.switch.multicast import BROADCAST_MAC, MulticastGroups, arp_group
 
-BROADCAST_MAC = b"\xff\xff\xff\xff\xff\xff"
 ETHERNET_HEADER_BYTES = 14
+_ARP_TYPE = ETHERTYPE_ARP.to_bytes(2, "big")
+_NO_ADI = b"\0\0\0\0"
+# Multicast and broadcast frames per second one source may put on the
+# network before the rest is dropped (a storm guard, not a shaper).
+STORM_FRAMES_PER_S = 2000.0
+STORM_BURST_FRAMES = 5000.0
 
 
 @dataclass(frozen=True)
 class MemberPort:
-    """What the switch knows of a member: its MAC and whether it may carry other MACs."""
+    """What the switch knows of a member: its MAC, whether it may carry other MACs, its managed IPv4s."""
 
     node_id: int
     mac: bytes
     bridge: bool = False
+    ipv4s: tuple[bytes, ...] = ()
 
 
 class NetworkSwitch:
@@ -50,10 +62,18 @@ class NetworkSwitch:
         self.bridges: tuple[int, ...] = ()
         self.remote_ids: tuple[int, ...] = ()
         self.learned = MacTable(mac_aging_s)
+        self.groups = MulticastGroups()
+        self.arp = ArpTable()
+        # Frames the switch answers itself (ARP replies); the caller writes them to the TAP.
+        self.local_replies: list[bytes] = []
+        self.storm_guard = KeyedRateLimiter(STORM_FRAMES_PER_S, STORM_BURST_FRAMES)
+        self.storming: set[int] = set()  # sources caught storming, for logging once
+        self.loop_guard = LoopGuard(local_node_id)
+        self.blocked = False  # a bridge sharing our LAN with a lower id carries it; we stand down
         self.drops: Counter[str] = Counter()
         self.forwarded: Counter[str] = Counter()
 
-    # -- configuration --------------------------------------------------------
+    # -- configuration --------------------------------------------------------------------------
     def set_members(self, members: list[MemberPort]) -> None:
         """Replace the member list (from a new network config). Members gone are forgotten."""
         self.members = {m.node_id: m for m in members}
@@ -63,21 +83,27 @@ class NetworkSwitch:
         self.remote_ids = tuple(sorted(self.owner_of_mac.values()))
         self.bridges = tuple(m.node_id for m in members if m.bridge and m.node_id != self.local_node_id)
         for mac, entry in list(self.learned.entries.items()):
-            still_bridge = entry.node_id in self.bridges
-            if not still_bridge or mac in self.owner_of_mac:
+            if entry.node_id not in self.bridges or mac in self.owner_of_mac:
                 del self.learned.entries[mac]
+        self.arp.set_managed({ip: (m.mac, m.node_id) for m in members for ip in m.ipv4s})
+        self.groups.keep_only(set(self.remote_ids))
+        for node_id in {e[1] for e in self.arp.learned.values()} - set(self.members):
+            self.arp.forget_node(node_id)
 
-    # -- frames from the local TAP --------------------------------------------
+    # -- frames from the local TAP ----------------------------------------------------------------
     def route_from_tap(self, frame: bytes, now: float) -> int | tuple[int, ...] | None:
-        """Where a frame read from the local TAP goes: one node id, several, or None (dropped)."""
+        """Where a frame read from the local TAP goes: one node id, several, or None (dropped or answered)."""
         if len(frame) < ETHERNET_HEADER_BYTES:
             self.drops["runt"] += 1
             return None
-        if frame[6:12] != self.local_mac and not self.local_is_bridge:
-            # A non-bridge member speaks only with its own MAC (a kernel bridge
-            # on an unauthorized member would otherwise leak a LAN in).
-            self.drops["tap_foreign_source"] += 1
-            return None
+        if frame[6:12] != self.local_mac:
+            if not self.local_is_bridge:
+                # A non-bridge member speaks only with its own MAC (a kernel bridge
+                # on an unauthorized member would otherwise leak a LAN in).
+                self.drops["tap_foreign_source"] += 1
+                return None
+            if not self._lan_frame_allowed(frame, now):
+                return None
         destination = frame[:6]
         if not destination[0] & 1:
             owner = self.owner_of_mac.get(destination)
@@ -87,7 +113,42 @@ class NetworkSwitch:
             if owner is not None:
                 return owner
             return self._unknown_unicast(destination)
-        return self._flood()
+        if not self.storm_guard.take(self.local_node_id, now):
+            self._storm(self.local_node_id)
+            return None
+        if destination == BROADCAST_MAC:
+            if frame[12:14] == _ARP_TYPE:
+                return self._route_arp(frame, now)
+            return self._broadcast()
+        return self._multicast(destination, now)
+
+    def _lan_frame_allowed(self, frame: bytes, now: float) -> bool:
+        """Loop protection for frames a bridge reads from its LAN (any source but its own MAC)."""
+        if frame[:6] == HELLO_MAC:
+            hello = parse_hello(frame)
+            if hello is not None and hello[0] == self.network_id:
+                port = self.members.get(hello[1])
+                if port is not None and port.bridge and hello[1] != self.local_node_id:
+                    self.loop_guard.heard(hello[1], now)
+                    self.forwarded["bridge_hello_heard"] += 1
+            return False  # hellos never cross the overlay
+        if frame[6:12] in self.owner_of_mac:
+            # Another member's own MAC on our LAN side: its frames reached our
+            # LAN through a path that is not us; sending them back would loop.
+            self.drops["member_mac_on_lan"] += 1
+            return False
+        if self.blocked:
+            self.drops["loop_blocked"] += 1
+            return False
+        return True
+
+    def update_loop_state(self, now: float) -> bool | None:
+        """Re-evaluate blocking; returns the new state when it changed, else None."""
+        blocked = self.local_is_bridge and self.loop_guard.blocking(now)
+        if blocked == self.blocked:
+            return None
+        self.blocked = blocked
+        return blocked
 
     def _unknown_unicast(self, destination: bytes) -> tuple[int, ...] | None:
         # Every member MAC is known from the config, so an unknown unicast MAC
@@ -101,19 +162,70 @@ class NetworkSwitch:
         self.forwarded["unknown_unicast_to_bridges"] += 1
         return self.bridges
 
-    def _flood(self) -> tuple[int, ...] | None:
+    def _broadcast(self) -> tuple[int, ...] | None:
         if not self.broadcast_enabled:
             self.drops["broadcast_disabled"] += 1
             return None
+        return self._to_all("flood")
+
+    def _to_all(self, counter: str) -> tuple[int, ...] | None:
         targets = self.remote_ids
         if self.broadcast_limit is not None and len(targets) > self.broadcast_limit:
-            targets = targets[: self.broadcast_limit]
+            # Bridges first: they carry whole LANs behind them.
+            rest = tuple(n for n in targets if n not in self.bridges)
+            targets = (self.bridges + rest)[: self.broadcast_limit]
         if not targets:
             return None
-        self.forwarded["flood"] += 1
+        self.forwarded[counter] += 1
         return targets
 
-    # -- frames from peers ----------------------------------------------------------
+    def _multicast(self, destination: bytes, now: float) -> tuple[int, ...] | None:
+        subscribers = self.groups.subscribers(destination + _NO_ADI, now)
+        targets = set(subscribers)
+        targets.update(self.bridges)
+        targets.discard(self.local_node_id)
+        if not targets:
+            self.drops["multicast_no_subscribers"] += 1
+            return None
+        self.forwarded["multicast"] += 1
+        return tuple(targets)
+
+    def _route_arp(self, frame: bytes, now: float) -> tuple[int, ...] | None:
+        arp = parse_arp(frame)
+        if arp is None:
+            self.drops["arp_malformed"] += 1
+            return None
+        if arp.op != ARP_REQUEST or arp.spa == arp.tpa:
+            # Replies sent to broadcast and gratuitous announcements refresh everyone's caches.
+            return self._to_all("arp_announce")
+        request = ArpRequest(arp.sha, arp.spa, arp.tpa)
+        entry = self.arp.lookup(request.target_ip, now)
+        if entry is not None and entry[1] != self.local_node_id:
+            self.local_replies.append(build_reply(request, entry[0]))
+            self.forwarded["arp_answered_locally"] += 1
+            return None
+        owners = [n for n in self.groups.subscribers(arp_group(request.target_ip), now) if n != self.local_node_id]
+        if entry is None and len(owners) == 1 and owners[0] not in self.bridges:
+            # A member announced the address (e.g. DHCP on its TAP): its MAC is its member MAC.
+            self.local_replies.append(build_reply(request, self.members[owners[0]].mac))
+            self.forwarded["arp_answered_locally"] += 1
+            return None
+        targets = set(owners)
+        targets.update(self.bridges)
+        if targets:
+            self.forwarded["arp_scoped"] += 1
+            return tuple(targets)
+        if entry is not None:
+            self.drops["arp_for_own_address"] += 1
+            return None
+        # Nobody claims the address: ask everyone, as a plain LAN would.
+        return self._to_all("arp_flooded")
+
+    def _storm(self, source: int) -> None:
+        self.drops["broadcast_storm"] += 1
+        self.storming.add(source)
+
+    # -- frames from peers -------------------------------------------------------------------------------
     def accept_from_peer(self, sender: int, frame: bytes, now: float) -> bool:
         """Whether a frame a peer sent may be written to the local TAP (learning bridged MACs on the way)."""
         if len(frame) < ETHERNET_HEADER_BYTES:
@@ -129,16 +241,38 @@ class NetworkSwitch:
                 return False
         destination = frame[:6]
         if destination[0] & 1:
-            if not self.broadcast_enabled:
+            if not self.storm_guard.take(sender, now):
+                self._storm(sender)
+                return False
+            if self.blocked:
+                # The bridge carrying our LAN delivers these; a second copy through us would loop.
+                self.drops["loop_blocked"] += 1
+                return False
+            is_arp = frame[12:14] == _ARP_TYPE
+            if is_arp:
+                self._learn_arp(sender, frame, now)
+            elif destination == BROADCAST_MAC and not self.broadcast_enabled:
                 self.drops["broadcast_disabled"] += 1
                 return False
             return True
+        if frame[12:14] == _ARP_TYPE:
+            self._learn_arp(sender, frame, now)
         # A bridge carries unknown MACs onto its LAN, but never a MAC that
         # belongs to another member (that member is not behind us).
-        if destination == self.local_mac or (self.local_is_bridge and destination not in self.owner_of_mac):
+        if destination == self.local_mac:
+            return True
+        if self.local_is_bridge and destination not in self.owner_of_mac:
+            if self.blocked:
+                self.drops["loop_blocked"] += 1
+                return False
             return True
         self.drops["not_for_us"] += 1
         return False
+
+    def _learn_arp(self, sender: int, frame: bytes, now: float) -> None:
+        arp = parse_arp(frame)
+        if arp is not None and arp.sha == frame[6:12]:
+            self.arp.learn(arp.spa, arp.sha, sender, now)
 
     def _accept_foreign_source(self, port: MemberPort, source: bytes, now: float) -> bool:
         if source[0] & 1:
@@ -155,6 +289,11 @@ class NetworkSwitch:
             self.drops["mac_flapping"] += 1
             return False
         return True
+
+    def expire(self, now: float) -> None:
+        self.learned.expire(now)
+        self.arp.expire(now)
+        self.groups.expire(now)
 
     def counters(self) -> dict[str, dict[str, int]]:
         return {

@@ -133,6 +133,7 @@ IdentityResponse = "IdentityResponse" / c.Struct(
 # costs more than the encryption of the frame.
 TRANSPORT_HEADER = struct.Struct("<B3xIQ")
 FRAGMENT_HEADER = struct.Struct("<BBBxIQ")
+RELAY_HEADER = struct.Struct(">BB5s5s")
 
 PACKETS: dict[PacketType, c.Construct] = {
     PacketType.HANDSHAKE_INIT: HandshakeInit,

@@ -1,0 +1,272 @@
+"""Paths to peers, sans-IO: direct UDP when it works, the controller's relay when it does not.
+
+A peer starts on its direct endpoint (from the config). A handshake that
+gets no direct answer within RELAY_AFTER_S also goes through the relay, and
+the controller is asked to make both sides probe each other at once (UDP
+hole punching: each side's packet opens its own NAT for the other's). A path
+is proven by an authenticated answer to something sent on it (handshake
+response, probe reply). While a peer carries frames it is probed every
+second on the path in use; a direct path silent for DIRECT_DEAD_AFTER_S moves
+to the relay, and from the relay direct candidates are re-probed every
+DIRECT_RETRY_S, so a healed direct path takes over again. Relayed packets
+stay end-to-end encrypted: the relay only reads the envelope.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+from l2mesh.fragments import fragment
+from l2mesh.ids import controller_of
+from l2mesh.node.peers import Peer
+from l2mesh.udp import Endpoint
+from l2mesh.wire.errors import ParseError, parse_exact
+from l2mesh.wire.messages import EndpointHints, PathProbe, PathProbeReply
+from l2mesh.wire.packets import MAX_RELAY_HOPS, RELAY_HEADER, RELAY_HEADER_BYTES, PacketType
+
+if TYPE_CHECKING:
+    from l2mesh.node.core import NodeCore
+
+RELAY_AFTER_S = 2.0
+DIRECT_DEAD_AFTER_S = 3.0
+DIRECT_RETRY_S = 5.0
+PUNCH_REQUEST_INTERVAL_S = 5.0
+PROBE_ACTIVE_INTERVAL_S = 1.0  # on the path in use, while the peer carries frames
+PROBE_IDLE_INTERVAL_S = 10.0  # controllers, and peers in use only for control traffic
+ACTIVE_WINDOW_S = 30.0  # a peer that carried frames this recently is in use
+MAX_PROBES_IN_FLIGHT = 8
+MAX_CANDIDATES = 8
+LATENCY_SMOOTHING = 0.3
+_RELAY = PacketType.RELAY
+
+
+class Paths:
+    def __init__(self, core: "NodeCore") -> None:
+        self.core = core
+        self.local_endpoints: list[Endpoint] = []
+
+    # -- sending --------------------------------------------------------------------------------
+    def relay_for(self, peer: Peer) -> Endpoint | None:
+        """The controller endpoint that can relay to this peer (the controller of a network we share)."""
+        links = self.core.membership.controllers
+        for network_id in peer.networks:
+            link = links.get(controller_of(network_id))
+            if link is not None and link.peer is not None and link.peer.last_rx_s is not None:
+                return link.endpoint
+        return None
+
+    def send_relayed(self, peer: Peer, packet: bytes | memoryview) -> bool:
+        relay = self.relay_for(peer)
+        if relay is None:
+            self.core.drops["no_relay"] += 1
+            return False
+        header = RELAY_HEADER.pack(_RELAY, 0, peer.node_id.to_bytes(5, "big"), self.core.node_id.to_bytes(5, "big"))
+        send = self.core.transmit.send_datagram
+        if len(packet) + RELAY_HEADER_BYTES <= self.core.max_datagram_bytes or packet[0] != PacketType.TRANSPORT:
+            send(header + bytes(packet), relay)
+        else:
+            for piece in fragment(packet, self.core.max_datagram_bytes - RELAY_HEADER_BYTES):
+                send(header + piece, relay)
+        return True
+
+    def send_initiation(self, peer: Peer, initiation: bytes, now: float) -> None:
+        """Send a handshake initiation on every path that might work right now."""
+        core = self.core
+        if peer.attempt_since_s is None:
+            peer.attempt_since_s = now
+        sent = False
+        if peer.endpoint is not None:
+            core.transmit.send_datagram(initiation, peer.endpoint)
+            sent = True
+        if peer.direct_proven_s is None:
+            # Never reached directly: try every candidate (same initiation), ask for a punch.
+            for endpoint in peer.candidates:
+                if endpoint != peer.endpoint:
+                    core.transmit.send_datagram(initiation, endpoint)
+                    sent = True
+            self.request_punch(peer, now)
+        if peer.is_controller:
+            if not sent:
+                core.drops["no_path"] += 1
+            return
+        if peer.via_relay or now - peer.attempt_since_s >= RELAY_AFTER_S or not sent:
+            if self.send_relayed(peer, initiation):
+                sent = True
+        if not sent:
+            core.drops["no_path"] += 1
+
+    def request_punch(self, peer: Peer, now: float) -> None:
+        """Ask the controller to tell both of us to probe each other now (hole punching)."""
+        if peer.is_controller or now < peer.next_punch_request_s:
+            return
+        peer.next_punch_request_s = now + PUNCH_REQUEST_INTERVAL_S
+        controller = self._controller_peer_for(peer)
+        if controller is None:
+            return
+        self.core.send_message(
+            controller.node_id, EndpointHints.build({"node_id": peer.node_id, "punch": True, "endpoints": []}), now
+        )
+
+    def _controller_peer_for(self, peer: Peer) -> Peer | None:
+        links = self.core.membership.controllers
+        for network_id in peer.networks:
+            link = links.get(controller_of(network_id))
+            if link is not None and link.peer is not None:
+                return link.peer
+        return None
+
+    def announce_local_endpoints(self, controller: Peer, now: float) -> None:
+        if self.local_endpoints:
+            message = EndpointHints.build(
+                {"node_id": self.core.node_id, "punch": False, "endpoints": self.local_endpoints[:MAX_CANDIDATES]}
+            )
+            self.core.send_message(controller.node_id, message, now)
+
+    # -- receiving ------------------------------------------------------------------------------
+    def relay_received(self, data: memoryview, source: Endpoint, now: float) -> None:
+        """An envelope from a controller's relay: unwrap and process the peer's packet inside."""
+        core = self.core
+        if len(data) <= RELAY_HEADER_BYTES:
+            core.drops["relay_malformed"] += 1
+            return
+        _, hops, destination, origin = RELAY_HEADER.unpack_from(data)
+        if int.from_bytes(destination, "big") != core.node_id or hops > MAX_RELAY_HOPS:
+            core.drops["relay_not_for_us"] += 1
+            return
+        if not any(link.endpoint == source for link in core.membership.controllers.values()):
+            core.drops["relay_from_stranger"] += 1
+            return
+        peer = core.peers.get(int.from_bytes(origin, "big"))
+        if peer is None:
+            core.drops["relay_from_unknown_peer"] += 1
+            return
+        core.dispatch(data[RELAY_HEADER_BYTES:], source, now, relayed_from=peer)
+
+    def heard(self, peer: Peer, source: Endpoint, relayed: bool, now: float) -> None:
+        """An authenticated packet from peer; not proof our direction works, so the path is not switched."""
+        if relayed:
+            peer.relay_rx_s = now
+            return
+        peer.direct_rx_s = now
+        if peer.endpoint != source:
+            # Roaming (NAT rebinding): the peer is now at this address.
+            self.core.set_endpoint(peer, source)
+
+    def proven(self, peer: Peer, source: Endpoint | None, now: float) -> None:
+        """A round trip completed on a path (handshake response, probe reply): prefer direct when it works."""
+        if source is None:
+            peer.relay_rx_s = now
+            peer.attempt_since_s = None
+            if peer.direct_proven_s is None or now - (peer.direct_rx_s or -1e18) > DIRECT_DEAD_AFTER_S:
+                self._use_relay(peer, now)
+            return
+        peer.direct_rx_s = now
+        peer.direct_proven_s = now
+        peer.attempt_since_s = None
+        if peer.endpoint != source:
+            self.core.set_endpoint(peer, source)
+        if peer.via_relay:
+            peer.via_relay = False
+            peer.path_changes += 1
+
+    def _use_relay(self, peer: Peer, now: float) -> None:
+        if not peer.via_relay and not peer.is_controller and self.relay_for(peer) is not None:
+            peer.via_relay = True
+            peer.path_changes += 1
+            peer.next_direct_retry_s = now + DIRECT_RETRY_S
+
+    def hints_received(self, controller: Peer, message: bytes, now: float) -> None:
+        core = self.core
+        try:
+            hints = parse_exact(EndpointHints, message)
+        except ParseError:
+            core.drops["hints_malformed"] += 1
+            return
+        peer = core.peers.get(hints.node_id)
+        if peer is None or peer.is_controller:
+            return
+        for endpoint in hints.endpoints:
+            endpoint = tuple(endpoint)
+            if endpoint not in peer.candidates and len(peer.candidates) < MAX_CANDIDATES:
+                peer.candidates.append(endpoint)
+        if not hints.punch:
+            return
+        # Punch: send now to each candidate, so our NAT opens for the peer's packets.
+        session = peer.session
+        if session is not None and session.established:
+            for endpoint in peer.candidates:
+                self.send_probe(peer, now, endpoint)
+        else:
+            core.renew_session(peer, now)
+
+    # -- probes -----------------------------------------------------------------------------------
+    def send_probe(self, peer: Peer, now: float, direct_to: Endpoint | None = None) -> None:
+        """A probe on the path in use, or directly to one endpoint (to test it)."""
+        session = peer.session
+        if session is None or not session.established:
+            return
+        if len(peer.probes) >= MAX_PROBES_IN_FLIGHT:
+            peer.probes.pop(next(iter(peer.probes)))
+        probe_id = int.from_bytes(os.urandom(8), "big")
+        peer.probes[probe_id] = now
+        message = PathProbe.build({"probe_id": probe_id})
+        if direct_to is None:
+            self.core.send_message(peer.node_id, message, now)
+            return
+        packet = session.seal(message, now)
+        if packet is not None:
+            self.core.transmit.send_datagram(packet, direct_to)
+
+    def probe_received(self, peer: Peer, message: bytes, source: Endpoint, relayed: bool, now: float) -> None:
+        """Answer on the path the probe came by, so the answer proves that path both ways."""
+        try:
+            probe = parse_exact(PathProbe, message)
+        except ParseError:
+            self.core.drops["probe_malformed"] += 1
+            return
+        reply = PathProbeReply.build({"probe_id": probe.probe_id, "observed": source})
+        session = peer.session
+        packet = session.seal(reply, now) if session is not None else None
+        if packet is None:
+            return
+        if relayed:
+            self.send_relayed(peer, packet)
+        else:
+            self.core.transmit.send_datagram(packet, source)
+
+    def probe_reply_received(self, peer: Peer, message: bytes, source: Endpoint, relayed: bool, now: float) -> None:
+        try:
+            reply = parse_exact(PathProbeReply, message)
+        except ParseError:
+            self.core.drops["probe_malformed"] += 1
+            return
+        sent_s = peer.probes.pop(reply.probe_id, None)
+        if sent_s is None:
+            return
+        sample_ms = (now - sent_s) * 1000.0
+        if relayed == peer.via_relay:
+            peer.latency_ms = sample_ms if peer.latency_ms is None else peer.latency_ms + LATENCY_SMOOTHING * (sample_ms - peer.latency_ms)
+        if peer.is_controller:
+            self.core.observed_endpoint = tuple(reply.observed)
+        self.proven(peer, None if relayed else source, now)
+
+    # -- timers -------------------------------------------------------------------------------------
+    def tick(self, now: float) -> None:
+        for peer in self.core.peers.values():
+            session = peer.session
+            if session is None or not session.established:
+                continue
+            active = now - peer.last_frame_s <= ACTIVE_WINDOW_S
+            if not peer.via_relay and active and peer.direct_proven_s is not None:
+                last_direct = peer.direct_rx_s or -1e18
+                if now - last_direct > DIRECT_DEAD_AFTER_S and now - peer.direct_proven_s > DIRECT_DEAD_AFTER_S:
+                    self._use_relay(peer, now)
+            if now >= peer.next_probe_s and (active or peer.is_controller):
+                peer.next_probe_s = now + (PROBE_ACTIVE_INTERVAL_S if active and not peer.is_controller else PROBE_IDLE_INTERVAL_S)
+                self.send_probe(peer, now)
+            if peer.via_relay and now >= peer.next_direct_retry_s:
+                peer.next_direct_retry_s = now + DIRECT_RETRY_S
+                for endpoint in peer.candidates or ([peer.endpoint] if peer.endpoint else []):
+                    self.send_probe(peer, now, endpoint)
+                self.request_punch(peer, now)
