@@ -516,7 +516,8 @@ class NodeCore:
         )
         for node_id in node_ids:
             self.send_message(node_id, message, now)
-        state.next_group_refresh_s = now + GROUP_REFRESH_S
+        if len(node_ids) == len(state.switch.remote_ids):
+            state.next_group_refresh_s = now + GROUP_REFRESH_S
 
     def _subscriptions_received(self, peer: Peer, message: bytes, now: float) -> None:
         try:

@@ -30,7 +30,7 @@ class MulticastGroups:
 
     def replace(self, node_id: int, groups: set[bytes], expires_s: float) -> bool:
         """Set a node's complete group list; True if it changed."""
-        old = self._groups_of.get(node_id, set())
+        old = set(self._groups_of.get(node_id, ()))
         for group in old - groups:
             self._remove(group, node_id)
         for group in groups:

@@ -57,6 +57,7 @@ class NetworkSwitch:
         # Only bounds plain broadcast when set (ZeroTier's fixed 32 made mDNS
         # and ARP fail on bigger networks; we deliver to all unless told).
         self.broadcast_limit: int | None = None
+        self._flood_cursor = 0
         self.members: dict[int, MemberPort] = {}
         self.owner_of_mac: dict[bytes, int] = {}  # member MACs (other than ours) -> node id
         self.bridges: tuple[int, ...] = ()
@@ -171,9 +172,12 @@ class NetworkSwitch:
     def _to_all(self, counter: str) -> tuple[int, ...] | None:
         targets = self.remote_ids
         if self.broadcast_limit is not None and len(targets) > self.broadcast_limit:
-            # Bridges first: they carry whole LANs behind them.
-            rest = tuple(n for n in targets if n not in self.bridges)
-            targets = (self.bridges + rest)[: self.broadcast_limit]
+            # Bridges first (they carry whole LANs), then members in rotation,
+            # so every member hears some broadcasts (a DHCP server on any of them).
+            rest = [n for n in targets if n not in self.bridges]
+            start = self._flood_cursor % len(rest) if rest else 0
+            self._flood_cursor += 1
+            targets = (self.bridges + tuple(rest[start:] + rest[:start]))[: self.broadcast_limit]
         if not targets:
             return None
         self.forwarded[counter] += 1
@@ -199,12 +203,17 @@ class NetworkSwitch:
             # Replies sent to broadcast and gratuitous announcements refresh everyone's caches.
             return self._to_all("arp_announce")
         request = ArpRequest(arp.sha, arp.spa, arp.tpa)
+        owners = [n for n in self.groups.subscribers(arp_group(request.target_ip), now) if n != self.local_node_id]
         entry = self.arp.lookup(request.target_ip, now)
+        if entry is not None and owners and entry[1] not in owners and request.target_ip not in self.arp.managed:
+            # Learned from traffic, but the address is now announced by someone
+            # else (it moved, e.g. a new DHCP lease): the announcement wins.
+            self.arp.learned.pop(request.target_ip, None)
+            entry = None
         if entry is not None and entry[1] != self.local_node_id:
             self.local_replies.append(build_reply(request, entry[0]))
             self.forwarded["arp_answered_locally"] += 1
             return None
-        owners = [n for n in self.groups.subscribers(arp_group(request.target_ip), now) if n != self.local_node_id]
         if entry is None and len(owners) == 1 and owners[0] not in self.bridges:
             # A member announced the address (e.g. DHCP on its TAP): its MAC is its member MAC.
             self.local_replies.append(build_reply(request, self.members[owners[0]].mac))

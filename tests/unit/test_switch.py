@@ -813,11 +813,6 @@ def test_new_config_moves_managed_addresses_and_forgets_what_removed_members_tau
     assert not switch.local_replies
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: an ARP binding learned from traffic shadows a newer announcement by another member "
-    "(switch.py _route_arp consults ArpTable.lookup before the ARP-group subscribers)",
-)
 def test_address_that_moved_to_another_member_is_answered_for_its_new_owner() -> None:
     # M2 held 10.147.17.50 (set by hand or leased by DHCP) and answered ARP for it; we learned that.
     switch = make_switch(bridges=())
@@ -900,16 +895,11 @@ def test_multicast_groups_replace_reports_whether_the_list_changed() -> None:
     assert groups.replace(M2, {mc(MDNS_V4)}, T0 + 60) is False  # a refresh: only the expiry moved
     assert groups.subscribers(mc(MDNS_V4), T0 + 30) == [M2]
     assert groups.replace(M2, {mc(MDNS_V4), mc(ALL_NODES_V6)}, T0 + 60) is True
-    groups.replace(M2, {mc(ALL_NODES_V6)}, T0 + 60)  # its return value is wrong (xfail below); the table is right
+    groups.replace(M2, {mc(ALL_NODES_V6)}, T0 + 60)
     assert groups.subscribers(mc(MDNS_V4), T0) == []
     assert groups.subscribers(mc(ALL_NODES_V6), T0) == [M2]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: MulticastGroups.replace returns False when groups were only removed: `old` aliases "
-    "self._groups_of[node_id], which _remove() empties before `return old != groups` (multicast.py:33)",
-)
 @pytest.mark.parametrize("after", [set(), {mc(ALL_NODES_V6)}], ids=["all-left", "one-left"])
 def test_multicast_groups_replace_reports_a_shrinking_list_as_a_change(after: set[bytes]) -> None:
     groups = MulticastGroups()
