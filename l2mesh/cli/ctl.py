@@ -20,7 +20,7 @@ from l2mesh.cli.common import (
     resolve_state_dir,
     run_main,
 )
-from l2mesh.controller.server import API_FILE, DEFAULT_API, DEFAULT_LISTEN, TOKEN_FILE, ServeOptions, run_controller
+from l2mesh.controller.paths import API_FILE, DEFAULT_API, DEFAULT_LISTEN, TOKEN_FILE
 from l2mesh.errors import L2meshError
 from l2mesh.ids import format_network_id, format_node_id, parse_network_id, parse_node_id
 from l2mesh.netconf import NetconfError, parse_endpoint
@@ -55,7 +55,9 @@ class ApiClient:
 
     def request(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
         try:
-            response = httpx.request(method, self.base + path, json=body, headers=self.headers, timeout=HTTP_TIMEOUT_S)
+            # Certificates are only loaded for https (building that context costs ~50 ms per call).
+            with httpx.Client(verify=self.base.startswith("https"), timeout=HTTP_TIMEOUT_S) as client:
+                response = client.request(method, self.base + path, json=body, headers=self.headers)
         except httpx.ConnectError:
             raise L2meshError(f"the controller API at {self.base} is not reachable (is `l2mesh-ctl serve` running?)") from None
         except httpx.HTTPError as exc:
@@ -111,6 +113,9 @@ def _ago(timestamp: float | None) -> str | None:
 
 # -- commands -----------------------------------------------------------------------------------------
 def cmd_serve(args: argparse.Namespace) -> int:
+    # Imported here: the server stack (hypercorn, starlette, trio) would slow every admin command.
+    from l2mesh.controller.server import ServeOptions, run_controller
+
     return run_controller(ServeOptions(resolve_state_dir(args), args.listen, args.api_listen))
 
 

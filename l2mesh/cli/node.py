@@ -18,7 +18,7 @@ from l2mesh.cli.common import (
 from l2mesh.identity import Identity
 from l2mesh.ids import format_network_id, format_node_id, parse_network_id
 from l2mesh.node.control import call_daemon
-from l2mesh.node.daemon import DEFAULT_NODE_PORT, DaemonOptions, run_daemon
+from l2mesh.ports import DEFAULT_NODE_PORT
 
 NODE_STATE_DIR_DEFAULT = "/var/lib/l2mesh"
 
@@ -33,6 +33,9 @@ def cmd_id(args: argparse.Namespace) -> int:
 
 
 def cmd_daemon(args: argparse.Namespace) -> int:
+    # Imported here: the daemon's stack (trio, pyroute2, pytun) doubles every other command's start-up.
+    from l2mesh.node.daemon import DaemonOptions, run_daemon
+
     return run_daemon(DaemonOptions(resolve_state_dir(args), args.port, list(args.static_netconf)))
 
 

@@ -568,8 +568,11 @@ class ControllerCore:
             member = self._with_pool_address(network, member)
         others = [m for m in self.storage.list_members(network_id) if m.node_id != node_id]
         check_no_duplicate_ips(member.ips, others)
-        self.storage.save_member(member, bump_revision=True)
-        self.push(network_id)
+        # A member whose node never asked is in nobody's config yet: no new revision to push.
+        visible = member.identity is not None
+        self.storage.save_member(member, bump_revision=visible)
+        if visible:
+            self.push(network_id)
         return self._member_json(member)
 
     def _with_pool_address(self, network: Network, member: Member) -> Member:

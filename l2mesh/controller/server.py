@@ -24,6 +24,7 @@ from hypercorn.trio import serve
 
 from l2mesh.controller.api import build_app
 from l2mesh.controller.core import ControllerCore
+from l2mesh.controller.paths import API_FILE, DEFAULT_API, DEFAULT_LISTEN, TOKEN_FILE
 from l2mesh.controller.storage import open_storage
 from l2mesh.errors import L2meshError, StateError
 from l2mesh.identity import Identity
@@ -32,10 +33,6 @@ from l2mesh.reactor import Reactor
 from l2mesh.statefile import atomic_write_bytes, atomic_write_json, ensure_state_dir
 from l2mesh.udp import DatagramSender, Endpoint, make_socket_drainer, open_udp_socket
 
-DEFAULT_LISTEN: Endpoint = ("0.0.0.0", 9994)
-DEFAULT_API: Endpoint = ("127.0.0.1", 9995)
-TOKEN_FILE = "api.token"
-API_FILE = "api.json"
 
 T = TypeVar("T")
 log = logging.getLogger("l2mesh.controller")

@@ -41,12 +41,11 @@ from l2mesh.node.membership import ControllerIdentityLearned
 from l2mesh.node.state import NodeState, endpoint_text
 from l2mesh.node.tap import TapDevice, TapError, check_tap_support, tap_name_for
 from l2mesh.node.udp import EdgeTransmit
+from l2mesh.ports import DEFAULT_CONTROLLER_PORT, DEFAULT_NODE_PORT
 from l2mesh.reactor import Reactor
 from l2mesh.statefile import ensure_state_dir, read_json
 from l2mesh.udp import Endpoint, make_socket_drainer, open_udp_socket
 
-DEFAULT_NODE_PORT = 9993
-DEFAULT_CONTROLLER_PORT = 9994
 DEFAULT_MTU_BYTES = 2800
 TAP_DRAIN_BATCH = 256
 MAX_FRAME_BYTES = 65536 + 14
