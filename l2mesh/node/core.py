@@ -29,7 +29,7 @@ from l2mesh.udp import Endpoint
 from l2mesh.ratelimit import KeyedRateLimiter
 from l2mesh.session import Session, SessionAction, SessionError, SessionTable
 from l2mesh.switch import MemberPort, NetworkSwitch
-from l2mesh.switch.loops import HELLO_INTERVAL_S, build_hello
+from l2mesh.switch.loops import HELLO_INTERVAL_S, build_hello, build_topology_change
 from l2mesh.wire.errors import ParseError, parse_exact
 from l2mesh.wire.messages import (
     FRAME_HEADER,
@@ -119,6 +119,7 @@ class NetworkState:
         self.next_group_refresh_s = 0.0
         self.storms_reported: set[int] = set()
         self.next_hello_s = 0.0
+        self.loop_neighbours_before: set[int] = set()
         self.controller_endpoint: Endpoint | None = None  # None: configured locally (static seam)
         self.next_request_s = 0.0
         self.requests_sent = 0
@@ -559,8 +560,16 @@ class NodeCore:
             self.transmit.write_frame(state.network_id, build_hello(state.mac, state.network_id, self.node_id))
         changed = switch.update_loop_state(now)
         if changed is not None:
-            neighbours = tuple(sorted(switch.loop_guard.neighbours))
+            neighbours = tuple(sorted(set(switch.loop_guard.neighbours) | state.loop_neighbours_before))
+            state.loop_neighbours_before = set(switch.loop_guard.neighbours)
             self.events.append(LoopStateChanged(state.network_id, changed, neighbours))
+            # Everyone forgets what they learned behind the bridges of this segment.
+            flush = build_topology_change(state.mac, state.network_id, self.node_id, list(neighbours))
+            plaintext = state.frame_header + flush
+            for node_id in switch.remote_ids:
+                self.send_message(node_id, plaintext, now)
+        elif switch.blocked:
+            state.loop_neighbours_before = set(switch.loop_guard.neighbours)
 
     # -- timers ------------------------------------------------------------------------------
     def tick(self, now: float) -> None:

@@ -18,6 +18,9 @@ HELLO_ETHERTYPE = 0x88B5  # IEEE 802 local experimental ethertype
 # Locally administered group address: Linux bridges flood it like any multicast.
 HELLO_MAC = bytes.fromhex("034c326d6c70")
 HELLO_INTERVAL_S = 1.0
+# A new bridge listens this long for other bridges' hellos before carrying
+# its LAN (STP's listening state), so two bridges never loop while electing.
+LISTEN_S = 1.5
 # A neighbour whose hellos stopped this long ago is gone (the loop was removed).
 HELLO_TIMEOUT_S = 3.5
 _HELLO = struct.Struct(">6s6sH8s5s")
@@ -27,6 +30,32 @@ _HELLO_TYPE = HELLO_ETHERTYPE.to_bytes(2, "big")
 def build_hello(local_mac: bytes, network_id: int, node_id: int) -> bytes:
     frame = _HELLO.pack(HELLO_MAC, local_mac, HELLO_ETHERTYPE, network_id.to_bytes(8, "big"), node_id.to_bytes(5, "big"))
     return frame + bytes(60 - len(frame))  # minimum Ethernet payload
+
+
+def build_topology_change(local_mac: bytes, network_id: int, node_id: int, bridges: list[int]) -> bytes:
+    """Sent over the overlay when a bridge starts or stops standing down (RSTP's topology-change flush).
+
+    Receivers forget the MACs and ARP bindings they learned behind the listed
+    bridges; the next frames for those hosts are flooded to the bridges, and
+    the one carrying the segment now answers and is learned again.
+    """
+    header = _HELLO.pack(HELLO_MAC, local_mac, HELLO_ETHERTYPE, network_id.to_bytes(8, "big"), node_id.to_bytes(5, "big"))
+    body = bytes([len(bridges)]) + b"".join(n.to_bytes(5, "big") for n in bridges[:255])
+    frame = header + body
+    return frame + bytes(max(0, 60 - len(frame)))
+
+
+def parse_topology_change(frame: bytes) -> tuple[int, list[int]] | None:
+    """(network id, bridges whose learned MACs are to be forgotten) of a topology-change frame."""
+    hello = parse_hello(frame)
+    if hello is None or len(frame) < _HELLO.size + 1:
+        return None
+    count = frame[_HELLO.size]
+    start = _HELLO.size + 1
+    if len(frame) < start + 5 * count:
+        return None
+    bridges = [int.from_bytes(frame[start + 5 * i : start + 5 * i + 5], "big") for i in range(count)]
+    return hello[0], [hello[1], *bridges]
 
 
 def parse_hello(frame: bytes) -> tuple[int, int] | None:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from l2mesh.ratelimit import KeyedRateLimiter
 from l2mesh.switch.arp import ETHERTYPE_ARP, ARP_REQUEST, ArpRequest, ArpTable, build_reply, parse_arp
-from l2mesh.switch.loops import HELLO_MAC, LoopGuard, parse_hello
+from l2mesh.switch.loops import LISTEN_S, HELLO_MAC, LoopGuard, parse_hello, parse_topology_change
 from l2mesh.switch.mactable import DEFAULT_MAC_AGING_S, MacTable
 from l2mesh.switch.multicast import BROADCAST_MAC, MulticastGroups, arp_group
 
@@ -71,6 +71,7 @@ class NetworkSwitch:
         self.storming: set[int] = set()  # sources caught storming, for logging once
         self.loop_guard = LoopGuard(local_node_id)
         self.blocked = False  # a bridge sharing our LAN with a lower id carries it; we stand down
+        self.listening_until_s: float | None = None  # a new bridge listens for hellos before carrying
         self.drops: Counter[str] = Counter()
         self.forwarded: Counter[str] = Counter()
 
@@ -79,7 +80,10 @@ class NetworkSwitch:
         """Replace the member list (from a new network config). Members gone are forgotten."""
         self.members = {m.node_id: m for m in members}
         me = self.members.get(self.local_node_id)
+        was_bridge = self.local_is_bridge
         self.local_is_bridge = bool(me and me.bridge)
+        if self.local_is_bridge and not was_bridge:
+            self.listening_until_s = None
         self.owner_of_mac = {m.mac: m.node_id for m in members if m.node_id != self.local_node_id}
         self.remote_ids = tuple(sorted(self.owner_of_mac.values()))
         self.bridges = tuple(m.node_id for m in members if m.bridge and m.node_id != self.local_node_id)
@@ -137,6 +141,11 @@ class NetworkSwitch:
             # Another member's own MAC on our LAN side: its frames reached our
             # LAN through a path that is not us; sending them back would loop.
             self.drops["member_mac_on_lan"] += 1
+            return False
+        if self.listening_until_s is None:
+            self.listening_until_s = now + LISTEN_S
+        if now < self.listening_until_s:
+            self.drops["bridge_listening"] += 1
             return False
         if self.blocked:
             self.drops["loop_blocked"] += 1
@@ -244,11 +253,21 @@ class NetworkSwitch:
         if port is None:
             self.drops["not_a_member"] += 1
             return False
-        source = frame[6:12]
+        # Copies: the frame may be a view of a reused decryption buffer, and
+        # both MACs are used as dictionary keys below.
+        source = bytes(frame[6:12])
         if source != port.mac:
             if not self._accept_foreign_source(port, source, now):
                 return False
-        destination = frame[:6]
+        destination = bytes(frame[:6])
+        if destination == HELLO_MAC:
+            self._topology_change(sender, frame)
+            return False
+        if self.local_is_bridge and sender in self.loop_guard.neighbours and destination != self.local_mac:
+            # That bridge reaches our LAN segment itself; carrying its frames
+            # onto the segment again would loop them.
+            self.drops["from_lan_neighbour"] += 1
+            return False
         if destination[0] & 1:
             if not self.storm_guard.take(sender, now):
                 self._storm(sender)
@@ -277,6 +296,17 @@ class NetworkSwitch:
             return True
         self.drops["not_for_us"] += 1
         return False
+
+    def _topology_change(self, sender: int, frame: bytes) -> None:
+        change = parse_topology_change(bytes(frame))
+        if change is None or change[0] != self.network_id or change[1][0] != sender:
+            self.drops["bad_topology_change"] += 1
+            return
+        for bridge in change[1]:
+            if bridge in self.members and self.members[bridge].bridge:
+                self.learned.forget_node(bridge)
+                self.arp.forget_node(bridge)
+        self.forwarded["topology_change"] += 1
 
     def _learn_arp(self, sender: int, frame: bytes, now: float) -> None:
         arp = parse_arp(frame)

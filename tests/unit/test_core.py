@@ -559,3 +559,32 @@ def test_initiation_to_a_peer_never_reached_goes_to_every_known_endpoint_at_once
     m1.transmit.datagrams.clear()
     m1.core.tick(0.5)
     assert sorted(address for _, address in m1.transmit.datagrams) == sorted([dead, m2.endpoint])
+
+
+def test_a_bridge_that_stands_down_and_recovers_tells_every_member_to_flush_what_it_learned() -> None:
+    mesh = Mesh()
+    m1, br_a, br_b = mesh.members
+
+    def with_bridges(member: Member, revision: int) -> NetworkConfig:
+        return NetworkConfig(
+            network_id=NET,
+            revision=revision,
+            issued_to=member.node_id,
+            members=tuple(
+                MemberConfig(x.node_id, x.identity.public, endpoints=(x.endpoint,), bridge=x in (br_a, br_b))
+                for x in mesh.members
+            ),
+        )
+
+    for member in mesh.members:
+        assert member.core.apply_netconf(with_bridges(member, 2))
+    lower, higher = sorted([br_a, br_b], key=lambda x: x.node_id)
+    switch = higher.core.networks[NET].switch
+    switch.loop_guard.heard(lower.node_id, 1.0)  # the lower-id bridge's hello, heard on our LAN
+    higher.core.tick(1.0)
+    mesh.deliver(1.0)
+    assert switch.blocked
+    higher.core.tick(6.0)  # its hellos stopped: the segment is ours again
+    mesh.deliver(6.0)
+    assert not switch.blocked
+    assert m1.core.networks[NET].switch.forwarded["topology_change"] == 2

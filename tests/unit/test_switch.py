@@ -298,8 +298,24 @@ def test_tap_frame_with_a_foreign_source_mac_is_dropped_on_a_non_bridge_member(s
     assert not switch.forwarded
 
 
-def test_bridge_member_may_send_frames_with_foreign_source_macs_from_its_tap() -> None:
+def listened(switch: NetworkSwitch) -> NetworkSwitch:
+    """Let a new bridge finish its listening period (no other bridge heard), as a running one has."""
+    switch.listening_until_s = T0
+    return switch
+
+
+def test_new_bridge_listens_for_other_bridges_before_carrying_its_lan() -> None:
     switch = make_switch(local_bridge=True)
+    assert switch.route_from_tap(ipv4_frame(LAN_HOST_A, mac(M2)), T0) is None
+    assert switch.drops["bridge_listening"] == 1
+    assert switch.route_from_tap(ipv4_frame(LAN_HOST_A, mac(M2)), T0 + 1.0) is None
+    assert switch.route_from_tap(ipv4_frame(LAN_HOST_A, mac(M2)), T0 + 1.6) == M2
+    # Its own frames are never held back.
+    assert switch.route_from_tap(ipv4_frame(mac(LOCAL), mac(M2)), T0) == M2
+
+
+def test_bridge_member_may_send_frames_with_foreign_source_macs_from_its_tap() -> None:
+    switch = listened(make_switch(local_bridge=True))
     assert switch.local_is_bridge
     assert switch.route_from_tap(ipv4_frame(LAN_HOST_A, mac(M2)), T0) == M2
     assert sorted(switch.route_from_tap(udp_broadcast(LAN_HOST_A), T0)) == sorted([M2, M3, BR1, BR2])
@@ -580,6 +596,27 @@ def test_mac_table_never_exceeds_max_entries(learns: list[tuple[bytes, int]]) ->
         assert address in table.entries
 
 
+def test_frames_given_as_views_of_a_writable_buffer_are_handled_like_bytes() -> None:
+    # The core hands the switch views into its reused decryption buffer.
+    switch = make_switch(local_bridge=True)
+    frame = memoryview(bytearray(ipv4_frame(LAN_HOST_A, LAN_HOST_B)))
+    assert switch.accept_from_peer(BR1, frame, T0) is True
+    assert switch.learned.lookup(LAN_HOST_A, T0) == BR1
+
+
+def test_topology_change_from_a_bridge_flushes_macs_learned_behind_the_named_bridges() -> None:
+    from l2mesh.switch.loops import build_topology_change
+
+    switch = make_switch()
+    assert switch.accept_from_peer(BR1, ipv4_frame(LAN_HOST_A, mac(LOCAL)), T0)
+    assert switch.accept_from_peer(BR2, ipv4_frame(LAN_HOST_B, mac(LOCAL)), T0)
+    change = build_topology_change(mac(BR2), NET, BR2, [BR1])
+    assert switch.accept_from_peer(BR2, change, T0) is False  # never reaches the TAP
+    assert switch.learned.lookup(LAN_HOST_A, T0) is None and switch.learned.lookup(LAN_HOST_B, T0) is None
+    # Unknown again: the next frame for those hosts is flooded to the bridges.
+    assert sorted(switch.route_from_tap(ipv4_frame(mac(LOCAL), LAN_HOST_A), T0)) == sorted([BR1, BR2])
+
+
 def test_counters_report_drops_forwards_and_learning() -> None:
     switch = make_switch()
     # Nobody announced 10.147.17.2 and there are bridges: the request is scoped to them.
@@ -617,7 +654,7 @@ def test_arp_request_for_a_members_managed_ip_is_answered_locally_with_a_byte_ex
 
 
 def test_arp_reply_goes_to_the_lan_host_that_asked_through_a_local_bridge() -> None:
-    switch = make_switch(local_bridge=True, ips=True)
+    switch = listened(make_switch(local_bridge=True, ips=True))
     request = arp_request(LAN_HOST_A, spa="10.147.17.200", tpa=IP_OF[M2])
     assert switch.route_from_tap(request, T0) is None
     assert switch.local_replies == [expected_arp_reply(mac(M2), IP_OF[M2], LAN_HOST_A, "10.147.17.200")]
