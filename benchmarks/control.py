@@ -32,7 +32,7 @@ The benchmark imports nothing from l2mesh: it drives the real CLIs and
 daemons as processes. Results: a rich table, and
 benchmarks/results/control-<UTC timestamp>.json.
 
-Usage: .venv/bin/python benchmarks/control.py [--rounds N] [--keep-logs DIR] [--max-seconds S]
+Usage: .venv/bin/python benchmarks/control.py [--rounds N] [--settle S] [--max-seconds S] [--keep-logs DIR]
 Needs root, iproute2 and ping.
 """
 
@@ -478,6 +478,7 @@ class Watcher:
         self.errors: dict[str, str] = {}
         self.values: dict[str, Any] = {}
         self._threads: list[threading.Thread] = []
+        self._halt = threading.Event()
 
     def add(self, name: str, check: Callable[["Watcher"], bool], interval: float = POLL_S) -> None:
         self._threads.append(threading.Thread(target=self._loop, args=(name, check, interval), daemon=True, name=f"watch-{name}"))
@@ -489,7 +490,7 @@ class Watcher:
         return self
 
     def _loop(self, name: str, check: Callable[["Watcher"], bool], interval: float) -> None:
-        while not STOP.is_set() and time.monotonic() < self.deadline:
+        while not STOP.is_set() and not self._halt.is_set() and time.monotonic() < self.deadline:
             try:
                 ok = check(self)
             except BenchError as exc:  # e.g. the control socket busy: try again
@@ -503,6 +504,11 @@ class Watcher:
                 self.errors.pop(name, None)
                 return
             time.sleep(interval)
+
+    def halt(self) -> None:
+        """Stop polling now (for watchers that only make load)."""
+        self._halt.set()
+        self.wait()
 
     def wait(self) -> "Watcher":
         for thread in self._threads:
@@ -741,15 +747,57 @@ def timed_cli(argv: Sequence[str]) -> float:
     return time.monotonic() - t
 
 
+def poll_load(ctx: Context, kind: str) -> Watcher:
+    """The polls of a measurement ("deauth" or "reach"), on conditions that never hold.
+
+    CLI start-up is CPU-bound and the pollers take a share of a 2-core
+    machine, so the start-up subtracted from a CLI-triggered figure is timed
+    under the same polls.
+    """
+    a, b, c = ctx.nodes["a"], ctx.nodes["b"], ctx.nodes["c"]
+    watcher = Watcher(120.0)
+    watcher.add("status", lambda w: status_of(ctx, b) == "never")
+    if kind == "deauth":
+        watcher.add("peers-a", lambda w: member_peers(a.state_dir) is None)
+        watcher.add("peers-c", lambda w: member_peers(c.state_dir) is None)
+    watcher.add("ip", lambda w: tap_ipv4(b.ns, ctx.tap) is None, POLL_SUBPROCESS_S)
+    return watcher.start()
+
+
+STARTUP_LABELS = {
+    "ctl_version_s": "l2mesh-ctl --version",
+    "node_version_s": "l2mesh --version",
+    "ctl_version_deauth_polls_s": "l2mesh-ctl --version, under deauthorize's polls",
+    "ctl_version_reach_polls_s": "l2mesh-ctl --version, under authorize's polls",
+    "node_version_reach_polls_s": "l2mesh --version, under join's polls",
+    "ctl_member_list_s": "l2mesh-ctl member list --json (one admin request)",
+    "node_networks_cli_s": "l2mesh networks --json (one CLI poll)",
+}
+# Which start-up a CLI-triggered figure is read net of.
+NET_OF = {"deauthorize": "ctl_version_deauth_polls_s", "reauthorize": "ctl_version_reach_polls_s",
+          "authorize": "ctl_version_reach_polls_s", "join": "node_version_reach_polls_s"}
+
+
 def measure_startup(ctx: Context) -> dict[str, list[float]]:
-    """Bare CLI start-up, in the namespaces where the triggering commands run."""
+    """Bare CLI start-up, in the namespaces where the triggering commands run (ip netns exec included)."""
     a = ctx.nodes["a"]
-    out: dict[str, list[float]] = {"ctl_version_s": [], "ctl_member_list_s": [], "node_version_s": [], "node_networks_cli_s": []}
-    for _ in range(STARTUP_SAMPLES):
-        out["ctl_version_s"].append(round(timed_cli(in_ns(ctx.topo.ns["ctl"], L2MESH_CTL, "--version")), 4))
-        out["ctl_member_list_s"].append(round(timed_cli(ctx.ctl_argv("member", "list", ctx.network_id, "--json")), 4))
-        out["node_version_s"].append(round(timed_cli(in_ns(ctx.topo.ns["n"], L2MESH, "--version")), 4))
-        out["node_networks_cli_s"].append(round(timed_cli(ctx.node_argv(a, "networks", "--json")), 4))
+    ctl_version = in_ns(ctx.topo.ns["ctl"], L2MESH_CTL, "--version")
+    node_version = in_ns(ctx.topo.ns["n"], L2MESH, "--version")
+    out: dict[str, list[float]] = {key: [] for key in STARTUP_LABELS}
+    out["ctl_version_s"].append(round(timed_cli(ctl_version), 4))
+    out["node_version_s"].append(round(timed_cli(node_version), 4))
+    out["ctl_member_list_s"].append(round(timed_cli(ctx.ctl_argv("member", "list", ctx.network_id, "--json")), 4))
+    out["node_networks_cli_s"].append(round(timed_cli(ctx.node_argv(a, "networks", "--json")), 4))
+    for kind, key, argv in (("deauth", "ctl_version_deauth_polls_s", ctl_version),
+                            ("reach", "ctl_version_reach_polls_s", ctl_version),
+                            ("reach", "node_version_reach_polls_s", node_version)):
+        load = poll_load(ctx, kind)
+        try:
+            time.sleep(0.1)
+            for _ in range(STARTUP_SAMPLES):
+                out[key].append(round(timed_cli(argv), 4))
+        finally:
+            load.halt()
     return out
 
 
@@ -1033,7 +1081,7 @@ def wait_quiet(settle_s: float) -> float:
 
 def guarded(ctx: Context, step: Callable[[], dict[str, Any]], base: dict[str, Any]) -> dict[str, Any]:
     """One measurement; any failure (even a bug here) becomes the row's error and the run goes on."""
-    before = machine_ticks()
+    before, self_before, wall_before = machine_ticks(), time.process_time(), time.monotonic()
     try:
         row = step()
     except BenchError as exc:
@@ -1042,6 +1090,8 @@ def guarded(ctx: Context, step: Callable[[], dict[str, Any]], base: dict[str, An
         row = {**base, "error": f"{type(exc).__name__}: {exc}"}
     # The whole machine during the step, our own pollers included (they use a few % of it).
     row["busy_pct"] = busy_pct(before, machine_ticks())
+    # This script's own threads (the pollers), in % of one core; the `ip` and ping they run are not in it.
+    row["self_cpu_pct"] = round((time.process_time() - self_before) / max(time.monotonic() - wall_before, 1e-6) * 100, 1)
     if row.get("error"):
         log(f"round {row['round']}: {row['scenario']} ({row['variant']}) failed: {row['error']}")
     print(json.dumps(row), flush=True)
@@ -1059,17 +1109,26 @@ def run_rounds(ctx: Context, args: argparse.Namespace, started: float, rows: lis
             break
         idle_busy.append(wait_quiet(args.settle))
         log(f"round {round_no}/{args.rounds} (machine {idle_busy[-1]:.0f} % busy before it)")
-        for key, values in measure_startup(ctx).items():
+        this_round = measure_startup(ctx)
+        for key, values in this_round.items():
             startup.setdefault(key, []).extend(values)
+        # A CLI-triggered figure is read net of this round's start-up: load
+        # from other jobs changes between rounds more than within one.
+        reference = {key: round(statistics.median(values), 4) for key, values in this_round.items() if values}
+
+        def record(row: dict[str, Any]) -> dict[str, Any]:
+            if row["variant"] == "cli":
+                row["startup_ref_s"] = reference.get(NET_OF[row["scenario"]])
+            rows.append(row)
+            return row
+
         # Alternate which variant goes first, so drift does not favour one.
         order = ("cli", "api") if round_no % 2 else ("api", "cli")
         for variant in order:
-            row = guarded(ctx, lambda v=variant: measure_deauthorize(ctx, v, round_no),
-                          {"scenario": "deauthorize", "variant": variant, "round": round_no})
-            rows.append(row)
-            row = guarded(ctx, lambda v=variant: measure_reauthorize(ctx, v, round_no),
-                          {"scenario": "reauthorize", "variant": variant, "round": round_no})
-            rows.append(row)
+            record(guarded(ctx, lambda v=variant: measure_deauthorize(ctx, v, round_no),
+                           {"scenario": "deauthorize", "variant": variant, "round": round_no}))
+            row = record(guarded(ctx, lambda v=variant: measure_reauthorize(ctx, v, round_no),
+                                 {"scenario": "reauthorize", "variant": variant, "round": round_no}))
             if row.get("error"):
                 try:
                     restore_b(ctx)
@@ -1077,8 +1136,8 @@ def run_rounds(ctx: Context, args: argparse.Namespace, started: float, rows: lis
                     log(f"round {round_no}: could not bring b back: {exc}")
         for scenario, variants in (("authorize", order), ("join", tuple("socket" if v == "api" else v for v in order))):
             for variant in variants:
-                rows.append(guarded(ctx, lambda s=scenario, v=variant: measure_fresh(ctx, s, v, round_no),
-                                    {"scenario": scenario, "variant": variant, "round": round_no}))
+                record(guarded(ctx, lambda s=scenario, v=variant: measure_fresh(ctx, s, v, round_no),
+                               {"scenario": scenario, "variant": variant, "round": round_no}))
 
 
 # ------------------------------------------------------------------- summary
@@ -1103,7 +1162,8 @@ def stats(values: list[float]) -> dict[str, Any]:
 
 def summarize(rows: list[dict[str, Any]], startup: dict[str, list[float]]) -> dict[str, Any]:
     start = {key: stats(values) for key, values in startup.items()}
-    summary: dict[str, Any] = {"startup": start, "busy_pct": stats([r["busy_pct"] for r in rows if "busy_pct" in r])}
+    summary: dict[str, Any] = {"startup": start, "busy_pct": stats([r["busy_pct"] for r in rows if "busy_pct" in r]),
+                               "self_cpu_pct": stats([r["self_cpu_pct"] for r in rows if "self_cpu_pct" in r])}
     for scenario, variants, metrics in SCENARIOS:
         summary[scenario] = {}
         for variant in variants:
@@ -1115,14 +1175,13 @@ def summarize(rows: list[dict[str, Any]], startup: dict[str, list[float]]) -> di
             entry["errors"] = [f"round {r['round']}: {r['error']}" for r in mine if r.get("error")]
             entry["cli_disagrees"] = [r["round"] for r in mine if r.get("cli_agrees") is False]
             if variant == "cli":
-                # The CLI's start-up is in every figure of a CLI-triggered change.
-                key = "node_version_s" if scenario == "join" else "ctl_version_s"
-                base = start.get(key, {}).get("median")
-                entry["startup_subtracted_s"] = base
-                entry["net_of_startup"] = {
-                    k: round(entry[k]["median"] - base, 4) if entry[k]["median"] is not None and base is not None else None
-                    for k, _ in metrics
-                }
+                # The CLI's start-up is in every figure of a CLI-triggered change:
+                # per round, figure minus that round's start-up, then the median.
+                entry["startup_subtracted"] = NET_OF[scenario]
+                entry["net_of_startup"] = {}
+                for k, _ in metrics:
+                    nets = [r[k] - r["startup_ref_s"] for r in mine if r.get(k) is not None and r.get("startup_ref_s") is not None]
+                    entry["net_of_startup"][k] = round(statistics.median(nets), 4) if nets else None
             summary[scenario][variant] = entry
     return summary
 
@@ -1177,16 +1236,14 @@ def print_tables(summary: dict[str, Any], rounds: int) -> None:
                   header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False)
     for column in ("command", "median", "max", "samples"):
         table.add_column(column, justify="left" if column == "command" else "right", no_wrap=True)
-    labels = {"ctl_version_s": "l2mesh-ctl --version", "ctl_member_list_s": "l2mesh-ctl member list --json (one admin request)",
-              "node_version_s": "l2mesh --version",
-              "node_networks_cli_s": "l2mesh networks --json (one CLI poll)"}
     for key, entry in summary["startup"].items():
-        table.add_row(labels.get(key, key), fmt(entry["median"]), fmt(entry["max"]), str(entry["n"]))
+        table.add_row(STARTUP_LABELS.get(key, key), fmt(entry["median"]), fmt(entry["max"]), str(entry["n"]))
     console.print(table)
     busy = summary["busy_pct"]
     if busy["n"]:
-        console.print(f"whole machine busy during the measurements (our pollers included): median {busy['median']:.0f} %, "
-                      f"max {busy['max']:.0f} % of all CPUs", markup=False)
+        console.print(f"whole machine busy during the measurements: median {busy['median']:.0f} %, max {busy['max']:.0f} % "
+                      f"of all CPUs; this script's pollers: median {summary['self_cpu_pct']['median']:.0f} % of one core",
+                      markup=False)
     for scenario, variants, _ in SCENARIOS:
         for variant in variants:
             entry = summary[scenario][variant]
@@ -1259,7 +1316,9 @@ def write_results(path: Path, stamp: str, args: argparse.Namespace, machine: dic
                           f"frames captured with AF_PACKET on b's TAP; runs {GRACE_S} s past the last condition",
             "reachable": f"ping -c1 -W {PING_WAIT_S} from a, back to back, once the IP is known",
             "cutoff_s": "max(b ACCESS_DENIED, a drops b, c drops b, last frame a -> b at b's TAP)",
-            "net_of_startup": "CLI variant median minus the median bare start-up of the same CLI",
+            "net_of_startup": "median over rounds of (CLI-triggered figure - that round's median bare start-up "
+                              "(--version) of the same CLI, timed under the same polls as the measurement); "
+                              "see startup_subtracted and each row's startup_ref_s",
             "variants": {"cli": "l2mesh-ctl / l2mesh as a user types them", "api": "PATCH on the admin API from a "
                          "resident httpx client in the controller's namespace", "socket": "the control-socket request `l2mesh join` sends"},
         },

@@ -14,12 +14,14 @@ follows /work/shared/bench/peers.sh so the figures compare with the ones
 in its README.
 
 l2mesh is driven only through its CLI (`l2mesh id --json`, `l2mesh daemon
---static-netconf FILE`): the benchmark imports nothing from the package, so it
-measures what a user would run.
+--static-netconf FILE`; for the relayed case `l2mesh-ctl serve`, `l2mesh join`
+and friends): the benchmark imports nothing from the package, so it measures
+what a user would run.
 
 Usage: .venv/bin/python benchmarks/net.py [--rounds N] [--only SYSTEM ...]
        [--time S] [--settle S] [--keep-logs DIR] [--profile] [--daemon-arg=ARG ...]
-Needs root, iproute2, iperf3 and ping; tinc is skipped when tincd is missing.
+Needs root, iproute2, iperf3 and ping; tinc is skipped when tincd is missing,
+l2mesh-relay when nft is.
 """
 
 from __future__ import annotations
@@ -67,15 +69,20 @@ STOP_GRACE_S = 5.0  # SIGTERM, then SIGKILL after this long
 IPERF_PORT = 5201
 L2MESH_PORT = 9993
 L2MESH_MTU = 2800
+CTL_PORT = 9994  # l2mesh-relay: the controller in the router namespace
+NFT_TABLE = "l2mb_block"  # l2mesh-relay: drops direct UDP h1 <-> h2 in the router
+RELAY_TARGET_RATIO = 0.5  # issue target: relayed throughput at least half of direct
 DAEMON_ARGS_ENV = "L2MESH_BENCH_DAEMON_ARGS"
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 # The l2mesh next to this interpreter, so any clone's venv benchmarks its own code.
 L2MESH_EXE = Path(sys.executable).parent / "l2mesh"
+L2MESH_CTL_EXE = Path(sys.executable).parent / "l2mesh-ctl"
 PY_SPY_EXE = Path(sys.executable).parent / "py-spy"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
-SYSTEM_NAMES = ("underlay", "vxlan", "tinc", "l2mesh")
+# l2mesh-relay last: it borrows the router namespace the others route through.
+SYSTEM_NAMES = ("underlay", "vxlan", "tinc", "l2mesh", "l2mesh-relay")
 
 _stderr = Console(stderr=True, highlight=False, soft_wrap=True)
 
@@ -294,6 +301,10 @@ class System:
     def down(self) -> None:
         return None
 
+    def report(self) -> dict[str, Any]:
+        """Extra row fields, read while the system is still up (after the measurement, or after a failure)."""
+        return {}
+
     def start_daemon(self, label: str, ns: str, argv: Sequence[str]) -> Proc:
         self.dir.mkdir(parents=True, exist_ok=True)
         return self.ctx.procs.start(label, in_ns(ns, *argv), self.dir / f"{label}.log")
@@ -447,7 +458,212 @@ def network_config(network_id: str, ids: dict[str, dict[str, str]], issued_to: s
     }
 
 
-SYSTEM_CLASSES: dict[str, type[System]] = {cls.name: cls for cls in (Underlay, Vxlan, Tinc, L2mesh)}
+class L2meshRelay(System):
+    """l2mesh through its controller's relay: direct UDP between h1 and h2 is dropped in the router.
+
+    The controller runs in the router namespace, so both members reach it on
+    the router's own addresses (the input path) while every packet between
+    them crosses the forward path, where an nftables table drops it. The
+    members fall back to the relay (l2mesh node/paths.py), and every frame goes
+    h1 -> controller -> h2. Everything is made fresh each round (state dirs,
+    identities, network) and removed again: the router namespace is shared
+    with the other systems.
+    """
+
+    name, layer, encrypted = "l2mesh-relay", "L2", True
+    cipher = L2mesh.cipher
+
+    def __init__(self, ctx: Context) -> None:
+        super().__init__(ctx)
+        self.overlay: Overlay | None = None
+        self.controller: Proc | None = None
+        self.members: dict[str, Proc] = {}
+        self.node_ids: dict[str, str] = {}
+        self.network_id = ""
+        self.blocked = False
+        self.relay_up_s: float | None = None
+
+    def missing(self) -> str | None:
+        for exe in (L2MESH_EXE, L2MESH_CTL_EXE):
+            if not os.access(exe, os.X_OK):
+                return f"{exe} not found"
+        return None if shutil.which("nft") else "nft not installed (Debian: apt-get install nftables)"
+
+    @property
+    def ctl_state(self) -> Path:
+        return self.dir / "ctl" / "state"
+
+    def state_dir(self, host: str) -> Path:
+        return self.dir / host / "state"
+
+    def host_ns(self, host: str) -> str:
+        return self.ctx.topo.h1 if host == "h1" else self.ctx.topo.h2
+
+    def ctl(self, *argv: str) -> str:
+        """One admin command, inside the router namespace (the admin API listens on its loopback)."""
+        return run(in_ns(self.ctx.topo.rt, str(L2MESH_CTL_EXE), *argv, "--state-dir", str(self.ctl_state)), 30).stdout
+
+    def node(self, host: str, *argv: str) -> str:
+        return run(in_ns(self.host_ns(host), str(L2MESH_EXE), *argv, "--state-dir", str(self.state_dir(host))), 30).stdout
+
+    def node_json(self, host: str, *argv: str) -> Any:
+        out = self.node(host, *argv, "--json")
+        try:
+            return json.loads(out)
+        except ValueError:
+            raise BenchError(f"l2mesh {argv[0]} --json printed no JSON: {last_line(out)}") from None
+
+    # -- up -----------------------------------------------------------------------------------
+    def up(self) -> Overlay:
+        try:
+            return self._up()
+        except Exception:
+            # run_system has no overlay to show logs of yet.
+            for proc in self.running():
+                for line in proc.log_tail():
+                    log(f"    {proc.label}: {line}")
+            raise
+
+    def _up(self) -> Overlay:
+        topo = self.ctx.topo
+        self.relay_up_s = None
+        for path in (self.ctl_state, self.state_dir("h1"), self.state_dir("h2")):
+            shutil.rmtree(path, ignore_errors=True)
+            path.mkdir(parents=True)
+        # Blocked before any member starts, so no direct path is ever proven.
+        self.block()
+        self.controller = self.start_daemon(
+            "l2mesh-relay-ctl", topo.rt,
+            [str(L2MESH_CTL_EXE), "serve", "--state-dir", str(self.ctl_state), "--listen", f"0.0.0.0:{CTL_PORT}"],
+        )
+        self.wait("the controller's api.json", lambda: (self.ctl_state / "api.json").exists())
+        created = self.ctl("network", "create", "bench", "--mtu", str(L2MESH_MTU), "--json")
+        try:
+            self.network_id = json.loads(created)["id"]
+        except (ValueError, KeyError, TypeError):
+            raise BenchError(f"l2mesh-ctl network create --json printed no id: {last_line(created)}") from None
+        for host, addr in (("h1", OV_A), ("h2", OV_B)):
+            self.node_ids[host] = self.node_json(host, "id")["id"]
+            self.ctl("member", "authorize", self.network_id, self.node_ids[host], "--ip", f"{addr}/{OV_PREFIX}", "--name", host)
+        for host in ("h2", "h1"):
+            argv = [str(L2MESH_EXE), "daemon", "--state-dir", str(self.state_dir(host)), "--port", str(L2MESH_PORT),
+                    *self.ctx.daemon_args]
+            self.members[host] = self.start_daemon(f"l2mesh-relay-{host}", self.host_ns(host), argv)
+        for host in ("h2", "h1"):
+            self.wait(f"{host}'s control socket", lambda h=host: (self.state_dir(h) / "control.sock").exists())
+        for host, router in (("h1", RT_A), ("h2", RT_B)):
+            self.node(host, "join", self.network_id, "--controller", f"{router}:{CTL_PORT}")
+        self.overlay = Overlay(target=OV_B, device="l2m" + self.network_id[:8], daemons=self.running())
+        for host in ("h1", "h2"):
+            self.wait(f"{host}'s network status OK", lambda h=host: self.network_status(h) == "OK")
+        # The members only meet once a frame needs to go: ping until h1 uses the relay for h2 and gets answers.
+        t0 = time.monotonic()
+        self.wait(f"h1 -> h2 relayed (h1's peers list {self.node_ids['h2']} with path relay) and answering ping",
+                  lambda: self.ping_once() and (self.peer_entry() or {}).get("path") == "relay")
+        self.relay_up_s = round(time.monotonic() - t0, 2)
+        return self.overlay
+
+    def block(self) -> None:
+        rules = self.dir / "block.nft"
+        # Counters show that direct attempts were made, and dropped.
+        rules.write_text(
+            f"table inet {NFT_TABLE} {{\n"
+            f"  chain forward {{\n"
+            f"    type filter hook forward priority filter - 10; policy accept;\n"
+            f"    ip saddr {UL_A} ip daddr {UL_B} meta l4proto udp counter drop\n"
+            f"    ip saddr {UL_B} ip daddr {UL_A} meta l4proto udp counter drop\n"
+            f"  }}\n"
+            f"}}\n"
+        )
+        self.blocked = True  # from here on down() deletes the table, even if nft failed half-way
+        run(in_ns(self.ctx.topo.rt, "nft", "-f", str(rules)), 10)
+
+    def unblock(self) -> None:
+        if not self.blocked:
+            return
+        rt = self.ctx.topo.rt
+        run(in_ns(rt, "nft", "delete", "table", "inet", NFT_TABLE), 10, check=False)
+        if run(in_ns(rt, "nft", "list", "table", "inet", NFT_TABLE), 10, check=False).returncode == 0:
+            raise BenchError(f"could not delete nft table inet {NFT_TABLE} in {rt}")
+        self.blocked = False
+
+    def running(self) -> list[Proc]:
+        return [p for p in (self.controller, self.members.get("h1"), self.members.get("h2")) if p is not None]
+
+    def wait(self, what: str, condition: Any) -> None:
+        """Poll condition until true; fails early when one of our processes died."""
+        deadline = time.monotonic() + UP_TIMEOUT_S
+        last_error = ""
+        while True:
+            for proc in self.running():
+                if proc.popen.poll() is not None:
+                    raise BenchError(f"{proc.label} exited with code {proc.popen.returncode}: {proc.last_log_line()}")
+            try:
+                if condition():
+                    return
+            except BenchError as exc:
+                last_error = str(exc)
+            if time.monotonic() >= deadline:
+                raise BenchError(f"timed out after {UP_TIMEOUT_S:g} s waiting for {what}"
+                                 + (f" (last error: {last_error})" if last_error else ""))
+            time.sleep(0.2)
+
+    def network_status(self, host: str) -> str | None:
+        for network in self.node_json(host, "networks"):
+            if network.get("id") == self.network_id:
+                return network.get("status")
+        return None
+
+    def peer_entry(self) -> dict[str, Any] | None:
+        """h1's `l2mesh peers --json` entry for h2."""
+        return next((p for p in self.node_json("h1", "peers") if p.get("id") == self.node_ids.get("h2")), None)
+
+    def ping_once(self) -> bool:
+        return run(in_ns(self.ctx.topo.h1, "ping", "-c", "1", "-W", "1", OV_B), 5, check=False).returncode == 0
+
+    # -- report and down ----------------------------------------------------------------------
+    def report(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"relay_up_s": self.relay_up_s, "network_id": self.network_id or None}
+        if self.controller is not None and self.controller.popen.poll() is None:
+            try:
+                status = json.loads(self.ctl("status", "--json"))
+                out["relay"] = {key: status.get(key) for key in ("relayed_packets", "relayed_bytes", "drops")}
+            except (BenchError, ValueError) as exc:
+                out["relay_error"] = f"l2mesh-ctl status --json: {exc}"
+        if "h1" in self.members and self.members["h1"].popen.poll() is None:
+            try:
+                out["peer_h2"] = self.peer_entry()
+            except BenchError as exc:
+                out["peer_h2_error"] = str(exc)
+        if self.blocked:
+            out["blocked_packets"] = self.blocked_packets()
+        return out
+
+    def blocked_packets(self) -> int | None:
+        """Direct UDP h1 <-> h2 dropped by the block so far (both directions)."""
+        done = run(in_ns(self.ctx.topo.rt, "nft", "-j", "list", "table", "inet", NFT_TABLE), 10, check=False)
+        try:
+            items = json.loads(done.stdout)["nftables"]
+        except (ValueError, KeyError, TypeError):
+            return None
+        return sum(expr["counter"]["packets"] for item in items for expr in item.get("rule", {}).get("expr", [])
+                   if isinstance(expr, dict) and "counter" in expr)
+
+    def down(self) -> None:
+        try:
+            for proc in reversed(self.running()):
+                self.ctx.procs.stop(proc)
+        finally:
+            self.controller, self.members, self.overlay = None, {}, None
+            self.network_id, self.node_ids = "", {}
+            try:
+                self.unblock()
+            finally:
+                for path in (self.ctl_state, self.state_dir("h1"), self.state_dir("h2")):
+                    shutil.rmtree(path, ignore_errors=True)
+
+
+SYSTEM_CLASSES: dict[str, type[System]] = {cls.name: cls for cls in (Underlay, Vxlan, Tinc, L2mesh, L2meshRelay)}
 
 
 # --------------------------------------------------------------- measurement
@@ -629,6 +845,7 @@ def run_system(
         wait_reachable(ctx.topo.h1, overlay)
         log(f"round {round_no}: {system.name} reachable, measuring")
         measure(ctx, overlay, row, args)
+        row.update(system_report(system))
         if profile_to is not None:
             log(f"round {round_no}: {system.name}: extra iperf3 run under py-spy")
             row.update(profile_sender(ctx, overlay, args.time, profile_to))
@@ -638,9 +855,17 @@ def run_system(
         for proc in overlay.daemons if overlay else []:
             for line in proc.log_tail():
                 log(f"    {proc.label}: {line}")
+        row.update(system_report(system))
     finally:
         system.down()
     return row
+
+
+def system_report(system: System) -> dict[str, Any]:
+    try:
+        return system.report()
+    except Exception as exc:  # diagnostics only: never the reason a row fails
+        return {"report_error": f"{type(exc).__name__}: {exc}"}
 
 
 def run_rounds(
@@ -650,9 +875,14 @@ def run_rounds(
     # load spreads over all systems instead of hitting one.
     rows = []
     for round_no in range(1, args.rounds + 1):
+        this_round: dict[str, dict[str, Any]] = {}
         for system in systems:
             profile_here = profile_to if system.name == "l2mesh" and round_no == args.rounds else None
             row = run_system(ctx, system, round_no, args, profile_here)
+            if system.name == "l2mesh-relay":
+                # Against the direct figure of the same round (measured just before), not a median.
+                row["ratio_to_l2mesh"] = ratio(row["gbps"], this_round.get("l2mesh", {}).get("gbps"))
+            this_round[system.name] = row
             print(json.dumps(row), flush=True)
             rows.append(row)
     return rows
@@ -700,6 +930,13 @@ def summarize(rows: list[dict[str, Any]], names: list[str]) -> dict[str, dict[st
         entry["ratio_to_tinc"] = ratio(entry["median_gbps"], tinc.get("median_gbps"))
         rtt, base_rtt = entry["median_rtt_ms"], base.get("median_rtt_ms")
         entry["rtt_added_ms"] = round(rtt - base_rtt, 3) if rtt is not None and base_rtt is not None else None
+        entry["ratio_to_l2mesh"] = None
+    if "l2mesh-relay" in summary:
+        entry = summary["l2mesh-relay"]
+        per_round = [r["ratio_to_l2mesh"] for r in rows if r["system"] == "l2mesh-relay" and r.get("ratio_to_l2mesh") is not None]
+        entry["ratio_to_l2mesh_per_round"] = per_round
+        entry["ratio_to_l2mesh"] = median_or_none(per_round)
+        entry["relay_target_met"] = None if entry["ratio_to_l2mesh"] is None else entry["ratio_to_l2mesh"] >= RELAY_TARGET_RATIO
     return summary
 
 
@@ -710,7 +947,8 @@ def fmt(value: float | None, spec: str) -> str:
 def print_table(summary: dict[str, dict[str, Any]], rounds: int, seconds: int) -> None:
     table = Table(title=f"one TCP stream h1 -> h2, {seconds} s, median of {rounds} round(s)",
                   header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False)
-    for column in ("system", "layer", "encrypted", "MTU", "Gbit/s", "x underlay", "x tinc", "RTT ms", "+RTT ms", "daemon CPU %"):
+    for column in ("system", "layer", "encrypted", "MTU", "Gbit/s", "x underlay", "x tinc", "x l2mesh", "RTT ms", "+RTT ms",
+                   "daemon CPU %"):
         left = column in ("system", "layer", "encrypted", "daemon CPU %")
         table.add_column(column, justify="left" if left else "right", no_wrap=True)
     for name, s in summary.items():
@@ -718,12 +956,18 @@ def print_table(summary: dict[str, dict[str, Any]], rounds: int, seconds: int) -
         table.add_row(
             name, s["layer"] or "-", "yes" if s["encrypted"] else "no", fmt(s["mtu"], "d"),
             fmt(s["median_gbps"], ".2f"), fmt(s["ratio_to_underlay"], ".3f"), fmt(s["ratio_to_tinc"], ".2f"),
-            fmt(s["median_rtt_ms"], ".3f"), fmt(s["rtt_added_ms"], "+.3f"),
+            fmt(s["ratio_to_l2mesh"], ".3f"), fmt(s["median_rtt_ms"], ".3f"), fmt(s["rtt_added_ms"], "+.3f"),
             " ".join(f"{label.rpartition('-')[2]}:{pct:.0f}" for label, pct in cpu.items()) if cpu else "-",
         )
     # Piped (make bench | tee), rich would wrap the table at 80 columns.
-    console = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 120)
+    console = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 140)
     console.print(table)
+    relay = summary.get("l2mesh-relay")
+    if relay and relay["ratio_to_l2mesh"] is not None:
+        console.print(f"l2mesh-relay / l2mesh (median of the per-round ratios "
+                      f"{', '.join(f'{r:.3f}' for r in relay['ratio_to_l2mesh_per_round'])}): "
+                      f"{relay['ratio_to_l2mesh']:.3f}, target >= {RELAY_TARGET_RATIO:g}: "
+                      f"{'met' if relay['relay_target_met'] else 'NOT met'}", markup=False)
     for name, s in summary.items():
         if s["errors"]:
             console.print(f"{name}: {len(s['errors'])} failed round(s), last error: {s['errors'][-1]}", markup=False)
@@ -765,7 +1009,11 @@ def write_results(path: Path, stamp: str, args: argparse.Namespace, machine: dic
         "options": {"rounds": args.rounds, "systems": list(summary), "time_s": args.time, "settle_s": args.settle,
                     "daemon_args": args.daemon_args, "profile": args.profile},
         "method": {"ping": f"-c {PING_COUNT} -i {PING_INTERVAL_S}, avg", "iperf3": "one TCP stream h1 -> h2, receiver bits/s",
-                   "cpu_pct": "% of one core during iperf3", "quiet_pct_of_all_cpus": QUIET_PCT},
+                   "cpu_pct": "% of one core during iperf3", "quiet_pct_of_all_cpus": QUIET_PCT,
+                   "l2mesh-relay": f"controller in the router namespace; direct UDP {UL_A} <-> {UL_B} dropped there "
+                                   f"(nft table inet {NFT_TABLE}); ratio_to_l2mesh = relayed / direct l2mesh Gbit/s "
+                                   "of the same round, summary: median over the rounds"},
+        "targets": {"relay_ratio_to_l2mesh_min": RELAY_TARGET_RATIO},
         "machine": machine,
         "loadavg_end": [round(v, 2) for v in os.getloadavg()],
         "rounds": rows,
