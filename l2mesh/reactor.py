@@ -22,24 +22,15 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 log = logging.getLogger("l2mesh.reactor")
-# After a batch, keep polling (without sleeping) this long before blocking:
-# the answer to what we just forwarded often comes straight back through the
-# kernel (a TAP write whose reply the local stack sends at once), and a
-# sleeping thread pays a cold wakeup of ~70-140 us on these VMs for it.
-# Linux's busy_poll socket option is the same idea.
-BUSY_POLL_S = 0.0001
 ERROR_LOG_INTERVAL_S = 10.0
 READABLE = select.EPOLLIN
 WRITABLE = select.EPOLLOUT
 
 
 class Reactor:
-    def __init__(
-        self, on_tick: Callable[[float], None], tick_interval_s: float = 0.1, busy_poll_s: float = BUSY_POLL_S
-    ) -> None:
+    def __init__(self, on_tick: Callable[[float], None], tick_interval_s: float = 0.1) -> None:
         self.on_tick = on_tick
         self.tick_interval_s = tick_interval_s
-        self.busy_poll_s = busy_poll_s
         self.after_wakeup: Callable[[], None] = lambda: None
         self._epoll = select.epoll()
         self._doorbell = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
@@ -120,16 +111,11 @@ class Reactor:
         readers = self._readers
         writers = self._writers
         after_wakeup = self.after_wakeup
-        next_tick_s = time.monotonic() + self.tick_interval_s
-        busy_until_s = 0.0
         monotonic = time.monotonic
+        next_tick_s = monotonic() + self.tick_interval_s
         try:
             while self._running:
-                now = monotonic()
-                events = poll(0.0 if now < busy_until_s else max(0.0, next_tick_s - now))
-                if events:
-                    busy_until_s = monotonic() + self.busy_poll_s
-                for fd, mask in events:
+                for fd, mask in poll(max(0.0, next_tick_s - monotonic())):
                     if fd == doorbell:
                         self._run_calls()
                         continue
