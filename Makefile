@@ -34,11 +34,11 @@ integration: deps $(VENV)/.installed
 
 bench: deps $(VENV)/.installed
 	$(PY) benchmarks/micro.py
-	@if [ -f benchmarks/net.py ]; then $(PY) benchmarks/net.py; fi
+	$(PY) benchmarks/net.py
+	$(PY) benchmarks/control.py
 
 demo: deps $(VENV)/.installed
-	@if [ -f demo/demo.py ]; then $(PY) demo/demo.py $(DEMO_ARGS); else \
-	  echo "make demo arrives with the controller (issue 4); nothing to show yet" >&2; exit 1; fi
+	$(PY) demo/demo.py $(DEMO_ARGS)
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache .hypothesis
