@@ -33,8 +33,13 @@ DIRECT_DEAD_AFTER_S = 3.0
 DIRECT_RETRY_S = 5.0
 PUNCH_REQUEST_INTERVAL_S = 5.0
 PROBE_ACTIVE_INTERVAL_S = 1.0  # on the path in use, while the peer carries frames
-PROBE_IDLE_INTERVAL_S = 10.0  # controllers, and peers in use only for control traffic
+PROBE_IDLE_INTERVAL_S = 10.0  # controllers
 ACTIVE_WINDOW_S = 30.0  # a peer that carried frames this recently is in use
+# A peer that carried frames within this window keeps a probe every
+# NAT_KEEPALIVE_S, which holds NAT mappings (they expire after 30-120 s);
+# after it, the session is left to expire and is set up again on demand.
+RECENT_WINDOW_S = 180.0
+NAT_KEEPALIVE_S = 25.0
 MAX_PROBES_IN_FLIGHT = 8
 MAX_CANDIDATES = 8
 LATENCY_SMOOTHING = 0.3
@@ -262,8 +267,15 @@ class Paths:
                 last_direct = peer.direct_rx_s or -1e18
                 if now - last_direct > DIRECT_DEAD_AFTER_S and now - peer.direct_proven_s > DIRECT_DEAD_AFTER_S:
                     self._use_relay(peer, now)
-            if now >= peer.next_probe_s and (active or peer.is_controller):
-                peer.next_probe_s = now + (PROBE_ACTIVE_INTERVAL_S if active and not peer.is_controller else PROBE_IDLE_INTERVAL_S)
+            recent = now - peer.last_frame_s <= RECENT_WINDOW_S
+            if now >= peer.next_probe_s and (recent or peer.is_controller):
+                if peer.is_controller:
+                    interval_s = PROBE_IDLE_INTERVAL_S
+                elif active:
+                    interval_s = PROBE_ACTIVE_INTERVAL_S
+                else:
+                    interval_s = NAT_KEEPALIVE_S
+                peer.next_probe_s = now + interval_s
                 self.send_probe(peer, now)
             if peer.via_relay and now >= peer.next_direct_retry_s:
                 peer.next_direct_retry_s = now + DIRECT_RETRY_S

@@ -153,3 +153,22 @@ def test_bad_admin_input_gives_one_line_errors(topology: Topology) -> None:
     node.start_daemon()
     bad = node.l2mesh("join", "xyz", "--controller", controller.endpoint, check=False)
     assert bad.returncode != 0 and len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_ip_changes_apply_live_and_leave_removes_the_tap(topology: Topology) -> None:
+    controller = add_controller(topology)
+    network_id = controller.ctl("network", "create", "live", "--pool", "10.147.21.0/24").stdout.strip()
+    a = topology.add_host("a")
+    controller.ctl("member", "authorize", network_id, a.node_id, "--ip", "10.147.21.10")
+    join(a, network_id, controller)
+    wait_until(lambda: tap_has_ip(a, network_id, "10.147.21.10"), 10, what="first address")
+    controller.ctl("member", "set", network_id, a.node_id, "--ip", "10.147.21.20")
+    wait_until(lambda: tap_has_ip(a, network_id, "10.147.21.20") and not tap_has_ip(a, network_id, "10.147.21.10"),
+               5, what="address replaced live")
+    a.l2mesh("leave", network_id)
+    wait_until(lambda: a.run("ip", "link", "show", a.tap_name(network_id), check=False).returncode != 0, 5, what="TAP gone")
+    assert all(n["id"] != network_id for n in networks_of(a))
+    # Left networks stay left across a restart.
+    a.stop_daemon()
+    a.start_daemon()
+    assert networks_of(a) == []

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from tests.integration.topology import Host, Topology, wait_until
+from tests.integration.topology import L2MESH, Host, Topology, wait_until
 
 
 def start_three(topology: Topology, mtu: int = 2800) -> tuple[str, list[Host]]:
@@ -105,3 +105,24 @@ def test_random_udp_from_a_stranger_only_moves_drop_counters(topology: Topology)
     dropped_after = sum(after["drops"].values())
     assert dropped_after - dropped_before >= 2500, after["drops"]
     assert hosts[0].ping(overlay_ip(2)) and hosts[2].ping(overlay_ip(2))
+
+
+def test_sigterm_removes_the_tap_and_exits_zero(topology: Topology) -> None:
+    network_id, hosts = start_three(topology)
+    tap = hosts[0].tap_name(network_id)
+    assert hosts[0].run("ip", "link", "show", tap, check=False).returncode == 0
+    assert hosts[0].stop_daemon(signal.SIGTERM) == 0
+    assert hosts[0].run("ip", "link", "show", tap, check=False).returncode != 0
+    assert not (hosts[0].state_dir / "control.sock").exists()
+
+
+def test_daemon_without_root_says_so_in_one_line(topology: Topology) -> None:
+    host = topology.add_host("u")
+    result = host.run(
+        "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+        L2MESH, "daemon", "--state-dir", str(host.state_dir / "nobody"),
+        check=False,
+    )
+    assert result.returncode != 0
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "root" in result.stderr or "CAP_NET_ADMIN" in result.stderr
