@@ -66,6 +66,16 @@ def print_table(title: str | None, columns: Sequence[str], rows: Sequence[Sequen
     Console(soft_wrap=True, width=width).print(table)
 
 
+def run_parser(parser: argparse.ArgumentParser, argv: list[str] | None) -> NoReturn:
+    """Parse argv and run the chosen subcommand (its `func`), with run_main's error handling."""
+
+    def body() -> int:
+        args = parser.parse_args(argv)
+        return int(args.func(args) or 0)
+
+    run_main(body)
+
+
 def run_main(body: Callable[[], int | None]) -> NoReturn:
     """Run a CLI body: L2meshError and Ctrl-C end in one line, never a traceback."""
     try:

@@ -6,7 +6,6 @@ import argparse
 import datetime
 import os
 import time
-from pathlib import Path
 from typing import Any, NoReturn
 
 import httpx
@@ -18,7 +17,7 @@ from l2mesh.cli.common import (
     print_json,
     print_table,
     resolve_state_dir,
-    run_main,
+    run_parser,
 )
 from l2mesh.controller.paths import API_FILE, DEFAULT_API, DEFAULT_LISTEN, TOKEN_FILE
 from l2mesh.errors import L2meshError
@@ -358,10 +357,4 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> NoReturn:
-    parser = build_parser()
-
-    def body() -> int:
-        args = parser.parse_args(argv)
-        return args.func(args)
-
-    run_main(body)
+    run_parser(build_parser(), argv)

@@ -13,7 +13,7 @@ from l2mesh.cli.common import (
     print_json,
     print_table,
     resolve_state_dir,
-    run_main,
+    run_parser,
 )
 from l2mesh.identity import Identity
 from l2mesh.ids import format_network_id, format_node_id, parse_network_id
@@ -188,10 +188,4 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> NoReturn:
-    parser = build_parser()
-
-    def body() -> int:
-        args = parser.parse_args(argv)
-        return args.func(args)
-
-    run_main(body)
+    run_parser(build_parser(), argv)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import secrets
-import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from l2mesh.controller.api import build_app
 from l2mesh.controller.core import ControllerCore
 from l2mesh.controller.paths import API_FILE, DEFAULT_API, DEFAULT_LISTEN, TOKEN_FILE
 from l2mesh.controller.storage import open_storage
+from l2mesh.edge import ReactorEdge
 from l2mesh.errors import L2meshError, StateError
 from l2mesh.identity import Identity
 from l2mesh.ids import format_node_id
@@ -71,22 +71,11 @@ class ControllerServer:
         self.core = ControllerCore(self.identity, self.storage, self.sender)
         self.reactor = Reactor(self.core.tick)
         self.reactor.add_reader(self.sock.fileno(), make_socket_drainer(self.sock, self.core.datagram_received, time.monotonic))
-        self.reactor.after_wakeup = self._after_wakeup
-        self._blocked = False
-
-    def _after_wakeup(self) -> None:
-        if self.sender.backlog and not self._blocked:
-            self._blocked = True
-            self.reactor.set_writer(self.sock.fileno(), self._writable)
-
-    def _writable(self) -> None:
-        if self.sender.flush_backlog():
-            self._blocked = False
-            self.reactor.set_writer(self.sock.fileno(), None)
+        self.edge = ReactorEdge(self.reactor, self.sock, self.sender, pause_readers=False)
+        self.reactor.after_wakeup = self.edge.check_backlog
 
     async def on_core(self, function: Callable[[ControllerCore], T]) -> T:
-        future = self.reactor.call(lambda: function(self.core))
-        return await trio.to_thread.run_sync(future.result, abandon_on_cancel=True)
+        return await self.edge.call(lambda: function(self.core))
 
     async def run(self) -> None:
         config = Config()
@@ -98,9 +87,9 @@ class ControllerServer:
         shutdown = trio.Event()
         try:
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._run_reactor, nursery.cancel_scope)
+                nursery.start_soon(self.edge.run_reactor, nursery.cancel_scope)
                 greeted = await self.on_core(lambda core: core.greet_members(time.monotonic()))
-                nursery.start_soon(self._watch_signals, shutdown)
+                nursery.start_soon(self.edge.stop_on_signals, shutdown.set, "stopping")
                 try:
                     await serve_api(app, config, shutdown, nursery)
                 except OSError as exc:
@@ -118,20 +107,6 @@ class ControllerServer:
         finally:
             self.reactor.stop()
             self.sock.close()
-
-    async def _run_reactor(self, scope: trio.CancelScope) -> None:
-        try:
-            await trio.to_thread.run_sync(self.reactor.run)
-        finally:
-            scope.cancel()
-
-    async def _watch_signals(self, shutdown: trio.Event) -> None:
-        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-            async for signum in signals:
-                log.info("signal %d: stopping", signum)
-                self.reactor.stop()
-                shutdown.set()
-                return
 
 
 async def serve_api(app: Any, config: Config, shutdown: trio.Event, nursery: trio.Nursery) -> None:

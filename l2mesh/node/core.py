@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import enum
 import ipaddress
-import os
 from collections import Counter, deque
-from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -36,8 +34,6 @@ from l2mesh.wire.messages import (
     FRAME_HEADER_BYTES,
     MessageKind,
     MulticastSubscriptions,
-    PathProbe,
-    PathProbeReply,
 )
 from l2mesh.wire.packets import PacketType
 from l2mesh.ids import member_mac

@@ -12,7 +12,6 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
-import signal
 import socket
 import time
 from collections.abc import Callable
@@ -23,6 +22,7 @@ from typing import Any, TypeVar
 import trio
 
 from l2mesh import __version__
+from l2mesh.edge import ReactorEdge
 from l2mesh.errors import L2meshError
 from l2mesh.identity import Identity
 from l2mesh.ids import controller_of, format_mac, format_network_id, format_node_id, parse_network_id
@@ -39,7 +39,7 @@ from l2mesh.node.core import (
 from l2mesh.node.groups import GroupWatcher, read_link_groups
 from l2mesh.node.membership import ControllerIdentityLearned
 from l2mesh.node.state import NodeState, endpoint_text
-from l2mesh.node.tap import TapDevice, TapError, check_tap_support, tap_name_for
+from l2mesh.node.tap import TapDevice, check_tap_support, tap_name_for
 from l2mesh.node.udp import EdgeTransmit
 from l2mesh.ports import DEFAULT_CONTROLLER_PORT, DEFAULT_NODE_PORT
 from l2mesh.reactor import Reactor
@@ -78,19 +78,19 @@ class NodeDaemon:
         self._next_group_poll_s = 0.0
         self._next_endpoint_scan_s = 0.0
         self.reactor.add_reader(self.sock.fileno(), make_socket_drainer(self.sock, self.core.datagram_received, time.monotonic))
+        self.edge = ReactorEdge(self.reactor, self.sock, self.transmit, pause_readers=True)
         self.reactor.after_wakeup = self._after_wakeup
         self.taps: dict[int, TapDevice] = {}  # touched on the reactor thread only
         self.started_s = time.monotonic()
         self._static_configs = static_configs
-        self._blocked = False
 
     # -- lifetime --------------------------------------------------------------------------------
     async def run(self) -> None:
         try:
             async with trio.open_nursery() as nursery:
                 await nursery.start(serve_control, self.options.state_dir, self.handle_control)
-                nursery.start_soon(self._watch_signals, nursery.cancel_scope)
-                nursery.start_soon(self._run_reactor, nursery.cancel_scope)
+                nursery.start_soon(self.edge.stop_on_signals, nursery.cancel_scope.cancel, "removing TAP devices and exiting")
+                nursery.start_soon(self.edge.run_reactor, nursery.cancel_scope)
                 for config in self._static_configs:
                     await self.on_core(lambda core, c=config: core.apply_netconf(c))
                 for network_id, endpoint in self.joined.items():
@@ -114,36 +114,15 @@ class NodeDaemon:
         )
         self._ensure_tap(network_id, DEFAULT_MTU_BYTES)
 
-    async def _run_reactor(self, scope: trio.CancelScope) -> None:
-        # Not abandonable: cancellation first stops the thread (stop()), then waits for it.
-        try:
-            await trio.to_thread.run_sync(self.reactor.run)
-        finally:
-            scope.cancel()
-
-    async def _watch_signals(self, scope: trio.CancelScope) -> None:
-        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-            async for signum in signals:
-                log.info("signal %d: removing TAP devices and exiting", signum)
-                self.reactor.stop()
-                scope.cancel()
-                return
-
     async def on_core(self, function: Callable[[NodeCore], T]) -> T:
         """Run function(core) on the reactor thread and wait for its result."""
-        future = self.reactor.call(lambda: function(self.core))
-        return await trio.to_thread.run_sync(future.result, abandon_on_cancel=True)
+        return await self.edge.call(lambda: function(self.core))
 
     # -- reactor thread: back-pressure and core events ----------------------------------------------
     def _after_wakeup(self) -> None:
         if self.core.events:
             self._deliver_events()
-        if self.transmit.backlog and not self._blocked:
-            # Socket buffer full: stop reading TAPs until it drains, so TCP
-            # senders feel back-pressure instead of loss.
-            self._blocked = True
-            self.reactor.set_writer(self.sock.fileno(), self._socket_writable)
-            self.reactor.pause_readers(True)
+        self.edge.check_backlog()
 
     def _tick(self, now: float) -> None:
         self.core.tick(now)
@@ -156,12 +135,6 @@ class NodeDaemon:
             link_groups = read_link_groups()
             for network_id, device in self.taps.items():
                 self.core.set_local_groups(network_id, self.groups.groups_of(link_groups, device.name), now)
-
-    def _socket_writable(self) -> None:
-        if self.transmit.flush_backlog():
-            self._blocked = False
-            self.reactor.set_writer(self.sock.fileno(), None)
-            self.reactor.pause_readers(False)
 
     def _deliver_events(self) -> None:
         events = self.core.events

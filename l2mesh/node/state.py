@@ -8,7 +8,6 @@ once, even while its controller is down.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from l2mesh.errors import StateError
 from l2mesh.identity import PublicIdentity

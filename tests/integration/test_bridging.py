@@ -23,7 +23,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import pytest
 
 from tests.integration.topology import COMMAND_TIMEOUT_S, Controller, Host, Topology, add_controller, networks_of, wait_until
 

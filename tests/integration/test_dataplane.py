@@ -3,13 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
-import socket
-import subprocess
 import time
-
-import pytest
 
 from tests.integration.topology import L2MESH, Host, Topology, wait_until
 

@@ -424,7 +424,7 @@ print(json.dumps({"sent": sent}))
 def test_broadcast_off_blocks_broadcast_while_unicast_arp_and_multicast_still_work(topology: Topology) -> None:
     network_id, (a, b) = start_members(topology, network_number=44, broadcast=False)
     tap_a = a.tap_name(network_id)
-    ip_a, ip_b = overlay_ip(44, 1), overlay_ip(44, 2)
+    ip_b = overlay_ip(44, 2)
     b.run("sysctl", "-qw", "net.ipv4.icmp_echo_ignore_broadcasts=0")
     # Unicast and ARP work.
     assert wait_until(lambda: a.ping(ip_b, timeout_s=1), 10, what="unicast a -> b")
