@@ -14,7 +14,7 @@ import enum
 import ipaddress
 from collections import Counter, deque
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from l2mesh.crypto.timers import DEFAULT_LIMITS, SessionLimits
 from l2mesh.fragments import DEFAULT_MAX_DATAGRAM_BYTES, Reassembler, fragment
@@ -516,11 +516,17 @@ class NodeCore:
         if len(node_ids) == len(state.switch.remote_ids):
             state.next_group_refresh_s = now + GROUP_REFRESH_S
 
-    def _subscriptions_received(self, peer: Peer, message: bytes, now: float) -> None:
+    def parse_or_count(self, definition: Any, data: bytes | memoryview, drop_reason: str) -> Any:
+        """The parsed message, or None after counting drop_reason: hostile bytes are counted, never raised."""
         try:
-            announcement = parse_exact(MulticastSubscriptions, message)
+            return parse_exact(definition, data)
         except ParseError:
-            self.drops["subscriptions_malformed"] += 1
+            self.drops[drop_reason] += 1
+            return None
+
+    def _subscriptions_received(self, peer: Peer, message: bytes, now: float) -> None:
+        announcement = self.parse_or_count(MulticastSubscriptions, message, "subscriptions_malformed")
+        if announcement is None:
             return
         state = self.networks.get(announcement.network_id)
         if state is None or announcement.network_id not in peer.networks:

@@ -19,7 +19,6 @@ from l2mesh.ids import controller_of
 from l2mesh.netconf import NetconfError, NetworkConfig, verify_signed_config
 from l2mesh.node.peers import Peer
 from l2mesh.udp import Endpoint
-from l2mesh.wire.errors import ParseError, parse_exact
 from l2mesh.wire.messages import MAX_NETCONF_CHUNKS, NetconfRequest, NetconfResponse, NetconfStatus
 from l2mesh.wire.packets import IdentityRequest, IdentityResponse
 
@@ -174,10 +173,8 @@ class Membership:
 
     # -- answers -------------------------------------------------------------------------------------
     def identity_response(self, data: memoryview, source: Endpoint, now: float) -> None:
-        try:
-            response = parse_exact(IdentityResponse, data)
-        except ParseError:
-            self.core.drops["identity_response_malformed"] += 1
+        response = self.core.parse_or_count(IdentityResponse, data, "identity_response_malformed")
+        if response is None:
             return
         identity = PublicIdentity(response.x25519, response.ed25519)
         link = self.controllers.get(identity.node_id)
@@ -192,10 +189,8 @@ class Membership:
 
     def netconf_response(self, peer: Peer, message: bytes, now: float) -> None:
         core = self.core
-        try:
-            response = parse_exact(NetconfResponse, message)
-        except ParseError:
-            core.drops["netconf_response_malformed"] += 1
+        response = core.parse_or_count(NetconfResponse, message, "netconf_response_malformed")
+        if response is None:
             return
         network_id = response.network_id
         link = self.controllers.get(peer.node_id)

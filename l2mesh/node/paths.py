@@ -21,7 +21,6 @@ from l2mesh.fragments import fragment
 from l2mesh.ids import controller_of
 from l2mesh.node.peers import Peer
 from l2mesh.udp import Endpoint
-from l2mesh.wire.errors import ParseError, parse_exact
 from l2mesh.wire.messages import EndpointHints, PathProbe, PathProbeReply
 from l2mesh.wire.packets import MAX_RELAY_HOPS, RELAY_HEADER, RELAY_HEADER_BYTES, PacketType
 
@@ -183,10 +182,8 @@ class Paths:
 
     def hints_received(self, controller: Peer, message: bytes, now: float) -> None:
         core = self.core
-        try:
-            hints = parse_exact(EndpointHints, message)
-        except ParseError:
-            core.drops["hints_malformed"] += 1
+        hints = core.parse_or_count(EndpointHints, message, "hints_malformed")
+        if hints is None:
             return
         peer = core.peers.get(hints.node_id)
         if peer is None or peer.is_controller:
@@ -225,10 +222,8 @@ class Paths:
 
     def probe_received(self, peer: Peer, message: bytes, source: Endpoint, relayed: bool, now: float) -> None:
         """Answer on the path the probe came by, so the answer proves that path both ways."""
-        try:
-            probe = parse_exact(PathProbe, message)
-        except ParseError:
-            self.core.drops["probe_malformed"] += 1
+        probe = self.core.parse_or_count(PathProbe, message, "probe_malformed")
+        if probe is None:
             return
         reply = PathProbeReply.build({"probe_id": probe.probe_id, "observed": source})
         session = peer.session
@@ -241,10 +236,8 @@ class Paths:
             self.core.transmit.send_datagram(packet, source)
 
     def probe_reply_received(self, peer: Peer, message: bytes, source: Endpoint, relayed: bool, now: float) -> None:
-        try:
-            reply = parse_exact(PathProbeReply, message)
-        except ParseError:
-            self.core.drops["probe_malformed"] += 1
+        reply = self.core.parse_or_count(PathProbeReply, message, "probe_malformed")
+        if reply is None:
             return
         sent_s = peer.probes.pop(reply.probe_id, None)
         if sent_s is None:
