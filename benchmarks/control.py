@@ -28,9 +28,9 @@ sockets, with the very requests `l2mesh networks --json` and `l2mesh peers
 --json` send (the CLIs' own start-up would make the polling interval ~0.35 s);
 the real CLIs are run afterwards to confirm they show the same.
 
-The benchmark imports nothing from l2mesh: it drives the real CLIs and
-daemons as processes. Results: a rich table, and
-benchmarks/results/control-<UTC timestamp>.json.
+The benchmark drives the real CLIs and daemons as processes; from l2mesh it
+imports only the control-socket client the CLIs use, for the polls. Results:
+a rich table, and benchmarks/results/control-<UTC timestamp>.json.
 
 Usage: .venv/bin/python benchmarks/control.py [--rounds N] [--settle S] [--max-seconds S] [--keep-logs DIR]
 Needs root, iproute2 and ping.
@@ -39,37 +39,38 @@ Needs root, iproute2 and ping.
 from __future__ import annotations
 
 import argparse
-import ctypes
 import ipaddress
 import json
 import os
-import platform
 import queue
 import re
-import secrets
-import shlex
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
-from typing import IO, Any, NoReturn
+from typing import IO, Any
 
 from rich import box
 from rich.console import Console
 from rich.table import Table
 
+from l2mesh.node.control import ControlError, call_daemon
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # nsbench, next to this script
+import nsbench  # noqa: E402
+from nsbench import (  # noqa: E402
+    BIN, RESULTS_DIR, BenchError, Processes, Proc, display_path, fail, in_ns, log, machine_ticks, new_run,
+    non_negative_float, positive_float, positive_int, run, tool_version,
+)
+
+nsbench.set_program("control")
+
 # ------------------------------------------------------------------ constants
-NS_PREFIX = "l2mb-"
-UNDERLAY_NET = "198.18.0.0/15"
 # One /24 each behind the router: 198.18.<index>.2 the host, .1 the router.
 HOST_NAMES = ("ctl", "a", "b", "c", "n")
 CTL_PORT = 9994
@@ -89,7 +90,6 @@ REACH_TIMEOUT_S = 15.0  # authorize / join: how long each condition gets
 START_TIMEOUT_S = 15.0  # a daemon or the controller getting ready
 DENIED_TIMEOUT_S = 10.0  # a fresh member's join answered with ACCESS_DENIED
 SETTLE_S = 0.3  # after a change, before the next measurement
-STOP_GRACE_S = 5.0  # SIGTERM, then SIGKILL after this long
 STARTUP_SAMPLES = 3  # bare CLI start-up samples per round and CLI
 DEFAULT_MAX_SECONDS = 480.0  # no new round starts after this long
 QUIET_PCT = 25  # "machine quiet" before a round: under 25 % of all CPUs busy
@@ -101,35 +101,9 @@ TARGET_AUTH_S = 2.0
 ZEROTIER_DEAUTH_S = 0.1
 ZEROTIER_JOIN_PING_S = 10.0
 
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
-BIN = Path(sys.executable).parent
 L2MESH = str(BIN / "l2mesh")
 L2MESH_CTL = str(BIN / "l2mesh-ctl")
-
-_stderr = Console(stderr=True, highlight=False, soft_wrap=True)
 STOP = threading.Event()  # set on interrupt and at cleanup: every poller thread ends
-
-
-class BenchError(Exception):
-    """A step failed; the message is one line fit for the report."""
-
-
-class Terminated(BaseException):
-    """SIGTERM arrived. A BaseException so per-measurement error handling lets it through to cleanup."""
-
-
-def log(message: str) -> None:
-    _stderr.print(f"[control] {message}", markup=False)
-
-
-def fail(message: str, code: int) -> NoReturn:
-    print(f"control.py: error: {message}", file=sys.stderr)
-    raise SystemExit(code)
-
-
-def last_line(text: str) -> str:
-    lines = [line for line in text.strip().splitlines() if line.strip()]
-    return lines[-1].strip() if lines else ""
 
 
 # ------------------------------------------------------------ helper scripts
@@ -228,179 +202,7 @@ for line in sys.stdin:
 '''
 
 
-# ----------------------------------------------------------------- processes
-def run(argv: Sequence[str], timeout: float, check: bool = True) -> subprocess.CompletedProcess[str]:
-    """Run a short command to completion; a timeout or (if check) a failure becomes a BenchError."""
-    try:
-        done = subprocess.run(
-            list(argv), capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
-        )
-    except subprocess.TimeoutExpired:
-        raise BenchError(f"{shlex.join(argv)} timed out after {timeout:g} s") from None
-    except FileNotFoundError:
-        raise BenchError(f"{argv[0]} not found") from None
-    if check and done.returncode != 0:
-        raise BenchError(f"{shlex.join(argv)} failed ({done.returncode}): {last_line(done.stderr or done.stdout)}")
-    return done
-
-
-def in_ns(ns: str, *argv: str) -> list[str]:
-    # `ip netns exec` execs the command, so a Popen's PID is the program's own.
-    return ["ip", "netns", "exec", ns, *argv]
-
-
-_libc = ctypes.CDLL(None, use_errno=True)
-PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> None:
-    # If this script is SIGKILLed its finally block never runs; the kernel then
-    # still sends our processes SIGTERM, so none outlives the run. (Background
-    # processes are started from the main thread only: the signal follows the
-    # death of the thread that forked.)
-    _libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
-@dataclass
-class Proc:
-    label: str
-    popen: subprocess.Popen[bytes]
-    log: Path
-    started: float  # monotonic, just before the fork
-
-    @property
-    def pid(self) -> int:
-        return self.popen.pid
-
-    def log_text(self) -> str:
-        try:
-            return self.log.read_text(errors="replace")
-        except OSError:
-            return ""
-
-    def log_tail(self, lines: int = 5) -> list[str]:
-        return self.log_text().splitlines()[-lines:]
-
-    def last_log_line(self) -> str:
-        return last_line("\n".join(self.log_tail()))
-
-
-class Processes:
-    """Every process this run started in the background, so cleanup stops exactly those (by PID)."""
-
-    def __init__(self) -> None:
-        self._live: list[Proc] = []
-
-    def start(self, label: str, argv: Sequence[str], log_path: Path, stdin: int | None = subprocess.DEVNULL,
-              stdout: int | None = None) -> Proc:
-        with open(log_path, "ab") as out:
-            started = time.monotonic()
-            popen = subprocess.Popen(
-                list(argv),
-                stdin=stdin,
-                stdout=out if stdout is None else stdout,
-                stderr=out,
-                # Own session: a Ctrl-C on the terminal reaches only us, and we stop them in order.
-                start_new_session=True,
-                preexec_fn=_die_with_parent,
-            )
-        proc = Proc(label, popen, log_path, started)
-        self._live.append(proc)
-        return proc
-
-    def stop(self, proc: Proc) -> None:
-        # Popen only signals a child it has not reaped yet, so a recycled PID is never hit.
-        if proc.popen.poll() is None:
-            proc.popen.terminate()
-            try:
-                proc.popen.wait(STOP_GRACE_S)
-            except subprocess.TimeoutExpired:
-                proc.popen.kill()
-                proc.popen.wait(STOP_GRACE_S)
-        for pipe in (proc.popen.stdin, proc.popen.stdout):
-            if pipe is not None:
-                try:
-                    pipe.close()
-                except OSError:
-                    pass
-        if proc in self._live:
-            self._live.remove(proc)
-
-    def finish(self, proc: Proc, timeout: float) -> int:
-        """Wait for a command that ends by itself; killed (and a BenchError) after timeout."""
-        try:
-            return proc.popen.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.stop(proc)
-            raise BenchError(f"{proc.label} did not finish within {timeout:g} s") from None
-        finally:
-            if proc.popen.poll() is not None and proc in self._live:
-                self._live.remove(proc)
-
-    def stop_all(self) -> None:
-        for proc in reversed(list(self._live)):
-            try:
-                self.stop(proc)
-            except (OSError, subprocess.TimeoutExpired) as exc:
-                log(f"could not stop {proc.label} (pid {proc.pid}): {exc}")
-
-
 # ------------------------------------------------------------------ topology
-class Topology:
-    """A router namespace and one namespace per host, each host on its own /24 behind it."""
-
-    def __init__(self, suffix: str) -> None:
-        self.prefix = f"{NS_PREFIX}{suffix}"
-        self.router = f"{self.prefix}-rt"
-        self.ns = {name: f"{self.prefix}-{name}" for name in HOST_NAMES}
-        self.created: list[str] = []
-
-    @property
-    def names(self) -> list[str]:
-        return [self.router, *self.ns.values()]
-
-    @staticmethod
-    def underlay_ip(name: str) -> str:
-        return f"198.18.{HOST_NAMES.index(name) + 1}.2"
-
-    def create(self) -> None:
-        existing = existing_namespaces()
-        for ns in self.names:
-            if ns in existing:
-                raise BenchError(f"namespace {ns} already exists (another run?); remove it: ip netns del {ns}")
-        for ns in self.names:
-            run(["ip", "netns", "add", ns], timeout=10)
-            self.created.append(ns)
-            run(["ip", "-n", ns, "link", "set", "lo", "up"], 10)
-        run(in_ns(self.router, "sysctl", "-qw", "net.ipv4.ip_forward=1"), 10)
-        for index, name in enumerate(HOST_NAMES, start=1):
-            ns, port = self.ns[name], f"lan{index}"
-            # veths are born inside the namespaces, so the root namespace never sees them.
-            run(["ip", "link", "add", "eth0", "netns", ns, "type", "veth", "peer", "name", port, "netns", self.router], 10)
-            run(["ip", "-n", ns, "addr", "add", f"198.18.{index}.2/24", "dev", "eth0"], 10)
-            run(["ip", "-n", ns, "link", "set", "eth0", "up"], 10)
-            run(["ip", "-n", self.router, "addr", "add", f"198.18.{index}.1/24", "dev", port], 10)
-            run(["ip", "-n", self.router, "link", "set", port, "up"], 10)
-            # Only the underlay range is routed; there is no default route anywhere.
-            run(["ip", "-n", ns, "route", "add", UNDERLAY_NET, "via", f"198.18.{index}.1"], 10)
-        for name in HOST_NAMES[1:]:
-            if run(in_ns(self.ns[name], "ping", "-c", "1", "-W", "2", self.underlay_ip("ctl")), 10, check=False).returncode:
-                raise BenchError(f"the underlay does not route {name} -> ctl")
-
-    def delete(self) -> None:
-        for ns in reversed(self.created):
-            try:
-                run(["ip", "netns", "del", ns], timeout=10)
-            except BenchError as exc:
-                log(f"could not delete namespace {ns}: {exc}")
-        self.created.clear()
-
-
-def existing_namespaces() -> set[str]:
-    out = run(["ip", "netns", "list"], timeout=10).stdout
-    return {line.split()[0] for line in out.splitlines() if line.strip()}
-
-
 def tap_ipv4(ns: str, dev: str) -> list[str]:
     """IPv4 addresses on a device ([] when it does not exist)."""
     done = run(["ip", "-j", "-n", ns, "-4", "addr", "show", "dev", dev], timeout=5, check=False)
@@ -423,30 +225,15 @@ def ping_once(ns: str, target: str) -> bool:
 
 
 # ------------------------------------------------------- daemon control socket
-def daemon_call(state_dir: Path, command: str, timeout: float = 2.0, **arguments: Any) -> Any:
-    """One request on a daemon's control socket: the one `l2mesh <command> --json` sends, without its start-up."""
-    client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    client.settimeout(timeout)
+def daemon_call(state_dir: Path, command: str, **arguments: Any) -> Any:
+    """One request on a daemon's control socket: the one `l2mesh <command> --json` sends, without its start-up.
+
+    l2mesh's own client; a failure is a BenchError, which the pollers retry.
+    """
     try:
-        client.connect(str(state_dir / "control.sock"))
-        client.sendall((json.dumps({"command": command, **arguments}) + "\n").encode())
-        data = b""
-        while not data.endswith(b"\n"):
-            chunk = client.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-    except OSError as exc:
-        raise BenchError(f"control socket of {state_dir}: {exc.strerror or exc}") from None
-    finally:
-        client.close()
-    try:
-        reply = json.loads(data)
-    except ValueError:
-        raise BenchError(f"control socket of {state_dir}: unreadable answer") from None
-    if not reply.get("ok"):
-        raise BenchError(f"control socket of {state_dir}: {reply.get('error')}")
-    return reply.get("result")
+        return call_daemon(state_dir, command, **arguments)
+    except ControlError as exc:
+        raise BenchError(f"control socket of {state_dir}: {exc}") from None
 
 
 def network_entry(state_dir: Path, network_id: str) -> dict[str, Any] | None:
@@ -603,7 +390,7 @@ class Node:
 
 @dataclass
 class Context:
-    topo: Topology
+    topo: nsbench.Topology
     procs: Processes
     work: Path
     ctl_state: Path = field(init=False)
@@ -623,7 +410,7 @@ class Context:
 
     @property
     def controller(self) -> str:
-        return f"{Topology.underlay_ip('ctl')}:{CTL_PORT}"
+        return f"{self.topo.underlay_ip('ctl')}:{CTL_PORT}"
 
     def ctl_argv(self, *argv: str) -> list[str]:
         return in_ns(self.topo.ns["ctl"], L2MESH_CTL, *argv, "--state-dir", str(self.ctl_state))
@@ -647,18 +434,23 @@ def new_node(ctx: Context, name: str, host: str, label: str | None = None) -> No
         in_ns(node.ns, L2MESH, "daemon", "--state-dir", str(node.state_dir), "--port", str(NODE_PORT)),
         node.state_dir.parent / "daemon.log",
     )
-    deadline = time.monotonic() + START_TIMEOUT_S
     try:
-        while not (node.state_dir / "control.sock").exists():
-            if node.daemon.popen.poll() is not None:
-                raise BenchError(f"{name}'s daemon exited ({node.daemon.popen.returncode}): {node.daemon.last_log_line()}")
-            if time.monotonic() > deadline:
-                raise BenchError(f"{name}'s daemon made no control socket within {START_TIMEOUT_S:g} s")
-            time.sleep(0.05)
+        wait_ready(node.daemon, node.state_dir / "control.sock", f"{name}'s daemon", "made no control socket")
     except BenchError:
         stop_node(ctx, node)  # its port and TAP name are free for the next one
         raise
     return node
+
+
+def wait_ready(proc: Proc, path: Path, who: str, failed: str) -> None:
+    """Until proc has made path (its sign of being ready); a BenchError if it exits first or takes too long."""
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while not path.exists():
+        if proc.popen.poll() is not None:
+            raise BenchError(f"{who} exited ({proc.popen.returncode}): {proc.last_log_line()}")
+        if time.monotonic() > deadline:
+            raise BenchError(f"{who} {failed} within {START_TIMEOUT_S:g} s")
+        time.sleep(0.05)
 
 
 def stop_node(ctx: Context, node: Node) -> None:
@@ -692,13 +484,7 @@ def start_controller(ctx: Context) -> Proc:
     ctx.ctl_state.mkdir(parents=True, exist_ok=True)
     argv = in_ns(ctx.topo.ns["ctl"], L2MESH_CTL, "serve", "--state-dir", str(ctx.ctl_state), "--listen", f"0.0.0.0:{CTL_PORT}")
     proc = ctx.procs.start("controller", argv, ctx.work / "ctl" / "controller.log")
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while not (ctx.ctl_state / "api.json").exists():
-        if proc.popen.poll() is not None:
-            raise BenchError(f"the controller exited ({proc.popen.returncode}): {proc.last_log_line()}")
-        if time.monotonic() > deadline:
-            raise BenchError(f"the controller wrote no api.json within {START_TIMEOUT_S:g} s")
-        time.sleep(0.05)
+    wait_ready(proc, ctx.ctl_state / "api.json", "the controller", "wrote no api.json")
     return proc
 
 
@@ -707,7 +493,8 @@ def setup(ctx: Context) -> None:
     ctx.probe_script.write_text(PROBE_SCRIPT)
     api_script = ctx.work / "api_helper.py"
     api_script.write_text(API_SCRIPT)
-    ctx.topo.create()
+    # Every member reaches the controller.
+    ctx.topo.create([(name, "ctl") for name in HOST_NAMES[1:]])
     start_controller(ctx)
     ctx.network_id = run(ctx.ctl_argv("network", "create", "bench", "--pool", POOL), timeout=30).stdout.strip()
     if not re.fullmatch(r"[0-9a-f]{16}", ctx.network_id):
@@ -822,7 +609,7 @@ class Trigger:
 
     def socket(self, state_dir: Path, command: str, **arguments: Any) -> None:
         self.t0 = time.monotonic()
-        daemon_call(state_dir, command, timeout=10.0, **arguments)
+        daemon_call(state_dir, command, **arguments)
         self.done_at = time.monotonic()
 
     def returned(self, watcher: Watcher) -> bool:
@@ -889,11 +676,7 @@ def measure_deauthorize(ctx: Context, variant: str, round_no: int) -> dict[str, 
                                                          str(PROBE_PORT), str(PROBE_INTERVAL_S)), ctx.work / f"{label}-send.log")
         wait_for(f"{PROBE_FLOW_FRAMES} frames a -> b", lambda: len(read_frames(sniff.log)) >= PROBE_FLOW_FRAMES, 10.0)
 
-        trigger = Trigger(ctx, variant, f"{label}-command")
-        if variant == "cli":
-            trigger.cli(ctx.ctl_argv("member", "deauthorize", ctx.network_id, b.node_id))
-        else:
-            trigger.api("PATCH", ctx.member_path(b.node_id), {"authorized": False})
+        trigger = member_trigger(ctx, variant, b, f"{label}-command", authorized=False)
         watcher = Watcher(CUT_TIMEOUT_S)
         watcher.add("command", trigger.returned, COMMAND_POLL_S)
         watcher.add("denied", lambda w: status_of(ctx, b) == "ACCESS_DENIED")
@@ -990,12 +773,13 @@ def watch_reachable(ctx: Context, target: Node, trigger: Trigger, row: dict[str,
             f" (poll errors: {watcher.errors})" if watcher.errors else "")
 
 
-def authorize_trigger(ctx: Context, variant: str, node: Node, label: str) -> Trigger:
+def member_trigger(ctx: Context, variant: str, node: Node, label: str, authorized: bool = True) -> Trigger:
+    """`l2mesh-ctl member authorize/deauthorize` (cli) or the same change as an admin API PATCH (api), started."""
     trigger = Trigger(ctx, variant, label)
     if variant == "cli":
-        trigger.cli(ctx.ctl_argv("member", "authorize", ctx.network_id, node.node_id))
+        trigger.cli(ctx.ctl_argv("member", "authorize" if authorized else "deauthorize", ctx.network_id, node.node_id))
     else:
-        trigger.api("PATCH", ctx.member_path(node.node_id), {"authorized": True})
+        trigger.api("PATCH", ctx.member_path(node.node_id), {"authorized": authorized})
     return trigger
 
 
@@ -1004,7 +788,7 @@ def measure_reauthorize(ctx: Context, variant: str, round_no: int) -> dict[str, 
     b = ctx.nodes["b"]
     row: dict[str, Any] = {"scenario": "reauthorize", "variant": variant, "round": round_no}
     wait_for("b ACCESS_DENIED", lambda: status_of(ctx, b) == "ACCESS_DENIED", DENIED_TIMEOUT_S)
-    trigger = authorize_trigger(ctx, variant, b, f"r{round_no}-reauth-{variant}-command")
+    trigger = member_trigger(ctx, variant, b, f"r{round_no}-reauth-{variant}-command")
     watch_reachable(ctx, b, trigger, row)
     return row
 
@@ -1030,7 +814,7 @@ def measure_fresh(ctx: Context, scenario: str, variant: str, round_no: int) -> d
             run(ctx.node_argv(node, "join", ctx.network_id, "--controller", ctx.controller), timeout=30)
             wait_for("the new member ACCESS_DENIED", lambda: status_of(ctx, node) == "ACCESS_DENIED", DENIED_TIMEOUT_S)
             time.sleep(SETTLE_S)
-            trigger = authorize_trigger(ctx, variant, node, f"{label}-command")
+            trigger = member_trigger(ctx, variant, node, f"{label}-command")
         else:
             ctx.api.request("PATCH", ctx.member_path(node.node_id), {"authorized": True, "name": label})
             time.sleep(SETTLE_S)
@@ -1051,32 +835,9 @@ def measure_fresh(ctx: Context, scenario: str, variant: str, round_no: int) -> d
 
 
 # ---------------------------------------------------------------------- runs
-def machine_ticks() -> tuple[int, int]:
-    """(busy, idle) clock ticks summed over all CPUs since boot."""
-    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    user, nice, system, idle, iowait, irq, softirq, steal = values[:8]
-    return user + nice + system + irq + softirq + steal, idle + iowait
-
-
 def busy_pct(before: tuple[int, int], after: tuple[int, int]) -> float:
     """Busy share of all CPUs between two machine_ticks() samples, in %."""
-    busy, idle = after[0] - before[0], after[1] - before[1]
-    return round(busy / max(busy + idle, 1) * 100, 1)
-
-
-def wait_quiet(settle_s: float) -> float:
-    """Wait (at most settle_s) until under QUIET_PCT of all CPUs are busy; returns the last 1 s sample.
-
-    Other jobs on a shared machine slow the CLIs and the daemons; the rounds
-    are measured anyway once the time is up, with the figure recorded.
-    """
-    deadline = time.monotonic() + settle_s
-    while True:
-        before = machine_ticks()
-        time.sleep(1.0)
-        pct = busy_pct(before, machine_ticks())
-        if pct < QUIET_PCT or time.monotonic() >= deadline or STOP.is_set():
-            return pct
+    return round(nsbench.busy_share(before, after) * 100, 1)
 
 
 def guarded(ctx: Context, step: Callable[[], dict[str, Any]], base: dict[str, Any]) -> dict[str, Any]:
@@ -1107,7 +868,8 @@ def run_rounds(ctx: Context, args: argparse.Namespace, started: float, rows: lis
         if elapsed > args.max_seconds:
             log(f"{elapsed:.0f} s elapsed (--max-seconds {args.max_seconds:g}): no round {round_no}")
             break
-        idle_busy.append(wait_quiet(args.settle))
+        # Other jobs on a shared machine slow the CLIs and the daemons; measured anyway after --settle.
+        idle_busy.append(round(nsbench.wait_quiet(args.settle, QUIET_PCT, STOP) * 100, 1))
         log(f"round {round_no}/{args.rounds} (machine {idle_busy[-1]:.0f} % busy before it)")
         this_round = measure_startup(ctx)
         for key, values in this_round.items():
@@ -1258,15 +1020,6 @@ def fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}"
 
 
-def tool_version(argv: list[str]) -> str | None:
-    try:
-        done = run(argv, timeout=10, check=False)
-    except BenchError:
-        return None
-    text = (done.stdout or done.stderr).strip().splitlines()
-    return text[0] if text else None
-
-
 def code_info() -> dict[str, Any]:
     """Which l2mesh was measured: the checkout's commit and its uncommitted changes under l2mesh/."""
     repo = Path(__file__).resolve().parent.parent
@@ -1280,30 +1033,16 @@ def code_info() -> dict[str, Any]:
 
 
 def machine_info() -> dict[str, Any]:
-    cpuinfo = Path("/proc/cpuinfo").read_text(errors="replace")
-    model = re.search(r"^model name\s*:\s*(.+)$", cpuinfo, re.M)
-    return {
-        "nproc": len(os.sched_getaffinity(0)),
-        "cpu_count": os.cpu_count(),
-        "cpu_model": model.group(1).strip() if model else None,
-        "loadavg": [round(v, 2) for v in os.getloadavg()],
-        "kernel": platform.release(),
-        "python": sys.version.split()[0],
-        "versions": {
-            "l2mesh": tool_version([L2MESH, "--version"]),
-            "l2mesh-ctl": tool_version([L2MESH_CTL, "--version"]),
-            "ping": tool_version(["ping", "-V"]),
-        },
-        "code": code_info(),
-    }
+    return nsbench.machine_info({
+        "l2mesh": tool_version([L2MESH, "--version"]),
+        "l2mesh-ctl": tool_version([L2MESH_CTL, "--version"]),
+        "ping": tool_version(["ping", "-V"]),
+    }, code=code_info())
 
 
 def write_results(path: Path, stamp: str, args: argparse.Namespace, machine: dict[str, Any], poll_cost: dict[str, float] | None,
                   idle_busy: list[float], rows: list[dict[str, Any]], summary: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    doc = {
-        "benchmark": "control",
-        "timestamp": stamp,
+    head = {
         "options": {"rounds": args.rounds, "max_seconds": args.max_seconds, "settle_s": args.settle, "quiet_pct": QUIET_PCT},
         "method": {
             "times": "seconds from just before the trigger (CLI fork, admin API request, control-socket request) "
@@ -1324,55 +1063,14 @@ def write_results(path: Path, stamp: str, args: argparse.Namespace, machine: dic
         },
         "targets": {"deauthorize_cutoff_s": TARGET_DEAUTH_S, "authorize_to_ping_s": TARGET_AUTH_S},
         "zerotier_reference": {"deauthorize_cutoff_s": ZEROTIER_DEAUTH_S, "join_to_ping_s": ZEROTIER_JOIN_PING_S},
-        "machine": machine,
-        "loadavg_end": [round(v, 2) for v in os.getloadavg()],
-        "idle_busy_pct_before_rounds": idle_busy,
-        "rounds": rows,
-        "summary": summary,
     }
-    path.write_text(json.dumps(doc, indent=2) + "\n")
+    nsbench.write_results(path, "control", stamp, head, machine,
+                          {"idle_busy_pct_before_rounds": idle_busy, "rounds": rows, "summary": summary})
 
 
 # ---------------------------------------------------------------------- main
-class OneLineParser(argparse.ArgumentParser):
-    """Usage errors in one line, exit code 2."""
-
-    def error(self, message: str) -> NoReturn:
-        fail(f"{message} (see --help)", 2)
-
-
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
-    return value
-
-
-def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be more than 0")
-    return value
-
-
-def non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be 0 or more")
-    return value
-
-
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = OneLineParser(prog="control.py", description=__doc__.splitlines()[0])
+    parser = nsbench.OneLineParser(prog="control.py", description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=positive_int, default=5, metavar="N", help="rounds of every measurement (default 5)")
     parser.add_argument("--keep-logs", type=Path, metavar="DIR", help="copy daemon, controller and probe logs to DIR before cleanup")
     parser.add_argument("--settle", type=non_negative_float, default=DEFAULT_SETTLE_S, metavar="S",
@@ -1383,38 +1081,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _raise_terminated(signum: int, frame: FrameType | None) -> None:
-    raise Terminated()
-
-
 def cleanup(ctx: Context, keep_logs: Path | None) -> None:
-    # A second Ctrl-C must not cut cleanup short and leave namespaces or processes behind.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    STOP.set()
-    Watcher.join_all(10.0)  # their pings and `ip` calls end before their namespaces go
-    ctx.procs.stop_all()
-    ctx.topo.delete()
-    if keep_logs is not None:
-        try:
-            shutil.copytree(ctx.work, keep_logs, dirs_exist_ok=True, ignore=shutil.ignore_patterns("*.sock"))
-            log(f"logs copied to {keep_logs}")
-        except OSError as exc:
-            log(f"could not copy logs to {keep_logs}: {exc}")
-    shutil.rmtree(ctx.work, ignore_errors=True)
+    def stop_pollers() -> None:
+        STOP.set()
+        Watcher.join_all(10.0)  # their pings and `ip` calls end before their namespaces go
 
-
-def display_path(path: Path) -> Path:
-    return path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path
+    nsbench.cleanup(ctx.procs, ctx.topo, ctx.work, keep_logs, "logs", first=stop_pollers,
+                    ignore=shutil.ignore_patterns("*.sock"))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    if os.geteuid() != 0:
-        fail("needs root (network namespaces, TAP devices)", 2)
-    for tool in ("ip", "ping"):
-        if not shutil.which(tool):
-            fail(f"{tool} not found (Debian: apt-get install iproute2 iputils-ping)", 2)
+    nsbench.require("network namespaces, TAP devices", ("ip", "ping"), "iproute2 iputils-ping")
     for exe in (L2MESH, L2MESH_CTL):
         if not os.access(exe, os.X_OK):
             fail(f"{exe} not found (make test installs l2mesh into .venv)", 2)
@@ -1422,32 +1100,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         fail("/dev/net/tun is missing", 2)
 
     machine = machine_info()
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    suffix = secrets.token_hex(2)
-    ctx = Context(Topology(suffix), Processes(), Path(tempfile.mkdtemp(prefix=f"{NS_PREFIX}{suffix}-")))
-    signal.signal(signal.SIGTERM, _raise_terminated)
+    stamp, suffix, work = new_run()
+    ctx = Context(nsbench.Topology(suffix, HOST_NAMES), Processes(), work)
     rows: list[dict[str, Any]] = []
     startup: dict[str, list[float]] = {}
     idle_busy: list[float] = []
     poll_cost: dict[str, float] | None = None
-    error: tuple[str, int] | None = None
     started = time.monotonic()
-    try:
+
+    def body() -> None:
+        nonlocal poll_cost
         log(f"namespaces {ctx.topo.prefix}-*; load average {machine['loadavg']}, cpus {machine['nproc']}")
         setup(ctx)
         poll_cost = poll_cost_ms(ctx)
         log(f"one control-socket poll: {poll_cost['median_ms']} ms median")
         run_rounds(ctx, args, started, rows, startup, idle_busy)
-    except BenchError as exc:
-        error = (str(exc), 1)
-    except KeyboardInterrupt:
-        error = ("interrupted", 130)
-    except Terminated:
-        error = ("terminated", 143)
-    finally:
-        cleanup(ctx, args.keep_logs)
-    if error:
-        fail(*error)
+
+    nsbench.guarded_run(body, lambda: cleanup(ctx, args.keep_logs))
 
     summary = summarize(rows, startup)
     done_rounds = max((r["round"] for r in rows), default=0)

@@ -27,45 +27,45 @@ l2mesh-relay when nft is.
 from __future__ import annotations
 
 import argparse
-import ctypes
 import json
 import os
-import platform
 import re
-import secrets
 import shlex
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
-from typing import Any, NoReturn
+from typing import Any
 
 from rich import box
 from rich.console import Console
 from rich.table import Table
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # nsbench, next to this script
+import nsbench  # noqa: E402
+from nsbench import (  # noqa: E402
+    BIN, RESULTS_DIR, BenchError, Processes, Proc, display_path, fail, in_ns, last_line, log,
+    machine_ticks, new_run, non_negative_float, positive_int, run, tool_version,
+)
+
+nsbench.set_program("net")
+
 # ------------------------------------------------------------------ constants
-# Underlay: 198.18.0.0/15 (RFC 2544 benchmarking range), one /24 per host.
+# Underlay: one /24 per host of 198.18.0.0/15 (RFC 2544 benchmarking range), as nsbench.Topology numbers them.
 UL_A, UL_B = "198.18.1.2", "198.18.2.2"
 RT_A, RT_B = "198.18.1.1", "198.18.2.1"
-UNDERLAY_NET = "198.18.0.0/15"
 # Overlay: 10.147.200.0/24 inside 10.147.0.0/16.
 OV_A, OV_B = "10.147.200.1", "10.147.200.2"
 OV_PREFIX = 24
 
-NS_PREFIX = "l2mb-"
 PING_COUNT = 20
 PING_INTERVAL_S = 0.05
 UP_TIMEOUT_S = 30.0  # how long an overlay gets to answer its first ping
 QUIET_PCT = 10  # "machine quiet": under 10 % of all CPUs busy
-STOP_GRACE_S = 5.0  # SIGTERM, then SIGKILL after this long
 IPERF_PORT = 5201
 L2MESH_PORT = 9993
 L2MESH_MTU = 2800
@@ -74,184 +74,25 @@ NFT_TABLE = "l2mb_block"  # l2mesh-relay: drops direct UDP h1 <-> h2 in the rout
 RELAY_TARGET_RATIO = 0.5  # issue target: relayed throughput at least half of direct
 DAEMON_ARGS_ENV = "L2MESH_BENCH_DAEMON_ARGS"
 
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
-# The l2mesh next to this interpreter, so any clone's venv benchmarks its own code.
-L2MESH_EXE = Path(sys.executable).parent / "l2mesh"
-L2MESH_CTL_EXE = Path(sys.executable).parent / "l2mesh-ctl"
-PY_SPY_EXE = Path(sys.executable).parent / "py-spy"
+L2MESH_EXE = BIN / "l2mesh"
+L2MESH_CTL_EXE = BIN / "l2mesh-ctl"
+PY_SPY_EXE = BIN / "py-spy"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 # l2mesh-relay last: it borrows the router namespace the others route through.
 SYSTEM_NAMES = ("underlay", "vxlan", "tinc", "l2mesh", "l2mesh-relay")
 
-_stderr = Console(stderr=True, highlight=False, soft_wrap=True)
-
-
-class BenchError(Exception):
-    """A step failed; the message is one line fit for the report."""
-
-
-class Terminated(BaseException):
-    """SIGTERM arrived. A BaseException so per-system error handling lets it through to cleanup."""
-
-
-def log(message: str) -> None:
-    _stderr.print(f"[net] {message}", markup=False)
-
-
-def fail(message: str, code: int) -> NoReturn:
-    print(f"net.py: error: {message}", file=sys.stderr)
-    raise SystemExit(code)
-
-
-def last_line(text: str) -> str:
-    lines = [line for line in text.strip().splitlines() if line.strip()]
-    return lines[-1].strip() if lines else ""
-
-
-# ----------------------------------------------------------------- processes
-def run(argv: Sequence[str], timeout: float, check: bool = True) -> subprocess.CompletedProcess[str]:
-    """Run a short command to completion; a timeout or (if check) a failure becomes a BenchError."""
-    try:
-        done = subprocess.run(
-            list(argv), capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
-        )
-    except subprocess.TimeoutExpired:
-        raise BenchError(f"{shlex.join(argv)} timed out after {timeout:g} s") from None
-    except FileNotFoundError:
-        raise BenchError(f"{argv[0]} not found") from None
-    if check and done.returncode != 0:
-        raise BenchError(f"{shlex.join(argv)} failed ({done.returncode}): {last_line(done.stderr)}")
-    return done
-
-
-def in_ns(ns: str, *argv: str) -> list[str]:
-    # `ip netns exec` execs the command, so a Popen's PID is the program's own.
-    return ["ip", "netns", "exec", ns, *argv]
-
-
-_libc = ctypes.CDLL(None, use_errno=True)
-PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> None:
-    # If this script is SIGKILLed its finally block never runs; the kernel then
-    # still sends our daemons SIGTERM, so none outlives the run.
-    _libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
-@dataclass
-class Proc:
-    label: str
-    popen: subprocess.Popen[bytes]
-    log: Path
-
-    @property
-    def pid(self) -> int:
-        return self.popen.pid
-
-    def log_tail(self, lines: int = 5) -> list[str]:
-        try:
-            return self.log.read_text(errors="replace").splitlines()[-lines:]
-        except OSError:
-            return []
-
-    def last_log_line(self) -> str:
-        return last_line("\n".join(self.log_tail()))
-
-
-class Processes:
-    """Every background process this run started, so cleanup stops exactly those (by PID)."""
-
-    def __init__(self) -> None:
-        self._live: list[Proc] = []
-
-    def start(self, label: str, argv: Sequence[str], log_path: Path) -> Proc:
-        with open(log_path, "wb") as out:
-            popen = subprocess.Popen(
-                list(argv),
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                # Own session: a Ctrl-C on the terminal reaches only us, and we
-                # stop the daemons in order (tincd 1.0 would take SIGINT as
-                # "raise the debug level" and keep running).
-                start_new_session=True,
-                preexec_fn=_die_with_parent,
-            )
-        proc = Proc(label, popen, log_path)
-        self._live.append(proc)
-        return proc
-
-    def stop(self, proc: Proc) -> None:
-        # Popen only signals a child it has not reaped yet, so a recycled PID is never hit.
-        if proc.popen.poll() is None:
-            proc.popen.terminate()
-            try:
-                proc.popen.wait(STOP_GRACE_S)
-            except subprocess.TimeoutExpired:
-                proc.popen.kill()
-                proc.popen.wait(STOP_GRACE_S)
-        if proc in self._live:
-            self._live.remove(proc)
-
-    def stop_all(self) -> None:
-        for proc in reversed(list(self._live)):
-            try:
-                self.stop(proc)
-            except (OSError, subprocess.TimeoutExpired) as exc:
-                log(f"could not stop {proc.label} (pid {proc.pid}): {exc}")
-
 
 # ------------------------------------------------------------------ topology
-class Topology:
+class Topology(nsbench.Topology):
     """h1 (198.18.1.2) -- rt -- h2 (198.18.2.2): two hosts with no shared L2 segment."""
 
     def __init__(self, suffix: str) -> None:
-        self.h1 = f"{NS_PREFIX}{suffix}-h1"
-        self.h2 = f"{NS_PREFIX}{suffix}-h2"
-        self.rt = f"{NS_PREFIX}{suffix}-rt"
-        self.created: list[str] = []
+        super().__init__(suffix, ("h1", "h2"), ports=("r-a", "r-b"))
+        self.h1, self.h2, self.rt = self.ns["h1"], self.ns["h2"], self.router
 
-    @property
-    def names(self) -> tuple[str, str, str]:
-        return (self.h1, self.h2, self.rt)
-
-    def create(self) -> None:
-        existing = existing_namespaces()
-        for ns in self.names:
-            if ns in existing:
-                raise BenchError(f"namespace {ns} already exists (another run?); remove it: ip netns del {ns}")
-        for ns in self.names:
-            run(["ip", "netns", "add", ns], timeout=10)
-            self.created.append(ns)
-        # veths are born inside the namespaces, so the root namespace never sees them.
-        run(["ip", "link", "add", "eth0", "netns", self.h1, "type", "veth", "peer", "name", "r-a", "netns", self.rt], 10)
-        run(["ip", "link", "add", "eth0", "netns", self.h2, "type", "veth", "peer", "name", "r-b", "netns", self.rt], 10)
-        for ns in self.names:
-            run(["ip", "-n", ns, "link", "set", "lo", "up"], 10)
-        for ns, dev, addr in ((self.h1, "eth0", UL_A), (self.h2, "eth0", UL_B), (self.rt, "r-a", RT_A), (self.rt, "r-b", RT_B)):
-            run(["ip", "-n", ns, "addr", "add", f"{addr}/24", "dev", dev], 10)
-            run(["ip", "-n", ns, "link", "set", dev, "up"], 10)
-        run(in_ns(self.rt, "sysctl", "-qw", "net.ipv4.ip_forward=1"), 10)
-        # Only the underlay range is routed; there is no default route anywhere.
-        run(["ip", "-n", self.h1, "route", "add", UNDERLAY_NET, "via", RT_A], 10)
-        run(["ip", "-n", self.h2, "route", "add", UNDERLAY_NET, "via", RT_B], 10)
-        if run(in_ns(self.h1, "ping", "-c", "1", "-W", "2", UL_B), 10, check=False).returncode != 0:
-            raise BenchError("the underlay does not route h1 -> h2")
-
-    def delete(self) -> None:
-        for ns in reversed(self.created):
-            try:
-                run(["ip", "netns", "del", ns], timeout=10)
-            except BenchError as exc:
-                log(f"could not delete namespace {ns}: {exc}")
-        self.created.clear()
-
-
-def existing_namespaces() -> set[str]:
-    out = run(["ip", "netns", "list"], timeout=10).stdout
-    return {line.split()[0] for line in out.splitlines() if line.strip()}
+    def create(self, check: Sequence[tuple[str, str]] = (("h1", "h2"),)) -> None:
+        super().create(check)
 
 
 def link_mtu(ns: str, dev: str) -> int | None:
@@ -678,30 +519,6 @@ def cpu_ticks(pid: int) -> int:
     return int(fields[11]) + int(fields[12])
 
 
-def machine_ticks() -> tuple[int, int]:
-    """(busy, idle) clock ticks summed over all CPUs since boot."""
-    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    user, nice, system, idle, iowait, irq, softirq, steal = values[:8]
-    return user + nice + system + irq + softirq + steal, idle + iowait
-
-
-def wait_quiet(settle_s: float) -> float:
-    """Wait (at most settle_s) until under QUIET_PCT of all CPUs are busy.
-
-    Other jobs on a shared machine would skew the figures. Measures anyway once
-    the time is up; returns the last 1 s sample as % of one core, recorded as
-    idle_busy_pct (near 0 for clean figures).
-    """
-    deadline = time.monotonic() + settle_s
-    while True:
-        busy0, idle0 = machine_ticks()
-        time.sleep(1.0)
-        busy1, idle1 = machine_ticks()
-        busy, total = busy1 - busy0, max((busy1 - busy0) + (idle1 - idle0), 1)
-        if busy * 100 < QUIET_PCT * total or time.monotonic() >= deadline:
-            return round(busy / total * 100 * (os.cpu_count() or 1), 1)
-
-
 def ping_rtt_ms(ns: str, target: str) -> float | None:
     done = run(in_ns(ns, "ping", "-q", "-c", str(PING_COUNT), "-i", str(PING_INTERVAL_S), target), 20, check=False)
     match = re.search(r"= [\d.]+/([\d.]+)/", done.stdout)
@@ -775,7 +592,8 @@ def cpu_figures(before: Sample, after: Sample) -> tuple[dict[str, float] | None,
 def measure(ctx: Context, overlay: Overlay, row: dict[str, Any], args: argparse.Namespace) -> None:
     """Fill row with RTT, throughput and CPU figures for a system that is up."""
     row["mtu"] = link_mtu(ctx.topo.h1, overlay.device)
-    row["idle_busy_pct"] = wait_quiet(args.settle)
+    # The last 1 s sample before the run, in % of one core (near 0 for clean figures).
+    row["idle_busy_pct"] = round(nsbench.wait_quiet(args.settle, QUIET_PCT) * 100 * (os.cpu_count() or 1), 1)
     row["rtt_ms"] = ping_rtt_ms(ctx.topo.h1, overlay.target)
     server = start_iperf_server(ctx, overlay.target)
     try:
@@ -973,39 +791,17 @@ def print_table(summary: dict[str, dict[str, Any]], rounds: int, seconds: int) -
             console.print(f"{name}: {len(s['errors'])} failed round(s), last error: {s['errors'][-1]}", markup=False)
 
 
-def tool_version(argv: list[str]) -> str | None:
-    try:
-        done = run(argv, timeout=10, check=False)
-    except BenchError:
-        return None
-    text = (done.stdout or done.stderr).strip().splitlines()
-    return text[0] if text else None
-
-
 def machine_info() -> dict[str, Any]:
-    cpuinfo = Path("/proc/cpuinfo").read_text(errors="replace")
-    model = re.search(r"^model name\s*:\s*(.+)$", cpuinfo, re.M)
-    return {
-        "nproc": len(os.sched_getaffinity(0)),
-        "cpu_count": os.cpu_count(),
-        "cpu_model": model.group(1).strip() if model else None,
-        "loadavg": [round(v, 2) for v in os.getloadavg()],
-        "kernel": platform.release(),
-        "python": sys.version.split()[0],
-        "versions": {
-            "iperf3": tool_version(["iperf3", "--version"]),
-            "tincd": tool_version(["tincd", "--version"]) if shutil.which("tincd") else None,
-            "l2mesh": tool_version([str(L2MESH_EXE), "--version"]) if L2MESH_EXE.exists() else None,
-        },
-    }
+    return nsbench.machine_info({
+        "iperf3": tool_version(["iperf3", "--version"]),
+        "tincd": tool_version(["tincd", "--version"]) if shutil.which("tincd") else None,
+        "l2mesh": tool_version([str(L2MESH_EXE), "--version"]) if L2MESH_EXE.exists() else None,
+    })
 
 
 def write_results(path: Path, stamp: str, args: argparse.Namespace, machine: dict[str, Any],
                   rows: list[dict[str, Any]], summary: dict[str, dict[str, Any]], profile: str | None) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    doc = {
-        "benchmark": "net",
-        "timestamp": stamp,
+    head = {
         "options": {"rounds": args.rounds, "systems": list(summary), "time_s": args.time, "settle_s": args.settle,
                     "daemon_args": args.daemon_args, "profile": args.profile},
         "method": {"ping": f"-c {PING_COUNT} -i {PING_INTERVAL_S}, avg", "iperf3": "one TCP stream h1 -> h2, receiver bits/s",
@@ -1014,45 +810,13 @@ def write_results(path: Path, stamp: str, args: argparse.Namespace, machine: dic
                                    f"(nft table inet {NFT_TABLE}); ratio_to_l2mesh = relayed / direct l2mesh Gbit/s "
                                    "of the same round, summary: median over the rounds"},
         "targets": {"relay_ratio_to_l2mesh_min": RELAY_TARGET_RATIO},
-        "machine": machine,
-        "loadavg_end": [round(v, 2) for v in os.getloadavg()],
-        "rounds": rows,
-        "summary": summary,
-        "profile": profile,
     }
-    path.write_text(json.dumps(doc, indent=2) + "\n")
+    nsbench.write_results(path, "net", stamp, head, machine, {"rounds": rows, "summary": summary, "profile": profile})
 
 
 # ---------------------------------------------------------------------- main
-class OneLineParser(argparse.ArgumentParser):
-    """Usage errors in one line, exit code 2."""
-
-    def error(self, message: str) -> NoReturn:
-        fail(f"{message} (see --help)", 2)
-
-
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
-    return value
-
-
-def non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be 0 or more")
-    return value
-
-
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = OneLineParser(prog="net.py", description=__doc__.splitlines()[0])
+    parser = nsbench.OneLineParser(prog="net.py", description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=positive_int, default=3, metavar="N",
                         help="measure every system N times, interleaved (default 3)")
     parser.add_argument("--only", nargs="+", choices=SYSTEM_NAMES, metavar="SYSTEM",
@@ -1102,61 +866,29 @@ def profile_target(args: argparse.Namespace, systems: list[System], stamp: str) 
     return RESULTS_DIR / f"net-{stamp}-l2mesh-h1.speedscope.json"
 
 
-def _raise_terminated(signum: int, frame: FrameType | None) -> None:
-    raise Terminated()
-
-
 def cleanup(ctx: Context, keep_logs: Path | None) -> None:
-    # A second Ctrl-C must not cut cleanup short and leave namespaces or daemons behind.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    ctx.procs.stop_all()
-    ctx.topo.delete()
-    if keep_logs is not None:
-        try:
-            shutil.copytree(ctx.work, keep_logs, dirs_exist_ok=True)
-            log(f"logs and configs copied to {keep_logs}")
-        except OSError as exc:
-            log(f"could not copy logs to {keep_logs}: {exc}")
-    shutil.rmtree(ctx.work, ignore_errors=True)
-
-
-def display_path(path: Path) -> Path:
-    return path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path
+    nsbench.cleanup(ctx.procs, ctx.topo, ctx.work, keep_logs, "logs and configs")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    if os.geteuid() != 0:
-        fail("needs root (network namespaces)", 2)
-    for tool in ("ip", "ping", "iperf3", "ss"):
-        if not shutil.which(tool):
-            fail(f"{tool} not found (Debian: apt-get install iproute2 iputils-ping iperf3)", 2)
+    nsbench.require("network namespaces", ("ip", "ping", "iperf3", "ss"), "iproute2 iputils-ping iperf3")
 
     machine = machine_info()
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    suffix = secrets.token_hex(2)
-    ctx = Context(Topology(suffix), Processes(), Path(tempfile.mkdtemp(prefix=f"{NS_PREFIX}{suffix}-")), args.daemon_args)
-    signal.signal(signal.SIGTERM, _raise_terminated)
+    stamp, suffix, work = new_run()
+    ctx = Context(Topology(suffix), Processes(), work, args.daemon_args)
     systems: list[System] = []
     rows: list[dict[str, Any]] = []
-    error: tuple[str, int] | None = None
-    try:
+
+    def body() -> None:
+        nonlocal systems, rows
         systems = selected_systems(args, ctx)
         profile_to = profile_target(args, systems, stamp)
         log(f"namespaces {', '.join(ctx.topo.names)}; load average {machine['loadavg']}, cpus {machine['nproc']}")
         ctx.topo.create()
         rows = run_rounds(ctx, systems, args, profile_to)
-    except BenchError as exc:
-        error = (str(exc), 1)
-    except KeyboardInterrupt:
-        error = ("interrupted", 130)
-    except Terminated:
-        error = ("terminated", 143)
-    finally:
-        cleanup(ctx, args.keep_logs)
-    if error:
-        fail(*error)
+
+    nsbench.guarded_run(body, lambda: cleanup(ctx, args.keep_logs))
 
     summary = summarize(rows, [s.name for s in systems])
     print_table(summary, args.rounds, args.time)
