@@ -10,6 +10,7 @@ and incomplete packets are dropped after a timeout.
 
 from __future__ import annotations
 
+import struct
 from collections import Counter, OrderedDict
 from collections.abc import Hashable
 
@@ -28,6 +29,7 @@ MAX_PENDING_BYTES = 16 * 1024 * 1024
 
 _FRAGMENT = PacketType.FRAGMENT
 _TRANSPORT_PREFIX = bytes([PacketType.TRANSPORT, 0, 0, 0])
+_TRANSPORT_NAMES = struct.Struct("<IQ")  # receiver index and counter, as in the transport header
 
 
 def fragment(packet: bytes | memoryview, max_datagram_bytes: int) -> list[bytes]:
@@ -42,6 +44,32 @@ def fragment(packet: bytes | memoryview, max_datagram_bytes: int) -> list[bytes]
         bytes((_FRAGMENT, index, count, 0)) + names + body[index * chunk_bytes : (index + 1) * chunk_bytes]
         for index in range(count)
     ]
+
+
+def fragment_into(packet: bytes | memoryview, max_datagram_bytes: int, out: bytearray, prefix: bytes = b"") -> int:
+    """The fragments of fragment(), each after prefix (a relay envelope, say), laid end to end in
+    out; every one but the last is exactly max_datagram_bytes long, which is the layout UDP
+    segmentation offload (UDP_SEGMENT) sends as separate datagrams in one system call.
+    Returns the number of bytes written."""
+    prefix_bytes = len(prefix)
+    chunk_bytes = max_datagram_bytes - prefix_bytes - FRAGMENT_HEADER_BYTES
+    body = memoryview(packet)[TRANSPORT_HEADER_BYTES:]
+    count = -(-len(body) // chunk_bytes)
+    if count > MAX_FRAGMENTS:
+        raise ValueError(f"packet of {len(packet)} bytes needs more than {MAX_FRAGMENTS} fragments")
+    receiver_index, counter = _TRANSPORT_NAMES.unpack_from(packet, 4)
+    pack_header = FRAGMENT_HEADER.pack_into
+    offset = 0
+    for index in range(count):
+        chunk = body[index * chunk_bytes : (index + 1) * chunk_bytes]
+        if prefix_bytes:
+            out[offset : offset + prefix_bytes] = prefix
+            offset += prefix_bytes
+        pack_header(out, offset, _FRAGMENT, index, count, receiver_index, counter)
+        end = offset + FRAGMENT_HEADER_BYTES + len(chunk)
+        out[offset + FRAGMENT_HEADER_BYTES : end] = chunk
+        offset = end
+    return offset
 
 
 class _Pending:

@@ -11,6 +11,12 @@ from l2mesh.errors import L2meshError
 
 Endpoint = tuple[str, int]
 SOCKET_BUFFER_BYTES = 8 * 1024 * 1024
+# linux/udp.h: segmentation offload (one sendmsg, many datagrams) and its receive side.
+SOL_UDP = 17
+UDP_SEGMENT = 103
+UDP_GRO = 104
+# A UDP_SEGMENT send may carry at most 64 segments and 64 KiB in all.
+MAX_SEGMENTS_PER_SEND = 44
 BACKLOG_LIMIT_DATAGRAMS = 4096
 DRAIN_BATCH = 256
 MAX_DATAGRAM_BYTES = 65536
@@ -27,6 +33,11 @@ def open_udp_socket(port: int, host: str = "0.0.0.0") -> socket.socket:
                 sock.setsockopt(socket.SOL_SOCKET, option, SOCKET_BUFFER_BYTES)
             except OSError:
                 pass
+        try:
+            # Coalesce runs of same-size datagrams (our fragments) into one receive.
+            sock.setsockopt(SOL_UDP, UDP_GRO, 1)
+        except OSError:
+            pass
         sock.bind((host, port))
     except OSError as exc:
         sock.close()
@@ -45,6 +56,8 @@ class DatagramSender:
         self.backlog: deque[tuple[bytes, Endpoint]] = deque()
         self.drops: Counter[str] = Counter()
         self._sendto = sock.sendto
+        self._sendmsg = sock.sendmsg
+        self.segmentation = True
 
     def send_datagram(self, data: bytes | memoryview, address: Endpoint) -> None:
         if self.backlog:
@@ -63,6 +76,36 @@ class DatagramSender:
             return
         self.backlog.append((bytes(data), address))
 
+    def send_segments(self, data: bytes | memoryview, segment_bytes: int, address: Endpoint) -> None:
+        """Datagrams of segment_bytes each (the last may be shorter), in as few system calls as the kernel allows."""
+        view = memoryview(data)
+        if not self.segmentation or self.backlog:
+            self._send_each(view, segment_bytes, address)
+            return
+        control = [(SOL_UDP, UDP_SEGMENT, segment_bytes.to_bytes(2, "little"))]
+        per_send = segment_bytes * MAX_SEGMENTS_PER_SEND
+        for start in range(0, len(view), per_send):
+            piece = view[start : start + per_send]
+            if not self.segmentation:
+                self._send_each(piece, segment_bytes, address)
+                continue
+            try:
+                self._sendmsg([piece], control if len(piece) > segment_bytes else [], 0, address)
+            except BlockingIOError:
+                self._park_segments(piece, segment_bytes, address)
+            except OSError:
+                # No UDP GSO on this path (old kernel, a device without it): plain sends from now on.
+                self.segmentation = False
+                self._send_each(piece, segment_bytes, address)
+
+    def _send_each(self, view: memoryview, segment_bytes: int, address: Endpoint) -> None:
+        for start in range(0, len(view), segment_bytes):
+            self.send_datagram(view[start : start + segment_bytes], address)
+
+    def _park_segments(self, view: memoryview, segment_bytes: int, address: Endpoint) -> None:
+        for start in range(0, len(view), segment_bytes):
+            self._park(view[start : start + segment_bytes], address)
+
     def flush_backlog(self) -> bool:
         """Send parked datagrams; True when the backlog is empty."""
         backlog = self.backlog
@@ -78,23 +121,43 @@ class DatagramSender:
         return True
 
 
+_GRO_CONTROL_BYTES = socket.CMSG_SPACE(4)
+
+
 def make_socket_drainer(
-    sock: socket.socket, on_datagram: Callable[[memoryview, Endpoint, float], None], clock: Callable[[], float]
+    sock: socket.socket,
+    on_datagram: Callable[[memoryview, Endpoint, float], None],
+    clock: Callable[[], float],
+    on_segments: Callable[[memoryview, int, Endpoint, float], bool] | None = None,
 ) -> Callable[[], None]:
-    """A reader callback: receive until EAGAIN (bounded), handing each datagram to on_datagram."""
+    """A reader callback: receive until EAGAIN (bounded), handing each datagram to on_datagram.
+
+    With UDP_GRO the kernel hands over runs of same-size datagrams from one
+    sender in one receive and says the size in a control message; they are
+    split back into datagrams here, unless on_segments takes the run whole
+    (a relay forwarding it in one send) and returns True.
+    """
     buffer = bytearray(MAX_DATAGRAM_BYTES)
     view = memoryview(buffer)
-    receive = sock.recvfrom_into
+    receive = sock.recvmsg_into
+    buffers = [buffer]
 
     def drain() -> None:
         now = clock()
         for _ in range(DRAIN_BATCH):
             try:
-                size, source = receive(buffer)
+                size, control, _, source = receive(buffers, _GRO_CONTROL_BYTES)
             except BlockingIOError:
                 return
             except OSError:
                 continue  # ICMP errors surface here on Linux; nothing to act on
-            on_datagram(view[:size], source, now)
+            if not control:
+                on_datagram(view[:size], source, now)
+                continue
+            segment_bytes = int.from_bytes(control[0][2][:4], "little") or size
+            if on_segments is not None and on_segments(view[:size], segment_bytes, source, now):
+                continue
+            for start in range(0, size, segment_bytes):
+                on_datagram(view[start : min(start + segment_bytes, size)], source, now)
 
     return drain

@@ -36,7 +36,7 @@ def cmd_daemon(args: argparse.Namespace) -> int:
     # Imported here: the daemon's stack (trio, pyroute2, pytun) doubles every other command's start-up.
     from l2mesh.node.daemon import DaemonOptions, run_daemon
 
-    return run_daemon(DaemonOptions(resolve_state_dir(args), args.port, list(args.static_netconf)))
+    return run_daemon(DaemonOptions(resolve_state_dir(args), args.port, list(args.static_netconf), not args.no_offload))
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -182,6 +182,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="FILE",
         help="apply a network config from a JSON file instead of a controller (testing seam)",
+    )
+    p.add_argument(
+        "--no-offload",
+        action="store_true",
+        help="read plain MTU-sized frames from the TAP (no TCP super-frames or partial checksums); for comparisons",
     )
     p.set_defaults(func=cmd_daemon)
     return parser

@@ -70,6 +70,8 @@ MAX_LOCAL_ENDPOINTS = 8
 class Transmit(Protocol):
     def send_datagram(self, data: bytes | memoryview, address: Endpoint) -> None: ...
 
+    def send_segments(self, data: bytes | memoryview, segment_bytes: int, address: Endpoint) -> None: ...
+
 
 @dataclass(eq=False)
 class Client:
@@ -149,26 +151,47 @@ class ControllerCore:
         if len(data) <= RELAY_HEADER_BYTES:
             self.drops["relay_malformed"] += 1
             return
+        target = self._relay_target(data, source, now, len(data))
+        if target is not None:
+            self.relayed_packets += 1
+            self.relayed_bytes += len(data)
+            self.transmit.send_datagram(data, target)
+
+    def _relay_target(self, data: memoryview, source: Endpoint, now: float, size: int) -> Endpoint | None:
+        """Where an envelope goes, if it may: authentic sender, authorized pair, within the sender's budget."""
         _, hops, destination, origin = RELAY_HEADER.unpack_from(data)
         sender = self.by_node.get(int.from_bytes(origin, "big"))
         # The envelope's source must be the member whose session we hold at this address.
         if sender is None or sender.endpoint != source:
             self.drops["relay_spoofed_or_unknown_source"] += 1
-            return
+            return None
         target = self.by_node.get(int.from_bytes(destination, "big"))
         if target is None or now - target.last_seen_s > ONLINE_WINDOW_S or hops >= MAX_RELAY_HOPS:
             self.drops["relay_target_offline"] += 1
-            return
+            return None
         assert sender.node_id is not None and target.node_id is not None
         if not self._may_relay(sender.node_id, target.node_id):
             self.drops["relay_not_authorized"] += 1
-            return
-        if not self._relay_budget.take(sender.node_id, now, len(data)):
+            return None
+        if not self._relay_budget.take(sender.node_id, now, size):
             self.drops["relay_rate_limited"] += 1
-            return
-        self.relayed_packets += 1
-        self.relayed_bytes += len(data)
-        self.transmit.send_datagram(data, target.endpoint)
+            return None
+        return target.endpoint
+
+    def segments_received(self, data: memoryview, segment_bytes: int, source: Endpoint, now: float) -> bool:
+        """A run of same-size datagrams from one sender: forward it in one send if all are one relay envelope."""
+        if data[0] != PacketType.RELAY or segment_bytes <= RELAY_HEADER_BYTES or len(data) <= segment_bytes:
+            return False
+        envelope = bytes(data[:RELAY_HEADER_BYTES])
+        for start in range(segment_bytes, len(data), segment_bytes):
+            if data[start : start + RELAY_HEADER_BYTES] != envelope:
+                return False
+        target = self._relay_target(data, source, now, len(data))
+        if target is not None:
+            self.relayed_packets += -(-len(data) // segment_bytes)
+            self.relayed_bytes += len(data)
+            self.transmit.send_segments(data, segment_bytes, target)
+        return True
 
     def _may_relay(self, a: int, b: int) -> bool:
         """Both authorized in some network of ours (cached; the cache is dropped on every admin change)."""

@@ -70,7 +70,8 @@ class ControllerServer:
         self.sender = DatagramSender(self.sock)
         self.core = ControllerCore(self.identity, self.storage, self.sender)
         self.reactor = Reactor(self.core.tick)
-        self.reactor.add_reader(self.sock.fileno(), make_socket_drainer(self.sock, self.core.datagram_received, time.monotonic))
+        drainer = make_socket_drainer(self.sock, self.core.datagram_received, time.monotonic, self.core.segments_received)
+        self.reactor.add_reader(self.sock.fileno(), drainer)
         self.edge = ReactorEdge(self.reactor, self.sock, self.sender, pause_readers=False)
         self.reactor.after_wakeup = self.edge.check_backlog
 

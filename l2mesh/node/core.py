@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from l2mesh.crypto.timers import DEFAULT_LIMITS, SessionLimits
-from l2mesh.fragments import DEFAULT_MAX_DATAGRAM_BYTES, Reassembler, fragment
+from l2mesh.fragments import DEFAULT_MAX_DATAGRAM_BYTES, Reassembler, fragment_into
 from l2mesh.identity import Identity
 from l2mesh.netconf import MemberConfig, NetworkConfig
 from l2mesh.node.membership import Membership
@@ -32,15 +32,18 @@ from l2mesh.wire.errors import ParseError, parse_exact
 from l2mesh.wire.messages import (
     FRAME_HEADER,
     FRAME_HEADER_BYTES,
+    VNET_HEADER_BYTES,
     MessageKind,
     MulticastSubscriptions,
 )
-from l2mesh.wire.packets import PacketType
+from l2mesh.wire.packets import MAX_FRAGMENTS, PacketType
 from l2mesh.ids import member_mac
 
 _TRANSPORT = PacketType.TRANSPORT
 _FRAGMENT = PacketType.FRAGMENT
 _FRAME = MessageKind.FRAME
+_FRAME_OFFLOAD = MessageKind.FRAME_OFFLOAD
+_OFFLOAD_PAYLOAD_AT = FRAME_HEADER_BYTES + VNET_HEADER_BYTES
 _KEEPALIVE_MESSAGE = bytes([MessageKind.KEEPALIVE])
 GROUP_TTL_S = 180  # subscriptions announced live this long unless refreshed
 GROUP_REFRESH_S = 60.0
@@ -55,6 +58,12 @@ class Transmit(Protocol):
     def send_datagram(self, data: bytes | memoryview, address: Endpoint) -> None: ...
 
     def write_frame(self, network_id: int, frame: bytes | memoryview) -> None: ...
+
+    def send_segments(self, data: bytes | memoryview, segment_bytes: int, address: Endpoint) -> None:
+        """Datagrams of segment_bytes each (the last may be shorter), laid end to end in data."""
+
+    def write_offload_frame(self, network_id: int, vnet_frame: bytes | memoryview) -> None:
+        """A virtio_net_hdr followed by a frame (a TCP super-frame, or a checksum to complete)."""
 
 
 class NetworkStatus(enum.Enum):
@@ -111,6 +120,7 @@ class NetworkState:
         self.mac = member_mac(local_node_id, network_id)
         self.switch = NetworkSwitch(network_id, local_node_id, self.mac)
         self.frame_header = FRAME_HEADER.pack(_FRAME, network_id)
+        self.offload_header = FRAME_HEADER.pack(_FRAME_OFFLOAD, network_id)
         self.local_groups: frozenset[bytes] = frozenset()  # multicast groups our TAP listens to
         self.next_group_refresh_s = 0.0
         self.storms_reported: set[int] = set()
@@ -139,6 +149,7 @@ class NodeCore:
         self.networks: dict[int, NetworkState] = {}
         self.peer_at: dict[Endpoint, Peer] = {}
         self.reassembler = Reassembler()
+        self.segment_buffer = bytearray(MAX_FRAGMENTS * max_datagram_bytes)  # reused: sent before the next frame
         self._unknown_index_hints = KeyedRateLimiter(limits.unknown_index_hints_per_s, 1.0)
         self.events: deque[object] = deque()
         self.membership = Membership(self)
@@ -279,6 +290,30 @@ class NodeCore:
             for node_id in destination:  # type: ignore[union-attr]
                 self.send_message(node_id, plaintext, now, True)
 
+    def vnet_frame_from_tap(self, network_id: int, data: bytes, now: float) -> None:
+        """A read from a TAP opened with IFF_VNET_HDR: a virtio_net_hdr, then the frame.
+
+        With offloads on, the kernel leaves checksums and TCP segmentation to
+        whoever writes the frame out: here, the peer's TAP. Such frames cross
+        as FRAME_OFFLOAD with the header kept; plain ones as ordinary FRAMEs.
+        """
+        if not data[0] and not data[1]:
+            self.frame_from_tap(network_id, data[VNET_HEADER_BYTES:], now)
+            return
+        state = self.networks.get(network_id)
+        if state is None:
+            self.drops["frame_for_unknown_network"] += 1
+            return
+        destination = state.switch.route_from_tap(memoryview(data)[VNET_HEADER_BYTES:], now)
+        if destination is None:
+            return
+        plaintext = state.offload_header + data
+        if destination.__class__ is int:
+            self.send_message(destination, plaintext, now, True)  # type: ignore[arg-type]
+        else:
+            for node_id in destination:  # type: ignore[union-attr]
+                self.send_message(node_id, plaintext, now, True)
+
     def send_message(self, node_id: int, plaintext: bytes, now: float, is_frame: bool = False) -> None:
         """Encrypt an inner message to a peer and send it, or queue it behind a handshake."""
         peer = self.peers.get(node_id)
@@ -307,8 +342,8 @@ class NodeCore:
         if len(packet) <= self.max_datagram_bytes:
             self.transmit.send_datagram(packet, endpoint)
         else:
-            for piece in fragment(packet, self.max_datagram_bytes):
-                self.transmit.send_datagram(piece, endpoint)
+            length = fragment_into(packet, self.max_datagram_bytes, self.segment_buffer)
+            self.transmit.send_segments(memoryview(self.segment_buffer)[:length], self.max_datagram_bytes, endpoint)
 
     def _queue_and_handshake(self, peer: Peer, plaintext: bytes, now: float) -> None:
         if len(peer.queue) == peer.queue.maxlen:
@@ -401,7 +436,8 @@ class NodeCore:
         if not plaintext:
             self.drops["empty_message"] += 1
             return
-        if plaintext[0] == _FRAME and len(plaintext) > FRAME_HEADER_BYTES:
+        kind = plaintext[0]
+        if kind == _FRAME and len(plaintext) > FRAME_HEADER_BYTES:
             network_id = _unpack_frame_header(plaintext)[1]
             state = self.networks.get(network_id)
             if state is None or network_id not in peer.networks:
@@ -410,6 +446,15 @@ class NodeCore:
             frame = plaintext[FRAME_HEADER_BYTES:]
             if state.switch.accept_from_peer(peer.node_id, frame, now):
                 self.transmit.write_frame(network_id, frame)
+            return
+        if kind == _FRAME_OFFLOAD and len(plaintext) > _OFFLOAD_PAYLOAD_AT:
+            network_id = _unpack_frame_header(plaintext)[1]
+            state = self.networks.get(network_id)
+            if state is None or network_id not in peer.networks:
+                self.drops["frame_for_unshared_network"] += 1
+                return
+            if state.switch.accept_from_peer(peer.node_id, plaintext[_OFFLOAD_PAYLOAD_AT:], now):
+                self.transmit.write_offload_frame(network_id, plaintext[FRAME_HEADER_BYTES:])
             return
         self._control_received(peer, bytes(plaintext), source, now, relayed_from is not None)
 

@@ -48,7 +48,7 @@ from l2mesh.udp import Endpoint, make_socket_drainer, open_udp_socket
 
 DEFAULT_MTU_BYTES = 2800
 TAP_DRAIN_BATCH = 256
-MAX_FRAME_BYTES = 65536 + 14
+MAX_FRAME_BYTES = 65536 + 14 + 10
 # Subscriptions reach peers within this (plus a round trip) of a socket joining a group.
 GROUP_POLL_INTERVAL_S = 0.25
 LOCAL_ENDPOINT_SCAN_S = 30.0
@@ -62,6 +62,7 @@ class DaemonOptions:
     state_dir: Path
     port: int = DEFAULT_NODE_PORT
     static_netconfs: list[Path] = field(default_factory=list)
+    offload: bool = True
 
 
 class NodeDaemon:
@@ -182,7 +183,7 @@ class NodeDaemon:
         device = self.taps.get(network_id)
         if device is None:
             state = self.core.networks[network_id]
-            device = self.taps[network_id] = TapDevice(tap_name_for(network_id), state.mac, mtu_bytes)
+            device = self.taps[network_id] = TapDevice(tap_name_for(network_id), state.mac, mtu_bytes, self.options.offload)
             self.transmit.tap_fds[network_id] = device.fd
             self.reactor.add_reader(device.fd, self._tap_drainer(network_id, device.fd))
             log.info("network %s: TAP %s up", format_network_id(network_id), device.name)
@@ -190,7 +191,7 @@ class NodeDaemon:
 
     def _tap_drainer(self, network_id: int, fd: int) -> Callable[[], None]:
         read = os.read
-        frame_from_tap = self.core.frame_from_tap
+        frame_from_tap = self.core.vnet_frame_from_tap
 
         def drain() -> None:
             now = time.monotonic()

@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
-from l2mesh.fragments import fragment
+from l2mesh.fragments import fragment_into
 from l2mesh.ids import controller_of
 from l2mesh.node.peers import Peer
 from l2mesh.udp import Endpoint
@@ -65,13 +65,14 @@ class Paths:
         if relay is None:
             self.core.drops["no_relay"] += 1
             return False
-        header = RELAY_HEADER.pack(_RELAY, 0, peer.node_id.to_bytes(5, "big"), self.core.node_id.to_bytes(5, "big"))
-        send = self.core.transmit.send_datagram
-        if len(packet) + RELAY_HEADER_BYTES <= self.core.max_datagram_bytes or packet[0] != PacketType.TRANSPORT:
-            send(header + bytes(packet), relay)
+        core = self.core
+        header = RELAY_HEADER.pack(_RELAY, 0, peer.node_id.to_bytes(5, "big"), core.node_id.to_bytes(5, "big"))
+        if len(packet) + RELAY_HEADER_BYTES <= core.max_datagram_bytes or packet[0] != PacketType.TRANSPORT:
+            core.transmit.send_datagram(header + bytes(packet), relay)
         else:
-            for piece in fragment(packet, self.core.max_datagram_bytes - RELAY_HEADER_BYTES):
-                send(header + piece, relay)
+            # Same-size enveloped fragments: one segmented send, and the relay forwards them as one batch.
+            length = fragment_into(packet, core.max_datagram_bytes, core.segment_buffer, header)
+            core.transmit.send_segments(memoryview(core.segment_buffer)[:length], core.max_datagram_bytes, relay)
         return True
 
     def send_initiation(self, peer: Peer, initiation: bytes, now: float) -> None:

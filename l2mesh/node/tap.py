@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import ipaddress
 import os
 
@@ -13,6 +14,15 @@ from l2mesh.errors import L2meshError
 
 TAP_NAME_PREFIX = "l2m"
 TUN_DEVICE = "/dev/net/tun"
+# linux/if_tun.h: hand checksums and TCP segmentation of super-frames (up to
+# 64 KiB) to whoever writes the frame out; frames carry a virtio_net_hdr.
+TUNSETOFFLOAD = 0x400454D0
+TUN_F_CSUM = 0x01
+TUN_F_TSO4 = 0x02
+TUN_F_TSO6 = 0x04
+TUN_F_TSO_ECN = 0x08
+OFFLOADS = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN
+VNET_HEADER = bytes(10)  # virtio_net_hdr with no offload work: what plain frames are written with
 
 
 class TapError(L2meshError):
@@ -32,15 +42,21 @@ def check_tap_support() -> None:
 
 
 class TapDevice:
-    """One non-persistent TAP (IFF_TAP | IFF_NO_PI): closing it removes the interface."""
+    """One non-persistent TAP (IFF_TAP | IFF_NO_PI | IFF_VNET_HDR): closing it removes the interface.
 
-    def __init__(self, name: str, mac: bytes, mtu_bytes: int) -> None:
+    The virtio header is always on, so frames peers send with offload work
+    left can be written; `offload` decides whether this TAP hands us
+    super-frames and partial checksums in turn.
+    """
+
+    def __init__(self, name: str, mac: bytes, mtu_bytes: int, offload: bool = True) -> None:
         try:
-            self._device = pytun.TunTapDevice(name=name, flags=pytun.IFF_TAP | pytun.IFF_NO_PI)
+            self._device = pytun.TunTapDevice(name=name, flags=pytun.IFF_TAP | pytun.IFF_NO_PI | pytun.IFF_VNET_HDR)
+            fcntl.ioctl(self._device.fileno(), TUNSETOFFLOAD, OFFLOADS if offload else 0)
             self._device.hwaddr = mac
             self._device.mtu = mtu_bytes
             self._device.up()
-        except pytun.Error as exc:
+        except (pytun.Error, OSError) as exc:
             raise TapError(f"cannot create TAP device {name}: {exc} (needs root or CAP_NET_ADMIN)") from None
         self.name = self._device.name
         self.fd = self._device.fileno()

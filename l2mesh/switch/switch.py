@@ -109,7 +109,7 @@ class NetworkSwitch:
                 return None
             if not self._lan_frame_allowed(frame, now):
                 return None
-        destination = frame[:6]
+        destination = bytes(frame[:6])  # frames may be views; MACs are used as keys
         if not destination[0] & 1:
             owner = self.owner_of_mac.get(destination)
             if owner is not None:

@@ -75,6 +75,18 @@ PACKET_FIELDS: dict[PacketType, st.SearchStrategy[dict]] = {
 
 MESSAGE_FIELDS: dict[MessageKind, st.SearchStrategy[dict]] = {
     MessageKind.FRAME: st.fixed_dictionaries({"network_id": u64, "frame": st.binary(min_size=14, max_size=200)}),
+    MessageKind.FRAME_OFFLOAD: st.fixed_dictionaries(
+        {
+            "network_id": u64,
+            "vnet_flags": st.integers(0, 255),
+            "gso_type": st.integers(0, 255),
+            "header_bytes": u16,
+            "gso_size": u16,
+            "checksum_start": u16,
+            "checksum_offset": u16,
+            "frame": st.binary(min_size=14, max_size=200),
+        }
+    ),
     MessageKind.MULTICAST_FRAME: st.fixed_dictionaries(
         {"network_id": u64, "group_mac": fixed(6), "adi": u32, "frame": st.binary(min_size=14, max_size=200)}
     ),
@@ -121,6 +133,7 @@ GREEDY_PACKETS = {
 GREEDY_MESSAGES = {
     MessageKind.FRAME: ("frame", FRAME_HEADER_BYTES + 14),
     MessageKind.MULTICAST_FRAME: ("frame", 1 + 8 + 6 + 4 + 14),
+    MessageKind.FRAME_OFFLOAD: ("frame", FRAME_HEADER_BYTES + 10 + 14),
 }
 
 
@@ -220,6 +233,10 @@ def _minimal_fields(kind: str, tag) -> dict:
         MessageKind.PATH_PROBE_REPLY: dict(probe_id=7, observed=("198.51.100.7", 4242)),
         MessageKind.KEEPALIVE: dict(),
         MessageKind.ERROR: dict(network_id=1, code="NOT_FOUND", message="no such network"),
+        MessageKind.FRAME_OFFLOAD: dict(
+            network_id=1, vnet_flags=1, gso_type=1, header_bytes=54, gso_size=2748, checksum_start=34,
+            checksum_offset=16, frame=b"f" * 14,
+        ),
     }
     return (packets if kind == "packet" else messages)[tag]
 
@@ -294,7 +311,7 @@ def test_appending_bytes_to_a_greedy_message_extends_its_tail(kind, tag, definit
 
 def test_terminated_and_greedy_lists_cover_all_constructs() -> None:
     assert len(TERMINATED) == 12
-    assert len(GREEDY) == 5
+    assert len(GREEDY) == 6
 
 
 # -- hostile bytes ----------------------------------------------------------
@@ -424,3 +441,18 @@ def test_frame_header_struct_is_byte_identical_to_construct(network_id, frame) -
     assert FRAME_HEADER.unpack_from(built) == (MessageKind.FRAME, network_id)
     parsed = Frame.parse(packed + frame)
     assert (parsed.network_id, parsed.frame) == (network_id, frame)
+
+
+@SETTINGS
+@given(network_id=u64, vnet=st.binary(min_size=10, max_size=10), frame=st.binary(min_size=14, max_size=100))
+def test_offload_frame_fast_header_plus_raw_virtio_header_is_byte_identical_to_construct(
+    network_id: int, vnet: bytes, frame: bytes
+) -> None:
+    import struct as _struct
+
+    flags, gso_type, header_bytes, gso_size, start, offset = _struct.unpack("<BBHHHH", vnet)
+    built = MESSAGES[MessageKind.FRAME_OFFLOAD].build(
+        dict(network_id=network_id, vnet_flags=flags, gso_type=gso_type, header_bytes=header_bytes,
+             gso_size=gso_size, checksum_start=start, checksum_offset=offset, frame=frame)
+    )
+    assert FRAME_HEADER.pack(MessageKind.FRAME_OFFLOAD, network_id) + vnet + frame == built
