@@ -19,7 +19,7 @@ from l2mesh.cli.common import (
     resolve_state_dir,
     run_parser,
 )
-from l2mesh.controller.paths import API_FILE, DEFAULT_API, DEFAULT_LISTEN, TOKEN_FILE
+from l2mesh.controller.paths import API_FILE, DEFAULT_API, DEFAULT_LISTEN, DEFAULT_RELAY_LIMIT_MBPS, TOKEN_FILE
 from l2mesh.errors import L2meshError
 from l2mesh.ids import format_network_id, format_node_id, parse_network_id, parse_node_id
 from l2mesh.netconf import NetconfError, parse_endpoint
@@ -98,6 +98,8 @@ def positive_int(text: str) -> int:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
     return value
 
 
@@ -115,7 +117,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     # Imported here: the server stack (hypercorn, starlette, trio) would slow every admin command.
     from l2mesh.controller.server import ServeOptions, run_controller
 
-    return run_controller(ServeOptions(resolve_state_dir(args), args.listen, args.api_listen))
+    return run_controller(ServeOptions(resolve_state_dir(args), args.listen, args.api_listen, args.relay_limit_mbps))
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -302,6 +304,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_state_dir_argument(p, CONTROLLER_STATE_DIR_DEFAULT)
     p.add_argument("--listen", type=endpoint_arg, default=DEFAULT_LISTEN, metavar="ADDR:PORT", help="UDP for nodes (default 0.0.0.0:9994)")
     p.add_argument("--api", dest="api_listen", type=endpoint_arg, default=DEFAULT_API, metavar="ADDR:PORT", help="admin API (default 127.0.0.1:9995)")
+    p.add_argument(
+        "--relay-limit-mbps", type=positive_int, default=DEFAULT_RELAY_LIMIT_MBPS, metavar="MBIT/S",
+        help=f"most one member may send through this controller's relay (default {DEFAULT_RELAY_LIMIT_MBPS})",
+    )
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("status", help="controller id and online members")

@@ -26,6 +26,7 @@ from l2mesh.controller.model import (
     member_interface,
     validate_network_fields,
 )
+from l2mesh.controller.paths import DEFAULT_RELAY_LIMIT_MBPS
 from l2mesh.controller.storage import Storage
 from l2mesh.fragments import DEFAULT_MAX_DATAGRAM_BYTES, fragment
 from l2mesh.errors import L2meshError
@@ -60,9 +61,7 @@ from l2mesh.wire.packets import (
 ONLINE_WINDOW_S = 120.0
 SEEN_FLUSH_INTERVAL_S = 10.0
 IDENTITY_REQUESTS_PER_SOURCE_PER_S = 5.0
-# Relay: what one member may push through this controller (it forwards ciphertext only).
-RELAY_BYTES_PER_MEMBER_PER_S = 125_000_000.0  # 1 Gbit/s
-RELAY_BURST_BYTES = 8_000_000.0
+RELAY_BURST_S = 0.05  # the relay budget's bucket holds this much time at the member's rate
 RENDEZVOUS_PER_PAIR_PER_S = 1.0
 MAX_LOCAL_ENDPOINTS = 8
 
@@ -94,6 +93,7 @@ class ControllerCore:
         transmit: Transmit,
         wall_clock_s: Callable[[], float] = time.time,
         max_datagram_bytes: int = DEFAULT_MAX_DATAGRAM_BYTES,
+        relay_limit_mbps: int = DEFAULT_RELAY_LIMIT_MBPS,
     ) -> None:
         self.identity = identity
         self.node_id = identity.node_id
@@ -108,7 +108,8 @@ class ControllerCore:
         self._identity_requests = KeyedRateLimiter(IDENTITY_REQUESTS_PER_SOURCE_PER_S, 10.0)
         self.by_node: dict[int, Client] = {}
         self._relay_allowed: dict[tuple[int, int], bool] = {}
-        self._relay_budget = KeyedRateLimiter(RELAY_BYTES_PER_MEMBER_PER_S, RELAY_BURST_BYTES)
+        relay_bytes_per_s = relay_limit_mbps * 1_000_000 / 8
+        self._relay_budget = KeyedRateLimiter(relay_bytes_per_s, relay_bytes_per_s * RELAY_BURST_S)
         self._rendezvous_budget = KeyedRateLimiter(RENDEZVOUS_PER_PAIR_PER_S, 2.0)
         self.relayed_packets = 0
         self.relayed_bytes = 0

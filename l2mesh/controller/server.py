@@ -23,7 +23,7 @@ from hypercorn.trio import serve
 
 from l2mesh.controller.api import build_app
 from l2mesh.controller.core import ControllerCore
-from l2mesh.controller.paths import API_FILE, DEFAULT_API, DEFAULT_LISTEN, TOKEN_FILE
+from l2mesh.controller.paths import API_FILE, DEFAULT_API, DEFAULT_LISTEN, DEFAULT_RELAY_LIMIT_MBPS, TOKEN_FILE
 from l2mesh.controller.storage import open_storage
 from l2mesh.edge import ReactorEdge
 from l2mesh.errors import L2meshError, StateError
@@ -43,6 +43,7 @@ class ServeOptions:
     state_dir: Path
     listen: Endpoint = DEFAULT_LISTEN
     api: Endpoint = DEFAULT_API
+    relay_limit_mbps: int = DEFAULT_RELAY_LIMIT_MBPS
 
 
 def load_or_create_token(state_dir: Path) -> str:
@@ -68,7 +69,7 @@ class ControllerServer:
         self.token = load_or_create_token(options.state_dir)
         self.sock = open_udp_socket(options.listen[1], options.listen[0])
         self.sender = DatagramSender(self.sock)
-        self.core = ControllerCore(self.identity, self.storage, self.sender)
+        self.core = ControllerCore(self.identity, self.storage, self.sender, relay_limit_mbps=options.relay_limit_mbps)
         self.reactor = Reactor(self.core.tick)
         drainer = make_socket_drainer(self.sock, self.core.datagram_received, time.monotonic, self.core.segments_received)
         self.reactor.add_reader(self.sock.fileno(), drainer)
