@@ -13,6 +13,7 @@ from l2mesh.fragments import (
     REASSEMBLY_TIMEOUT_S,
     Reassembler,
     fragment,
+    fragment_into,
 )
 from l2mesh.wire.messages import FRAME_HEADER_BYTES
 from l2mesh.wire.packets import (
@@ -181,7 +182,7 @@ def test_pending_bytes_over_the_limit_drops_the_oldest_reassemblies() -> None:
 
 
 fragment_plan = st.lists(
-    st.tuples(st.sampled_from([A, B, ("203.0.113.1", 1)]), st.integers(0, 7), st.integers(0, 3)),
+    st.tuples(st.sampled_from([A, B, ("198.18.250.1", 1)]), st.integers(0, 7), st.integers(0, 3)),
     min_size=1,
     max_size=80,
 )
@@ -267,3 +268,20 @@ def test_random_bytes_never_raise(datagrams: list[bytes]) -> None:
         assert whole is None or whole[:4] == bytes((PacketType.TRANSPORT, 0, 0, 0))
         assert reassembler.pending_bytes <= 300
         reassembler.expire(i * 0.5)
+
+
+@SETTINGS
+@given(body=st.binary(min_size=1, max_size=20000), prefix=st.sampled_from([b"", b"\x05" + bytes(11)]))
+def test_fragment_into_lays_out_the_fragments_as_equal_segments_each_after_the_prefix(body: bytes, prefix: bytes) -> None:
+    packet = TRANSPORT_HEADER.pack(3, 77, 99) + body
+    segment = DEFAULT_MAX_DATAGRAM_BYTES
+    out = bytearray(MAX_FRAGMENTS * segment)
+    length = fragment_into(packet, segment, out, prefix)
+    laid = bytes(out[:length])
+    pieces = [laid[i : i + segment] for i in range(0, length, segment)]
+    assert all(len(p) == segment for p in pieces[:-1])
+    assert all(p.startswith(prefix) for p in pieces)
+    assert [p[len(prefix):] for p in pieces] == fragment(packet, segment - len(prefix))
+    reassembler = Reassembler()
+    results = [reassembler.add(p[len(prefix):], "peer", 0.0) for p in pieces]
+    assert results[-1] == packet

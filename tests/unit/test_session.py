@@ -336,13 +336,13 @@ def test_handshake_rate_limit_per_source_allows_burst_then_refuses() -> None:
     a, b = make_node(), make_node(limits)
     sa = a.table.session_for(b.public)
     for _ in range(3):
-        b.table.handle_initiation(sa.create_initiation(0.0), 0.0, source=("192.0.2.1", 1))
+        b.table.handle_initiation(sa.create_initiation(0.0), 0.0, source=("198.18.250.1", 1))
     with pytest.raises(SessionError, match="rate limit"):
-        b.table.handle_initiation(sa.create_initiation(0.0), 0.0, source=("192.0.2.1", 1))
+        b.table.handle_initiation(sa.create_initiation(0.0), 0.0, source=("198.18.250.1", 1))
     # another source has its own bucket
-    b.table.handle_initiation(sa.create_initiation(0.0), 0.0, source=("192.0.2.2", 1))
+    b.table.handle_initiation(sa.create_initiation(0.0), 0.0, source=("198.18.250.2", 1))
     # the first source earns a token back after 1 / rate seconds
-    b.table.handle_initiation(sa.create_initiation(1.0), 1.0, source=("192.0.2.1", 1))
+    b.table.handle_initiation(sa.create_initiation(1.0), 1.0, source=("198.18.250.1", 1))
 
 
 def test_handshake_rate_limit_counts_garbage_too() -> None:

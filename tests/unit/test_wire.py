@@ -228,9 +228,9 @@ def _minimal_fields(kind: str, tag) -> dict:
             network_id=1, status="OK", revision=1, chunk_index=0, chunk_count=1, signed_config=b"sig"
         ),
         MessageKind.MULTICAST_SUBSCRIPTIONS: dict(network_id=1, ttl_s=60, complete=True, groups=[dict(mac=b"\x01" * 6, adi=0)]),
-        MessageKind.ENDPOINT_HINTS: dict(node_id=1, punch=False, endpoints=[("192.0.2.1", 9993), ("2001:db8::1", 1)]),
+        MessageKind.ENDPOINT_HINTS: dict(node_id=1, punch=False, endpoints=[("198.18.250.1", 9993), ("2001:db8::1", 1)]),
         MessageKind.PATH_PROBE: dict(probe_id=7),
-        MessageKind.PATH_PROBE_REPLY: dict(probe_id=7, observed=("198.51.100.7", 4242)),
+        MessageKind.PATH_PROBE_REPLY: dict(probe_id=7, observed=("198.18.250.7", 4242)),
         MessageKind.KEEPALIVE: dict(),
         MessageKind.ERROR: dict(network_id=1, code="NOT_FOUND", message="no such network"),
         MessageKind.FRAME_OFFLOAD: dict(
