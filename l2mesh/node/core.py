@@ -283,7 +283,9 @@ class NodeCore:
                     self.transmit.write_frame(network_id, reply)
                 switch.local_replies.clear()
             return
-        plaintext = state.frame_header + frame
+        self._send_frame(destination, state.frame_header + frame, now)
+
+    def _send_frame(self, destination: int | tuple[int, ...], plaintext: bytes, now: float) -> None:
         if destination.__class__ is int:
             self.send_message(destination, plaintext, now, True)  # type: ignore[arg-type]
         else:
@@ -307,12 +309,7 @@ class NodeCore:
         destination = state.switch.route_from_tap(memoryview(data)[VNET_HEADER_BYTES:], now)
         if destination is None:
             return
-        plaintext = state.offload_header + data
-        if destination.__class__ is int:
-            self.send_message(destination, plaintext, now, True)  # type: ignore[arg-type]
-        else:
-            for node_id in destination:  # type: ignore[union-attr]
-                self.send_message(node_id, plaintext, now, True)
+        self._send_frame(destination, state.offload_header + data, now)
 
     def send_message(self, node_id: int, plaintext: bytes, now: float, is_frame: bool = False) -> None:
         """Encrypt an inner message to a peer and send it, or queue it behind a handshake."""

@@ -18,6 +18,7 @@ from l2mesh.netconf import MemberConfig, NetworkConfig
 from l2mesh.node.core import NetworkConfigured, NetworkRemoved, NetworkStatus, NodeCore
 from l2mesh.wire.messages import FRAME_HEADER, MessageKind
 from l2mesh.wire.packets import PacketType
+from tests.unit.recording import RecordingTransmit
 
 SETTINGS = settings(max_examples=40, deadline=None)
 CONTROLLER = Identity.generate()
@@ -25,25 +26,6 @@ NET = make_network_id(CONTROLLER.node_id, 1)
 OTHER_NET = make_network_id(CONTROLLER.node_id, 2)
 BROADCAST = b"\xff\xff\xff\xff\xff\xff"
 Endpoint = tuple[str, int]
-
-
-class RecordingTransmit:
-    def __init__(self) -> None:
-        self.datagrams: list[tuple[bytes, Endpoint]] = []
-        self.frames: list[tuple[int, bytes]] = []
-
-    def send_datagram(self, data, address: Endpoint) -> None:
-        self.datagrams.append((bytes(data), address))
-
-    def send_segments(self, data, segment_bytes: int, address: Endpoint) -> None:
-        for start in range(0, len(data), segment_bytes):
-            self.send_datagram(data[start : start + segment_bytes], address)
-
-    def write_offload_frame(self, network_id: int, vnet_frame) -> None:
-        self.write_frame(network_id, bytes(vnet_frame)[10:])
-
-    def write_frame(self, network_id: int, frame) -> None:
-        self.frames.append((network_id, bytes(frame)))
 
 
 @dataclass

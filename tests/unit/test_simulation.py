@@ -33,6 +33,7 @@ from l2mesh.netconf import MemberConfig, NetworkConfig
 from l2mesh.node.core import GROUP_REFRESH_S, GROUP_TTL_S, BroadcastStorm, NodeCore
 from l2mesh.switch.multicast import arp_group, group_key
 from l2mesh.wire.packets import PacketType
+from tests.unit.recording import RecordingTransmit
 
 MEMBERS = 50
 CONTROLLER = Identity.generate()
@@ -56,24 +57,12 @@ def managed_ip(number: int) -> str:
     return f"10.147.50.{number}"
 
 
-class RecordingTransmit:
-    def __init__(self) -> None:
-        self.datagrams: list[tuple[bytes, Endpoint]] = []
-        self.frames: list[bytes] = []
-
-    def send_datagram(self, data: bytes | memoryview, address: Endpoint) -> None:
-        self.datagrams.append((bytes(data), address))
-
-    def send_segments(self, data, segment_bytes: int, address: Endpoint) -> None:
-        for start in range(0, len(data), segment_bytes):
-            self.send_datagram(data[start : start + segment_bytes], address)
-
-    def write_offload_frame(self, network_id: int, vnet_frame) -> None:
-        self.write_frame(network_id, bytes(vnet_frame)[10:])
+class SingleNetworkTransmit(RecordingTransmit):
+    """Records only the frame bytes: everything here happens on one network."""
 
     def write_frame(self, network_id: int, frame: bytes | memoryview) -> None:
         assert network_id == NET
-        self.frames.append(bytes(frame))
+        self.frames.append(bytes(frame))  # type: ignore[arg-type]
 
 
 @dataclass
@@ -81,7 +70,7 @@ class Member:
     number: int
     identity: Identity
     endpoint: Endpoint
-    transmit: RecordingTransmit = field(default_factory=RecordingTransmit)
+    transmit: SingleNetworkTransmit = field(default_factory=SingleNetworkTransmit)
     core: NodeCore = None  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
