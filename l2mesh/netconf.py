@@ -25,6 +25,10 @@ MIN_MTU_BYTES = 1280
 MAX_MTU_BYTES = 9000
 SIGNATURE_BYTES = 64
 NETCONF_TTL_S = 7 * 24 * 3600
+# Members refresh every 25 s; a config is only this old when its controller has
+# been unreachable for days. Then its member list (who is still authorized) is
+# stale, and the member stops trusting it. Slack covers unsynchronized clocks.
+EXPIRY_SLACK_S = 3600
 
 
 class NetconfError(L2meshError):
@@ -58,6 +62,10 @@ class NetworkConfig:
     private: bool = True
     members: tuple[MemberConfig, ...] = ()
     routes: tuple[dict[str, str | None], ...] = field(default_factory=tuple)
+
+    def expired(self, now_wall_s: float) -> bool:
+        """Past its expiry (plus clock slack). 0 means none: configs from a local file do not expire."""
+        return bool(self.expires_s) and now_wall_s > self.expires_s + EXPIRY_SLACK_S
 
     def member(self, node_id: int) -> MemberConfig | None:
         for member in self.members:
@@ -100,7 +108,7 @@ class NetworkConfig:
             return _parse_config(doc)
         except NetconfError:
             raise
-        except (KeyError, TypeError, ValueError, OverflowError, L2meshError) as exc:
+        except (KeyError, TypeError, ValueError, OverflowError, RecursionError, L2meshError) as exc:
             raise NetconfError(f"malformed network config: {exc}") from None
 
     def canonical_bytes(self) -> bytes:
@@ -114,8 +122,10 @@ class NetworkConfig:
         return replace(self, **changes)
 
 
-def verify_signed_config(signed: bytes, controller: PublicIdentity, network_id: int, member_id: int) -> NetworkConfig:
-    """The config inside signed, if the controller signed it, for this network and this member."""
+def verify_signed_config(
+    signed: bytes, controller: PublicIdentity, network_id: int, member_id: int, now_wall_s: float
+) -> NetworkConfig:
+    """The config inside signed, if the controller signed it, for this network and this member, and unexpired."""
     if len(signed) <= SIGNATURE_BYTES:
         raise NetconfError("network config is not signed")
     signature, body = signed[:SIGNATURE_BYTES], signed[SIGNATURE_BYTES:]
@@ -123,13 +133,15 @@ def verify_signed_config(signed: bytes, controller: PublicIdentity, network_id: 
         raise NetconfError("network config signature does not verify against the controller's key")
     try:
         doc = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise NetconfError("network config is not valid JSON") from None
     config = NetworkConfig.from_json(doc)
     if config.network_id != network_id:
         raise NetconfError("network config is for another network")
     if config.issued_to != member_id:
         raise NetconfError("network config was issued to another member")
+    if config.expired(now_wall_s):
+        raise NetconfError("network config has expired")
     return config
 
 
@@ -153,6 +165,33 @@ def parse_endpoint(text: str) -> tuple[str, int]:
     return str(address), port
 
 
+def usable_endpoint(endpoint: tuple[str, int]) -> bool:
+    """An address a peer could send to: a real port, not unspecified, multicast, loopback or broadcast."""
+    try:
+        host, port = endpoint
+        address = ipaddress.ip_address(host)
+    except (ValueError, TypeError):
+        return False
+    if not isinstance(port, int) or not 0 < port < 65536:
+        return False
+    if address.is_unspecified or address.is_multicast or address.is_loopback:
+        return False
+    return not (address.version == 4 and address == ipaddress.IPv4Address("255.255.255.255"))
+
+
+def _endpoints(texts: Any) -> tuple[tuple[str, int], ...]:
+    """The usable endpoints among texts; a bad one is skipped, not a reason to refuse the whole config."""
+    out = []
+    for text in texts:
+        try:
+            endpoint = parse_endpoint(text)
+        except NetconfError:
+            continue
+        if usable_endpoint(endpoint):
+            out.append(endpoint)
+    return tuple(out)
+
+
 def _int(value: Any, name: str) -> int:
     if not isinstance(value, int) or isinstance(value, bool):
         raise NetconfError(f"{name} must be an integer")
@@ -171,7 +210,7 @@ def _parse_member(doc: Any, network_id: int) -> MemberConfig:
     if node_id != identity.node_id:
         raise NetconfError(f"member {doc['id']} keys hash to another id")
     ips = tuple(str(ipaddress.ip_interface(ip)) for ip in doc.get("ips", []))
-    endpoints = tuple(parse_endpoint(e) for e in doc.get("endpoints", []))
+    endpoints = _endpoints(doc.get("endpoints", []))
     mac = doc.get("mac")
     if mac is not None and mac != format_mac(member_mac(node_id, network_id)):
         raise NetconfError(f"member {doc['id']} has a MAC that is not derived from its id")

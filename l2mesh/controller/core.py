@@ -28,11 +28,12 @@ from l2mesh.controller.model import (
 )
 from l2mesh.controller.paths import DEFAULT_RELAY_LIMIT_MBPS
 from l2mesh.controller.storage import Storage
+from l2mesh.crypto.timers import DEFAULT_LIMITS
 from l2mesh.fragments import DEFAULT_MAX_DATAGRAM_BYTES, fragment
 from l2mesh.errors import L2meshError
 from l2mesh.identity import Identity, PublicIdentity, node_id_from_public_keys
 from l2mesh.ids import controller_of, format_node_id
-from l2mesh.netconf import NETCONF_TTL_S, MemberConfig, NetworkConfig, parse_endpoint
+from l2mesh.netconf import NETCONF_TTL_S, MemberConfig, NetworkConfig, parse_endpoint, usable_endpoint
 from l2mesh.ratelimit import KeyedRateLimiter
 from l2mesh.session import Session, SessionAction, SessionError, SessionTable
 from l2mesh.udp import Endpoint
@@ -45,6 +46,7 @@ from l2mesh.wire.messages import (
     MessageKind,
     NetconfResponse,
     EndpointHints,
+    NETCONF_PROOF_CONTEXT,
     NetconfStatus,
     PathProbeReply,
 )
@@ -64,6 +66,13 @@ IDENTITY_REQUESTS_PER_SOURCE_PER_S = 5.0
 RELAY_BURST_S = 0.05  # the relay budget's bucket holds this much time at the member's rate
 RENDEZVOUS_PER_PAIR_PER_S = 1.0
 MAX_LOCAL_ENDPOINTS = 8
+MAX_NETWORKS_PER_CLIENT = 64
+CONTROLLER_SESSION_LIMITS = replace(DEFAULT_LIMITS, handshake_rate_total_per_s=1000.0)
+ENDPOINT_PUSHES_PER_MEMBER_PER_S = 0.1
+# A session that has not named its node (a netconf request) this soon after
+# its handshake is dropped: anyone may handshake, nobody may park state here.
+UNIDENTIFIED_CLIENT_S = 10.0
+MAX_UNIDENTIFIED_CLIENTS = 10_000
 
 
 class Transmit(Protocol):
@@ -83,6 +92,7 @@ class Client:
     networks: set[int] = field(default_factory=set)
     last_seen_s: float = 0.0
     local_endpoints: list[Endpoint] = field(default_factory=list)
+    first_seen_s: float = 0.0
 
 
 class ControllerCore:
@@ -101,16 +111,19 @@ class ControllerCore:
         self.transmit = transmit
         self.wall_clock_s = wall_clock_s
         self.max_datagram_bytes = max_datagram_bytes
-        self.table = SessionTable(identity.x25519_private)
+        # Anyone may handshake; the overall rate stays below what one core can answer.
+        self.table = SessionTable(identity.x25519_private, limits=CONTROLLER_SESSION_LIMITS)
         self.clients: dict[bytes, Client] = {}
         self.drops: Counter[str] = Counter()
         self.sent: Counter[str] = Counter()
         self._identity_requests = KeyedRateLimiter(IDENTITY_REQUESTS_PER_SOURCE_PER_S, 10.0)
         self.by_node: dict[int, Client] = {}
+        self._unidentified: set[bytes] = set()  # static keys of sessions that have not named their node
         self._relay_allowed: dict[tuple[int, int], bool] = {}
         relay_bytes_per_s = relay_limit_mbps * 1_000_000 / 8
         self._relay_budget = KeyedRateLimiter(relay_bytes_per_s, relay_bytes_per_s * RELAY_BURST_S)
         self._rendezvous_budget = KeyedRateLimiter(RENDEZVOUS_PER_PAIR_PER_S, 2.0)
+        self._endpoint_pushes = KeyedRateLimiter(ENDPOINT_PUSHES_PER_MEMBER_PER_S, 2.0)
         self.relayed_packets = 0
         self.relayed_bytes = 0
         self._seen_dirty: set[tuple[int, int]] = set()
@@ -131,6 +144,9 @@ class ControllerCore:
             if kind == PacketType.TRANSPORT:
                 self._transport_received(data, source, now)
             elif kind == PacketType.HANDSHAKE_INIT:
+                if len(self._unidentified) >= MAX_UNIDENTIFIED_CLIENTS:
+                    self.drops["too_many_unidentified_clients"] += 1
+                    return
                 result = self.table.handle_initiation(data, now, source[0])
                 self._client(result.session, source, now)
                 assert result.response is not None
@@ -215,7 +231,8 @@ class ControllerCore:
             return
         if hints.node_id == client.node_id:
             # The member's own local addresses: candidates for peers on its LAN.
-            client.local_endpoints = [tuple(e) for e in hints.endpoints][:MAX_LOCAL_ENDPOINTS]
+            # Checked: they go into every member's config.
+            client.local_endpoints = [tuple(e) for e in hints.endpoints if usable_endpoint(tuple(e))][:MAX_LOCAL_ENDPOINTS]
             return
         # A rendezvous request: tell both sides to probe each other now (hole punching).
         target = self.by_node.get(hints.node_id)
@@ -249,7 +266,8 @@ class ControllerCore:
     def _client(self, session: Session, source: Endpoint, now: float) -> Client:
         client = self.clients.get(session.remote_static)
         if client is None or client.session is not session:
-            client = self.clients[session.remote_static] = Client(session, source)
+            client = self.clients[session.remote_static] = Client(session, source, first_seen_s=now)
+            self._unidentified.add(session.remote_static)
         client.endpoint = source
         client.last_seen_s = now
         return client
@@ -276,24 +294,39 @@ class ControllerCore:
 
     def _netconf_request(self, client: Client, request: Any) -> None:
         identity = PublicIdentity(client.session.remote_static, request.ed25519)
+        network_id = request.network_id
+        proof = NETCONF_PROOF_CONTEXT + identity.x25519_public + network_id.to_bytes(8, "big")
+        if not identity.verify(proof, request.proof):
+            self.drops["netconf_request_without_proof"] += 1
+            return
         node_id = node_id_from_public_keys(identity.x25519_public, identity.ed25519_public)
         if client.node_id not in (None, node_id):
             self.drops["client_changed_identity"] += 1
             return
-        client.node_id, client.identity = node_id, identity
-        self.by_node[node_id] = client
-        network_id = request.network_id
-        client.networks.add(network_id)
-        self._seen_dirty.add((network_id, node_id))
         network = self._find_network(network_id)
         if network is None:
             self._send_status(client, network_id, NetconfStatus.NOT_FOUND, 0)
             return
         member = self.storage.find_member(network_id, node_id)
+        if member is not None and member.identity is not None and member.identity != identity:
+            self.drops["member_keys_mismatch"] += 1
+            self._send_status(client, network_id, NetconfStatus.ACCESS_DENIED, 0)
+            return
+        # Only now, with the keys matching what we hold, does this client speak for the id.
+        client.node_id, client.identity = node_id, identity
+        self.by_node[node_id] = client
+        self._unidentified.discard(client.session.remote_static)
+        if len(client.networks) < MAX_NETWORKS_PER_CLIENT:
+            client.networks.add(network_id)
+        self._seen_dirty.add((network_id, node_id))
         changed_others = False
         if member is None:
             member = Member(network_id, node_id, identity, authorized=not network.private, created_s=self.wall_clock_s())
-            member = self._with_pool_address(network, member) if member.authorized else member
+            if member.authorized:
+                try:
+                    member = self._with_pool_address(network, member)
+                except ValidationError:
+                    self.drops["pool_full"] += 1  # a member without an address; the admin can add one
             self.storage.save_member(member, bump_revision=member.authorized)
             changed_others = member.authorized
         elif member.identity is None:
@@ -301,17 +334,15 @@ class ControllerCore:
             member = replace(member, identity=identity)
             self.storage.save_member(member, bump_revision=member.authorized)
             changed_others = member.authorized
-        elif member.identity != identity:
-            self.drops["member_keys_mismatch"] += 1
-            self._send_status(client, network_id, NetconfStatus.ACCESS_DENIED, 0)
-            return
         observed = f"{client.endpoint[0]}:{client.endpoint[1]}"
         if member.endpoint != observed:
             # Peers find each other through the endpoints in the config: a
-            # member that moved (restart, NAT rebinding) is announced to all.
+            # member that moved (restart, NAT rebinding) is announced to all,
+            # but a member hopping ports cannot make us push to everyone at will.
+            announce = member.authorized and self._endpoint_pushes.take(node_id, self._now_s)
             member = replace(member, endpoint=observed)
-            self.storage.save_member(member, bump_revision=member.authorized)
-            changed_others = changed_others or member.authorized
+            self.storage.save_member(member, bump_revision=announce)
+            changed_others = changed_others or announce
         if changed_others:
             self.push(network_id)
             return
@@ -479,6 +510,14 @@ class ControllerCore:
                     del self.by_node[gone.node_id]
             elif client is not None and action & SessionAction.SEND_KEEPALIVE:
                 self._send(client, Keepalive.build({}))
+        for remote_static in list(self._unidentified):
+            client = self.clients.get(remote_static)
+            if client is None or client.node_id is not None:
+                self._unidentified.discard(remote_static)
+            elif now - client.first_seen_s > UNIDENTIFIED_CLIENT_S:
+                del self.clients[remote_static]
+                self._unidentified.discard(remote_static)
+                self.table.remove(remote_static)
         if now >= self._next_seen_flush_s:
             self._flush_seen()
             self._next_seen_flush_s = now + SEEN_FLUSH_INTERVAL_S

@@ -9,6 +9,7 @@ for several controller instances) implement the same Storage protocol.
 from __future__ import annotations
 
 import json
+import secrets
 import sqlite3
 import time
 from pathlib import Path
@@ -97,8 +98,12 @@ class SqliteStorage:
 
     # -- networks --------------------------------------------------------------------------------
     def create_network(self, controller_id: int, fields: dict[str, Any]) -> Network:
+        # Random, not the lowest free number: a deleted network's id must not come
+        # back as another network that an old member would then join unasked.
         used = {row[0] & NETWORK_NUMBER_MASK for row in self.db.execute("SELECT id FROM networks")}
-        number = next(n for n in range(1, NETWORK_NUMBER_MASK + 1) if n not in used)
+        number = 0
+        while number == 0 or number in used:
+            number = secrets.randbelow(NETWORK_NUMBER_MASK) + 1
         network = Network(network_id=make_network_id(controller_id, number), created_s=time.time(), **fields)
         self._write([("INSERT INTO networks VALUES (?, ?, ?, ?, ?)", self._network_row(network))])
         return network

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import enum
 import ipaddress
+import time
 from collections import Counter, deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -138,8 +140,10 @@ class NodeCore:
         transmit: Transmit,
         limits: SessionLimits = DEFAULT_LIMITS,
         max_datagram_bytes: int = DEFAULT_MAX_DATAGRAM_BYTES,
+        wall_clock_s: Callable[[], float] = time.time,
     ) -> None:
         self.identity = identity
+        self.wall_clock_s = wall_clock_s  # for config expiry only; timers use the `now` passed in
         self.node_id = identity.node_id
         self.transmit = transmit
         self.max_datagram_bytes = max_datagram_bytes

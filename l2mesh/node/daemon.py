@@ -94,7 +94,7 @@ class NodeDaemon:
                 nursery.start_soon(self.edge.run_reactor, nursery.cancel_scope)
                 for config in self._static_configs:
                     await self.on_core(lambda core, c=config: core.apply_netconf(c))
-                for network_id, endpoint in self.joined.items():
+                for network_id, endpoint in list(self.joined.items()):
                     await self.on_core(lambda core, n=network_id, e=endpoint: self._rejoin(core, n, e))
                 log.info("node %s listening on UDP %d", format_node_id(self.identity.node_id), self.options.port)
         finally:

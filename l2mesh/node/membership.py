@@ -19,7 +19,13 @@ from l2mesh.ids import controller_of
 from l2mesh.netconf import NetconfError, NetworkConfig, verify_signed_config
 from l2mesh.node.peers import Peer
 from l2mesh.udp import Endpoint
-from l2mesh.wire.messages import MAX_NETCONF_CHUNKS, NetconfRequest, NetconfResponse, NetconfStatus
+from l2mesh.wire.messages import (
+    MAX_NETCONF_CHUNKS,
+    NETCONF_PROOF_CONTEXT,
+    NetconfRequest,
+    NetconfResponse,
+    NetconfStatus,
+)
 from l2mesh.wire.packets import IdentityRequest, IdentityResponse
 
 if TYPE_CHECKING:
@@ -88,7 +94,7 @@ class Membership:
         if cached_signed and link.peer is not None:
             # Forward on the config we hold while the controller is away.
             try:
-                config = verify_signed_config(cached_signed, link.peer.identity, network_id, core.node_id)
+                config = verify_signed_config(cached_signed, link.peer.identity, network_id, core.node_id, core.wall_clock_s())
             except NetconfError:
                 core.drops["cached_netconf_rejected"] += 1
             else:
@@ -140,6 +146,9 @@ class Membership:
                 "network_id": network_id,
                 "have_revision": have,
                 "ed25519": core.identity.ed25519_public,
+                "proof": core.identity.sign(
+                    NETCONF_PROOF_CONTEXT + core.identity.x25519_public + network_id.to_bytes(8, "big")
+                ),
                 "client_version": __version__,
             }
         )
@@ -152,7 +161,11 @@ class Membership:
         state.next_request_s = now + (NETCONF_REFRESH_S if state.config is not None else NETCONF_RETRY_S)
 
     def tick(self, now: float) -> None:
+        wall_s = self.core.wall_clock_s()
         for network_id, state in list(self.core.networks.items()):
+            if state.config is not None and state.config.expired(wall_s):
+                # Unrefreshed for days: who is authorized may have changed; stop forwarding on it.
+                self.core.deny_network(network_id, "REQUESTING")
             if state.controller_endpoint is not None and now >= state.next_request_s:
                 self._request(network_id, now)
         for link in self.controllers.values():
@@ -200,7 +213,11 @@ class Membership:
         if state is None or controller_of(network_id) != peer.node_id:
             core.drops["netconf_from_wrong_controller"] += 1
             return
-        status = NetconfStatus[str(response.status)]
+        try:
+            status = NetconfStatus[str(response.status)]
+        except KeyError:
+            core.drops["netconf_unknown_status"] += 1
+            return
         if status is not NetconfStatus.OK:
             self._chunks.pop(network_id, None)
             core.deny_network(network_id, status.name)
@@ -215,7 +232,7 @@ class Membership:
         if signed is None:
             return
         try:
-            config = verify_signed_config(signed, peer.identity, network_id, core.node_id)
+            config = verify_signed_config(signed, peer.identity, network_id, core.node_id, core.wall_clock_s())
         except NetconfError:
             core.drops["netconf_rejected"] += 1
             return

@@ -278,12 +278,16 @@ class NetworkSwitch:
                 return False
             is_arp = frame[12:14] == _ARP_TYPE
             if is_arp:
+                if not self._arp_claim_allowed(port, frame):
+                    return False
                 self._learn_arp(sender, frame, now)
             elif destination == BROADCAST_MAC and not self.broadcast_enabled:
                 self.drops["broadcast_disabled"] += 1
                 return False
             return True
         if frame[12:14] == _ARP_TYPE:
+            if not self._arp_claim_allowed(port, frame):
+                return False
             self._learn_arp(sender, frame, now)
         # A bridge carries unknown MACs onto its LAN, but never a MAC that
         # belongs to another member (that member is not behind us).
@@ -307,6 +311,17 @@ class NetworkSwitch:
                 self.learned.forget_node(bridge)
                 self.arp.forget_node(bridge)
         self.forwarded["topology_change"] += 1
+
+    def _arp_claim_allowed(self, port: MemberPort, frame: bytes) -> bool:
+        """A member may not claim, in ARP, an address the config gives to another member (ARP poisoning)."""
+        arp = parse_arp(frame)
+        if arp is None:
+            return True
+        owner = self.arp.managed.get(arp.spa)
+        if owner is not None and owner[1] != port.node_id:
+            self.drops["arp_claims_other_members_address"] += 1
+            return False
+        return True
 
     def _learn_arp(self, sender: int, frame: bytes, now: float) -> None:
         arp = parse_arp(frame)

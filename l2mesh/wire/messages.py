@@ -101,13 +101,18 @@ NetconfRequest = "NetconfRequest" / c.Struct(
     # The controller answers "no change" cheaply when this is current.
     "have_revision" / c.Int64ub,
     # The session proves the sender's X25519 key; the node id hashes both
-    # public keys, so the node names its Ed25519 key here.
+    # public keys, so the node names its Ed25519 key here and proves it holds
+    # it: a signature over NETCONF_PROOF_CONTEXT + its X25519 key + network id.
+    # (Without it, anyone could claim a pre-authorized id's slot with random
+    # bytes that hash to the id.)
     "ed25519" / c.Bytes(32),
+    "proof" / c.Bytes(64),
     "client_version" / c.PascalString(c.Int8ub, "utf8"),
     c.Terminated,
 )
 """Member -> controller: asks for (or refreshes) the network config of one network; doubles as a keepalive."""
 
+NETCONF_PROOF_CONTEXT = b"l2mesh netconf request v1\0"
 NETCONF_CHUNK_BYTES = 32 * 1024
 MAX_NETCONF_CHUNKS = 512
 

@@ -30,6 +30,9 @@ M1, M2, M3 = Identity.generate(), Identity.generate(), Identity.generate()
 NET = make_network_id(CONTROLLER.node_id, 0x42)
 
 
+NOW = 1_700_000_100.0  # wall clock of the tests: inside make_config's validity
+
+
 def make_config(issued_to: Identity = M1, **changes) -> NetworkConfig:
     config = NetworkConfig(
         network_id=NET,
@@ -82,7 +85,10 @@ def test_json_lists_member_macs_derived_from_their_ids() -> None:
     assert doc["id"] == f"{NET:016x}" and doc["issued_to"] == format_node_id(M1.node_id)
 
 
-endpoints = st.tuples(st.ip_addresses().map(str), st.integers(1, 65535))
+endpoints = st.tuples(
+    st.ip_addresses().filter(lambda a: not (a.is_multicast or a.is_loopback or a.is_unspecified or str(a) == "255.255.255.255")).map(str),
+    st.integers(1, 65535),
+)
 
 
 @SETTINGS
@@ -116,7 +122,7 @@ def test_json_round_trip_for_arbitrary_settings(
         ),
     )
     signed = config.sign(CONTROLLER)
-    assert verify_signed_config(signed, CONTROLLER.public, NET, M2.node_id) == config
+    assert verify_signed_config(signed, CONTROLLER.public, NET, M2.node_id, NOW) == config
 
 
 def test_ipv6_endpoints_round_trip_in_brackets() -> None:
@@ -140,7 +146,7 @@ def test_signed_config_verifies_against_the_controller_key() -> None:
     config = make_config()
     signed = config.sign(CONTROLLER)
     assert signed[64:] == config.canonical_bytes()
-    assert verify_signed_config(signed, CONTROLLER.public, NET, M1.node_id) == config
+    assert verify_signed_config(signed, CONTROLLER.public, NET, M1.node_id, NOW) == config
 
 
 def test_canonical_bytes_do_not_depend_on_key_order() -> None:
@@ -169,13 +175,6 @@ def _mtu(value: int):
     return change
 
 
-def _endpoint(value: str):
-    def change(doc: dict) -> None:
-        doc["members"][0]["endpoints"] = [value]
-
-    return change
-
-
 DOCUMENT_CORRUPTIONS = {
     "member-keys-hash-to-another-id": _member_keys_hash_to_another_id,
     "mac-not-derived-from-id": _mac_not_derived_from_id,
@@ -183,15 +182,32 @@ DOCUMENT_CORRUPTIONS = {
     "mtu-too-small": _mtu(1279),
     "mtu-too-large": _mtu(9001),
     "mtu-zero": _mtu(0),
-    "endpoint-without-port": _endpoint("1.2.3.4"),
-    "endpoint-not-an-ip": _endpoint("x:1"),
-    "endpoint-port-zero": _endpoint("1.2.3.4:0"),
-    "endpoint-port-too-large": _endpoint("1.2.3.4:70000"),
-    "endpoint-not-a-string": _endpoint(9993),  # type: ignore[arg-type]
     "missing-revision": lambda doc: doc.pop("revision"),
     "bad-network-id": lambda doc: doc.update(id="xyz"),
     "members-not-objects": lambda doc: doc.update(members=["m1"]),
 }
+
+
+BAD_ENDPOINTS = {
+    "without-port": "198.18.1.2",
+    "not-an-ip": "x:1",
+    "port-zero": "198.18.1.2:0",
+    "port-too-large": "198.18.1.2:70000",
+    "not-a-string": 9993,
+    "unspecified": "0.0.0.0:9993",
+    "multicast": "224.0.0.1:9993",
+    "loopback": "127.0.0.1:9993",
+    "broadcast": "255.255.255.255:9993",
+}
+
+
+@pytest.mark.parametrize("bad", list(BAD_ENDPOINTS.values()), ids=list(BAD_ENDPOINTS))
+def test_an_unusable_endpoint_is_skipped_without_refusing_the_signed_config(bad) -> None:
+    # One member's bad endpoint must not make every member refuse every config (a network-wide freeze).
+    doc = make_config().to_json()
+    doc["members"][0]["endpoints"] = [bad, "198.18.1.2:9993"]
+    config = NetworkConfig.from_json(doc)
+    assert config.members[0].endpoints == (("198.18.1.2", 9993),)
 
 
 @pytest.mark.parametrize("corrupt", list(DOCUMENT_CORRUPTIONS.values()), ids=list(DOCUMENT_CORRUPTIONS))
@@ -199,7 +215,7 @@ def test_signed_but_invalid_document_is_refused_with_a_one_line_netconf_error(co
     doc = make_config().to_json()
     corrupt(doc)
     with pytest.raises(NetconfError) as excinfo:
-        verify_signed_config(sign_doc(doc), CONTROLLER.public, NET, M1.node_id)
+        verify_signed_config(sign_doc(doc), CONTROLLER.public, NET, M1.node_id, NOW)
     assert_one_line_netconf_error(excinfo)
     with pytest.raises(NetconfError):
         NetworkConfig.from_json(doc)
@@ -210,7 +226,7 @@ def test_mtu_at_the_bounds_is_accepted(mtu: int) -> None:
     assert (MIN_MTU_BYTES, MAX_MTU_BYTES) == (1280, 9000)
     doc = make_config().to_json()
     doc["mtu"] = mtu
-    assert verify_signed_config(sign_doc(doc), CONTROLLER.public, NET, M1.node_id).mtu_bytes == mtu
+    assert verify_signed_config(sign_doc(doc), CONTROLLER.public, NET, M1.node_id, NOW).mtu_bytes == mtu
 
 
 def _signed() -> bytes:
@@ -237,27 +253,27 @@ SIGNATURE_FAILURES = {
 @pytest.mark.parametrize("make_signed", list(SIGNATURE_FAILURES.values()), ids=list(SIGNATURE_FAILURES))
 def test_config_without_a_valid_controller_signature_is_refused(make_signed) -> None:
     with pytest.raises(NetconfError) as excinfo:
-        verify_signed_config(make_signed(), CONTROLLER.public, NET, M1.node_id)
+        verify_signed_config(make_signed(), CONTROLLER.public, NET, M1.node_id, NOW)
     assert_one_line_netconf_error(excinfo)
 
 
 def test_config_for_another_network_is_refused() -> None:
     other = make_network_id(CONTROLLER.node_id, 0x43)
     with pytest.raises(NetconfError, match="another network") as excinfo:
-        verify_signed_config(make_config().sign(CONTROLLER), CONTROLLER.public, other, M1.node_id)
+        verify_signed_config(make_config().sign(CONTROLLER), CONTROLLER.public, other, M1.node_id, NOW)
     assert_one_line_netconf_error(excinfo)
 
 
 def test_config_issued_to_another_member_is_refused() -> None:
     with pytest.raises(NetconfError, match="another member") as excinfo:
-        verify_signed_config(make_config(issued_to=M2).sign(CONTROLLER), CONTROLLER.public, NET, M1.node_id)
+        verify_signed_config(make_config(issued_to=M2).sign(CONTROLLER), CONTROLLER.public, NET, M1.node_id, NOW)
     assert_one_line_netconf_error(excinfo)
 
 
 @pytest.mark.parametrize("body", [b"not json", b"[1, 2]", b'"text"', b"\xff\xfe"])
 def test_signed_body_that_is_not_a_config_object_is_refused(body: bytes) -> None:
     with pytest.raises(NetconfError) as excinfo:
-        verify_signed_config(CONTROLLER.sign(body) + body, CONTROLLER.public, NET, M1.node_id)
+        verify_signed_config(CONTROLLER.sign(body) + body, CONTROLLER.public, NET, M1.node_id, NOW)
     assert_one_line_netconf_error(excinfo)
 
 
@@ -290,7 +306,7 @@ def test_infinite_number_in_a_config_is_a_netconf_error(field: str) -> None:
     body = json.dumps(doc).replace(f'"{field}": {json.dumps(doc[field])}', f'"{field}": 1e999').encode()
     assert body != json.dumps(doc).encode()
     with pytest.raises(NetconfError):
-        verify_signed_config(CONTROLLER.sign(body) + body, CONTROLLER.public, NET, M1.node_id)
+        verify_signed_config(CONTROLLER.sign(body) + body, CONTROLLER.public, NET, M1.node_id, NOW)
 
 
 def test_negative_multicast_limit_is_refused() -> None:
@@ -298,3 +314,12 @@ def test_negative_multicast_limit_is_refused() -> None:
     doc["multicast_limit"] = -1
     with pytest.raises(NetconfError):
         NetworkConfig.from_json(doc)
+
+
+def test_an_expired_config_is_refused_and_one_without_expiry_never_expires() -> None:
+    config = make_config()
+    with pytest.raises(NetconfError, match="expired"):
+        verify_signed_config(config.sign(CONTROLLER), CONTROLLER.public, NET, M1.node_id, config.expires_s + 2 * 3600)
+    # Within the clock slack it is still good.
+    assert verify_signed_config(config.sign(CONTROLLER), CONTROLLER.public, NET, M1.node_id, config.expires_s + 60)
+    assert not make_config(expires_s=0.0).expired(1e12)

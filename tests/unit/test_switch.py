@@ -710,11 +710,14 @@ def test_arp_is_not_learned_when_the_sender_hardware_address_is_not_the_frame_so
     assert not switch.arp.learned  # an ARP probe says nothing about who holds 0.0.0.0
 
 
-def test_arp_traffic_never_overrides_a_managed_address() -> None:
+def test_a_member_claiming_another_members_managed_address_in_arp_is_dropped() -> None:
     switch = make_switch(bridges=(), ips=True)
-    # M2 claims M3's managed address: the frame is M2's own, so it reaches the TAP, but the table keeps M3.
+    # M2 claims M3's managed address (ARP poisoning): the kernel behind our TAP never sees it.
     claim = arp_request(mac(M2), spa=IP_OF[M3], tpa=IP_OF[M3])
-    assert switch.accept_from_peer(M2, claim, T0) is True
+    assert switch.accept_from_peer(M2, claim, T0) is False
+    assert switch.drops["arp_claims_other_members_address"] == 1
+    # Its own address it may announce.
+    assert switch.accept_from_peer(M2, arp_request(mac(M2), spa=IP_OF[M2], tpa=IP_OF[M2]), T0) is True
     assert switch.route_from_tap(arp_request(mac(LOCAL), tpa=IP_OF[M3]), T0 + 1) is None
     assert switch.local_replies == [expected_arp_reply(mac(M3), IP_OF[M3], mac(LOCAL), IP_OF[LOCAL])]
 

@@ -91,7 +91,7 @@ MESSAGE_FIELDS: dict[MessageKind, st.SearchStrategy[dict]] = {
         {"network_id": u64, "group_mac": fixed(6), "adi": u32, "frame": st.binary(min_size=14, max_size=200)}
     ),
     MessageKind.NETCONF_REQUEST: st.fixed_dictionaries(
-        {"network_id": u64, "have_revision": u64, "ed25519": fixed(32), "client_version": short_text()}
+        {"network_id": u64, "have_revision": u64, "ed25519": fixed(32), "proof": fixed(64), "client_version": short_text()}
     ),
     MessageKind.NETCONF_RESPONSE: st.fixed_dictionaries(
         {
@@ -223,7 +223,7 @@ def _minimal_fields(kind: str, tag) -> dict:
     messages = {
         MessageKind.FRAME: dict(network_id=1, frame=b"f" * 14),
         MessageKind.MULTICAST_FRAME: dict(network_id=1, group_mac=b"\x01" * 6, adi=0, frame=b"f" * 14),
-        MessageKind.NETCONF_REQUEST: dict(network_id=1, have_revision=0, ed25519=bytes(32), client_version="v"),
+        MessageKind.NETCONF_REQUEST: dict(network_id=1, have_revision=0, ed25519=bytes(32), proof=bytes(64), client_version="v"),
         MessageKind.NETCONF_RESPONSE: dict(
             network_id=1, status="OK", revision=1, chunk_index=0, chunk_count=1, signed_config=b"sig"
         ),
