@@ -31,6 +31,7 @@ class ReactorEdge:
         self.sender = sender
         self.pause_readers = pause_readers
         self._blocked = False
+        self._started = False
 
     # -- reactor thread: socket back-pressure ------------------------------------------------------
     def check_backlog(self) -> None:
@@ -50,11 +51,20 @@ class ReactorEdge:
 
     # -- trio side ---------------------------------------------------------------------------------------
     async def run_reactor(self, scope: trio.CancelScope) -> None:
-        # Not abandonable: cancellation first stops the thread (stop()), then waits for it.
+        # Abandoned on cancellation (a failure elsewhere in the nursery must not
+        # wait for a thread nobody told to stop); shutdown() stops and joins it.
+        self._started = True
         try:
-            await trio.to_thread.run_sync(self.reactor.run)
+            await trio.to_thread.run_sync(self.reactor.run, abandon_on_cancel=True)
         finally:
+            self.reactor.stop()
             scope.cancel()
+
+    def shutdown(self, timeout_s: float = 2.0) -> None:
+        """Stop the reactor thread and wait for it, so fds are closed only once nothing uses them."""
+        self.reactor.stop()
+        if self._started:
+            self.reactor.finished.wait(timeout_s)
 
     async def stop_on_signals(self, stop: Callable[[], None], what: str) -> None:
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:

@@ -26,6 +26,8 @@ DEFAULT_MAX_DATAGRAM_BYTES = 1444  # fits IPv4 and IPv6 over 1500-byte links wit
 REASSEMBLY_TIMEOUT_S = 2.0
 MAX_PENDING_PER_SOURCE = 64
 MAX_PENDING_BYTES = 16 * 1024 * 1024
+MAX_PENDING_MESSAGES = 4096
+FRAGMENT_OVERHEAD_BYTES = 200  # what a stored chunk costs beyond its bytes (objects, dict entry)
 
 _FRAGMENT = PacketType.FRAGMENT
 _TRANSPORT_PREFIX = bytes([PacketType.TRANSPORT, 0, 0, 0])
@@ -84,17 +86,23 @@ class _Pending:
 
 
 class Reassembler:
+    """Bounded reassembly: per sender address (by IP, so port-hopping does not multiply the
+    allowance), in all, and in bytes counted with a per-fragment overhead (Python objects cost
+    more than the chunk they hold, which tiny hostile fragments would exploit)."""
+
     def __init__(
         self,
         timeout_s: float = REASSEMBLY_TIMEOUT_S,
         max_pending_per_source: int = MAX_PENDING_PER_SOURCE,
         max_pending_bytes: int = MAX_PENDING_BYTES,
+        max_pending_messages: int = MAX_PENDING_MESSAGES,
     ) -> None:
         self.timeout_s = timeout_s
         self.max_pending_per_source = max_pending_per_source
         self.max_pending_bytes = max_pending_bytes
+        self.max_pending_messages = max_pending_messages
         self._pending: OrderedDict[tuple[Hashable, bytes], _Pending] = OrderedDict()
-        self._per_source: Counter[Hashable] = Counter()
+        self._per_source: dict[Hashable, OrderedDict[tuple[Hashable, bytes], None]] = {}
         self.pending_bytes = 0
         self.drops: Counter[str] = Counter()
 
@@ -110,11 +118,7 @@ class Reassembler:
         key = (source, bytes(datagram[4:FRAGMENT_HEADER_BYTES]))
         pending = self._pending.get(key)
         if pending is None:
-            if self._per_source[source] >= self.max_pending_per_source:
-                self.drops["fragment_source_limit"] += 1
-                self._drop_oldest_of(source)
-            pending = self._pending[key] = _Pending(count, now)
-            self._per_source[source] += 1
+            pending = self._start(key, count, now)
         elif pending.count != count:
             self.drops["fragment_count_mismatch"] += 1
             return None
@@ -124,8 +128,9 @@ class Reassembler:
         chunk = bytes(datagram[FRAGMENT_HEADER_BYTES:])
         pending.chunks[index] = chunk
         pending.received += 1
-        pending.size_bytes += len(chunk)
-        self.pending_bytes += len(chunk)
+        cost = len(chunk) + FRAGMENT_OVERHEAD_BYTES
+        pending.size_bytes += cost
+        self.pending_bytes += cost
         if pending.received == pending.count:
             self._forget(key, pending)
             return _TRANSPORT_PREFIX + key[1] + b"".join(pending.chunks)  # type: ignore[arg-type]
@@ -135,6 +140,20 @@ class Reassembler:
             self._forget(oldest_key, self._pending[oldest_key])
         return None
 
+    def _start(self, key: tuple[Hashable, bytes], count: int, now: float) -> _Pending:
+        mine = self._per_source.setdefault(_sender_of(key[0]), OrderedDict())
+        if len(mine) >= self.max_pending_per_source:
+            self.drops["fragment_source_limit"] += 1
+            oldest = next(iter(mine))
+            self._forget(oldest, self._pending[oldest])
+        if len(self._pending) >= self.max_pending_messages:
+            self.drops["fragment_message_limit"] += 1
+            oldest = next(iter(self._pending))
+            self._forget(oldest, self._pending[oldest])
+        pending = self._pending[key] = _Pending(count, now)
+        self._per_source.setdefault(_sender_of(key[0]), OrderedDict())[key] = None
+        return pending
+
     def expire(self, now: float) -> None:
         while self._pending:
             key, pending = next(iter(self._pending.items()))
@@ -143,19 +162,21 @@ class Reassembler:
             self.drops["fragment_timeout"] += 1
             self._forget(key, pending)
 
-    def _drop_oldest_of(self, source: Hashable) -> None:
-        for key, pending in self._pending.items():
-            if key[0] == source:
-                self._forget(key, pending)
-                return
-
     def _forget(self, key: tuple[Hashable, bytes], pending: _Pending) -> None:
         del self._pending[key]
         self.pending_bytes -= pending.size_bytes
-        self._per_source[key[0]] -= 1
-        if not self._per_source[key[0]]:
-            del self._per_source[key[0]]
+        sender = _sender_of(key[0])
+        mine = self._per_source.get(sender)
+        if mine is not None:
+            mine.pop(key, None)
+            if not mine:
+                del self._per_source[sender]
 
     @property
     def pending_count(self) -> int:
         return len(self._pending)
+
+
+def _sender_of(source: Hashable) -> Hashable:
+    """The part of a source that limits apply to: the IP of an (IP, port) address."""
+    return source[0] if isinstance(source, tuple) and len(source) == 2 and isinstance(source[1], int) else source

@@ -15,6 +15,7 @@ import logging
 import os
 import queue
 import select
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -41,6 +42,7 @@ class Reactor:
         self._paused = False
         self._running = True
         self.internal_errors = 0
+        self.finished = threading.Event()  # set when run() has returned (or was never started)
         self._next_error_log_s = 0.0
         self._epoll.register(self._doorbell, READABLE)
 
@@ -139,6 +141,7 @@ class Reactor:
         finally:
             self._epoll.close()
             os.close(self._doorbell)
+            self.finished.set()
 
     def _survive(self, where: str) -> None:
         """A bug must not take the daemon (and every member's connectivity) down: count it, log it, go on."""

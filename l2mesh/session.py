@@ -115,6 +115,9 @@ class Session:
         self.latest_timestamp = b""
         self.last_sent_s = -1e18
         self.last_received_s = -1e18
+        # Set by the caller for messages that are not keepalives: only those are
+        # answered with a keepalive, or two idle peers would ping-pong forever.
+        self.last_data_received_s = -1e18
         self.last_handshake_s: float | None = None
         self.established_count = 0
 
@@ -187,7 +190,7 @@ class Session:
             action |= SessionAction.SEND_INITIATION
         if (
             self.current is not None
-            and self.last_received_s > self.last_sent_s
+            and self.last_data_received_s > self.last_sent_s
             and now - self.last_sent_s >= limits.keepalive_after_s
         ):
             action |= SessionAction.SEND_KEEPALIVE

@@ -124,6 +124,14 @@ class DatagramSender:
 _GRO_CONTROL_BYTES = socket.CMSG_SPACE(4)
 
 
+def _plain_endpoint(source: tuple) -> Endpoint:  # type: ignore[type-arg]
+    """(host, port) from an IPv6 socket's 4-tuple; IPv4 peers of a dual-stack socket appear as ::ffff:a.b.c.d."""
+    host = source[0]
+    if host.startswith("::ffff:") and "." in host:
+        host = host[7:]
+    return host, source[1]
+
+
 def make_socket_drainer(
     sock: socket.socket,
     on_datagram: Callable[[memoryview, Endpoint, float], None],
@@ -151,6 +159,8 @@ def make_socket_drainer(
                 return
             except OSError:
                 continue  # ICMP errors surface here on Linux; nothing to act on
+            if len(source) != 2:
+                source = _plain_endpoint(source)
             if not control:
                 on_datagram(view[:size], source, now)
                 continue

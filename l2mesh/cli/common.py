@@ -76,12 +76,24 @@ def run_parser(parser: argparse.ArgumentParser, argv: list[str] | None) -> NoRet
     run_main(body)
 
 
+def _first_leaf(group: BaseExceptionGroup) -> BaseException:
+    first = group.exceptions[0]
+    return _first_leaf(first) if isinstance(first, BaseExceptionGroup) else first
+
+
 def run_main(body: Callable[[], int | None]) -> NoReturn:
     """Run a CLI body: L2meshError and Ctrl-C end in one line, never a traceback."""
     try:
         code = body()
     except L2meshError as exc:
         fail(str(exc))
+    except BaseExceptionGroup as group:
+        # trio wraps a failing task's error (say, a state dir in use) in a group.
+        errors = group.subgroup(lambda e: isinstance(e, (L2meshError, KeyboardInterrupt)))
+        if errors is None:
+            raise
+        first = _first_leaf(errors)
+        fail("interrupted" if isinstance(first, KeyboardInterrupt) else str(first), 130 if isinstance(first, KeyboardInterrupt) else 1)
     except KeyboardInterrupt:
         fail("interrupted", exit_code=130)
     except BrokenPipeError:

@@ -275,6 +275,8 @@ class ControllerCore:
     def _transport_received(self, data: memoryview, source: Endpoint, now: float) -> None:
         session, plaintext = self.table.open(data, now)
         message = bytes(plaintext)
+        if message and message[0] != MessageKind.KEEPALIVE:
+            session.last_data_received_s = now
         client = self._client(session, source, now)
         if client.node_id is not None:
             for network_id in client.networks:

@@ -107,7 +107,7 @@ class ControllerServer:
                 await shutdown.wait()
                 nursery.cancel_scope.cancel()
         finally:
-            self.reactor.stop()
+            self.edge.shutdown()
             self.sock.close()
 
 

@@ -46,7 +46,8 @@ _FRAGMENT = PacketType.FRAGMENT
 _FRAME = MessageKind.FRAME
 _FRAME_OFFLOAD = MessageKind.FRAME_OFFLOAD
 _OFFLOAD_PAYLOAD_AT = FRAME_HEADER_BYTES + VNET_HEADER_BYTES
-_KEEPALIVE_MESSAGE = bytes([MessageKind.KEEPALIVE])
+_KEEPALIVE = MessageKind.KEEPALIVE
+_KEEPALIVE_MESSAGE = bytes([_KEEPALIVE])
 GROUP_TTL_S = 180  # subscriptions announced live this long unless refreshed
 GROUP_REFRESH_S = 60.0
 SWITCH_EXPIRE_INTERVAL_S = 5.0
@@ -438,6 +439,8 @@ class NodeCore:
             self.drops["empty_message"] += 1
             return
         kind = plaintext[0]
+        if kind != _KEEPALIVE:
+            session.last_data_received_s = now
         if kind == _FRAME and len(plaintext) > FRAME_HEADER_BYTES:
             network_id = _unpack_frame_header(plaintext)[1]
             state = self.networks.get(network_id)

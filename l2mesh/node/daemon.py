@@ -98,7 +98,7 @@ class NodeDaemon:
                     await self.on_core(lambda core, n=network_id, e=endpoint: self._rejoin(core, n, e))
                 log.info("node %s listening on UDP %d", format_node_id(self.identity.node_id), self.options.port)
         finally:
-            self.reactor.stop()
+            self.edge.shutdown()
             self.groups.close()
             for device in self.taps.values():
                 device.close()
@@ -183,7 +183,8 @@ class NodeDaemon:
         device = self.taps.get(network_id)
         if device is None:
             state = self.core.networks[network_id]
-            device = self.taps[network_id] = TapDevice(tap_name_for(network_id), state.mac, mtu_bytes, self.options.offload)
+            name = tap_name_for(network_id, {d.name for d in self.taps.values()})
+            device = self.taps[network_id] = TapDevice(name, state.mac, mtu_bytes, self.options.offload)
             self.transmit.tap_fds[network_id] = device.fd
             self.reactor.add_reader(device.fd, self._tap_drainer(network_id, device.fd))
             log.info("network %s: TAP %s up", format_network_id(network_id), device.name)

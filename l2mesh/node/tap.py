@@ -29,8 +29,13 @@ class TapError(L2meshError):
     """A TAP device cannot be made or configured."""
 
 
-def tap_name_for(network_id: int) -> str:
-    return f"{TAP_NAME_PREFIX}{network_id:016x}"[:11]
+def tap_name_for(network_id: int, taken: set[str] = frozenset()) -> str:  # type: ignore[assignment]
+    """l2m + the network id's first 8 hex digits; those name the controller, so a second network
+    of the same controller (name taken) gets l2m + the id's last 12 hex digits (15 characters, the limit)."""
+    name = f"{TAP_NAME_PREFIX}{network_id:016x}"[:11]
+    if name in taken:
+        name = f"{TAP_NAME_PREFIX}{network_id & 0xFFFFFFFFFFFF:012x}"
+    return name
 
 
 def check_tap_support() -> None:

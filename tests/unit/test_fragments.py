@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from l2mesh.fragments import (
     DEFAULT_MAX_DATAGRAM_BYTES,
+    FRAGMENT_OVERHEAD_BYTES,
     REASSEMBLY_TIMEOUT_S,
     Reassembler,
     fragment,
@@ -120,9 +121,8 @@ def test_missing_fragment_never_completes_and_pending_state_expires_after_the_ti
     reassembler = Reassembler(timeout_s=REASSEMBLY_TIMEOUT_S)
     assert feed(reassembler, pieces[:2] + pieces[3:], now=10.0) == []
     assert reassembler.pending_count == 1
-    assert reassembler.pending_bytes == sum(len(p) - FRAGMENT_HEADER_BYTES for p in pieces) - (
-        len(pieces[2]) - FRAGMENT_HEADER_BYTES
-    )
+    stored = [p for i, p in enumerate(pieces) if i != 2]
+    assert reassembler.pending_bytes == sum(len(p) - FRAGMENT_HEADER_BYTES + FRAGMENT_OVERHEAD_BYTES for p in stored)
     reassembler.expire(10.0 + REASSEMBLY_TIMEOUT_S - 0.01)
     assert reassembler.pending_count == 1
     reassembler.expire(10.0 + REASSEMBLY_TIMEOUT_S)
@@ -166,16 +166,17 @@ def test_incomplete_packets_from_one_source_are_limited_per_source() -> None:
 
 
 def test_pending_bytes_over_the_limit_drops_the_oldest_reassemblies() -> None:
-    reassembler = Reassembler(max_pending_bytes=2500)
+    stored = 984 + FRAGMENT_OVERHEAD_BYTES  # what one stored 1000-byte fragment counts for
+    reassembler = Reassembler(max_pending_bytes=2 * stored + 100)
     first = fragment(sealed_packet(2900, counter=1), 1000)
     second_packet = sealed_packet(1800, counter=2)
     second = fragment(second_packet, 1000)
     assert (len(first), len(second)) == (3, 2)
     reassembler.add(first[0], A, 0.0)
     reassembler.add(first[1], A, 0.0)
-    assert reassembler.pending_bytes == 2 * 984
+    assert reassembler.pending_bytes == 2 * stored
     reassembler.add(second[0], B, 0.1)
-    assert reassembler.pending_bytes == 984 <= 2500
+    assert reassembler.pending_bytes == stored <= reassembler.max_pending_bytes
     assert reassembler.drops["fragment_memory_limit"] == 1
     assert reassembler.add(second[1], B, 0.1) == second_packet
     assert reassembler.add(first[2], A, 0.2) is None  # its earlier pieces were dropped
@@ -285,3 +286,13 @@ def test_fragment_into_lays_out_the_fragments_as_equal_segments_each_after_the_p
     reassembler = Reassembler()
     results = [reassembler.add(p[len(prefix):], "peer", 0.0) for p in pieces]
     assert results[-1] == packet
+
+
+def test_tiny_hostile_fragments_are_counted_with_their_overhead_and_cannot_fill_memory() -> None:
+    reassembler = Reassembler()
+    for n in range(50_000):
+        # One-byte fragments of distinct never-completed packets, from many ports of one host.
+        datagram = FRAGMENT_HEADER.pack(PacketType.FRAGMENT, 0, 2, n, n) + b"x"
+        reassembler.add(datagram, ("198.18.9.9", 1024 + n % 30000), 0.0)
+    assert reassembler.pending_count <= reassembler.max_pending_per_source  # one host, whatever its ports
+    assert reassembler.pending_bytes <= reassembler.max_pending_bytes

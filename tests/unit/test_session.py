@@ -66,6 +66,13 @@ def open_(node: Node, packet: bytes, now: float) -> tuple[Session, bytes]:
     return session, bytes(plaintext)
 
 
+def receive_data(node: Node, packet: bytes, now: float) -> Session:
+    """Open a packet the way the node core does for anything but a keepalive: it counts as data."""
+    session, _ = open_(node, packet, now)
+    session.last_data_received_s = now
+    return session
+
+
 def receiver_index(packet: bytes) -> int:
     return TRANSPORT_HEADER.unpack_from(packet)[1]
 
@@ -529,9 +536,9 @@ def test_handshake_failure_is_reported_by_table_poll() -> None:
 
 def test_keepalive_requested_when_data_received_but_nothing_sent_for_keepalive_after() -> None:
     a, b, sa, sb = established_pair(REKEY_LIMITS, now=0.0)
-    open_(a, seal(sb, b"b talks", 0.0), 0.0)
+    receive_data(a, seal(sb, b"b talks", 0.0), 0.0)
     seal(sa, b"a talks", 1.0)  # a's last send: t=1
-    open_(a, seal(sb, b"b talks again", 2.0), 2.0)  # a received at t=2, sends nothing back
+    receive_data(a, seal(sb, b"b talks again", 2.0), 2.0)  # a received at t=2, sends nothing back
     assert not sa.poll(3.9) & SessionAction.SEND_KEEPALIVE
     assert sa.poll(4.0) & SessionAction.SEND_KEEPALIVE  # nothing sent for keepalive_after_s (3 s)
     seal(sa, b"", 4.0)  # the keepalive
@@ -549,9 +556,16 @@ def test_no_keepalive_when_nothing_was_received_since_last_send() -> None:
 def test_keepalive_owed_after_receipt_is_not_lost_between_polls() -> None:
     a, b, sa, sb = established_pair(REKEY_LIMITS, now=0.0)
     seal(sa, b"a talks", 0.2)  # a's last send
-    open_(a, seal(sb, b"b answers", 0.3), 0.3)  # received, never answered
+    receive_data(a, seal(sb, b"b answers", 0.3), 0.3)  # received, never answered
     polls = [sa.poll(float(t)) for t in range(1, 21)]  # a 1 s timer tick
     assert any(action & SessionAction.SEND_KEEPALIVE for action in polls)
+
+
+def test_a_received_keepalive_is_not_answered_so_idle_peers_fall_silent_and_expire() -> None:
+    a, b, sa, sb = established_pair(REKEY_LIMITS, now=0.0)
+    seal(sa, b"a talks", 0.2)
+    open_(a, seal(sb, b"", 0.3), 0.3)  # only a keepalive came back: not data
+    assert not any(sa.poll(float(t)) & SessionAction.SEND_KEEPALIVE for t in range(1, 21))
 
 
 # -- hostile input -------------------------------------------------------------------
