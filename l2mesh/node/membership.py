@@ -191,8 +191,8 @@ class Membership:
             return
         identity = PublicIdentity(response.x25519, response.ed25519)
         link = self.controllers.get(identity.node_id)
-        # Only keys that hash to the id named by the network id are accepted.
-        if link is None or link.peer is not None:
+        # Only keys that hash to the id named by the network id, from the address we asked, are accepted.
+        if link is None or link.peer is not None or source != link.endpoint:
             self.core.drops["identity_response_unexpected"] += 1
             return
         self._install_controller(link, identity)
