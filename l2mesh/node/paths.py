@@ -42,6 +42,10 @@ NAT_KEEPALIVE_S = 25.0
 MAX_PROBES_IN_FLIGHT = 8
 MAX_CANDIDATES = 8
 LATENCY_SMOOTHING = 0.3
+# While a peer is in use over a direct path, its other endpoints are probed this
+# often; one whose round trip is below this fraction of the current one takes over.
+CANDIDATE_PROBE_S = 30.0
+BETTER_PATH_RATIO = 0.8
 _RELAY = PacketType.RELAY
 
 
@@ -248,7 +252,22 @@ class Paths:
             peer.latency_ms = sample_ms if peer.latency_ms is None else peer.latency_ms + LATENCY_SMOOTHING * (sample_ms - peer.latency_ms)
         if peer.is_controller:
             self.core.observed_endpoint = tuple(reply.observed)
-        self.proven(peer, None if relayed else source, now)
+        if relayed:
+            self.proven(peer, None, now)
+            return
+        known = peer.endpoint_rtt_ms.get(source)
+        peer.endpoint_rtt_ms[source] = sample_ms if known is None else known + LATENCY_SMOOTHING * (sample_ms - known)
+        current_ms = peer.endpoint_rtt_ms.get(peer.endpoint) if peer.endpoint is not None else None
+        if (
+            peer.via_relay
+            or source == peer.endpoint
+            or current_ms is None
+            or peer.endpoint_rtt_ms[source] < current_ms * BETTER_PATH_RATIO
+        ):
+            # Direct beats the relay; among direct endpoints, the clearly faster one wins.
+            self.proven(peer, source, now)
+        else:
+            peer.direct_rx_s = now
 
     # -- timers -------------------------------------------------------------------------------------
     def tick(self, now: float) -> None:
@@ -271,6 +290,16 @@ class Paths:
                     interval_s = NAT_KEEPALIVE_S
                 peer.next_probe_s = now + interval_s
                 self.send_probe(peer, now)
+            if (
+                active
+                and not peer.via_relay
+                and len(peer.candidates) > 1
+                and now >= peer.next_candidate_probe_s
+            ):
+                peer.next_candidate_probe_s = now + CANDIDATE_PROBE_S
+                for endpoint in peer.candidates:
+                    if endpoint != peer.endpoint:
+                        self.send_probe(peer, now, endpoint)
             if peer.via_relay and now >= peer.next_direct_retry_s:
                 peer.next_direct_retry_s = now + DIRECT_RETRY_S
                 for endpoint in peer.candidates or ([peer.endpoint] if peer.endpoint else []):

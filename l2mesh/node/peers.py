@@ -41,6 +41,8 @@ class Peer:
     next_punch_request_s: float = 0.0
     next_direct_retry_s: float = 0.0
     path_changes: int = 0
+    endpoint_rtt_ms: dict[Endpoint, float] = field(default_factory=dict)  # smoothed, per direct endpoint probed
+    next_candidate_probe_s: float = 0.0
 
     @property
     def path(self) -> str:

@@ -16,7 +16,7 @@ from l2mesh.identity import Identity
 from l2mesh.ids import make_network_id, member_mac
 from l2mesh.netconf import MemberConfig, NetworkConfig
 from l2mesh.node.core import NetworkConfigured, NetworkRemoved, NetworkStatus, NodeCore
-from l2mesh.wire.messages import FRAME_HEADER, MessageKind
+from l2mesh.wire.messages import FRAME_HEADER, MessageKind, PathProbeReply
 from l2mesh.wire.packets import PacketType
 from tests.unit.recording import RecordingTransmit
 
@@ -594,3 +594,24 @@ def test_offloaded_tap_frames_cross_as_frame_offload_and_reach_the_peer_with_the
     m1.core.vnet_frame_from_tap(NET, bytes(10) + frame, 0.1)
     mesh.deliver(0.1)
     assert m2.frames()[-1] == frame
+
+
+def test_of_two_working_direct_endpoints_the_clearly_faster_one_is_used() -> None:
+    mesh = Mesh()
+    m1, m2, _ = mesh.members
+    m1.core.frame_from_tap(NET, udp_frame(m1, m2.mac()), 0.0)
+    mesh.deliver(0.0)
+    peer = m1.core.peers[m2.node_id]
+    slow, fast = peer.endpoint, ("198.18.99.2", 9993)
+    assert slow is not None
+    paths = m1.core.paths
+    peer.endpoint_rtt_ms[slow] = 5.0
+    # A probe answered from the other endpoint in 1 ms (< 0.8 x 5 ms): it takes over.
+    peer.probes[1] = 10.0
+    reply = PathProbeReply.build({"probe_id": 1, "observed": fast})
+    paths.probe_reply_received(peer, reply, fast, False, 10.001)
+    assert peer.endpoint == fast
+    # One only a little faster than the current one does not cause flapping.
+    peer.probes[2] = 20.0
+    paths.probe_reply_received(peer, PathProbeReply.build({"probe_id": 2, "observed": slow}), slow, False, 20.0009)
+    assert peer.endpoint == fast
