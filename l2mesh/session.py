@@ -327,18 +327,20 @@ class SessionTable:
     def handle_response(self, data: bytes | memoryview, now: float) -> HandshakeResult:
         packet = parse_exact(HandshakeResponse, data)
         owner = self._by_index.get(packet.receiver_index)
-        if not isinstance(owner, Session) or owner.pending is None or owner.pending.local_index != packet.receiver_index:
+        pending = owner.pending if isinstance(owner, Session) else None
+        if pending is None or pending.local_index != packet.receiver_index:
             raise SessionError("handshake response for no pending handshake")
         session = owner
+        assert isinstance(session, Session)
         # Work on a copy: a forged response must not spoil the state the genuine one needs.
-        noise = copy.deepcopy(session.pending.noise)
+        noise = copy.deepcopy(pending.noise)
         try:
             noise.read_message(packet.ephemeral + packet.encrypted_empty)
         except NoiseError as exc:
             raise SessionError(f"handshake response: {exc}") from None
         send, receive = noise.split()
         assert send.key is not None and receive.key is not None
-        local_index = session.pending.local_index
+        local_index = pending.local_index
         session.pending = None
         keypair = Keypair(session, send.key, receive.key, local_index, packet.sender_index, now, True)
         self._by_index[local_index] = keypair

@@ -57,8 +57,8 @@ def print_json(value: Any) -> None:
 def print_table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
     table = Table(title=title, header_style="bold", box=None, pad_edge=False)
     for column in columns:
-        justify = "right" if column.endswith(("ms", "bytes", "MTU", "port")) else "left"
-        table.add_column(column, justify=justify)
+        numeric = column.endswith(("ms", "bytes", "MTU", "port"))
+        table.add_column(column, justify="right" if numeric else "left")
     for row in rows:
         table.add_row(*("-" if cell is None else str(cell) for cell in row))
     # Piped output (grep, less, logs) gets every cell whole instead of an 80-column squeeze.

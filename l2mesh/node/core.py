@@ -241,8 +241,9 @@ class NodeCore:
         for node_id in [n for n, p in self.peers.items() if n not in wanted and not p.is_controller]:
             self.forget_peer(self.peers[node_id])
         for node_id, (config, network_ids) in wanted.items():
-            member = config.member(node_id)
-            assert member is not None
+            listed = config.member(node_id)
+            assert listed is not None
+            member = listed
             peer = self.peers.get(node_id)
             if peer is not None and peer.identity != member.identity:
                 self.forget_peer(peer)
@@ -597,9 +598,9 @@ class NodeCore:
                 continue
             peer.groups_sent_session = session.established_count
             for network_id in peer.networks:
-                state = self.networks.get(network_id)
-                if state is not None and state.local_groups:
-                    self._announce_groups(state, [peer.node_id], now)
+                shared = self.networks.get(network_id)
+                if shared is not None and shared.local_groups:
+                    self._announce_groups(shared, [peer.node_id], now)
 
     # -- bridges ---------------------------------------------------------------------------------
     def _bridge_duties(self, state: NetworkState, now: float) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+from functools import partial
 import os
 import socket
 import time
@@ -93,9 +94,9 @@ class NodeDaemon:
                 nursery.start_soon(self.edge.stop_on_signals, nursery.cancel_scope.cancel, "removing TAP devices and exiting")
                 nursery.start_soon(self.edge.run_reactor, nursery.cancel_scope)
                 for config in self._static_configs:
-                    await self.on_core(lambda core, c=config: core.apply_netconf(c))
+                    await self.on_core(partial(NodeCore.apply_netconf, config=config))
                 for network_id, endpoint in list(self.joined.items()):
-                    await self.on_core(lambda core, n=network_id, e=endpoint: self._rejoin(core, n, e))
+                    await self.on_core(partial(self._rejoin, network_id=network_id, endpoint=endpoint))
                 log.info("node %s listening on UDP %d", format_node_id(self.identity.node_id), self.options.port)
         finally:
             self.edge.shutdown()

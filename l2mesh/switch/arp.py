@@ -26,7 +26,7 @@ class ArpRequest:
     target_ip: bytes
 
 
-def parse_arp(frame: bytes) -> dpkt.arp.ARP | None:
+def parse_arp(frame: bytes | memoryview) -> dpkt.arp.ARP | None:
     """The ARP packet in an Ethernet/IPv4 ARP frame, or None if it is not a well-formed one."""
     try:
         arp = dpkt.arp.ARP(bytes(frame[14:42]))

@@ -58,7 +58,7 @@ def parse_topology_change(frame: bytes) -> tuple[int, list[int]] | None:
     return hello[0], [hello[1], *bridges]
 
 
-def parse_hello(frame: bytes) -> tuple[int, int] | None:
+def parse_hello(frame: bytes | memoryview) -> tuple[int, int] | None:
     """(network id, node id) of a hello frame, or None if frame is not one."""
     if len(frame) < _HELLO.size or frame[:6] != HELLO_MAC or frame[12:14] != _HELLO_TYPE:
         return None

@@ -96,7 +96,7 @@ class NetworkSwitch:
             self.arp.forget_node(node_id)
 
     # -- frames from the local TAP ----------------------------------------------------------------
-    def route_from_tap(self, frame: bytes, now: float) -> int | tuple[int, ...] | None:
+    def route_from_tap(self, frame: bytes | memoryview, now: float) -> int | tuple[int, ...] | None:
         """Where a frame read from the local TAP goes: one node id, several, or None (dropped or answered)."""
         if len(frame) < ETHERNET_HEADER_BYTES:
             self.drops["runt"] += 1
@@ -127,7 +127,7 @@ class NetworkSwitch:
             return self._broadcast()
         return self._multicast(destination, now)
 
-    def _lan_frame_allowed(self, frame: bytes, now: float) -> bool:
+    def _lan_frame_allowed(self, frame: bytes | memoryview, now: float) -> bool:
         """Loop protection for frames a bridge reads from its LAN (any source but its own MAC)."""
         if frame[:6] == HELLO_MAC:
             hello = parse_hello(frame)
@@ -203,7 +203,7 @@ class NetworkSwitch:
         self.forwarded["multicast"] += 1
         return tuple(targets)
 
-    def _route_arp(self, frame: bytes, now: float) -> tuple[int, ...] | None:
+    def _route_arp(self, frame: bytes | memoryview, now: float) -> tuple[int, ...] | None:
         arp = parse_arp(frame)
         if arp is None:
             self.drops["arp_malformed"] += 1
@@ -244,7 +244,7 @@ class NetworkSwitch:
         self.storming.add(source)
 
     # -- frames from peers -------------------------------------------------------------------------------
-    def accept_from_peer(self, sender: int, frame: bytes, now: float) -> bool:
+    def accept_from_peer(self, sender: int, frame: bytes | memoryview, now: float) -> bool:
         """Whether a frame a peer sent may be written to the local TAP (learning bridged MACs on the way)."""
         if len(frame) < ETHERNET_HEADER_BYTES:
             self.drops["runt"] += 1
@@ -301,7 +301,7 @@ class NetworkSwitch:
         self.drops["not_for_us"] += 1
         return False
 
-    def _topology_change(self, sender: int, frame: bytes) -> None:
+    def _topology_change(self, sender: int, frame: bytes | memoryview) -> None:
         change = parse_topology_change(bytes(frame))
         if change is None or change[0] != self.network_id or change[1][0] != sender:
             self.drops["bad_topology_change"] += 1
@@ -312,7 +312,7 @@ class NetworkSwitch:
                 self.arp.forget_node(bridge)
         self.forwarded["topology_change"] += 1
 
-    def _arp_claim_allowed(self, port: MemberPort, frame: bytes) -> bool:
+    def _arp_claim_allowed(self, port: MemberPort, frame: bytes | memoryview) -> bool:
         """A member may not claim, in ARP, an address the config gives to another member (ARP poisoning)."""
         arp = parse_arp(frame)
         if arp is None:
@@ -323,7 +323,7 @@ class NetworkSwitch:
             return False
         return True
 
-    def _learn_arp(self, sender: int, frame: bytes, now: float) -> None:
+    def _learn_arp(self, sender: int, frame: bytes | memoryview, now: float) -> None:
         arp = parse_arp(frame)
         if arp is not None and arp.sha == frame[6:12]:
             self.arp.learn(arp.spa, arp.sha, sender, now)
