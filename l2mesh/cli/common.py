@@ -54,6 +54,15 @@ def print_json(value: Any) -> None:
     sys.stdout.write(json.dumps(value, indent=2, sort_keys=True) + "\n")
 
 
+def print_data(args: argparse.Namespace, data: Any, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> int:
+    """What every listing command prints: the data as JSON with --json, else a table of rows."""
+    if getattr(args, "json", False):
+        print_json(data)
+    else:
+        print_table(None, columns, rows)
+    return 0
+
+
 def print_table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
     table = Table(title=title, header_style="bold", box=None, pad_edge=False)
     for column in columns:

@@ -11,7 +11,7 @@ from l2mesh.cli.common import (
     OneLineArgumentParser,
     add_state_dir_argument,
     print_json,
-    print_table,
+    print_data,
     resolve_state_dir,
     run_parser,
 )
@@ -41,15 +41,12 @@ def cmd_daemon(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     status = call_daemon(resolve_state_dir(args), "status")
-    if args.json:
-        print_json(status)
-        return 0
-    print_table(
-        None,
+    return print_data(
+        args,
+        status,
         ["node", "version", "UDP port", "networks", "peers", "uptime"],
-        [[status["id"], status["version"], status["port"], len(status["networks"]), status["peers"], f"{status['uptime_s']:.0f} s"]],
+        [[status["id"], status["version"], status["port"], status["networks"], status["peers"], f"{status['uptime_s']:.0f} s"]],
     )
-    return 0
 
 
 def cmd_join(args: argparse.Namespace) -> int:
@@ -74,24 +71,19 @@ def cmd_leave(args: argparse.Namespace) -> int:
 
 def cmd_networks(args: argparse.Namespace) -> int:
     networks = call_daemon(resolve_state_dir(args), "networks")
-    if args.json:
-        print_json(networks)
-        return 0
-    print_table(
-        None,
+    return print_data(
+        args,
+        networks,
         ["network", "name", "status", "iface", "MAC", "IPs", "MTU"],
         [[n["id"], n["name"], n["status"], n["iface"], n["mac"], ", ".join(n["cidrs"]) or None, n["mtu"]] for n in networks],
     )
-    return 0
 
 
 def cmd_peers(args: argparse.Namespace) -> int:
     peers = call_daemon(resolve_state_dir(args), "peers")
-    if args.json:
-        print_json(peers)
-        return 0
-    print_table(
-        None,
+    return print_data(
+        args,
+        peers,
         ["peer", "role", "path", "endpoint", "latency ms", "last handshake", "rx bytes", "tx bytes"],
         [
             [
@@ -103,20 +95,16 @@ def cmd_peers(args: argparse.Namespace) -> int:
             for p in peers
         ],
     )
-    return 0
 
 
 def cmd_macs(args: argparse.Namespace) -> int:
     macs = call_daemon(resolve_state_dir(args), "macs")
-    if args.json:
-        print_json(macs)
-        return 0
-    print_table(
-        None,
+    return print_data(
+        args,
+        macs,
         ["network", "MAC", "behind member", "kind", "age"],
         [[m["network"], m["mac"], m["member"], m["kind"], None if m["age_s"] is None else f"{m['age_s']:.0f} s"] for m in macs],
     )
-    return 0
 
 
 def port_number(text: str) -> int:

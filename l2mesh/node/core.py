@@ -442,24 +442,22 @@ class NodeCore:
         kind = plaintext[0]
         if kind != _KEEPALIVE:
             session.last_data_received_s = now
-        if kind == _FRAME and len(plaintext) > FRAME_HEADER_BYTES:
+        if kind == _FRAME or kind == _FRAME_OFFLOAD:
+            # Both start with the network id; an offloaded frame keeps its virtio header before the frame.
+            frame_at = FRAME_HEADER_BYTES if kind == _FRAME else _OFFLOAD_PAYLOAD_AT
+            if len(plaintext) <= frame_at:
+                self.drops["frame_message_too_short"] += 1
+                return
             network_id = _unpack_frame_header(plaintext)[1]
             state = self.networks.get(network_id)
             if state is None or network_id not in peer.networks:
                 self.drops["frame_for_unshared_network"] += 1
                 return
-            frame = plaintext[FRAME_HEADER_BYTES:]
-            if state.switch.accept_from_peer(peer.node_id, frame, now):
-                self.transmit.write_frame(network_id, frame)
-            return
-        if kind == _FRAME_OFFLOAD and len(plaintext) > _OFFLOAD_PAYLOAD_AT:
-            network_id = _unpack_frame_header(plaintext)[1]
-            state = self.networks.get(network_id)
-            if state is None or network_id not in peer.networks:
-                self.drops["frame_for_unshared_network"] += 1
-                return
-            if state.switch.accept_from_peer(peer.node_id, plaintext[_OFFLOAD_PAYLOAD_AT:], now):
-                self.transmit.write_offload_frame(network_id, plaintext[FRAME_HEADER_BYTES:])
+            if state.switch.accept_from_peer(peer.node_id, plaintext[frame_at:], now):
+                if kind == _FRAME:
+                    self.transmit.write_frame(network_id, plaintext[frame_at:])
+                else:
+                    self.transmit.write_offload_frame(network_id, plaintext[FRAME_HEADER_BYTES:])
             return
         self._control_received(peer, bytes(plaintext), source, now, relayed_from is not None)
 

@@ -121,3 +121,14 @@ def test_daemon_without_root_says_so_in_one_line(topology: Topology) -> None:
     assert result.returncode != 0
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert "root" in result.stderr or "CAP_NET_ADMIN" in result.stderr
+
+
+def test_every_listing_command_prints_a_table_for_people(topology: Topology) -> None:
+    network_id, hosts = start_three(topology)
+    assert wait_until(lambda: hosts[0].ping(overlay_ip(2)), 10, what="m1 -> m2")
+    for command in ("status", "networks", "peers", "macs"):
+        result = hosts[0].l2mesh(command, check=False)
+        assert result.returncode == 0, (command, result.stderr)
+        assert "Traceback" not in result.stderr and result.stdout.strip(), command
+    assert network_id in hosts[0].l2mesh("networks").stdout
+    assert hosts[1].node_id in hosts[0].l2mesh("peers").stdout
