@@ -59,7 +59,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from l2mesh.node.control import ControlError, call_daemon
+from l2mesh.edge.node.control_client import ControlError, call_daemon
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # nsbench, next to this script
 import nsbench  # noqa: E402

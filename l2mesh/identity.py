@@ -9,16 +9,13 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from pathlib import Path
 
 import nacl.bindings
 import nacl.signing
 
-from l2mesh.errors import IdentityError, StateError
+from l2mesh.errors import IdentityError
 from l2mesh.ids import format_node_id, is_reserved_node_id
-from l2mesh.statefile import atomic_write_json, ensure_state_dir, read_json
 
-IDENTITY_FILE = "identity.json"
 KEY_BYTES = 32
 _NODE_ID_PERSONAL = b"l2mesh-node-id\0\0"
 
@@ -100,50 +97,30 @@ class Identity:
     def sign(self, message: bytes) -> bytes:
         return nacl.signing.SigningKey(self.ed25519_seed).sign(message).signature
 
-    def save(self, state_dir: Path) -> Path:
-        ensure_state_dir(state_dir)
-        path = state_dir / IDENTITY_FILE
-        atomic_write_json(
-            path,
-            {
-                "id": format_node_id(self.node_id),
-                "x25519_private": self.x25519_private.hex(),
-                "ed25519_seed": self.ed25519_seed.hex(),
-                "x25519": self.x25519_public.hex(),
-                "ed25519": self.ed25519_public.hex(),
-            },
-        )
-        return path
+    def to_private_json(self) -> dict[str, str]:
+        """What the identity file holds: the private keys, and the public parts and id for a reader's eyes."""
+        return {
+            "id": format_node_id(self.node_id),
+            "x25519_private": self.x25519_private.hex(),
+            "ed25519_seed": self.ed25519_seed.hex(),
+            "x25519": self.x25519_public.hex(),
+            "ed25519": self.ed25519_public.hex(),
+        }
 
     @classmethod
-    def load(cls, state_dir: Path) -> "Identity":
-        path = state_dir / IDENTITY_FILE
-        try:
-            doc = read_json(path)
-        except StateError as exc:
-            raise IdentityError(f"identity: {exc}") from None
+    def from_private_json(cls, doc: object) -> "Identity":
+        """Parse what to_private_json() wrote; IdentityError says what is wrong with it."""
         if not isinstance(doc, dict):
-            raise IdentityError(f"identity file {path} is corrupted: not an object")
-        try:
-            ident = cls(
-                _hex_key(doc.get("x25519_private"), "x25519_private"),
-                _hex_key(doc.get("ed25519_seed"), "ed25519_seed"),
-            )
-        except IdentityError as exc:
-            raise IdentityError(f"identity file {path} is corrupted: {exc}") from None
+            raise IdentityError("not an object")
+        ident = cls(
+            _hex_key(doc.get("x25519_private"), "x25519_private"),
+            _hex_key(doc.get("ed25519_seed"), "ed25519_seed"),
+        )
         # The stored public parts and id are redundant; a mismatch means the file was altered.
         stored = {"id": format_node_id(ident.node_id), "x25519": ident.x25519_public.hex(), "ed25519": ident.ed25519_public.hex()}
         for name, expected in stored.items():
             if doc.get(name) not in (None, expected):
-                raise IdentityError(f"identity file {path} is corrupted: {name} does not match the private keys")
-        return ident
-
-    @classmethod
-    def load_or_create(cls, state_dir: Path) -> "Identity":
-        if (state_dir / IDENTITY_FILE).exists():
-            return cls.load(state_dir)
-        ident = cls.generate()
-        ident.save(state_dir)
+                raise IdentityError(f"{name} does not match the private keys")
         return ident
 
 

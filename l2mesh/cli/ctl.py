@@ -19,11 +19,11 @@ from l2mesh.cli.common import (
     resolve_state_dir,
     run_parser,
 )
-from l2mesh.controller.paths import API_FILE, DEFAULT_API, DEFAULT_LISTEN, DEFAULT_RELAY_LIMIT_MBPS, TOKEN_FILE
+from l2mesh.controller.defaults import API_FILE, DEFAULT_API, DEFAULT_LISTEN, DEFAULT_RELAY_LIMIT_MBPS, TOKEN_FILE
 from l2mesh.errors import L2meshError
 from l2mesh.ids import format_network_id, format_node_id, parse_network_id, parse_node_id
 from l2mesh.netconf import NetconfError, parse_endpoint
-from l2mesh.statefile import read_json
+from l2mesh.edge.statefile import read_json
 
 CONTROLLER_STATE_DIR_DEFAULT = "/var/lib/l2mesh-ctl"
 API_ENV = "L2MESH_API"
@@ -115,7 +115,7 @@ def _ago(timestamp: float | None) -> str | None:
 # -- commands -----------------------------------------------------------------------------------------
 def cmd_serve(args: argparse.Namespace) -> int:
     # Imported here: the server stack (hypercorn, starlette, trio) would slow every admin command.
-    from l2mesh.controller.server import ServeOptions, run_controller
+    from l2mesh.edge.controller.server import ServeOptions, run_controller
 
     return run_controller(ServeOptions(resolve_state_dir(args), args.listen, args.api_listen, args.relay_limit_mbps))
 

@@ -15,16 +15,16 @@ from l2mesh.cli.common import (
     resolve_state_dir,
     run_parser,
 )
-from l2mesh.identity import Identity
+from l2mesh.edge.identity_file import load_or_create_identity
 from l2mesh.ids import format_network_id, format_node_id, parse_network_id
-from l2mesh.node.control import call_daemon
+from l2mesh.edge.node.control_client import call_daemon
 from l2mesh.ports import DEFAULT_NODE_PORT
 
 NODE_STATE_DIR_DEFAULT = "/var/lib/l2mesh"
 
 
 def cmd_id(args: argparse.Namespace) -> int:
-    identity = Identity.load_or_create(resolve_state_dir(args))
+    identity = load_or_create_identity(resolve_state_dir(args))
     if args.json:
         print_json(identity.public.to_json())
     else:
@@ -34,7 +34,7 @@ def cmd_id(args: argparse.Namespace) -> int:
 
 def cmd_daemon(args: argparse.Namespace) -> int:
     # Imported here: the daemon's stack (trio, pyroute2, pytun) doubles every other command's start-up.
-    from l2mesh.node.daemon import DaemonOptions, run_daemon
+    from l2mesh.edge.node.daemon import DaemonOptions, run_daemon
 
     return run_daemon(DaemonOptions(resolve_state_dir(args), args.port, list(args.static_netconf), not args.no_offload))
 

@@ -26,7 +26,7 @@ from l2mesh.controller.model import (
     member_interface,
     validate_network_fields,
 )
-from l2mesh.controller.paths import DEFAULT_RELAY_LIMIT_MBPS
+from l2mesh.controller.defaults import DEFAULT_RELAY_LIMIT_MBPS
 from l2mesh.controller.storage import Storage
 from l2mesh.crypto.timers import DEFAULT_LIMITS
 from l2mesh.fragments import DEFAULT_MAX_DATAGRAM_BYTES, fragment
@@ -36,7 +36,7 @@ from l2mesh.ids import controller_of, format_node_id
 from l2mesh.netconf import NETCONF_TTL_S, MemberConfig, NetworkConfig, parse_endpoint, usable_endpoint
 from l2mesh.ratelimit import KeyedRateLimiter
 from l2mesh.session import Session, SessionAction, SessionError, SessionTable
-from l2mesh.udp import Endpoint
+from l2mesh.wire.common import Endpoint
 from l2mesh.wire.codec import parse_message
 from l2mesh.wire.errors import ParseError, parse_exact
 from l2mesh.wire.messages import (

@@ -1,1 +1,2 @@
-"""The node: the sans-IO core (core.py, peers.py) and the trio edge that feeds it (daemon.py, tap.py, udp.py)."""
+"""The node's sans-IO core: datagrams, TAP frames and time in; datagrams, frames and events out.
+The daemon that feeds it from sockets and TAP devices is in l2mesh.edge.node."""

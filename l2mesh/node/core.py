@@ -25,7 +25,7 @@ from l2mesh.netconf import MemberConfig, NetworkConfig
 from l2mesh.node.membership import Membership
 from l2mesh.node.paths import Paths
 from l2mesh.node.peers import Peer
-from l2mesh.udp import Endpoint
+from l2mesh.wire.common import Endpoint
 from l2mesh.ratelimit import KeyedRateLimiter
 from l2mesh.session import Session, SessionAction, SessionError, SessionTable
 from l2mesh.switch import MemberPort, NetworkSwitch

@@ -18,7 +18,7 @@ from l2mesh.identity import PublicIdentity
 from l2mesh.ids import controller_of
 from l2mesh.netconf import NetconfError, NetworkConfig, verify_signed_config
 from l2mesh.node.peers import Peer
-from l2mesh.udp import Endpoint
+from l2mesh.wire.common import Endpoint
 from l2mesh.wire.messages import (
     MAX_NETCONF_CHUNKS,
     NETCONF_PROOF_CONTEXT,

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from l2mesh.fragments import fragment_into
 from l2mesh.ids import controller_of
 from l2mesh.node.peers import Peer
-from l2mesh.udp import Endpoint
+from l2mesh.wire.common import Endpoint
 from l2mesh.wire.messages import EndpointHints, PathProbe, PathProbeReply
 from l2mesh.wire.packets import MAX_RELAY_HOPS, RELAY_HEADER, RELAY_HEADER_BYTES, PacketType
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from l2mesh.identity import PublicIdentity
 from l2mesh.session import Session
-from l2mesh.udp import Endpoint
+from l2mesh.wire.common import Endpoint
 
 QUEUE_LIMIT_MESSAGES = 256
 

@@ -1,10 +1,13 @@
-"""Field types shared by several messages: node ids, network ids, UDP endpoints."""
+"""Field types shared by several messages: node ids, network ids, UDP endpoints (and the one Endpoint type)."""
 
 from __future__ import annotations
 
 import ipaddress
 
 import construct as c
+
+Endpoint = tuple[str, int]
+"""A UDP endpoint as l2mesh passes it around: (host, port), as the socket module gives it."""
 
 NodeIdField = c.BytesInteger(5)
 """A 40-bit node id, big-endian, as it reads in hex."""
@@ -25,7 +28,7 @@ class _EndpointAdapter(c.Adapter):
         return {"family": 4 if len(packed) == 4 else 6, "address": packed, "port": port}
 
 
-Endpoint = _EndpointAdapter(
+EndpointField = _EndpointAdapter(
     c.Struct(
         "family" / c.OneOf(c.Int8ub, [4, 6]),
         "address" / c.Switch(c.this.family, {4: c.Bytes(4), 6: c.Bytes(16)}),

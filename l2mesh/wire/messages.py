@@ -13,7 +13,7 @@ import struct
 
 import construct as c
 
-from l2mesh.wire.common import Endpoint, NetworkIdField, NodeIdField
+from l2mesh.wire.common import EndpointField, NetworkIdField, NodeIdField
 
 
 class MessageKind(enum.IntEnum):
@@ -157,7 +157,7 @@ EndpointHints = "EndpointHints" / c.Struct(
     "node_id" / NodeIdField,
     # Set by the controller when both sides should probe each other now (hole punching).
     "punch" / c.Flag,
-    "endpoints" / c.PrefixedArray(c.Int8ub, Endpoint),
+    "endpoints" / c.PrefixedArray(c.Int8ub, EndpointField),
     c.Terminated,
 )
 """Candidate UDP endpoints of a node, for direct paths and hole punching."""
@@ -174,7 +174,7 @@ PathProbeReply = "PathProbeReply" / c.Struct(
     "probe_id" / c.Int64ub,
     # The address the probe came from, as the replier saw it: behind NAT this
     # is the sender's public mapping (what STUN would tell it).
-    "observed" / Endpoint,
+    "observed" / EndpointField,
     c.Terminated,
 )
 """Answer to a PathProbe."""

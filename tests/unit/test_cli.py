@@ -6,7 +6,7 @@ import pytest
 
 from l2mesh.cli.common import run_main
 from l2mesh.errors import L2meshError
-from l2mesh.node.tap import tap_name_for
+from l2mesh.edge.node.tap import tap_name_for
 
 
 def test_an_error_wrapped_in_an_exception_group_still_ends_in_one_line(capsys: pytest.CaptureFixture[str]) -> None:

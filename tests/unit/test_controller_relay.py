@@ -7,7 +7,7 @@ from pathlib import Path
 
 from l2mesh.controller.core import Client, ControllerCore
 from l2mesh.controller.model import Member
-from l2mesh.controller.storage import SqliteStorage
+from l2mesh.edge.controller.sqlite_storage import SqliteStorage
 from l2mesh.identity import Identity
 from l2mesh.wire.packets import RELAY_HEADER, PacketType
 

@@ -14,7 +14,8 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from l2mesh.errors import IdentityError, InvalidId, L2meshError, StateError
-from l2mesh.identity import IDENTITY_FILE, Identity, PublicIdentity, node_id_from_public_keys
+from l2mesh.edge.identity_file import IDENTITY_FILE, load_identity, load_or_create_identity, save_identity
+from l2mesh.identity import Identity, PublicIdentity, node_id_from_public_keys
 from l2mesh.ids import (
     NETWORK_NUMBER_MASK,
     NODE_ID_MASK,
@@ -30,7 +31,7 @@ from l2mesh.ids import (
     parse_network_id,
     parse_node_id,
 )
-from l2mesh.statefile import atomic_write_bytes, atomic_write_json, ensure_state_dir, read_json
+from l2mesh.edge.statefile import atomic_write_bytes, atomic_write_json, ensure_state_dir, read_json
 
 SETTINGS = settings(max_examples=200, deadline=None)
 
@@ -50,9 +51,9 @@ FIXED_NODE_ID = "0415a2a8e1"
 
 def test_generate_save_load_round_trip(tmp_path: Path) -> None:
     ident = Identity.generate()
-    path = ident.save(tmp_path)
+    path = save_identity(ident, tmp_path)
     assert path == tmp_path / IDENTITY_FILE
-    loaded = Identity.load(tmp_path)
+    loaded = load_identity(tmp_path)
     assert loaded == ident
     assert loaded.public == ident.public
     assert loaded.node_id == ident.node_id
@@ -66,7 +67,7 @@ def test_generated_identities_differ_and_never_get_reserved_ids() -> None:
 
 def test_identity_file_is_private_and_state_dir_is_created(tmp_path: Path) -> None:
     state_dir = tmp_path / "deep" / "state"
-    Identity.generate().save(state_dir)
+    save_identity(Identity.generate(), state_dir)
     assert state_dir.is_dir()
     assert stat.S_IMODE(state_dir.stat().st_mode) == 0o700
     assert stat.S_IMODE((state_dir / IDENTITY_FILE).stat().st_mode) == 0o600
@@ -75,7 +76,7 @@ def test_identity_file_is_private_and_state_dir_is_created(tmp_path: Path) -> No
 def test_identity_file_stays_private_even_with_permissive_umask(tmp_path: Path) -> None:
     old = os.umask(0)
     try:
-        Identity.generate().save(tmp_path)
+        save_identity(Identity.generate(), tmp_path)
     finally:
         os.umask(old)
     assert stat.S_IMODE((tmp_path / IDENTITY_FILE).stat().st_mode) == 0o600
@@ -83,7 +84,7 @@ def test_identity_file_stays_private_even_with_permissive_umask(tmp_path: Path) 
 
 def test_identity_file_records_id_and_public_keys(tmp_path: Path) -> None:
     ident = Identity(FIXED_PRIVATE, FIXED_SEED)
-    doc = json.loads(ident.save(tmp_path).read_text())
+    doc = json.loads(save_identity(ident, tmp_path).read_text())
     assert doc["id"] == FIXED_NODE_ID
     assert doc["x25519"] == FIXED_X25519_PUBLIC
     assert doc["ed25519"] == FIXED_ED25519_PUBLIC
@@ -92,8 +93,8 @@ def test_identity_file_records_id_and_public_keys(tmp_path: Path) -> None:
 
 
 def test_load_or_create_creates_once_then_loads(tmp_path: Path) -> None:
-    first = Identity.load_or_create(tmp_path)
-    second = Identity.load_or_create(tmp_path)
+    first = load_or_create_identity(tmp_path)
+    second = load_or_create_identity(tmp_path)
     assert first == second
 
 
@@ -195,7 +196,7 @@ CORRUPTIONS = {
 def test_corrupted_identity_file_raises_one_line_identity_error(tmp_path: Path, content: bytes) -> None:
     (tmp_path / IDENTITY_FILE).write_bytes(content)
     with pytest.raises(IdentityError) as info:
-        Identity.load(tmp_path)
+        load_identity(tmp_path)
     message = str(info.value)
     assert message and "\n" not in message
     assert isinstance(info.value, L2meshError)
@@ -203,20 +204,20 @@ def test_corrupted_identity_file_raises_one_line_identity_error(tmp_path: Path, 
 
 def test_missing_identity_file_raises_one_line_identity_error(tmp_path: Path) -> None:
     with pytest.raises(IdentityError) as info:
-        Identity.load(tmp_path / "nowhere")
+        load_identity(tmp_path / "nowhere")
     assert "\n" not in str(info.value) and str(info.value)
 
 
 def test_valid_identity_document_used_by_corruption_cases_loads(tmp_path: Path) -> None:
     (tmp_path / IDENTITY_FILE).write_text(json.dumps(_valid_identity_doc()))
-    assert Identity.load(tmp_path) == Identity(FIXED_PRIVATE, FIXED_SEED)
+    assert load_identity(tmp_path) == Identity(FIXED_PRIVATE, FIXED_SEED)
 
 
 def test_identity_file_without_id_still_loads(tmp_path: Path) -> None:
     doc = _valid_identity_doc()
     del doc["id"]
     (tmp_path / IDENTITY_FILE).write_text(json.dumps(doc))
-    assert Identity.load(tmp_path).node_id == int(FIXED_NODE_ID, 16)
+    assert load_identity(tmp_path).node_id == int(FIXED_NODE_ID, 16)
 
 
 # -- node and network ids ----------------------------------------------------------
@@ -416,3 +417,42 @@ def test_ensure_state_dir_refuses_a_regular_file(tmp_path: Path) -> None:
     with pytest.raises(StateError):
         ensure_state_dir(path)
     assert ensure_state_dir(tmp_path / "new") == tmp_path / "new"
+
+
+def test_identity_created_by_racing_processes_is_one_identity(tmp_path: Path) -> None:
+    """`l2mesh id` and `l2mesh daemon` started together: every process ends up with the id the file holds."""
+    import subprocess
+    import sys
+
+    state_dir = tmp_path / "state"
+    go = tmp_path / "go"
+    program = (
+        "import os, sys, time\n"
+        "from pathlib import Path\n"
+        "from l2mesh.edge.identity_file import load_or_create_identity\n"
+        f"while not os.path.exists({str(go)!r}): time.sleep(0.001)\n"
+        f"print(load_or_create_identity(Path({str(state_dir)!r})).node_id)\n"
+    )
+    racers = [subprocess.Popen([sys.executable, "-c", program], stdout=subprocess.PIPE, text=True) for _ in range(8)]
+    try:
+        go.touch()
+        ids = {int(racer.communicate(timeout=30)[0]) for racer in racers}
+    finally:
+        for racer in racers:
+            racer.kill()
+    assert ids == {load_identity(state_dir).node_id}
+    assert [p.name for p in state_dir.iterdir()] == [IDENTITY_FILE]  # no temporary files left
+
+
+def test_identity_created_by_another_process_meanwhile_wins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The window between 'no file yet' and 'file written': the other writer's keys are the ones used."""
+    winner = Identity.generate()
+    real_generate = Identity.generate
+
+    def generate_while_another_process_writes() -> Identity:
+        save_identity(winner, tmp_path)
+        return real_generate()
+
+    monkeypatch.setattr(Identity, "generate", staticmethod(generate_while_another_process_writes))
+    assert load_or_create_identity(tmp_path) == winner
+    assert load_identity(tmp_path) == winner

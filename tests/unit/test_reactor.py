@@ -6,7 +6,7 @@ import os
 import threading
 import time
 
-from l2mesh.reactor import Reactor
+from l2mesh.edge.reactor import Reactor
 
 
 def wait_for(reactor: Reactor, condition, attempts: int = 500) -> None:

@@ -17,8 +17,8 @@ from typing import TypeVar
 
 import trio
 
-from l2mesh.reactor import Reactor
-from l2mesh.udp import DatagramSender
+from l2mesh.edge.reactor import Reactor
+from l2mesh.edge.udp import DatagramSender
 
 T = TypeVar("T")
 log = logging.getLogger("l2mesh")

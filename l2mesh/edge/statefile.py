@@ -28,24 +28,32 @@ def ensure_state_dir(path: Path) -> Path:
     return path
 
 
+def _write_synced(path: Path, data: bytes, mode: int) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        os.fchmod(fd, mode)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_directory(path: Path) -> None:
+    dir_fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
 def atomic_write_bytes(path: Path, data: bytes, mode: int = PRIVATE_FILE_MODE) -> None:
     tmp = path.with_name(f".{path.name}.tmp.{os.getpid()}")
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-        try:
-            os.fchmod(fd, mode)
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        _write_synced(tmp, data, mode)
         os.replace(tmp, path)
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        _fsync_directory(path.parent)
     except OSError as exc:
         try:
             tmp.unlink()
@@ -54,8 +62,37 @@ def atomic_write_bytes(path: Path, data: bytes, mode: int = PRIVATE_FILE_MODE) -
         raise StateError(f"cannot write {path}: {exc.strerror}") from None
 
 
+def json_bytes(value: Any) -> bytes:
+    return (json.dumps(value, indent=2, sort_keys=True) + "\n").encode()
+
+
 def atomic_write_json(path: Path, value: Any, mode: int = PRIVATE_FILE_MODE) -> None:
-    atomic_write_bytes(path, (json.dumps(value, indent=2, sort_keys=True) + "\n").encode(), mode)
+    atomic_write_bytes(path, json_bytes(value), mode)
+
+
+def create_exclusively(path: Path, data: bytes, mode: int = PRIVATE_FILE_MODE) -> bool:
+    """Create path with data, whole and synced, unless it exists: True if this call created it.
+
+    The data goes to a temporary file first and is then hard-linked into
+    place: link() fails if the name exists, so of several racing writers
+    exactly one wins, and no reader ever sees a partly written file.
+    """
+    tmp = path.with_name(f".{path.name}.new.{os.getpid()}.{os.urandom(4).hex()}")
+    try:
+        _write_synced(tmp, data, mode)
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            return False
+        _fsync_directory(path.parent)
+        return True
+    except OSError as exc:
+        raise StateError(f"cannot create {path}: {exc.strerror}") from None
+    finally:
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
 
 
 def read_json(path: Path) -> Any:

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from l2mesh.ports import DEFAULT_API_PORT, DEFAULT_CONTROLLER_PORT
-from l2mesh.udp import Endpoint
+from l2mesh.wire.common import Endpoint
 
 DEFAULT_LISTEN: Endpoint = ("0.0.0.0", DEFAULT_CONTROLLER_PORT)
 DEFAULT_API: Endpoint = ("127.0.0.1", DEFAULT_API_PORT)

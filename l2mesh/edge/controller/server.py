@@ -21,17 +21,17 @@ import trio
 from hypercorn.config import Config
 from hypercorn.trio import serve
 
-from l2mesh.controller.api import build_app
+from l2mesh.edge.controller.api import build_app
 from l2mesh.controller.core import ControllerCore
-from l2mesh.controller.paths import API_FILE, DEFAULT_API, DEFAULT_LISTEN, DEFAULT_RELAY_LIMIT_MBPS, TOKEN_FILE
-from l2mesh.controller.storage import open_storage
-from l2mesh.edge import ReactorEdge
+from l2mesh.controller.defaults import API_FILE, DEFAULT_API, DEFAULT_LISTEN, DEFAULT_RELAY_LIMIT_MBPS, TOKEN_FILE
+from l2mesh.edge.controller.sqlite_storage import open_storage
+from l2mesh.edge.reactor_edge import ReactorEdge
 from l2mesh.errors import L2meshError, StateError
-from l2mesh.identity import Identity
+from l2mesh.edge.identity_file import load_or_create_identity
 from l2mesh.ids import format_node_id
-from l2mesh.reactor import Reactor
-from l2mesh.statefile import atomic_write_bytes, atomic_write_json, ensure_state_dir
-from l2mesh.udp import DatagramSender, Endpoint, make_socket_drainer, open_udp_socket
+from l2mesh.edge.reactor import Reactor
+from l2mesh.edge.statefile import atomic_write_bytes, atomic_write_json, ensure_state_dir
+from l2mesh.edge.udp import DatagramSender, Endpoint, make_socket_drainer, open_udp_socket
 
 
 T = TypeVar("T")
@@ -64,7 +64,7 @@ class ControllerServer:
     def __init__(self, options: ServeOptions) -> None:
         self.options = options
         ensure_state_dir(options.state_dir)
-        self.identity = Identity.load_or_create(options.state_dir)
+        self.identity = load_or_create_identity(options.state_dir)
         self.storage = open_storage(options.state_dir)
         self.token = load_or_create_token(options.state_dir)
         self.sock = open_udp_socket(options.listen[1], options.listen[0])

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 
-from l2mesh.node.tap import VNET_HEADER
-from l2mesh.udp import DatagramSender
+from l2mesh.edge.node.tap import VNET_HEADER
+from l2mesh.edge.udp import DatagramSender
 
 
 class EdgeTransmit(DatagramSender):

@@ -22,7 +22,7 @@ from concurrent.futures import Future
 from typing import Any, TypeVar
 
 T = TypeVar("T")
-log = logging.getLogger("l2mesh.reactor")
+log = logging.getLogger("l2mesh.edge.reactor")
 ERROR_LOG_INTERVAL_S = 10.0
 READABLE = select.EPOLLIN
 WRITABLE = select.EPOLLOUT

@@ -8,8 +8,8 @@ from collections import Counter, deque
 from collections.abc import Callable
 
 from l2mesh.errors import L2meshError
+from l2mesh.wire.common import Endpoint
 
-Endpoint = tuple[str, int]
 SOCKET_BUFFER_BYTES = 8 * 1024 * 1024
 # linux/udp.h: segmentation offload (one sendmsg, many datagrams) and its receive side.
 SOL_UDP = 17

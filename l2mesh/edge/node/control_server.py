@@ -1,7 +1,7 @@
-"""The daemon's local control socket: one JSON request line in, one JSON response line out.
+"""The daemon's side of its local control socket: one JSON request line in, one JSON response line out.
 
 A Unix socket in the state directory, mode 0600, so only the owner (root)
-can steer the daemon; the CLI is its only client.
+can steer the daemon; the CLI (control_client.py) is its only client.
 """
 
 from __future__ import annotations
@@ -15,21 +15,12 @@ from typing import Any
 
 import trio
 
+from l2mesh.edge.node.control_client import CLIENT_TIMEOUT_S, control_path
 from l2mesh.errors import L2meshError
 
-CONTROL_SOCKET = "control.sock"
 MAX_REQUEST_BYTES = 64 * 1024
-CLIENT_TIMEOUT_S = 10.0
 
 Handler = Callable[[dict[str, Any]], Awaitable[Any]]
-
-
-class ControlError(L2meshError):
-    """A control request failed; the message comes from the daemon or says why it could not be asked."""
-
-
-def control_path(state_dir: Path) -> Path:
-    return state_dir / CONTROL_SOCKET
 
 
 def _socket_in_use(path: Path) -> bool:
@@ -98,40 +89,3 @@ async def _read_request(stream: trio.SocketStream) -> dict[str, Any]:
     if not isinstance(request, dict) or not isinstance(request.get("command"), str):
         raise ValueError("request must be an object with a command")
     return request
-
-
-def call_daemon(state_dir: Path, command: str, **arguments: Any) -> Any:
-    """Ask the daemon behind state_dir; ControlError with a one-line reason on any failure."""
-    path = control_path(state_dir)
-    not_running = f"no l2mesh daemon is running for {state_dir} (start it with: l2mesh daemon --state-dir {state_dir})"
-    if not path.exists():
-        raise ControlError(not_running)
-    client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    client.settimeout(CLIENT_TIMEOUT_S)
-    try:
-        try:
-            client.connect(str(path))
-        except (ConnectionRefusedError, FileNotFoundError):
-            raise ControlError(not_running) from None
-        except PermissionError:
-            raise ControlError(f"permission denied on {path}: run as root") from None
-        client.sendall((json.dumps({"command": command, **arguments}) + "\n").encode())
-        data = b""
-        while not data.endswith(b"\n"):
-            chunk = client.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-    except socket.timeout:
-        raise ControlError("the l2mesh daemon did not answer in time") from None
-    except OSError as exc:
-        raise ControlError(f"cannot talk to the l2mesh daemon: {exc.strerror or exc}") from None
-    finally:
-        client.close()
-    try:
-        reply = json.loads(data)
-    except ValueError:
-        raise ControlError("the l2mesh daemon sent an unreadable answer") from None
-    if not reply.get("ok"):
-        raise ControlError(str(reply.get("error", "request failed")))
-    return reply.get("result")

@@ -13,8 +13,8 @@ from l2mesh.errors import StateError
 from l2mesh.identity import PublicIdentity
 from l2mesh.ids import format_network_id, format_node_id, parse_network_id
 from l2mesh.netconf import parse_endpoint
-from l2mesh.statefile import atomic_write_bytes, atomic_write_json, read_json
-from l2mesh.udp import Endpoint
+from l2mesh.edge.statefile import atomic_write_bytes, atomic_write_json, read_json
+from l2mesh.wire.common import Endpoint
 
 NETWORKS_FILE = "networks.json"
 NETCONF_DIR = "netconf"

@@ -23,12 +23,13 @@ from typing import Any, TypeVar
 import trio
 
 from l2mesh import __version__
-from l2mesh.edge import ReactorEdge
+from l2mesh.edge.reactor_edge import ReactorEdge
 from l2mesh.errors import L2meshError
 from l2mesh.identity import Identity
+from l2mesh.edge.identity_file import load_or_create_identity
 from l2mesh.ids import controller_of, format_mac, format_network_id, format_node_id, parse_network_id
 from l2mesh.netconf import NetconfError, NetworkConfig, parse_endpoint
-from l2mesh.node.control import serve_control
+from l2mesh.edge.node.control_server import serve_control
 from l2mesh.node.core import (
     BroadcastStorm,
     LoopStateChanged,
@@ -37,15 +38,15 @@ from l2mesh.node.core import (
     NetworkStatusChanged,
     NodeCore,
 )
-from l2mesh.node.groups import GroupWatcher, read_link_groups
+from l2mesh.edge.node.kernel_groups import GroupWatcher, read_link_groups
 from l2mesh.node.membership import ControllerIdentityLearned
-from l2mesh.node.state import NodeState, endpoint_text
-from l2mesh.node.tap import TapDevice, check_tap_support, tap_name_for
-from l2mesh.node.udp import EdgeTransmit
+from l2mesh.edge.node.state_dir import NodeState, endpoint_text
+from l2mesh.edge.node.tap import TapDevice, check_tap_support, tap_name_for
+from l2mesh.edge.node.transmit import EdgeTransmit
 from l2mesh.ports import DEFAULT_CONTROLLER_PORT, DEFAULT_NODE_PORT
-from l2mesh.reactor import Reactor
-from l2mesh.statefile import ensure_state_dir, read_json
-from l2mesh.udp import Endpoint, make_socket_drainer, open_udp_socket
+from l2mesh.edge.reactor import Reactor
+from l2mesh.edge.statefile import ensure_state_dir, read_json
+from l2mesh.edge.udp import Endpoint, make_socket_drainer, open_udp_socket
 
 DEFAULT_MTU_BYTES = 2800
 TAP_DRAIN_BATCH = 256
@@ -379,7 +380,7 @@ def load_static_netconf(path: Path, identity: Identity) -> NetworkConfig:
 def run_daemon(options: DaemonOptions) -> int:
     check_tap_support()
     ensure_state_dir(options.state_dir)
-    identity = Identity.load_or_create(options.state_dir)
+    identity = load_or_create_identity(options.state_dir)
     configs = [load_static_netconf(p, identity) for p in options.static_netconfs]
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     trio.run(NodeDaemon(options, identity, configs).run)

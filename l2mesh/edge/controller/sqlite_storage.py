@@ -1,0 +1,231 @@
+"""The controller's SQLite storage (the Storage protocol of l2mesh.controller.storage).
+
+SQLite in WAL mode with synchronous=FULL; each admin change is one
+transaction committed before the caller acknowledges it, so a SIGKILL at
+any moment loses nothing that was acknowledged. Other back-ends (PostgreSQL
+for several controller instances) implement the same Storage protocol.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+from l2mesh.controller.model import Member, Network, NotFound
+from l2mesh.errors import StateError
+from l2mesh.identity import PublicIdentity
+from l2mesh.ids import NETWORK_NUMBER_MASK, format_network_id, format_node_id, make_network_id
+
+SCHEMA_VERSION = 1
+DATABASE_FILE = "controller.db"
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS networks (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL,
+    settings TEXT NOT NULL,
+    revision INTEGER NOT NULL,
+    created REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS members (
+    network_id INTEGER NOT NULL REFERENCES networks(id) ON DELETE CASCADE,
+    node_id INTEGER NOT NULL,
+    x25519 BLOB,
+    ed25519 BLOB,
+    authorized INTEGER NOT NULL,
+    bridge INTEGER NOT NULL,
+    ips TEXT NOT NULL,
+    name TEXT NOT NULL,
+    created REAL NOT NULL,
+    last_seen REAL,
+    endpoint TEXT,
+    PRIMARY KEY (network_id, node_id)
+);
+"""
+
+
+class SqliteStorage:
+    def __init__(self, path: Path) -> None:
+        try:
+            self.db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=FULL")
+            self.db.execute("PRAGMA foreign_keys=ON")
+            self.db.executescript(_SCHEMA)
+            row = self.db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
+            if row is None:
+                self.db.execute("INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+            elif int(row[0]) != SCHEMA_VERSION:
+                raise StateError(f"{path}: schema version {row[0]} is not {SCHEMA_VERSION}")
+        except sqlite3.DatabaseError as exc:
+            raise StateError(f"cannot open controller database {path}: {exc}") from None
+
+    def close(self) -> None:
+        self.db.close()
+
+    # -- transactions -------------------------------------------------------------------------
+    def _write(self, statements: list[tuple[str, tuple[Any, ...]]]) -> None:
+        cursor = self.db.cursor()
+        cursor.execute("BEGIN IMMEDIATE")
+        try:
+            for sql, params in statements:
+                cursor.execute(sql, params)
+            cursor.execute("COMMIT")
+        except BaseException:
+            cursor.execute("ROLLBACK")
+            raise
+
+    # -- networks --------------------------------------------------------------------------------
+    def create_network(self, controller_id: int, fields: dict[str, Any]) -> Network:
+        # Random, not the lowest free number: a deleted network's id must not come
+        # back as another network that an old member would then join unasked.
+        used = {row[0] & NETWORK_NUMBER_MASK for row in self.db.execute("SELECT id FROM networks")}
+        number = 0
+        while number == 0 or number in used:
+            number = secrets.randbelow(NETWORK_NUMBER_MASK) + 1
+        network = Network(network_id=make_network_id(controller_id, number), created_s=time.time(), **fields)
+        self._write([("INSERT INTO networks VALUES (?, ?, ?, ?, ?)", self._network_row(network))])
+        return network
+
+    @staticmethod
+    def _network_row(network: Network) -> tuple[Any, ...]:
+        settings = {
+            "pools": list(network.pools),
+            "routes": list(network.routes),
+            "mtu": network.mtu_bytes,
+            "multicast_limit": network.multicast_limit,
+            "broadcast": network.broadcast,
+            "private": network.private,
+        }
+        return (_signed64(network.network_id), network.name, json.dumps(settings), network.revision, network.created_s)
+
+    @staticmethod
+    def _network_from_row(row: tuple[Any, ...]) -> Network:
+        settings = json.loads(row[2])
+        return Network(
+            network_id=row[0] & 0xFFFFFFFFFFFFFFFF,
+            name=row[1],
+            pools=tuple(settings["pools"]),
+            routes=tuple(settings["routes"]),
+            mtu_bytes=settings["mtu"],
+            multicast_limit=settings["multicast_limit"],
+            broadcast=settings["broadcast"],
+            private=settings["private"],
+            revision=row[3],
+            created_s=row[4],
+        )
+
+    def get_network(self, network_id: int) -> Network:
+        row = self.db.execute("SELECT * FROM networks WHERE id=?", (_signed64(network_id),)).fetchone()
+        if row is None:
+            raise NotFound(f"no network {format_network_id(network_id)}")
+        return self._network_from_row(row)
+
+    def list_networks(self) -> list[Network]:
+        return [self._network_from_row(r) for r in self.db.execute("SELECT * FROM networks ORDER BY created")]
+
+    def update_network(self, network_id: int, fields: dict[str, Any]) -> Network:
+        current = self.get_network(network_id)
+        updated = Network(**{**current.__dict__, **fields, "revision": current.revision + 1})
+        row = self._network_row(updated)
+        self._write([("UPDATE networks SET name=?, settings=?, revision=? WHERE id=?", (row[1], row[2], row[3], row[0]))])
+        return updated
+
+    def delete_network(self, network_id: int) -> None:
+        self.get_network(network_id)
+        self._write(
+            [
+                ("DELETE FROM members WHERE network_id=?", (_signed64(network_id),)),
+                ("DELETE FROM networks WHERE id=?", (_signed64(network_id),)),
+            ]
+        )
+
+    # -- members ---------------------------------------------------------------------------------------
+    @staticmethod
+    def _member_from_row(row: tuple[Any, ...]) -> Member:
+        identity = PublicIdentity(bytes(row[2]), bytes(row[3])) if row[2] is not None else None
+        return Member(
+            network_id=row[0] & 0xFFFFFFFFFFFFFFFF,
+            node_id=row[1],
+            identity=identity,
+            authorized=bool(row[4]),
+            bridge=bool(row[5]),
+            ips=tuple(json.loads(row[6])),
+            name=row[7],
+            created_s=row[8],
+            last_seen_s=row[9],
+            endpoint=row[10],
+        )
+
+    def find_member(self, network_id: int, node_id: int) -> Member | None:
+        row = self.db.execute(
+            "SELECT * FROM members WHERE network_id=? AND node_id=?", (_signed64(network_id), node_id)
+        ).fetchone()
+        return self._member_from_row(row) if row is not None else None
+
+    def get_member(self, network_id: int, node_id: int) -> Member:
+        member = self.find_member(network_id, node_id)
+        if member is None:
+            raise NotFound(f"no member {format_node_id(node_id)} in network {format_network_id(network_id)}")
+        return member
+
+    def list_members(self, network_id: int) -> list[Member]:
+        rows = self.db.execute("SELECT * FROM members WHERE network_id=? ORDER BY created", (_signed64(network_id),))
+        return [self._member_from_row(r) for r in rows]
+
+    def save_member(self, member: Member, bump_revision: bool) -> Member:
+        statements: list[tuple[str, tuple[Any, ...]]] = [
+            (
+                "INSERT INTO members VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (network_id, node_id) DO UPDATE SET x25519=excluded.x25519, ed25519=excluded.ed25519, "
+                "authorized=excluded.authorized, bridge=excluded.bridge, ips=excluded.ips, name=excluded.name, "
+                "last_seen=excluded.last_seen, endpoint=excluded.endpoint",
+                (
+                    _signed64(member.network_id),
+                    member.node_id,
+                    member.identity.x25519_public if member.identity else None,
+                    member.identity.ed25519_public if member.identity else None,
+                    int(member.authorized),
+                    int(member.bridge),
+                    json.dumps(list(member.ips)),
+                    member.name,
+                    member.created_s or time.time(),
+                    member.last_seen_s,
+                    member.endpoint,
+                ),
+            )
+        ]
+        if bump_revision:
+            statements.append(("UPDATE networks SET revision=revision+1 WHERE id=?", (_signed64(member.network_id),)))
+        self._write(statements)
+        return member
+
+    def delete_member(self, network_id: int, node_id: int) -> None:
+        self.get_member(network_id, node_id)
+        self._write(
+            [
+                ("DELETE FROM members WHERE network_id=? AND node_id=?", (_signed64(network_id), node_id)),
+                ("UPDATE networks SET revision=revision+1 WHERE id=?", (_signed64(network_id),)),
+            ]
+        )
+
+    def record_seen(self, seen: list[tuple[int, int, float]]) -> None:
+        """Last-seen times: runtime facts, written in batches, not admin changes."""
+        self._write(
+            [("UPDATE members SET last_seen=? WHERE network_id=? AND node_id=?", (t, _signed64(n), m)) for n, m, t in seen]
+        )
+
+
+def _signed64(value: int) -> int:
+    """SQLite integers are signed 64-bit; network ids use all 64 bits."""
+    return value - (1 << 64) if value >= 1 << 63 else value
+
+
+def open_storage(state_dir: Path) -> SqliteStorage:
+    return SqliteStorage(state_dir / DATABASE_FILE)
