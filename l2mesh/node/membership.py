@@ -6,19 +6,40 @@ hash to that id. Configs are requested over a normal Noise session with the
 controller, accepted only when signed by its key, issued to this node and
 not older than the one held; they are refreshed periodically (which also
 keeps NAT mappings open), while pushes from the controller apply at once.
+
+Membership reads the networks' states (held by the core) and answers with
+decisions (decisions.py): send this request, trust this controller, apply
+this config, deny this network.
 """
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from l2mesh import __version__
-from l2mesh.identity import PublicIdentity
+from l2mesh.identity import Identity, PublicIdentity
 from l2mesh.ids import controller_of
 from l2mesh.netconf import NetconfError, NetworkConfig, verify_signed_config
-from l2mesh.node.peers import Peer
+from l2mesh.node.decisions import (
+    AnnounceEndpoints,
+    ApplyConfig,
+    Decision,
+    DenyNetwork,
+    ForgetPeer,
+    MarkNetworkOk,
+    RenewSession,
+    SendDatagram,
+    SendMessage,
+    TrustController,
+    UseEndpoint,
+)
+from l2mesh.node.events import NetworkStatus
+from l2mesh.node.network_state import NetworkState
 from l2mesh.wire.common import Endpoint
+from l2mesh.wire.errors import parse_or_none
 from l2mesh.wire.messages import (
     MAX_NETCONF_CHUNKS,
     NETCONF_PROOF_CONTEXT,
@@ -28,9 +49,6 @@ from l2mesh.wire.messages import (
 )
 from l2mesh.wire.packets import IdentityRequest, IdentityResponse
 
-if TYPE_CHECKING:
-    from l2mesh.node.core import NodeCore
-
 NETCONF_REFRESH_S = 25.0  # also the keepalive that holds NAT mappings towards the controller
 NETCONF_RETRY_S = 2.0  # while REQUESTING
 IDENTITY_RETRY_S = 1.0
@@ -39,21 +57,24 @@ IDENTITY_RETRY_S = 1.0
 NETCONF_ANSWER_TIMEOUT_S = 3.0
 
 
-@dataclass(frozen=True)
-class ControllerIdentityLearned:
-    """The edge caches it, so a restart works while the controller is down."""
+@dataclass
+class ControllerLink:
+    """A controller we joined a network of: where it is, and its keys once verified."""
 
     node_id: int
-    identity: PublicIdentity
+    endpoint: Endpoint
+    identity: PublicIdentity | None = None
+    next_identity_request_s: float = 0.0
+    awaiting_answer_since_s: float | None = None
 
 
 @dataclass
-class ControllerLink:
-    node_id: int
-    endpoint: Endpoint
-    peer: Peer | None = None
-    next_identity_request_s: float = 0.0
-    awaiting_answer_since_s: float | None = None
+class Joined:
+    """A network joined through its controller (not a static config): when to ask for its config next."""
+
+    controller_endpoint: Endpoint
+    next_request_s: float = 0.0
+    requests_sent: int = 0
 
 
 @dataclass
@@ -64,9 +85,20 @@ class PendingChunks:
 
 
 class Membership:
-    def __init__(self, core: "NodeCore") -> None:
-        self.core = core
+    def __init__(
+        self,
+        identity: Identity,
+        networks: Mapping[int, NetworkState],
+        drops: Counter[str],
+        wall_clock_s: Callable[[], float],
+    ) -> None:
+        self.identity = identity
+        self.node_id = identity.node_id
+        self.networks = networks  # the core's, read only: which config each network holds
+        self.drops = drops
+        self.wall_clock_s = wall_clock_s
         self.controllers: dict[int, ControllerLink] = {}
+        self.joined: dict[int, Joined] = {}
         self._chunks: dict[int, PendingChunks] = {}
 
     # -- joining ---------------------------------------------------------------------------------
@@ -77,167 +109,180 @@ class Membership:
         now: float,
         controller_identity: PublicIdentity | None = None,
         cached_signed: bytes | None = None,
-    ) -> None:
-        core = self.core
-        state = core.network_state(network_id)
-        state.controller_endpoint = controller_endpoint
+    ) -> list[Decision]:
+        """Join through the controller at controller_endpoint (the core holds a state for network_id already)."""
+        decisions: list[Decision] = []
+        joined = self.joined.get(network_id)
+        if joined is None:
+            joined = self.joined[network_id] = Joined(controller_endpoint)
+        joined.controller_endpoint = controller_endpoint
         controller_id = controller_of(network_id)
         link = self.controllers.get(controller_id)
         if link is None:
             link = self.controllers[controller_id] = ControllerLink(controller_id, controller_endpoint)
         elif link.endpoint != controller_endpoint:
             link.endpoint = controller_endpoint
-            if link.peer is not None:
-                core.set_endpoint(link.peer, controller_endpoint)
-        if link.peer is None and controller_identity is not None and controller_identity.node_id == controller_id:
-            self._install_controller(link, controller_identity, announce=False)
-        if cached_signed and link.peer is not None:
+            if link.identity is not None:
+                decisions.append(UseEndpoint(controller_id, controller_endpoint))
+        if link.identity is None and controller_identity is not None and controller_identity.node_id == controller_id:
+            decisions.append(self._trust(link, controller_identity, learned=False))
+        held = self._held(network_id)
+        if cached_signed and link.identity is not None:
             # Forward on the config we hold while the controller is away.
             try:
-                config = verify_signed_config(cached_signed, link.peer.identity, network_id, core.node_id, core.wall_clock_s())
+                config = verify_signed_config(cached_signed, link.identity, network_id, self.node_id, self.wall_clock_s())
             except NetconfError:
-                core.drops["cached_netconf_rejected"] += 1
+                self.drops["cached_netconf_rejected"] += 1
             else:
-                core.apply_netconf(config, cached_signed)
-        state.next_request_s = now
-        self._request(state.network_id, now)
+                if held is None or config.revision >= held.revision:
+                    held = config
+                decisions.append(ApplyConfig(config, cached_signed))
+        joined.next_request_s = now
+        decisions.extend(self._request(network_id, now, held))
+        return decisions
 
-    def leave(self, network_id: int) -> None:
+    def leave(self, network_id: int) -> list[Decision]:
+        """Forget a network (the core has removed its state); its controller too, if it governs no other."""
         self._chunks.pop(network_id, None)
+        self.joined.pop(network_id, None)
         controller_id = controller_of(network_id)
-        self.core.remove_network(network_id)
-        if not any(controller_of(n) == controller_id for n in self.core.networks):
-            link = self.controllers.pop(controller_id, None)
-            if link is not None and link.peer is not None:
-                self.core.forget_peer(link.peer)
+        if any(controller_of(n) == controller_id for n in self.networks):
+            return []
+        link = self.controllers.pop(controller_id, None)
+        if link is not None and link.identity is not None:
+            return [ForgetPeer(controller_id)]
+        return []
 
-    def _install_controller(self, link: ControllerLink, identity: PublicIdentity, announce: bool = True) -> None:
-        core = self.core
-        peer = core.peers.get(link.node_id)
-        if peer is None or peer.identity != identity:
-            if peer is not None:
-                core.forget_peer(peer)
-            peer = Peer(link.node_id, identity, candidates=[link.endpoint], is_controller=True)
-            core.add_peer(peer)
-            core.set_endpoint(peer, link.endpoint)
-        peer.is_controller = True
-        link.peer = peer
-        if announce:
-            core.events.append(ControllerIdentityLearned(link.node_id, identity))
+    def controller_endpoint(self, network_id: int) -> Endpoint | None:
+        joined = self.joined.get(network_id)
+        return joined.controller_endpoint if joined is not None else None
+
+    def _trust(self, link: ControllerLink, identity: PublicIdentity, learned: bool) -> TrustController:
+        link.identity = identity
+        return TrustController(link.node_id, identity, link.endpoint, learned)
+
+    def _held(self, network_id: int) -> NetworkConfig | None:
+        state = self.networks.get(network_id)
+        return state.config if state is not None else None
 
     # -- requests ------------------------------------------------------------------------------------
-    def _request(self, network_id: int, now: float) -> None:
-        core = self.core
-        state = core.networks.get(network_id)
-        if state is None or state.controller_endpoint is None:
-            return
+    def _request(self, network_id: int, now: float, held: NetworkConfig | None) -> list[Decision]:
+        joined = self.joined.get(network_id)
         link = self.controllers.get(controller_of(network_id))
-        if link is None:
-            return
-        if link.peer is None:
+        if joined is None or link is None:
+            return []
+        if link.identity is None:
+            decisions: list[Decision] = []
             if now >= link.next_identity_request_s:
-                core.transmit.send_datagram(IdentityRequest.build({"node_id": link.node_id}), link.endpoint)
+                decisions.append(SendDatagram(IdentityRequest.build({"node_id": link.node_id}), link.endpoint))
                 link.next_identity_request_s = now + IDENTITY_RETRY_S
-            state.next_request_s = now + IDENTITY_RETRY_S
-            return
-        have = state.config.revision if state.config is not None else 0
+            joined.next_request_s = now + IDENTITY_RETRY_S
+            return decisions
         request = NetconfRequest.build(
             {
                 "network_id": network_id,
-                "have_revision": have,
-                "ed25519": core.identity.ed25519_public,
-                "proof": core.identity.sign(
-                    NETCONF_PROOF_CONTEXT + core.identity.x25519_public + network_id.to_bytes(8, "big")
+                "have_revision": held.revision if held is not None else 0,
+                "ed25519": self.identity.ed25519_public,
+                "proof": self.identity.sign(
+                    NETCONF_PROOF_CONTEXT + self.identity.x25519_public + network_id.to_bytes(8, "big")
                 ),
                 "client_version": __version__,
             }
         )
-        core.send_message(link.node_id, request, now)
-        if state.config is not None:
-            core.paths.announce_local_endpoints(link.peer, now)
+        decisions = [SendMessage(link.node_id, request)]
+        if held is not None:
+            decisions.append(AnnounceEndpoints(link.node_id))
         if link.awaiting_answer_since_s is None:
             link.awaiting_answer_since_s = now
-        state.requests_sent += 1
-        state.next_request_s = now + (NETCONF_REFRESH_S if state.config is not None else NETCONF_RETRY_S)
+        joined.requests_sent += 1
+        joined.next_request_s = now + (NETCONF_REFRESH_S if held is not None else NETCONF_RETRY_S)
+        return decisions
 
-    def tick(self, now: float) -> None:
-        wall_s = self.core.wall_clock_s()
-        for network_id, state in list(self.core.networks.items()):
-            if state.config is not None and state.config.expired(wall_s):
+    def _request_all_of(self, controller_id: int, now: float) -> list[Decision]:
+        decisions: list[Decision] = []
+        for network_id in list(self.networks):
+            if controller_of(network_id) == controller_id:
+                decisions.extend(self._request(network_id, now, self._held(network_id)))
+        return decisions
+
+    def tick(self, now: float) -> list[Decision]:
+        decisions: list[Decision] = []
+        wall_s = self.wall_clock_s()
+        for network_id, state in list(self.networks.items()):
+            held = state.config
+            if held is not None and held.expired(wall_s):
                 # Unrefreshed for days: who is authorized may have changed; stop forwarding on it.
-                self.core.deny_network(network_id, "REQUESTING")
-            if state.controller_endpoint is not None and now >= state.next_request_s:
-                self._request(network_id, now)
+                decisions.append(DenyNetwork(network_id, NetworkStatus.REQUESTING))
+                held = None
+            joined = self.joined.get(network_id)
+            if joined is not None and now >= joined.next_request_s:
+                decisions.extend(self._request(network_id, now, held))
         for link in self.controllers.values():
             since = link.awaiting_answer_since_s
-            if link.peer is not None and since is not None and now - since >= NETCONF_ANSWER_TIMEOUT_S:
+            if link.identity is not None and since is not None and now - since >= NETCONF_ANSWER_TIMEOUT_S:
                 link.awaiting_answer_since_s = now
-                self.core.renew_session(link.peer, now)
+                decisions.append(RenewSession(link.node_id))
+        return decisions
 
-    def controller_session_renewed(self, peer: Peer, now: float) -> None:
+    def controller_session_renewed(self, controller_id: int, now: float) -> list[Decision]:
         """A new session with a controller: it may have restarted, so ask again for every network it governs."""
-        link = self.controllers.get(peer.node_id)
-        if link is None or link.peer is not peer:
-            return
-        self.core.paths.announce_local_endpoints(peer, now)
-        for network_id in list(self.core.networks):
-            if controller_of(network_id) == peer.node_id:
-                self._request(network_id, now)
+        link = self.controllers.get(controller_id)
+        if link is None or link.identity is None:
+            return []
+        return [AnnounceEndpoints(controller_id), *self._request_all_of(controller_id, now)]
 
     # -- answers -------------------------------------------------------------------------------------
-    def identity_response(self, data: memoryview, source: Endpoint, now: float) -> None:
-        response = self.core.parse_or_count(IdentityResponse, data, "identity_response_malformed")
+    def identity_response(self, data: memoryview, source: Endpoint, now: float) -> list[Decision]:
+        response = parse_or_none(IdentityResponse, data)
         if response is None:
-            return
+            self.drops["identity_response_malformed"] += 1
+            return []
         identity = PublicIdentity(response.x25519, response.ed25519)
         link = self.controllers.get(identity.node_id)
         # Only keys that hash to the id named by the network id, from the address we asked, are accepted.
-        if link is None or link.peer is not None or source != link.endpoint:
-            self.core.drops["identity_response_unexpected"] += 1
-            return
-        self._install_controller(link, identity)
-        for network_id in list(self.core.networks):
-            if controller_of(network_id) == link.node_id:
-                self._request(network_id, now)
+        if link is None or link.identity is not None or source != link.endpoint:
+            self.drops["identity_response_unexpected"] += 1
+            return []
+        return [self._trust(link, identity, learned=True), *self._request_all_of(link.node_id, now)]
 
-    def netconf_response(self, peer: Peer, message: bytes, now: float) -> None:
-        core = self.core
-        response = core.parse_or_count(NetconfResponse, message, "netconf_response_malformed")
+    def netconf_response(self, controller_id: int, message: bytes, now: float) -> list[Decision]:
+        response = parse_or_none(NetconfResponse, message)
         if response is None:
-            return
+            self.drops["netconf_response_malformed"] += 1
+            return []
         network_id = response.network_id
-        link = self.controllers.get(peer.node_id)
+        link = self.controllers.get(controller_id)
         if link is not None:
             link.awaiting_answer_since_s = None
-        state = core.networks.get(network_id)
-        if state is None or controller_of(network_id) != peer.node_id:
-            core.drops["netconf_from_wrong_controller"] += 1
-            return
+        state = self.networks.get(network_id)
+        if state is None or controller_of(network_id) != controller_id or link is None or link.identity is None:
+            self.drops["netconf_from_wrong_controller"] += 1
+            return []
         try:
             status = NetconfStatus[str(response.status)]
         except KeyError:
-            core.drops["netconf_unknown_status"] += 1
-            return
+            self.drops["netconf_unknown_status"] += 1
+            return []
+        joined = self.joined.get(network_id)
         if status is not NetconfStatus.OK:
             self._chunks.pop(network_id, None)
-            core.deny_network(network_id, status.name)
-            state.next_request_s = now + NETCONF_REFRESH_S
-            return
+            if joined is not None:
+                joined.next_request_s = now + NETCONF_REFRESH_S
+            return [DenyNetwork(network_id, NetworkStatus[status.name])]
         if response.chunk_count == 1 and not response.signed_config:
             # "Not modified": the config we hold is current.
-            if state.config is not None:
-                core.mark_network_ok(network_id)
-            return
+            return [MarkNetworkOk(network_id)] if state.config is not None else []
         signed = self._collect(network_id, response)
         if signed is None:
-            return
+            return []
         try:
-            config = verify_signed_config(signed, peer.identity, network_id, core.node_id, core.wall_clock_s())
+            config = verify_signed_config(signed, link.identity, network_id, self.node_id, self.wall_clock_s())
         except NetconfError:
-            core.drops["netconf_rejected"] += 1
-            return
-        core.apply_netconf(config, signed)
-        state.next_request_s = now + NETCONF_REFRESH_S
+            self.drops["netconf_rejected"] += 1
+            return []
+        if joined is not None:
+            joined.next_request_s = now + NETCONF_REFRESH_S
+        return [ApplyConfig(config, signed)]
 
     def _collect(self, network_id: int, response: Any) -> bytes | None:
         if response.chunk_count == 1:
@@ -252,6 +297,3 @@ class Membership:
             return None
         del self._chunks[network_id]
         return b"".join(pending.chunks[i] for i in range(pending.count))
-
-
-__all__ = ["ControllerIdentityLearned", "Membership", "NetworkConfig"]

@@ -29,3 +29,11 @@ def parse_tagged(definitions: dict[Any, construct.Construct], data: bytes | memo
     if definition is None:
         raise ParseError(f"unknown message type {data[0]}")
     return data[0], parse_exact(definition, data)
+
+
+def parse_or_none(definition: construct.Construct, data: bytes | memoryview) -> Any:
+    """The parsed message, or None for bytes parse_exact refuses (the caller counts the drop)."""
+    try:
+        return parse_exact(definition, data)
+    except ParseError:
+        return None

@@ -609,9 +609,38 @@ def test_of_two_working_direct_endpoints_the_clearly_faster_one_is_used() -> Non
     # A probe answered from the other endpoint in 1 ms (< 0.8 x 5 ms): it takes over.
     peer.probes[1] = 10.0
     reply = PathProbeReply.build({"probe_id": 1, "observed": fast})
-    paths.probe_reply_received(peer, reply, fast, False, 10.001)
+    m1.core.apply(paths.probe_reply_received(peer, reply, fast, False, 10.001), 10.001)
     assert peer.endpoint == fast
     # One only a little faster than the current one does not cause flapping.
     peer.probes[2] = 20.0
-    paths.probe_reply_received(peer, PathProbeReply.build({"probe_id": 2, "observed": slow}), slow, False, 20.0009)
+    m1.core.apply(paths.probe_reply_received(peer, PathProbeReply.build({"probe_id": 2, "observed": slow}), slow, False, 20.0009), 20.0009)
     assert peer.endpoint == fast
+
+
+def test_arp_answered_locally_is_written_back_to_the_tap_also_from_an_offload_read() -> None:
+    """A TAP opened with IFF_VNET_HDR may hand over an ARP request with a non-zero virtio header
+    (e.g. checksum flags): the switch's local ARP answer must reach the TAP all the same."""
+    mesh = Mesh()
+    m1, m2, _ = mesh.members
+    with_addresses = NetworkConfig(
+        network_id=NET,
+        revision=2,
+        issued_to=m1.node_id,
+        members=tuple(
+            MemberConfig(m.node_id, m.identity.public, ips=(f"10.147.17.{m.number}/24",), endpoints=(m.endpoint,))
+            for m in mesh.members
+        ),
+    )
+    assert m1.core.apply_netconf(with_addresses)
+    arp = dpkt.arp.ARP(
+        sha=m1.mac(), spa=socket.inet_aton("10.147.17.1"), tha=b"\x00" * 6, tpa=socket.inet_aton("10.147.17.2")
+    )
+    request = bytes(dpkt.ethernet.Ethernet(dst=BROADCAST, src=m1.mac(), type=dpkt.ethernet.ETH_TYPE_ARP, data=arp))
+    needs_checksum = bytes([1]) + bytes(9)
+    for at_s, read in enumerate((bytes(10) + request, needs_checksum + request)):
+        m1.transmit.frames.clear()
+        m1.core.vnet_frame_from_tap(NET, read, float(at_s))
+        assert len(m1.transmit.frames) == 1, "the ARP answer is written to our own TAP"
+        reply = dpkt.ethernet.Ethernet(m1.transmit.frames[0][1])
+        assert reply.dst == m1.mac() and reply.data.sha == m2.mac() and reply.data.spa == socket.inet_aton("10.147.17.2")
+        assert not m1.transmit.datagrams, "nothing crosses the overlay for a known address"

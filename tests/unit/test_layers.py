@@ -114,7 +114,6 @@ def test_imports_of_resolves_relative_imports(tmp_path: Path) -> None:
     assert imports_of("l2mesh.pkg.x", path) >= {"l2mesh.pkg.y", "l2mesh.z.w", "os"}
 
 
-@pytest.mark.xfail(strict=True, reason="node core <-> membership/paths: removed by the node core split (issue 10)")
 def test_no_import_circle_in_l2mesh() -> None:
     cycle = find_cycle(internal_graph())
     assert cycle is None, "import circle: " + " -> ".join(cycle or [])

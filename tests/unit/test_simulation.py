@@ -459,7 +459,7 @@ def test_groups_set_while_the_network_is_still_requesting_are_announced_once_the
     # A member joined through the controller: its TAP (and kernel groups) exist before its config does.
     small = Simulation(count=3)
     joiner = Member(4, Identity.generate(), ("198.18.4.2", 9993))
-    joiner.core.network_state(NET)  # what join() creates: status REQUESTING, no config
+    joiner.core.nets.state(NET)  # what join() creates: status REQUESTING, no config
     joiner.core.set_local_groups(NET, frozenset({group_key(MDNS_MAC)}), 0.0)
     assert not joiner.transmit.datagrams  # nobody to tell yet
     small.members.append(joiner)

@@ -39,7 +39,7 @@ from l2mesh.node.core import (
     NodeCore,
 )
 from l2mesh.edge.node.kernel_groups import GroupWatcher, read_link_groups
-from l2mesh.node.membership import ControllerIdentityLearned
+from l2mesh.node.events import ControllerIdentityLearned
 from l2mesh.edge.node.state_dir import NodeState, endpoint_text
 from l2mesh.edge.node.tap import TapDevice, check_tap_support, tap_name_for
 from l2mesh.edge.node.transmit import EdgeTransmit
@@ -296,7 +296,7 @@ class NodeDaemon:
                     "mtu": config.mtu_bytes if config else DEFAULT_MTU_BYTES,
                     "revision": config.revision if config else None,
                     "members": len(config.members) if config else 0,
-                    "controller": endpoint_text(state.controller_endpoint),
+                    "controller": endpoint_text(core.membership.controller_endpoint(network_id)),
                     "bridge": state.switch.local_is_bridge,
                     "loop_blocked": state.switch.blocked,
                 }
