@@ -7,7 +7,7 @@ changes a network (HTTP, CLI, tests) gets the same one-line errors.
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from l2mesh.errors import L2meshError
@@ -177,6 +177,3 @@ def check_no_duplicate_ips(wanted: tuple[str, ...], others: list[Member]) -> Non
             if ipaddress.ip_interface(ip).ip in mine:
                 raise ValidationError(f"IP {ipaddress.ip_interface(ip).ip} is already used by member {format_node_id(other.node_id)}")
 
-
-def with_changes(obj: Any, **changes: Any) -> Any:
-    return replace(obj, **changes)

@@ -43,7 +43,6 @@ _PATTERNS: dict[str, tuple[tuple[tuple[str, ...], tuple[str, ...]], tuple[tuple[
     "IK": (((), ("s",)), (("e", "es", "s", "ss"), ("e", "ee", "se"))),
     "IX": (((), ()), (("e", "s"), ("e", "ee", "se", "s", "es"))),
 }
-ONE_WAY_PATTERNS = frozenset({"N", "K", "X"})
 _NAME_RE = re.compile(r"Noise_([A-Z]+)((?:psk\d)(?:\+psk\d)*)?_25519_ChaChaPoly_BLAKE2b")
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-GROUP_KEY_BYTES = 10
 BROADCAST_MAC = b"\xff\xff\xff\xff\xff\xff"
 
 

@@ -3,7 +3,7 @@
 The first byte names the kind. Frames carry the network id because two
 nodes may share several networks over one session. Control messages travel
 between members (subscriptions, path probes) or between a member and its
-controller (netconf, endpoint hints, errors).
+controller (netconf, endpoint hints).
 """
 
 from __future__ import annotations
@@ -17,8 +17,9 @@ from l2mesh.wire.common import EndpointField, NetworkIdField, NodeIdField
 
 
 class MessageKind(enum.IntEnum):
+    # 2 and 10 stay unused: they named a multicast-frame and an error message
+    # that were defined but never sent; reusing them gains nothing.
     FRAME = 1
-    MULTICAST_FRAME = 2
     NETCONF_REQUEST = 3
     NETCONF_RESPONSE = 4
     MULTICAST_SUBSCRIPTIONS = 5
@@ -26,7 +27,6 @@ class MessageKind(enum.IntEnum):
     PATH_PROBE = 7
     PATH_PROBE_REPLY = 8
     KEEPALIVE = 9
-    ERROR = 10
     FRAME_OFFLOAD = 11
 
 
@@ -34,13 +34,6 @@ class NetconfStatus(enum.IntEnum):
     OK = 0
     ACCESS_DENIED = 1
     NOT_FOUND = 2
-
-
-class ErrorCode(enum.IntEnum):
-    ACCESS_DENIED = 1
-    NOT_FOUND = 2
-    UNSUPPORTED = 3
-    RATE_LIMITED = 4
 
 
 def _kind(kind: MessageKind) -> c.Const:
@@ -81,19 +74,6 @@ FrameOffload = "FrameOffload" / c.Struct(
 """A frame (or TCP super-frame) with offload work left for the receiving kernel."""
 # The hot path builds FrameOffload's first two fields with FRAME_HEADER (same
 # layout, other kind byte); the virtio header follows as the TAP wrote it.
-
-MulticastFrame = "MulticastFrame" / c.Struct(
-    _kind(MessageKind.MULTICAST_FRAME),
-    "network_id" / NetworkIdField,
-    # The group the sender addressed, as ZeroTier names groups: the
-    # multicast MAC plus a 32-bit "additional distinguishing information"
-    # (the IPv4 address for ARP broadcast scoping, else 0).
-    "group_mac" / c.Bytes(6),
-    "adi" / c.Int32ub,
-    "frame" / c.GreedyBytes,
-    c.Check(lambda ctx: len(ctx.frame) >= 14),
-)
-"""A frame sent to the subscribers of a multicast group (or to all members, for broadcast)."""
 
 NetconfRequest = "NetconfRequest" / c.Struct(
     _kind(MessageKind.NETCONF_REQUEST),
@@ -185,18 +165,8 @@ Keepalive = "Keepalive" / c.Struct(
 )
 """Keeps NAT mappings and the session alive when no frames flow."""
 
-Error = "Error" / c.Struct(
-    _kind(MessageKind.ERROR),
-    "network_id" / NetworkIdField,
-    "code" / c.Enum(c.Int8ub, ErrorCode),
-    "message" / c.PascalString(c.Int8ub, "utf8"),
-    c.Terminated,
-)
-"""Tells a peer why a request was refused."""
-
 MESSAGES: dict[MessageKind, c.Construct] = {
     MessageKind.FRAME: Frame,
-    MessageKind.MULTICAST_FRAME: MulticastFrame,
     MessageKind.NETCONF_REQUEST: NetconfRequest,
     MessageKind.NETCONF_RESPONSE: NetconfResponse,
     MessageKind.MULTICAST_SUBSCRIPTIONS: MulticastSubscriptions,
@@ -204,6 +174,5 @@ MESSAGES: dict[MessageKind, c.Construct] = {
     MessageKind.PATH_PROBE: PathProbe,
     MessageKind.PATH_PROBE_REPLY: PathProbeReply,
     MessageKind.KEEPALIVE: Keepalive,
-    MessageKind.ERROR: Error,
     MessageKind.FRAME_OFFLOAD: FrameOffload,
 }

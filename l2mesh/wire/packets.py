@@ -106,7 +106,12 @@ RelayEnvelope = "RelayEnvelope" / c.Struct(
     # relay forwards it as is, it never holds the keys to open it.
     "packet" / c.GreedyBytes,
 )
-"""Member -> controller -> member: end-to-end encrypted traffic when no direct path works."""
+"""Member -> controller -> member: end-to-end encrypted traffic when no direct path works.
+
+The hot paths (the member's send and receive, the controller's forwarding)
+pack and unpack the 12-byte header with RELAY_HEADER below; this is its
+definition, and tests/unit/test_wire.py proves the two byte-identical.
+"""
 
 RELAY_HEADER_BYTES = 12
 MAX_RELAY_HOPS = 2
@@ -128,8 +133,8 @@ IdentityResponse = "IdentityResponse" / c.Struct(
 )
 """The public keys; the asker checks they hash to the node id it wanted before trusting them."""
 
-# Hot-path equivalents of TransportHeader and Fragment's header (same bytes;
-# tests/unit/test_wire.py proves it). Building a construct object per frame
+# Hot-path equivalents of TransportHeader, Fragment's header and
+# RelayEnvelope's header (same bytes; tests/unit/test_wire.py proves it). Building a construct object per frame
 # costs more than the encryption of the frame.
 TRANSPORT_HEADER = struct.Struct("<B3xIQ")
 FRAGMENT_HEADER = struct.Struct("<BBBxIQ")

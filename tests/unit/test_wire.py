@@ -16,7 +16,6 @@ from l2mesh.wire.messages import (
     FRAME_HEADER,
     FRAME_HEADER_BYTES,
     MESSAGES,
-    ErrorCode,
     Frame,
     MessageKind,
     NetconfStatus,
@@ -25,10 +24,13 @@ from l2mesh.wire.packets import (
     FRAGMENT_HEADER,
     FRAGMENT_HEADER_BYTES,
     PACKETS,
+    RELAY_HEADER,
+    RELAY_HEADER_BYTES,
     TRANSPORT_HEADER,
     TRANSPORT_HEADER_BYTES,
     Fragment,
     PacketType,
+    RelayEnvelope,
     Transport,
     TransportHeader,
 )
@@ -87,9 +89,6 @@ MESSAGE_FIELDS: dict[MessageKind, st.SearchStrategy[dict]] = {
             "frame": st.binary(min_size=14, max_size=200),
         }
     ),
-    MessageKind.MULTICAST_FRAME: st.fixed_dictionaries(
-        {"network_id": u64, "group_mac": fixed(6), "adi": u32, "frame": st.binary(min_size=14, max_size=200)}
-    ),
     MessageKind.NETCONF_REQUEST: st.fixed_dictionaries(
         {"network_id": u64, "have_revision": u64, "ed25519": fixed(32), "proof": fixed(64), "client_version": short_text()}
     ),
@@ -119,9 +118,6 @@ MESSAGE_FIELDS: dict[MessageKind, st.SearchStrategy[dict]] = {
     MessageKind.PATH_PROBE: st.fixed_dictionaries({"probe_id": u64}),
     MessageKind.PATH_PROBE_REPLY: st.fixed_dictionaries({"probe_id": u64, "observed": endpoints}),
     MessageKind.KEEPALIVE: st.fixed_dictionaries({}),
-    MessageKind.ERROR: st.fixed_dictionaries(
-        {"network_id": u64, "code": st.sampled_from([e.name for e in ErrorCode]), "message": short_text()}
-    ),
 }
 
 # Constructs ending in GreedyBytes: name of the tail field and the shortest valid encoding.
@@ -132,7 +128,6 @@ GREEDY_PACKETS = {
 }
 GREEDY_MESSAGES = {
     MessageKind.FRAME: ("frame", FRAME_HEADER_BYTES + 14),
-    MessageKind.MULTICAST_FRAME: ("frame", 1 + 8 + 6 + 4 + 14),
     MessageKind.FRAME_OFFLOAD: ("frame", FRAME_HEADER_BYTES + 10 + 14),
 }
 
@@ -222,7 +217,6 @@ def _minimal_fields(kind: str, tag) -> dict:
     }
     messages = {
         MessageKind.FRAME: dict(network_id=1, frame=b"f" * 14),
-        MessageKind.MULTICAST_FRAME: dict(network_id=1, group_mac=b"\x01" * 6, adi=0, frame=b"f" * 14),
         MessageKind.NETCONF_REQUEST: dict(network_id=1, have_revision=0, ed25519=bytes(32), proof=bytes(64), client_version="v"),
         MessageKind.NETCONF_RESPONSE: dict(
             network_id=1, status="OK", revision=1, chunk_index=0, chunk_count=1, signed_config=b"sig"
@@ -232,7 +226,6 @@ def _minimal_fields(kind: str, tag) -> dict:
         MessageKind.PATH_PROBE: dict(probe_id=7),
         MessageKind.PATH_PROBE_REPLY: dict(probe_id=7, observed=("198.18.250.7", 4242)),
         MessageKind.KEEPALIVE: dict(),
-        MessageKind.ERROR: dict(network_id=1, code="NOT_FOUND", message="no such network"),
         MessageKind.FRAME_OFFLOAD: dict(
             network_id=1, vnet_flags=1, gso_type=1, header_bytes=54, gso_size=2748, checksum_start=34,
             checksum_offset=16, frame=b"f" * 14,
@@ -310,8 +303,8 @@ def test_appending_bytes_to_a_greedy_message_extends_its_tail(kind, tag, definit
 
 
 def test_terminated_and_greedy_lists_cover_all_constructs() -> None:
-    assert len(TERMINATED) == 12
-    assert len(GREEDY) == 6
+    assert len(TERMINATED) == 11
+    assert len(GREEDY) == 5
 
 
 # -- hostile bytes ----------------------------------------------------------
@@ -350,7 +343,9 @@ def test_random_bytes_after_a_valid_message_kind_raise_only_parse_error(tag, res
 
 @SETTINGS
 @given(
-    tag=st.sampled_from([MessageKind.ENDPOINT_HINTS, MessageKind.PATH_PROBE_REPLY, MessageKind.NETCONF_REQUEST, MessageKind.ERROR]),
+    tag=st.sampled_from(
+        [MessageKind.ENDPOINT_HINTS, MessageKind.PATH_PROBE_REPLY, MessageKind.NETCONF_REQUEST, MessageKind.NETCONF_RESPONSE]
+    ),
     data=st.data(),
     position=st.integers(0, 10_000),
     value=u8,
@@ -373,12 +368,20 @@ def test_empty_input_and_unknown_tags_raise_parse_error() -> None:
 
 
 def test_invalid_utf8_and_bad_endpoint_family_raise_parse_error() -> None:
-    bad_utf8 = bytes([MessageKind.ERROR]) + (1).to_bytes(8, "big") + bytes([ErrorCode.NOT_FOUND, 2]) + b"\xff\xfe"
+    request_head = bytes([MessageKind.NETCONF_REQUEST]) + (1).to_bytes(8, "big") + bytes(8 + 32 + 64)
+    assert parse_message(request_head + bytes([2]) + b"ok")[1].client_version == "ok"
+    bad_utf8 = request_head + bytes([2]) + b"\xff\xfe"
     with pytest.raises(ParseError):
         parse_message(bad_utf8)
     bad_family = bytes([MessageKind.PATH_PROBE_REPLY]) + (7).to_bytes(8, "big") + bytes([5]) + b"\0" * 6
     with pytest.raises(ParseError):
         parse_message(bad_family)
+
+
+def test_message_kinds_2_and_10_are_unknown_since_their_unsent_messages_were_removed() -> None:
+    for kind in (2, 10):
+        with pytest.raises(ParseError, match=f"unknown message type {kind}"):
+            parse_message(bytes([kind]) + bytes(40))
 
 
 def test_parse_accepts_memoryview() -> None:
@@ -395,6 +398,7 @@ def test_hot_path_struct_sizes_match_constructs() -> None:
     assert TRANSPORT_HEADER.size == TRANSPORT_HEADER_BYTES == TransportHeader.sizeof() == 16
     assert FRAGMENT_HEADER.size == FRAGMENT_HEADER_BYTES == 16
     assert FRAME_HEADER.size == FRAME_HEADER_BYTES == 9
+    assert RELAY_HEADER.size == RELAY_HEADER_BYTES == len(RelayEnvelope.build(dict(hops=0, destination=0, source=0, packet=b""))) == 12
 
 
 @SETTINGS
@@ -430,6 +434,17 @@ def test_fragment_header_struct_is_byte_identical_to_construct(index, count, rec
         counter,
         chunk,
     )
+
+
+@SETTINGS
+@given(hops=u8, destination=u40, source=u40, packet=st.binary(max_size=64))
+def test_relay_header_struct_is_byte_identical_to_construct(hops: int, destination: int, source: int, packet: bytes) -> None:
+    packed = RELAY_HEADER.pack(PacketType.RELAY, hops, destination.to_bytes(5, "big"), source.to_bytes(5, "big"))
+    built = RelayEnvelope.build(dict(hops=hops, destination=destination, source=source, packet=packet))
+    assert built == packed + packet
+    assert RELAY_HEADER.unpack_from(built) == (PacketType.RELAY, hops, destination.to_bytes(5, "big"), source.to_bytes(5, "big"))
+    parsed = RelayEnvelope.parse(packed + packet)
+    assert (parsed.hops, parsed.destination, parsed.source, parsed.packet) == (hops, destination, source, packet)
 
 
 @SETTINGS
