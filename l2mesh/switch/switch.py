@@ -18,9 +18,10 @@ from dataclasses import dataclass
 
 from l2mesh.ratelimit import KeyedRateLimiter
 from l2mesh.switch.arp import ETHERTYPE_ARP, ARP_REQUEST, ArpRequest, ArpTable, build_reply, parse_arp
-from l2mesh.switch.loops import LISTEN_S, HELLO_MAC, LoopGuard, parse_hello, parse_topology_change
+from l2mesh.switch.loops import LISTEN_S, LoopGuard, parse_hello, parse_topology_change
 from l2mesh.switch.mactable import DEFAULT_MAC_AGING_S, MacTable
 from l2mesh.switch.multicast import BROADCAST_MAC, MulticastGroups, arp_group
+from l2mesh.wire.bridge import HELLO_MAC
 
 ETHERNET_HEADER_BYTES = 14
 _ARP_TYPE = ETHERTYPE_ARP.to_bytes(2, "big")

@@ -2,7 +2,9 @@
 
 packets.py holds what travels in a UDP datagram (handshakes, transport,
 fragments, relay envelopes, identity look-ups); messages.py holds what travels
-encrypted inside a transport packet (frames and control messages).
+encrypted inside a transport packet (frames and control messages); bridge.py
+holds the Ethernet frames bridge members write themselves (loop protection).
+codec.py parses any packet or message by its leading byte.
 """
 
 from l2mesh.wire.errors import ParseError

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import ipaddress
+import struct
 
 import construct as c
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from l2mesh.switch.loops import build_hello, build_topology_change, parse_hello, parse_topology_change
 from l2mesh.wire import ParseError
+from l2mesh.wire.bridge import HELLO_ETHERTYPE, HELLO_MAC, BridgeHello
 from l2mesh.wire.codec import parse_message, parse_packet
 from l2mesh.wire.errors import parse_exact
 from l2mesh.wire.messages import (
@@ -463,11 +466,91 @@ def test_frame_header_struct_is_byte_identical_to_construct(network_id, frame) -
 def test_offload_frame_fast_header_plus_raw_virtio_header_is_byte_identical_to_construct(
     network_id: int, vnet: bytes, frame: bytes
 ) -> None:
-    import struct as _struct
-
-    flags, gso_type, header_bytes, gso_size, start, offset = _struct.unpack("<BBHHHH", vnet)
+    flags, gso_type, header_bytes, gso_size, start, offset = struct.unpack("<BBHHHH", vnet)
     built = MESSAGES[MessageKind.FRAME_OFFLOAD].build(
         dict(network_id=network_id, vnet_flags=flags, gso_type=gso_type, header_bytes=header_bytes,
              gso_size=gso_size, checksum_start=start, checksum_offset=offset, frame=frame)
     )
     assert FRAME_HEADER.pack(MessageKind.FRAME_OFFLOAD, network_id) + vnet + frame == built
+
+
+# -- bridge frames (loop protection): construct definitions, same bytes as every earlier node's ---------
+
+# The layout nodes have always sent (hand-packed before wire/bridge.py existed):
+# destination, source, ethertype, network id, node id, then zeros to 60 bytes.
+LEGACY_HELLO_HEADER = struct.Struct(">6s6sH8s5s")
+macs = fixed(6)
+
+
+def _legacy_padded(frame: bytes) -> bytes:
+    return frame + bytes(max(0, 60 - len(frame)))
+
+
+def test_hello_bytes_are_the_documented_layout() -> None:
+    built = build_hello(bytes.fromhex("0a0b0c0d0e0f"), 0x0123456789ABCDEF, 0x1122334455)
+    assert built.hex() == "034c326d6c70" "0a0b0c0d0e0f" "88b5" "0123456789abcdef" "1122334455" + "00" * 33
+    assert len(built) == 60
+
+
+@SETTINGS
+@given(source=macs, network_id=u64, node_id=u40)
+def test_hello_construct_is_byte_identical_to_the_legacy_layout_and_parses_back(source: bytes, network_id: int, node_id: int) -> None:
+    legacy = _legacy_padded(
+        LEGACY_HELLO_HEADER.pack(HELLO_MAC, source, HELLO_ETHERTYPE, network_id.to_bytes(8, "big"), node_id.to_bytes(5, "big"))
+    )
+    built = build_hello(source, network_id, node_id)
+    assert built == legacy == BridgeHello.build(dict(source=source, network_id=network_id, node_id=node_id))
+    assert parse_hello(legacy) == (network_id, node_id)
+    assert parse_hello(memoryview(bytearray(legacy))) == (network_id, node_id)
+    parsed = BridgeHello.parse(legacy)
+    assert (parsed.source, parsed.network_id, parsed.node_id) == (source, network_id, node_id)
+
+
+@SETTINGS
+@given(source=macs, network_id=u64, node_id=u40, bridges=st.lists(u40, max_size=300))
+def test_topology_change_construct_is_byte_identical_to_the_legacy_layout_and_parses_back(
+    source: bytes, network_id: int, node_id: int, bridges: list[int]
+) -> None:
+    sent = bridges[:255]
+    header = LEGACY_HELLO_HEADER.pack(HELLO_MAC, source, HELLO_ETHERTYPE, network_id.to_bytes(8, "big"), node_id.to_bytes(5, "big"))
+    legacy = _legacy_padded(header + bytes([len(sent)]) + b"".join(n.to_bytes(5, "big") for n in sent))
+    built = build_topology_change(source, network_id, node_id, bridges)
+    assert built == legacy
+    assert parse_topology_change(legacy) == (network_id, [node_id, *sent])
+    # Every topology change starts like a hello; receivers tell them apart by where they arrive.
+    assert parse_hello(built) == (network_id, node_id)
+
+
+def test_hello_read_as_topology_change_names_only_its_sender() -> None:
+    assert parse_topology_change(build_hello(b"\x02" * 6, 7, 9)) == (7, [9])
+
+
+@SETTINGS
+@given(source=macs, network_id=u64, node_id=u40, extra=st.binary(max_size=64))
+def test_bytes_after_a_bridge_frame_are_ignored_and_a_truncated_one_is_refused(
+    source: bytes, network_id: int, node_id: int, extra: bytes
+) -> None:
+    hello = build_hello(source, network_id, node_id)
+    assert parse_hello(hello + extra) == (network_id, node_id)
+    assert parse_hello(hello[:26]) is None
+    change = build_topology_change(source, network_id, node_id, [1, 2, 3])
+    assert parse_topology_change(change + extra) == (network_id, [node_id, 1, 2, 3])
+    assert parse_topology_change(change[: 27 + 1 + 5 * 3 - 1]) is None
+
+
+@SETTINGS
+@given(st.binary(max_size=400))
+def test_random_bytes_to_bridge_frame_parsers_give_none_or_a_result_never_an_exception(data: bytes) -> None:
+    for frame in (data, HELLO_MAC + data[:6] + HELLO_ETHERTYPE.to_bytes(2, "big") + data[6:]):
+        hello = parse_hello(frame)
+        assert hello is None or len(hello) == 2
+        change = parse_topology_change(frame)
+        assert change is None or (change[1] and len(change[1]) <= 256)
+
+
+def test_bridge_frames_of_another_ethertype_or_destination_are_not_bridge_frames() -> None:
+    hello = bytearray(build_hello(b"\x02" * 6, 7, 9))
+    other_type = bytes(hello[:12]) + b"\x08\x00" + bytes(hello[14:])
+    other_destination = b"\x01\x00\x5e\x00\x00\x01" + bytes(hello[6:])
+    for frame in (other_type, other_destination):
+        assert parse_hello(frame) is None and parse_topology_change(frame) is None
