@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from l2mesh.errors import L2meshError
@@ -20,11 +21,21 @@ STATE_DIR_ENV = "L2MESH_STATE_DIR"
 _stderr = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
+def _prog() -> str:
+    return os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "l2mesh"
+
+
 def fail(message: str, exit_code: int = 1) -> NoReturn:
     """One red line on stderr and a non-zero exit: how every CLI error ends."""
-    prog = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "l2mesh"
-    _stderr.print(f"[red]{prog}: error:[/red] {message.splitlines()[0] if message else 'failed'}", markup=True)
+    # Escaped: messages quote user input (paths, names) that may look like rich markup.
+    line = escape(message.splitlines()[0] if message else "failed")
+    _stderr.print(f"[red]{escape(_prog())}: error:[/red] {line}", markup=True, emoji=False)
     raise SystemExit(exit_code)
+
+
+def say(message: str) -> None:
+    """One plain line on stderr: what the command is doing while the user waits (never data)."""
+    _stderr.print(f"{_prog()}: {message}", markup=False, emoji=False)
 
 
 class OneLineArgumentParser(argparse.ArgumentParser):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from l2mesh import __version__
 from l2mesh.cli.common import (
@@ -14,13 +14,19 @@ from l2mesh.cli.common import (
     print_data,
     resolve_state_dir,
     run_parser,
+    say,
 )
 from l2mesh.edge.identity_file import load_or_create_identity
 from l2mesh.ids import format_network_id, format_node_id, parse_network_id
-from l2mesh.edge.node.control_client import call_daemon
+from l2mesh.edge.node.control_client import call_daemon, daemon_wait_s
 from l2mesh.ports import DEFAULT_NODE_PORT
 
 NODE_STATE_DIR_DEFAULT = "/var/lib/l2mesh"
+
+
+def ask_daemon(args: argparse.Namespace, command: str, **arguments: Any) -> Any:
+    """One request to the daemon, waiting a few seconds for one that is starting (`l2mesh daemon & l2mesh join`)."""
+    return call_daemon(resolve_state_dir(args), command, wait_s=daemon_wait_s(), notice=say, **arguments)
 
 
 def cmd_id(args: argparse.Namespace) -> int:
@@ -40,7 +46,7 @@ def cmd_daemon(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    status = call_daemon(resolve_state_dir(args), "status")
+    status = ask_daemon(args, "status")
     return print_data(
         args,
         status,
@@ -51,7 +57,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_join(args: argparse.Namespace) -> int:
     network_id = format_network_id(parse_network_id(args.network_id))
-    result = call_daemon(resolve_state_dir(args), "join", network_id=network_id, controller=args.controller)
+    result = ask_daemon(args, "join", network_id=network_id, controller=args.controller)
     if args.json:
         print_json(result)
     else:
@@ -61,7 +67,7 @@ def cmd_join(args: argparse.Namespace) -> int:
 
 def cmd_leave(args: argparse.Namespace) -> int:
     network_id = format_network_id(parse_network_id(args.network_id))
-    result = call_daemon(resolve_state_dir(args), "leave", network_id=network_id)
+    result = ask_daemon(args, "leave", network_id=network_id)
     if args.json:
         print_json(result)
     else:
@@ -70,7 +76,7 @@ def cmd_leave(args: argparse.Namespace) -> int:
 
 
 def cmd_networks(args: argparse.Namespace) -> int:
-    networks = call_daemon(resolve_state_dir(args), "networks")
+    networks = ask_daemon(args, "networks")
     return print_data(
         args,
         networks,
@@ -80,7 +86,7 @@ def cmd_networks(args: argparse.Namespace) -> int:
 
 
 def cmd_peers(args: argparse.Namespace) -> int:
-    peers = call_daemon(resolve_state_dir(args), "peers")
+    peers = ask_daemon(args, "peers")
     return print_data(
         args,
         peers,
@@ -98,7 +104,7 @@ def cmd_peers(args: argparse.Namespace) -> int:
 
 
 def cmd_macs(args: argparse.Namespace) -> int:
-    macs = call_daemon(resolve_state_dir(args), "macs")
+    macs = ask_daemon(args, "macs")
     return print_data(
         args,
         macs,
