@@ -2,7 +2,7 @@
 
 A trio loop serves the admin API (hypercorn) and watches signals; a reactor
 thread owns the controller core, its UDP socket and its storage, as the
-node's does (l2mesh/reactor.py). The API address and a bearer token are
+node's does (l2mesh/edge/reactor.py). The API address and a bearer token are
 written into the state directory, where `l2mesh-ctl` on the same host finds
 them (as zerotier-cli finds its authtoken).
 """
@@ -30,6 +30,7 @@ from l2mesh.errors import L2meshError, StateError
 from l2mesh.edge.identity_file import load_or_create_identity
 from l2mesh.ids import format_node_id
 from l2mesh.edge.reactor import Reactor
+from l2mesh.edge.sd_notify import notify_ready
 from l2mesh.edge.statefile import atomic_write_bytes, atomic_write_json, ensure_state_dir
 from l2mesh.edge.udp import DatagramSender, Endpoint, make_socket_drainer, open_udp_socket
 
@@ -104,6 +105,8 @@ class ControllerServer:
                     "controller %s: UDP %s:%d, admin API http://%s:%d; greeted %d known members",
                     format_node_id(self.identity.node_id), *self.options.listen, host, port, greeted,
                 )
+                # Admin API listening and api.json written: `systemctl start l2mesh-ctl` may return.
+                notify_ready(f"controller {format_node_id(self.identity.node_id)}: admin API http://{host}:{port}")
                 await shutdown.wait()
                 nursery.cancel_scope.cancel()
         finally:

@@ -1,7 +1,7 @@
 """The node daemon: a trio loop for the control plane and a reactor thread for packets.
 
 The trio nursery lives as long as the daemon and holds the control socket,
-the signal watcher and the reactor thread (see l2mesh/reactor.py for why
+the signal watcher and the reactor thread (see l2mesh/edge/reactor.py for why
 frames do not go through trio). Network set-up (TAP devices, addresses,
 cached configs) happens on the reactor thread when the core reports a
 change, so the core and the TAP table are only ever touched by one thread.
@@ -45,6 +45,7 @@ from l2mesh.edge.node.tap import TapDevice, check_tap_support, tap_name_for
 from l2mesh.edge.node.transmit import EdgeTransmit
 from l2mesh.ports import DEFAULT_CONTROLLER_PORT, DEFAULT_NODE_PORT
 from l2mesh.edge.reactor import Reactor
+from l2mesh.edge.sd_notify import notify_ready
 from l2mesh.edge.statefile import ensure_state_dir, read_json
 from l2mesh.edge.udp import Endpoint, make_socket_drainer, open_udp_socket
 
@@ -99,6 +100,8 @@ class NodeDaemon:
                 for network_id, endpoint in list(self.joined.items()):
                     await self.on_core(partial(self._rejoin, network_id=network_id, endpoint=endpoint))
                 log.info("node %s listening on UDP %d", format_node_id(self.identity.node_id), self.options.port)
+                # Control socket listening, cached networks rejoined: `systemctl start` may return.
+                notify_ready(f"node {format_node_id(self.identity.node_id)} on UDP {self.options.port}")
         finally:
             self.edge.shutdown()
             self.groups.close()
