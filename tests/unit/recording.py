@@ -9,11 +9,14 @@ class RecordingTransmit:
     def __init__(self) -> None:
         self.datagrams: list[tuple[bytes, Endpoint]] = []
         self.frames: list[tuple[int, bytes]] = []
+        # Each segmented send whole, as (data, segment_bytes, address); its datagrams are in `datagrams` too.
+        self.segmented: list[tuple[bytes, int, Endpoint]] = []
 
     def send_datagram(self, data, address: Endpoint) -> None:
         self.datagrams.append((bytes(data), address))
 
     def send_segments(self, data, segment_bytes: int, address: Endpoint) -> None:
+        self.segmented.append((bytes(data), segment_bytes, address))
         for start in range(0, len(data), segment_bytes):
             self.send_datagram(data[start : start + segment_bytes], address)
 
