@@ -356,6 +356,10 @@ class Controller:
     def tick(self, now: float) -> None:
         self.core.tick(now)
 
+    def receive_segments(self, data: bytes, segment_bytes: int, source: Endpoint) -> bool:
+        """A run of same-size datagrams from one sender, as UDP GRO hands them over; False: not taken whole."""
+        return self.core.segments_received(memoryview(data), segment_bytes, source, self.clock.now)
+
     # -- admin actions (what the HTTP API calls); each returns once the change is committed and pushed
     def create_network(self, name: str = "lab", pools: Iterable[str] = ("10.147.17.0/24",), private: bool = True,
                        **fields: Any) -> int:
