@@ -1,10 +1,8 @@
-"""l2mesh.node.core: NodeCore driven sans-IO through an in-memory network, no sockets and no clock."""
+"""l2mesh.node.core: NodeCore driven sans-IO through an in-memory network (tests/unit/harness.py), no sockets and no real clock."""
 
 from __future__ import annotations
 
 import socket
-from collections.abc import Callable
-from dataclasses import dataclass, field
 
 import dpkt
 import pytest
@@ -15,65 +13,36 @@ from l2mesh.fragments import DEFAULT_MAX_DATAGRAM_BYTES
 from l2mesh.identity import Identity
 from l2mesh.ids import make_network_id, member_mac
 from l2mesh.netconf import MemberConfig, NetworkConfig
-from l2mesh.node.core import NetworkConfigured, NetworkRemoved, NetworkStatus, NodeCore
+from l2mesh.node.core import NetworkConfigured, NetworkRemoved, NetworkStatus
 from l2mesh.wire.messages import FRAME_HEADER, MessageKind, PathProbeReply
 from l2mesh.wire.packets import PacketType
-from tests.unit.recording import RecordingTransmit
+from tests.unit.harness import Endpoint, Member, Sent, World, drop_first
 
 SETTINGS = settings(max_examples=40, deadline=None)
 CONTROLLER = Identity.generate()
 NET = make_network_id(CONTROLLER.node_id, 1)
 OTHER_NET = make_network_id(CONTROLLER.node_id, 2)
 BROADCAST = b"\xff\xff\xff\xff\xff\xff"
-Endpoint = tuple[str, int]
 
 
-@dataclass
-class Member:
-    number: int
-    identity: Identity
-    endpoint: Endpoint
-    transmit: RecordingTransmit = field(default_factory=RecordingTransmit)
-    core: NodeCore = None  # type: ignore[assignment]
+class Mesh(World):
+    """Members on one network, configured locally (the static seam); deliver() moves datagrams between their
+    cores until the network is quiet."""
 
-    def __post_init__(self) -> None:
-        if self.core is None:
-            self.core = NodeCore(self.identity, self.transmit)
-
-    @property
-    def node_id(self) -> int:
-        return self.identity.node_id
-
-    def mac(self, network_id: int = NET) -> bytes:
-        return member_mac(self.node_id, network_id)
-
-    def frames(self) -> list[bytes]:
-        return [frame for _, frame in self.transmit.frames]
-
-
-@dataclass
-class Sent:
-    sender: Member
-    data: bytes
-    address: Endpoint
-
-    @property
-    def kind(self) -> int:
-        return self.data[0]
-
-
-Drop = Callable[[Sent], bool]
-
-
-class Mesh:
-    """Members on one network; deliver() moves datagrams between their cores until the network is quiet."""
-
-    def __init__(self, count: int = 3) -> None:
-        self.members = [Member(n, Identity.generate(), (f"198.18.{n}.2", 9993)) for n in range(1, count + 1)]
-        self.log: list[Sent] = []
-        self.lost: list[Sent] = []
+    def __init__(self, count: int = 3, identities: list[Identity] | None = None) -> None:
+        super().__init__()
+        for n, identity in enumerate(identities or [Identity.generate() for _ in range(count)], start=1):
+            self.add_member(n, identity=identity, network_id=NET)
         for member in self.members:
             assert member.core.apply_netconf(self.config_for(member))
+
+    @property
+    def log(self) -> list[Sent]:
+        return self.network.log
+
+    @property
+    def lost(self) -> list[Sent]:
+        return self.network.lost
 
     def config_for(
         self, member: Member, revision: int = 1, others: list[Member] | None = None, network_id: int = NET, **changes
@@ -91,55 +60,26 @@ class Mesh:
 
     def restart(self, member: Member) -> Member:
         """The same identity and config, with every bit of session state lost."""
-        fresh = Member(member.number, member.identity, member.endpoint)
+        fresh = self.restart_member(member)
         assert fresh.core.apply_netconf(member.core.networks[NET].config)
-        self.members[self.members.index(member)] = fresh
         return fresh
 
-    def deliver(self, now: float, drop: Drop | None = None, max_rounds: int = 50) -> list[Sent]:
-        delivered: list[Sent] = []
-        by_endpoint = {m.endpoint: m for m in self.members}
-        for _ in range(max_rounds):
-            batch = []
-            for member in self.members:
-                batch += [Sent(member, data, address) for data, address in member.transmit.datagrams]
-                member.transmit.datagrams.clear()
-            if not batch:
-                return delivered
-            for sent in batch:
-                self.log.append(sent)
-                target = by_endpoint.get(sent.address)
-                if target is None or (drop is not None and drop(sent)):
-                    self.lost.append(sent)
-                    continue
-                delivered.append(sent)
-                target.core.datagram_received(memoryview(sent.data), sent.sender.endpoint, now)
-        raise AssertionError(f"network still busy after {max_rounds} rounds")
+
+def with_endpoints_for(mesh: Mesh, member: Member, target: Member, endpoints: tuple[Endpoint, ...]) -> Member:
+    """A fresh core for member whose config lists these endpoints, in this order, for target."""
+    config = mesh.config_for(member)
+    members = tuple(
+        MemberConfig(m.node_id, m.identity, endpoints=endpoints) if m.node_id == target.node_id else m
+        for m in config.members
+    )
+    fresh = mesh.restart_member(member)
+    assert fresh.core.apply_netconf(config.with_changes(members=members))
+    return fresh
 
 
 def with_two_endpoints_for(mesh: Mesh, member: Member, target: Member, first: Endpoint) -> Member:
     """A fresh core for member whose config lists first, then target's real endpoint, for target."""
-    config = mesh.config_for(member)
-    members = tuple(
-        MemberConfig(m.node_id, m.identity, endpoints=(first, target.endpoint)) if m.node_id == target.node_id else m
-        for m in config.members
-    )
-    fresh = Member(member.number, member.identity, member.endpoint)
-    assert fresh.core.apply_netconf(config.with_changes(members=members))
-    mesh.members[mesh.members.index(member)] = fresh
-    return fresh
-
-
-def drop_first(count: int, kind: PacketType) -> Drop:
-    dropped = []
-
-    def drop(sent: Sent) -> bool:
-        if sent.kind == kind and len(dropped) < count:
-            dropped.append(sent)
-            return True
-        return False
-
-    return drop
+    return with_endpoints_for(mesh, member, target, (first, target.endpoint))
 
 
 def udp_frame(src: Member, dst_mac: bytes, payload_bytes: int = 32, network_id: int = NET) -> bytes:
