@@ -311,6 +311,11 @@ class Member:
         """Every drop counter of the node (its core's and its reassembler's)."""
         return dict(self.core.counters()["drops"])
 
+    @property
+    def held_fragment_bytes(self) -> int:
+        """What the node holds of incomplete fragmented packets (grows when it keeps a fragment)."""
+        return self.core.reassembler.pending_bytes
+
 
 # -- the controller ----------------------------------------------------------------------------------------
 
