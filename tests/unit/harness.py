@@ -311,6 +311,10 @@ class Member:
         """Every drop counter of the node (its core's and its reassembler's)."""
         return dict(self.core.counters()["drops"])
 
+    def switch_counters(self, network_id: int | None = None) -> dict[str, dict[str, int]]:
+        """The network switch's drop and forwarding counters."""
+        return self.core.networks[self._net(network_id)].switch.counters()
+
     @property
     def held_fragment_bytes(self) -> int:
         """What the node holds of incomplete fragmented packets (grows when it keeps a fragment)."""
@@ -435,18 +439,30 @@ class World:
     def now(self) -> float:
         return self.clock.now
 
+    @now.setter
+    def now(self, value: float) -> None:
+        """Jump to a time without ticking (what a test of a single instant wants)."""
+        self.clock.now = value
+
     # -- building
     def add_member(self, number: int | None = None, **kwargs: Any) -> Member:
-        member = Member(len(self.members) + 1 if number is None else number, clock=self.clock, **kwargs)
-        self.members.append(member)
-        self.network.attach(member)
-        return member
+        return self.plug_in(Member(len(self.members) + 1 if number is None else number, clock=self.clock, **kwargs))
 
     def add_controller(self, db_path: Path, **kwargs: Any) -> Controller:
         assert self.controller is None
         self.controller = Controller(db_path, self.clock, **kwargs)
         self.network.attach(self.controller)
         return self.controller
+
+    def plug_in(self, member: Member) -> Member:
+        """An existing member joins the network (give it this world's clock when creating it)."""
+        self.members.append(member)
+        self.network.attach(member)
+        return member
+
+    def unplug(self, member: Member) -> None:
+        self.members.remove(member)
+        self.network.detach(member)
 
     def replace(self, old: Member, new: Member) -> Member:
         self.members[self.members.index(old)] = new

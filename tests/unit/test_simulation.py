@@ -1,8 +1,8 @@
 """A sans-IO simulation of one 50-member network: how far ARP, mDNS and broadcast frames really travel.
 
-Fifty NodeCore instances, each with a recording Transmit, exchange their
-datagrams through an in-memory network (delivered by endpoint, as in
-test_core.py), all under one NetworkConfig (issued to each member) in which
+Fifty NodeCore instances (members of tests/unit/harness.py) exchange their
+datagrams through the harness's in-memory network, all under one
+NetworkConfig (issued to each member) in which
 member N holds the managed address 10.147.50.N/24. Members announce their
 multicast groups with set_local_groups, exactly as the daemon does after
 reading /proc/net/dev_mcast, and the announcements travel as real encrypted
@@ -11,17 +11,15 @@ MulticastSubscriptions messages.
 For every case the simulation records how many copies of the frame left the
 sender (distinct peers it sent a datagram to for it), which members had it
 written to their TAP, the ARP replies the sender's switch wrote back to its
-own TAP, and the drop counters that moved. test_zz_report prints the table
-(always, not only under -s) so the figures can be quoted.
+own TAP, and the counters that moved; each test asserts its figures.
 """
 
 from __future__ import annotations
 
 import random
 import socket
-import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import dpkt
@@ -33,7 +31,7 @@ from l2mesh.netconf import MemberConfig, NetworkConfig
 from l2mesh.node.core import GROUP_REFRESH_S, GROUP_TTL_S, BroadcastStorm, NodeCore
 from l2mesh.switch.multicast import arp_group, group_key
 from l2mesh.wire.packets import PacketType
-from tests.unit.recording import RecordingTransmit
+from tests.unit.harness import CONTROLLER_ENDPOINT, Member, Rule, Sent, World
 
 MEMBERS = 50
 CONTROLLER = Identity.generate()
@@ -47,45 +45,12 @@ MDNS_LISTENERS = frozenset(random.Random(0x2050).sample(range(2, MEMBERS + 1), 2
 ANNOUNCED_ONLY_IP = "10.147.50.137"  # on member 37's TAP (DHCP, say), not managed by the controller
 SHARED_IP = "10.147.50.200"  # announced by members 37 and 38 (an address conflict, or a VRRP pair)
 UNCLAIMED_IP = "10.147.50.250"
-Endpoint = tuple[str, int]
-
-# case name -> figures, filled by the tests and printed by test_zz_report.
-RESULTS: dict[str, dict[str, Any]] = {}
+# The simulation's tests share one 50-member network (built once, ~1-10 s): one xdist worker runs them all.
+pytestmark = pytest.mark.xdist_group("simulation")
 
 
 def managed_ip(number: int) -> str:
     return f"10.147.50.{number}"
-
-
-class SingleNetworkTransmit(RecordingTransmit):
-    """Records only the frame bytes: everything here happens on one network."""
-
-    def write_frame(self, network_id: int, frame: bytes | memoryview) -> None:
-        assert network_id == NET
-        self.frames.append(bytes(frame))  # type: ignore[arg-type]
-
-
-@dataclass
-class Member:
-    number: int
-    identity: Identity
-    endpoint: Endpoint
-    transmit: SingleNetworkTransmit = field(default_factory=SingleNetworkTransmit)
-    core: NodeCore = None  # type: ignore[assignment]
-
-    def __post_init__(self) -> None:
-        self.core = NodeCore(self.identity, self.transmit)
-
-    @property
-    def node_id(self) -> int:
-        return self.identity.node_id
-
-    @property
-    def mac(self) -> bytes:
-        return member_mac(self.node_id, NET)
-
-    def switch_counters(self) -> dict[str, dict[str, int]]:
-        return self.core.networks[NET].switch.counters()
 
 
 @dataclass
@@ -99,20 +64,18 @@ class Crossing:
     forwarded: Counter[str]  # the sender's switch forwarding counters that moved
 
 
-class Simulation:
+class Simulation(World):
     def __init__(self, count: int = MEMBERS) -> None:
-        self.members = [Member(n, Identity.generate(), (f"198.18.{n}.2", 9993)) for n in range(1, count + 1)]
-        self.by_endpoint = {m.endpoint: m for m in self.members}
-        self.by_node = {m.node_id: m for m in self.members}
+        super().__init__()
+        for n in range(1, count + 1):
+            self.add_member(n, network_id=NET)
         self.revision = 0
-        self.now = 0.0
-        self.handshakes = 0
-        self.datagrams = 0
-        self.down: set[int] = set()  # member numbers that crashed: they neither send nor receive
+        self.handshakes = 0  # handshake initiations delivered
+        self.datagrams = 0  # datagrams delivered
         self.reissue()
 
     def member(self, number: int) -> Member:
-        return self.members[number - 1]
+        return next(m for m in self.members if m.number == number)
 
     def reissue(self, **changes: Any) -> None:
         """The controller issues a new revision to every member (defaults: broadcast on, no limit)."""
@@ -126,32 +89,19 @@ class Simulation:
             assert m.core.apply_netconf(config)
             m.core.events.clear()
 
-    def deliver(self, max_rounds: int = 20) -> None:
-        for _ in range(max_rounds):
-            batch = []
-            for m in self.members:
-                batch += [(m, data, address) for data, address in m.transmit.datagrams]
-                m.transmit.datagrams.clear()
-            if not batch:
-                return
-            for sender, data, address in batch:
-                if sender.number in self.down or self.by_endpoint[address].number in self.down:
-                    continue
-                self.datagrams += 1
-                self.handshakes += data[0] == PacketType.HANDSHAKE_INIT
-                self.by_endpoint[address].core.datagram_received(memoryview(data), sender.endpoint, self.now)
-        raise AssertionError(f"network still busy after {max_rounds} rounds")
+    def deliver(self, now: float | None = None, drop: Rule | None = None, max_rounds: int = 20) -> list[Sent]:
+        delivered = super().deliver(now, drop, max_rounds)
+        self.datagrams += len(delivered)
+        self.handshakes += sum(1 for sent in delivered if sent.kind == PacketType.HANDSHAKE_INIT)
+        return delivered
 
     def announce(self, number: int, groups: set[bytes]) -> None:
         self.member(number).core.set_local_groups(NET, frozenset(groups), self.now)
 
-    def tick(self, now: float) -> None:
-        """Every running member's timers fire (the daemon ticks every 0.1 s; nothing happens in between here)."""
-        self.now = now
-        for m in self.members:
-            if m.number not in self.down:
-                m.core.tick(now)
-        self.deliver()
+    def tap_frames(self, member: Member) -> list[bytes]:
+        """What was written to member's TAP: everything here happens on one network."""
+        assert {network_id for network_id, _ in member.transmit.frames} <= {NET}
+        return member.frames()
 
     def send_from_tap(self, number: int, frame: bytes) -> Crossing:
         self.deliver()
@@ -164,14 +114,15 @@ class Simulation:
         # One datagram per peer: a transport packet, or a handshake initiation the frame waits behind.
         addresses = [address for _, address in sender.transmit.datagrams]
         assert len(addresses) == len(set(addresses)), "a peer was sent the same frame twice"
-        local_replies = list(sender.transmit.frames)
+        local_replies = self.tap_frames(sender)
         sender.transmit.frames.clear()
         self.deliver()
         receivers = set()
         for m in self.members:
-            assert len(m.transmit.frames) <= 1, f"member {m.number} got the frame {len(m.transmit.frames)} times"
-            if m.transmit.frames:
-                assert m.transmit.frames == [frame]
+            got = self.tap_frames(m)
+            assert len(got) <= 1, f"member {m.number} got the frame {len(got)} times"
+            if got:
+                assert got == [frame]
                 receivers.add(m.number)
         return Crossing(
             copies=len(addresses),
@@ -188,12 +139,12 @@ class Simulation:
 def arp_request(sender: Member, target_ip: str) -> bytes:
     arp = dpkt.arp.ARP(
         op=dpkt.arp.ARP_OP_REQUEST,
-        sha=sender.mac,
+        sha=sender.mac(),
         spa=socket.inet_aton(managed_ip(sender.number)),
         tha=b"\x00" * 6,
         tpa=socket.inet_aton(target_ip),
     )
-    return bytes(dpkt.ethernet.Ethernet(dst=BROADCAST, src=sender.mac, type=dpkt.ethernet.ETH_TYPE_ARP, data=arp))
+    return bytes(dpkt.ethernet.Ethernet(dst=BROADCAST, src=sender.mac(), type=dpkt.ethernet.ETH_TYPE_ARP, data=arp))
 
 
 def udp_frame(sender: Member, dst_mac: bytes, dst_ip: str, sport: int, dport: int, payload: bytes) -> bytes:
@@ -207,7 +158,7 @@ def udp_frame(sender: Member, dst_mac: bytes, dst_ip: str, sport: int, dport: in
         data=udp,
     )
     ip.len = len(ip)
-    return bytes(dpkt.ethernet.Ethernet(dst=dst_mac, src=sender.mac, type=dpkt.ethernet.ETH_TYPE_IP, data=ip))
+    return bytes(dpkt.ethernet.Ethernet(dst=dst_mac, src=sender.mac(), type=dpkt.ethernet.ETH_TYPE_IP, data=ip))
 
 
 def mdns_query(sender: Member) -> bytes:
@@ -224,12 +175,12 @@ def netbios_broadcast(sender: Member) -> bytes:
 def expected_reply(owner: Member, owner_ip: str, requester: Member) -> bytes:
     arp = dpkt.arp.ARP(
         op=dpkt.arp.ARP_OP_REPLY,
-        sha=owner.mac,
+        sha=owner.mac(),
         spa=socket.inet_aton(owner_ip),
-        tha=requester.mac,
+        tha=requester.mac(),
         tpa=socket.inet_aton(managed_ip(requester.number)),
     )
-    return bytes(dpkt.ethernet.Ethernet(dst=requester.mac, src=owner.mac, type=dpkt.ethernet.ETH_TYPE_ARP, data=arp))
+    return bytes(dpkt.ethernet.Ethernet(dst=requester.mac(), src=owner.mac(), type=dpkt.ethernet.ETH_TYPE_ARP, data=arp))
 
 
 def kernel_groups(number: int) -> set[bytes]:
@@ -246,35 +197,27 @@ def kernel_groups(number: int) -> set[bytes]:
 
 @pytest.fixture(scope="module")
 def sim() -> Simulation:
-    started = time.perf_counter()
+    """The 50-member network after the members' kernels' groups were announced (shared: tests that change
+    its config restore it; send_from_tap starts from a quiet network)."""
     simulation = Simulation()
     announcers = sorted(MDNS_LISTENERS | {37, 38})
     for number in announcers:
         simulation.announce(number, kernel_groups(number))
     simulation.deliver()
-    member1 = simulation.member(1)
-    # Member 1 now knows every announcement: the mDNS listeners, and who holds the extra addresses.
-    table = member1.core.networks[NET].switch.groups
-    assert {simulation.by_node[n].number for n in table.subscribers(group_key(MDNS_MAC), 0.0)} == MDNS_LISTENERS
-    RESULTS["setup"] = {
-        "members": MEMBERS,
-        "announcing members": len(announcers),
-        "handshakes": simulation.handshakes,
-        "datagrams": simulation.datagrams,
-        "seconds": round(time.perf_counter() - started, 2),
-    }
+    simulation.setup_figures = {"handshakes": simulation.handshakes, "datagrams": simulation.datagrams}
     return simulation
 
 
-def record(name: str, crossing: Crossing, **extra: Any) -> None:
-    RESULTS[name] = {
-        "copies sent": crossing.copies,
-        "TAPs reached": len(crossing.receivers),
-        "local ARP answers": len(crossing.local_replies),
-        "drops": dict(crossing.drops),
-        "forwarded": dict(crossing.forwarded),
-        **extra,
-    }
+def test_announcing_groups_costs_one_handshake_and_one_announcement_per_announcer_and_peer(sim: Simulation) -> None:
+    announcers = len(MDNS_LISTENERS | {37, 38})
+    assert announcers == 21
+    # Each of the 21 opens a session to each of the other 49 and sends its announcement on it (two
+    # announcers open one each way): initiation, response, announcement, and nothing else.
+    assert sim.setup_figures == {"handshakes": announcers * (MEMBERS - 1), "datagrams": 3 * announcers * (MEMBERS - 1)}
+    # Member 1 now knows every announcement: the mDNS listeners, and who holds the extra addresses.
+    table = sim.member(1).core.networks[NET].switch.groups
+    by_node = {m.node_id: m.number for m in sim.members}
+    assert {by_node[n] for n in table.subscribers(group_key(MDNS_MAC), 0.0)} == MDNS_LISTENERS
 
 
 # -- (a) ARP ---------------------------------------------------------------------------------------
@@ -283,11 +226,11 @@ def record(name: str, crossing: Crossing, **extra: Any) -> None:
 def test_arp_for_a_managed_ip_crosses_to_no_peer_and_is_answered_on_the_requesters_tap(sim: Simulation) -> None:
     m1, m37 = sim.member(1), sim.member(37)
     crossing = sim.send_from_tap(1, arp_request(m1, managed_ip(37)))
-    record("(a) ARP for member 37's managed IP", crossing)
     assert crossing.copies == 0
     assert crossing.receivers == set()
     assert crossing.local_replies == [expected_reply(m37, managed_ip(37), m1)]
     assert crossing.forwarded == Counter({"arp_answered_locally": 1})
+    assert crossing.drops == Counter()
 
 
 def test_arp_for_an_ip_only_member_37_announced_is_answered_locally_or_crosses_to_member_37_only(
@@ -295,7 +238,6 @@ def test_arp_for_an_ip_only_member_37_announced_is_answered_locally_or_crosses_t
 ) -> None:
     m1, m37 = sim.member(1), sim.member(37)
     crossing = sim.send_from_tap(1, arp_request(m1, ANNOUNCED_ONLY_IP))
-    record("(a) ARP for an IP only member 37 announced", crossing)
     assert crossing.copies + len(crossing.local_replies) == 1
     if crossing.local_replies:
         assert crossing.local_replies == [expected_reply(m37, ANNOUNCED_ONLY_IP, m1)]
@@ -307,19 +249,19 @@ def test_arp_for_an_ip_only_member_37_announced_is_answered_locally_or_crosses_t
 
 def test_arp_for_an_ip_two_members_announced_crosses_to_exactly_those_two(sim: Simulation) -> None:
     crossing = sim.send_from_tap(1, arp_request(sim.member(1), SHARED_IP))
-    record("(a) ARP for an IP members 37 and 38 announced", crossing)
     assert crossing.copies == 2
     assert crossing.receivers == {37, 38}
     assert crossing.local_replies == []
     assert crossing.forwarded == Counter({"arp_scoped": 1})
+    assert crossing.drops == Counter()
 
 
 def test_arp_for_an_address_nobody_claims_is_flooded_to_all_49(sim: Simulation) -> None:
     crossing = sim.send_from_tap(1, arp_request(sim.member(1), UNCLAIMED_IP))
-    record("(a) ARP for an IP nobody claims", crossing)
     assert crossing.copies == MEMBERS - 1
     assert crossing.receivers == set(range(2, MEMBERS + 1))
     assert crossing.forwarded == Counter({"arp_flooded": 1})
+    assert crossing.local_replies == [] and crossing.drops == Counter()
 
 
 # -- (b) mDNS -------------------------------------------------------------------------------------
@@ -327,11 +269,11 @@ def test_arp_for_an_address_nobody_claims_is_flooded_to_all_49(sim: Simulation) 
 
 def test_mdns_query_reaches_exactly_the_20_subscribers(sim: Simulation) -> None:
     crossing = sim.send_from_tap(1, mdns_query(sim.member(1)))
-    record("(b) mDNS query from member 1", crossing, subscribers=len(MDNS_LISTENERS))
     assert len(MDNS_LISTENERS) == 20
     assert crossing.copies == 20
     assert crossing.receivers == MDNS_LISTENERS
     assert crossing.forwarded == Counter({"multicast": 1})
+    assert crossing.drops == Counter()
 
 
 def test_mdns_answer_from_a_subscriber_reaches_the_other_subscribers_but_not_member_1(sim: Simulation) -> None:
@@ -345,7 +287,6 @@ def test_mdns_answer_from_a_subscriber_reaches_the_other_subscribers_but_not_mem
 def test_multicast_to_a_group_nobody_joined_crosses_to_no_one(sim: Simulation) -> None:
     frame = udp_frame(sim.member(1), UNUSED_GROUP_MAC, "239.255.0.1", 4000, 4000, b"x")
     crossing = sim.send_from_tap(1, frame)
-    record("(b) multicast to a group nobody joined", crossing)
     assert crossing.copies == 0 and crossing.receivers == set()
     assert crossing.drops == Counter({"multicast_no_subscribers": 1})
 
@@ -355,10 +296,10 @@ def test_multicast_to_a_group_nobody_joined_crosses_to_no_one(sim: Simulation) -
 
 def test_plain_broadcast_reaches_all_49_when_no_limit_is_set(sim: Simulation) -> None:
     crossing = sim.send_from_tap(1, netbios_broadcast(sim.member(1)))
-    record("(c) broadcast, no limit", crossing)
     assert crossing.copies == MEMBERS - 1
     assert crossing.receivers == set(range(2, MEMBERS + 1))
     assert crossing.forwarded == Counter({"flood": 1})
+    assert crossing.drops == Counter()
 
 
 def test_plain_broadcast_fan_out_respects_multicast_limit_10(sim: Simulation) -> None:
@@ -368,7 +309,6 @@ def test_plain_broadcast_fan_out_respects_multicast_limit_10(sim: Simulation) ->
         mdns = sim.send_from_tap(1, mdns_query(sim.member(1)))
     finally:
         sim.reissue()
-    record("(c) broadcast, multicast_limit=10", crossing)
     assert crossing.copies == 10
     assert len(crossing.receivers) == 10 and crossing.receivers <= set(range(2, MEMBERS + 1))
     # The limit bounds plain broadcast only: every mDNS subscriber still hears the query.
@@ -391,7 +331,6 @@ def test_broadcast_disabled_reaches_no_one_while_arp_and_mdns_still_work(sim: Si
         sim.member(2).core.networks[NET].switch.broadcast_enabled = False
     finally:
         sim.reissue()
-    record("(d) broadcast, broadcast disabled", crossing)
     assert crossing.copies == 0 and crossing.receivers == set()
     assert crossing.drops == Counter({"broadcast_disabled": 1})
     assert len(arp.local_replies) == 1 and arp.copies == 0
@@ -417,7 +356,7 @@ def test_subscriptions_live_while_refreshed_and_expire_within_ttl_once_the_membe
         assert small.send_from_tap(1, mdns_query(m1)).receivers == {4}, f"lapsed at {now} s"
     # Member 4 crashes at 300 s. Its last refresh was at most 60 s earlier, so the subscription lives at
     # least 120 s more and at most 180 s more.
-    small.down.add(4)
+    small.down.add(small.member(4))
     for now in range(310, 420, 10):
         small.tick(float(now))
     small.now = 300 + GROUP_TTL_S - GROUP_REFRESH_S - 1
@@ -442,14 +381,12 @@ def test_a_member_that_leaves_a_group_stops_receiving_it_after_one_announcement(
 
 def test_newcomer_learns_existing_subscriptions_from_the_config_change() -> None:
     small = Simulation(count=4)
-    late = small.members.pop()  # member 4 is not in the first config
-    small.by_endpoint.pop(late.endpoint)
+    late = small.member(4)
+    small.unplug(late)  # member 4 is not in the next config
     small.reissue()
     small.announce(2, {group_key(MDNS_MAC)})
     small.deliver()
-    small.members.append(late)
-    small.by_endpoint[late.endpoint] = late
-    small.by_node[late.node_id] = late
+    small.plug_in(late)
     small.reissue()  # member 4 joins: member 2 re-announces to the newcomer
     small.deliver()
     assert small.send_from_tap(4, mdns_query(late)).receivers == {2}
@@ -458,13 +395,12 @@ def test_newcomer_learns_existing_subscriptions_from_the_config_change() -> None
 def test_groups_set_while_the_network_is_still_requesting_are_announced_once_the_config_arrives() -> None:
     # A member joined through the controller: its TAP (and kernel groups) exist before its config does.
     small = Simulation(count=3)
-    joiner = Member(4, Identity.generate(), ("198.18.4.2", 9993))
-    joiner.core.nets.state(NET)  # what join() creates: status REQUESTING, no config
+    joiner = Member(4, clock=small.clock, network_id=NET)
+    joiner.join(NET, CONTROLLER_ENDPOINT)  # its controller does not answer yet: REQUESTING, no config
+    assert joiner.status() == "REQUESTING" and joiner.config() is None
     joiner.core.set_local_groups(NET, frozenset({group_key(MDNS_MAC)}), 0.0)
-    assert not joiner.transmit.datagrams  # nobody to tell yet
-    small.members.append(joiner)
-    small.by_endpoint[joiner.endpoint] = joiner
-    small.by_node[joiner.node_id] = joiner
+    assert {address for _, address in joiner.transmit.datagrams} <= {CONTROLLER_ENDPOINT}  # nobody to tell yet
+    small.plug_in(joiner)
     small.reissue()
     small.deliver()
     assert small.send_from_tap(1, mdns_query(small.member(1))).receivers == {4}
@@ -479,9 +415,7 @@ def test_a_restarted_member_relearns_everyones_subscriptions_within_a_tick() -> 
     assert small.send_from_tap(1, mdns_query(small.member(1))).receivers == {3, 4}
     # Member 1 restarts: same identity and config, every table empty.
     old = small.member(1)
-    fresh = Member(1, old.identity, old.endpoint)
-    small.members[0] = fresh
-    small.by_endpoint[fresh.endpoint] = fresh
+    fresh = small.restart_member(old)
     small.now = 5.0
     assert fresh.core.apply_netconf(old.core.networks[NET].config)
     assert small.send_from_tap(1, mdns_query(fresh)).receivers == set()  # forgotten
@@ -507,24 +441,5 @@ def test_storm_guard_drops_a_flood_and_reports_one_broadcast_storm_event_per_sou
     m1.core.tick(small.now + 0.002)
     assert list(m1.core.events) == [BroadcastStorm(NET, m1.node_id)]  # reported once
     # Unicast from the storming member is untouched.
-    unicast = udp_frame(m1, small.member(2).mac, managed_ip(2), 4000, 4000, b"still here")
+    unicast = udp_frame(m1, small.member(2).mac(), managed_ip(2), 4000, 4000, b"still here")
     assert small.send_from_tap(1, unicast).receivers == {2}
-    RESULTS["storm guard (6000 multicast frames at one instant, 4 members)"] = {
-        "passed the guard (then: no subscribers)": drops["multicast_no_subscribers"],
-        "broadcast_storm drops": drops["broadcast_storm"],
-        "BroadcastStorm events": len(m1.core.events),
-    }
-
-
-# -- the figures ---------------------------------------------------------------------------------------
-
-
-def test_zz_report(sim: Simulation, capsys: pytest.CaptureFixture[str]) -> None:
-    """Print every recorded case (runs last in file order; any case not run above is simply absent)."""
-    assert "setup" in RESULTS
-    width = max(len(name) for name in RESULTS)
-    lines = [f"\n== l2mesh simulation: {MEMBERS} members, mDNS listeners {sorted(MDNS_LISTENERS)} =="]
-    for name, figures in RESULTS.items():
-        lines.append(f"{name:<{width}}  {figures}")
-    with capsys.disabled():
-        print("\n".join(lines))
