@@ -233,18 +233,14 @@ def test_arp_for_a_managed_ip_crosses_to_no_peer_and_is_answered_on_the_requeste
     assert crossing.drops == Counter()
 
 
-def test_arp_for_an_ip_only_member_37_announced_is_answered_locally_or_crosses_to_member_37_only(
-    sim: Simulation,
-) -> None:
+def test_arp_for_an_ip_only_member_37_announced_is_answered_locally_with_member_37s_mac(sim: Simulation) -> None:
+    # One non-bridge member announced the address: its member MAC is the answer, and nothing crosses.
     m1, m37 = sim.member(1), sim.member(37)
     crossing = sim.send_from_tap(1, arp_request(m1, ANNOUNCED_ONLY_IP))
-    assert crossing.copies + len(crossing.local_replies) == 1
-    if crossing.local_replies:
-        assert crossing.local_replies == [expected_reply(m37, ANNOUNCED_ONLY_IP, m1)]
-    else:
-        assert crossing.receivers == {37}
-    # As implemented: one non-bridge announcer, so its member MAC is the answer and nothing crosses.
+    assert crossing.local_replies == [expected_reply(m37, ANNOUNCED_ONLY_IP, m1)]
     assert crossing.copies == 0 and crossing.receivers == set()
+    assert crossing.forwarded == Counter({"arp_answered_locally": 1})
+    assert crossing.drops == Counter()
 
 
 def test_arp_for_an_ip_two_members_announced_crosses_to_exactly_those_two(sim: Simulation) -> None:
