@@ -112,9 +112,6 @@ class FakeNetwork:
     def next_due_s(self) -> float:
         return self._queue[0][0] if self._queue else math.inf
 
-    def in_flight(self) -> list[Sent]:
-        return [sent for _, _, sent in sorted(self._queue)]
-
     def collect(self, party: Party, now: float, generation: int = 0) -> None:
         """Take what party sent (since last collected) onto the wire."""
         outgoing = party.transmit.datagrams
@@ -334,7 +331,6 @@ class Controller:
         self.identity = identity or Identity.generate()
         self.endpoint = endpoint
         self.transmit = RecordingTransmit()
-        self.restarts = 0
         self._open()
 
     def _open(self) -> None:
@@ -344,7 +340,6 @@ class Controller:
     def restart(self) -> None:
         """A new process on the same database and identity: every session and client is gone."""
         self.storage.close()
-        self.restarts += 1
         self._open()
 
     def greet_members(self) -> int:

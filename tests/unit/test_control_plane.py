@@ -14,7 +14,10 @@ from pathlib import Path
 import pytest
 
 from tests.unit.harness import (
+    DIRECT_DEAD_AFTER_S,
+    DIRECT_RETRY_S,
     NETCONF_ANSWER_TIMEOUT_S,
+    NETCONF_REFRESH_S,
     RELAY_AFTER_S,
     Controller,
     Member,
@@ -212,8 +215,8 @@ def test_after_a_controller_restart_members_rerequest_and_pushes_reach_them_agai
     world.run(30.0)
     assert world.restart_controller(greet=True) == 2
     assert controller.online_members() == 0  # a new process: no sessions, no clients
-    took_s = world.run(NETCONF_ANSWER_TIMEOUT_S + 1.0, until=lambda: controller.online_members() == 2)
-    assert took_s <= NETCONF_ANSWER_TIMEOUT_S + 1.0
+    # Today the greeting's re-requests are lost and they come back on their answer timeout (see the xfail below).
+    world.run(NETCONF_ANSWER_TIMEOUT_S + 1.0, until=lambda: controller.online_members() == 2)
     controller.set_ips(network_id, a, "10.147.17.77")
     world.settle()
     assert a.ips() == ("10.147.17.77/24",)
@@ -248,7 +251,7 @@ def test_without_a_greeting_members_come_back_only_on_their_own_refresh(world: W
     world.restart_controller(greet=False)
     world.run(NETCONF_ANSWER_TIMEOUT_S + 1.0)
     assert controller.online_members() == 0
-    world.run(60.0, until=lambda: controller.online_members() == 2)
+    world.run(NETCONF_REFRESH_S + NETCONF_ANSWER_TIMEOUT_S + 1.0, until=lambda: controller.online_members() == 2)
 
 
 def test_members_keep_forwarding_on_their_configs_while_the_controller_is_down(world: World) -> None:
@@ -261,7 +264,8 @@ def test_members_keep_forwarding_on_their_configs_while_the_controller_is_down(w
         assert exchange(world, a, b)
     world.down.discard(controller)
     world.restart_controller(greet=True)
-    world.run(60.0, until=lambda: controller.online_members() == 2)
+    # After a minute of silence the members' handshakes to it are backed off: they resync within seconds.
+    world.run(10.0, until=lambda: controller.online_members() == 2)
 
 
 # -- paths: relay and hole punching ----------------------------------------------------------------------------------
@@ -294,10 +298,11 @@ def test_a_direct_path_that_goes_silent_fails_over_to_the_relay_and_back_once_he
         exchange(world, a, b, b"keep talking")
         return a.path_to(b) == b.path_to(a) == path
 
-    world.run(5.0, until=lambda: both("relay"))
+    world.run(DIRECT_DEAD_AFTER_S + 2.0, until=lambda: both("relay"))
     assert exchange(world, a, b, b"via the relay")
     world.network.rules.remove(cut)
-    world.run(12.0, until=lambda: both("direct"))
+    # From the relay, direct candidates are re-probed every DIRECT_RETRY_S.
+    world.run(2 * DIRECT_RETRY_S + 2.0, until=lambda: both("direct"))
     assert exchange(world, a, b, b"direct again")
 
 
