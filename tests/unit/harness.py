@@ -3,8 +3,9 @@ with drop, NAT and latency rules, members (a NodeCore each) and a controller (a 
 SQLite).
 
 Tests talk to these wrappers, not to the cores' insides, so when a core is refactored (the node
-core is being split; the controller's admin changes may move to an object of their own and its
-storage writes may become asynchronous) this file is the one to adapt. Time is a float the
+core was split into parts; the controller's admin changes may move to an object of their own and
+its storage writes may become asynchronous) this file is the one to adapt: the Controller's admin
+methods return once a change is committed and pushed, whatever that takes. Time is a float the
 harness advances; every core ticks every TICK_S of it, as the reactor does.
 """
 
