@@ -56,7 +56,15 @@ from l2mesh.node.networks import GROUP_REFRESH_S, GROUP_TTL_S, Networks
 from l2mesh.node.paths import Paths
 from l2mesh.node.peer_table import PeerTable
 from l2mesh.node.peers import Peer
-from l2mesh.node.receive import ControlMessage, HandshakeAnswered, HandshakeCompleted, Note, ReceivePath, Unsealed
+from l2mesh.node.receive import (
+    ControlMessage,
+    HandshakeAnswered,
+    HandshakeCompleted,
+    KeysConfirmed,
+    Note,
+    ReceivePath,
+    Unsealed,
+)
 from l2mesh.node.send import KEEPALIVE_MESSAGE, SendPath, Transmit
 from l2mesh.session import SessionAction
 from l2mesh.wire.common import Endpoint
@@ -162,8 +170,12 @@ class NodeCore:
                 self.apply(self.membership.controller_session_renewed(peer.node_id, now), now)
             self.send.flush_or_confirm(peer, now)
         elif isinstance(note, HandshakeAnswered):
+            if note.relayed:
+                self.paths.answered_through_relay(note.peer, now)
             if note.peer.is_controller:
-                self.apply(self.membership.controller_session_renewed(note.peer.node_id, now), now)
+                note.peer.awaiting_confirmation = True
+        elif isinstance(note, KeysConfirmed):
+            self.apply(self.membership.controller_session_renewed(note.peer.node_id, now), now)
         elif note.data[0] == PacketType.RELAY:
             origin = self.paths.relay_origin(note.data, note.source)
             if origin is not None:

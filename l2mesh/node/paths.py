@@ -169,10 +169,27 @@ class Paths:
 
     # -- what was heard ---------------------------------------------------------------------------------
     def heard_directly(self, peer: Peer, source: Endpoint, now: float) -> Endpoint | None:
-        """An authenticated packet straight from peer: not proof our direction works, so the path is not
-        switched; the endpoint to move to if the peer roamed (NAT rebinding), else None."""
+        """An authenticated packet straight from peer: the endpoint to move to if the peer roamed (NAT
+        rebinding), else None.
+
+        Another of the peer's known addresses answering (a probe of a
+        candidate) is not roaming while the path in use works: the probes'
+        round trips choose between working paths (probe_reply_received).
+        """
         peer.direct_rx_s = now
-        return source if peer.endpoint != source else None
+        if peer.endpoint == source:
+            return None
+        in_use_works = (
+            not peer.via_relay and peer.direct_proven_s is not None and now - peer.direct_proven_s <= DIRECT_DEAD_AFTER_S
+        )
+        if in_use_works and source in peer.candidates:
+            return None
+        return source
+
+    def answered_through_relay(self, peer: Peer, now: float) -> None:
+        """We answered a handshake the peer sent through the relay: its direct packets do not reach us (or it
+        would not be relaying), so unless our direct path to it is known to work, ours go by the relay too."""
+        self.proven(peer, None, now)
 
     def proven(self, peer: Peer, source: Endpoint | None, now: float) -> list[UseEndpoint]:
         """A round trip completed on a path (handshake response, probe reply; None: the relay): prefer direct when it works."""

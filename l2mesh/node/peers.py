@@ -32,6 +32,9 @@ class Peer:
     probes: dict[int, float] = field(default_factory=dict)  # probe id -> sent at
     next_probe_s: float = 0.0
     groups_sent_session: int = 0  # session generation our multicast groups were last announced on
+    # We answered a handshake this peer (a controller) started: what we have to ask waits for its first packet
+    # on the new keys, since a responder may not send on them before, and a restarted controller lost the old ones.
+    awaiting_confirmation: bool = False
     # Paths (see paths.py): direct endpoint above, or the controller's relay.
     via_relay: bool = False
     direct_rx_s: float | None = None  # last authenticated packet received directly

@@ -54,7 +54,15 @@ class HandshakeCompleted:
 
 @dataclass(frozen=True, slots=True)
 class HandshakeAnswered:
-    """We answered a peer's initiation: a new session that the peer started."""
+    """We answered a peer's initiation: a new session that the peer started, by the relay or directly."""
+
+    peer: Peer
+    relayed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class KeysConfirmed:
+    """The first packet on keys a controller started: we may now send on them (as responder, not before)."""
 
     peer: Peer
 
@@ -67,7 +75,7 @@ class Unsealed:
     source: Endpoint
 
 
-Note = ControlMessage | HandshakeCompleted | HandshakeAnswered | Unsealed
+Note = ControlMessage | HandshakeCompleted | HandshakeAnswered | KeysConfirmed | Unsealed
 
 
 class ReceivePath:
@@ -172,6 +180,10 @@ class ReceivePath:
                 else:
                     self.transmit.write_offload_frame(network_id, plaintext[FRAME_HEADER_BYTES:])
             return None
+        if peer.awaiting_confirmation and session.next is None:
+            # Only control traffic gets here, so the frame path pays nothing for this check.
+            peer.awaiting_confirmation = False
+            return KeysConfirmed(peer)
         if kind == _KEEPALIVE:
             return None
         return ControlMessage(peer, bytes(plaintext), source, relayed_from is not None)
@@ -207,7 +219,7 @@ class ReceivePath:
             self.transmit.send_datagram(result.response, source)
         else:
             self.send.send_relayed(peer, result.response)
-        return HandshakeAnswered(peer)
+        return HandshakeAnswered(peer, relayed_from is not None)
 
     def _response(self, data: memoryview, source: Endpoint, now: float, relayed_from: Peer | None) -> Note | None:
         try:

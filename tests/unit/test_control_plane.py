@@ -214,8 +214,7 @@ def test_after_a_controller_restart_members_rerequest_and_pushes_reach_them_agai
     network_id, (a, b) = authorized_members(world, 2)
     world.run(30.0)
     assert world.restart_controller(greet=True) == 2
-    assert controller.online_members() == 0  # a new process: no sessions, no clients
-    # Today the greeting's re-requests are lost and they come back on their answer timeout (see the xfail below).
+    # A new process with no sessions: the greeting brings both members back at once (see the next test).
     world.run(NETCONF_ANSWER_TIMEOUT_S + 1.0, until=lambda: controller.online_members() == 2)
     controller.set_ips(network_id, a, "10.147.17.77")
     world.settle()
@@ -230,12 +229,6 @@ def test_after_a_controller_restart_members_rerequest_and_pushes_reach_them_agai
     assert a.listed() == b.listed() == {a.node_id, b.node_id, newcomer.node_id}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 10 finding: a greeted member answers the controller's handshake and re-requests at once, "
-    "but as the responder it seals the request with its old keys, which the restarted controller cannot "
-    "open (rejected_transport); the member only recovers NETCONF_ANSWER_TIMEOUT_S later",
-)
 def test_greeting_after_a_restart_makes_members_rerequest_at_once(world: World) -> None:
     controller = controller_of(world)
     network_id, (a, b) = authorized_members(world, 2)
@@ -334,13 +327,6 @@ def test_without_the_controller_two_members_behind_nat_filters_never_meet(world:
     assert all(sent.sender is a for sent in nat.refused)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 10 finding: the responder of a relayed handshake answers through the relay but sends "
-    "its own packets direct; unless the controller's rendezvous hint makes it start a handshake of its "
-    "own, nothing moves it to the relay (dead-path detection needs a direct path that once worked), so "
-    "its frames are lost until its next re-key",
-)
 def test_a_member_that_missed_the_rendezvous_hint_still_answers_through_the_relay(world: World) -> None:
     controller = controller_of(world)
     network_id, (a, b) = authorized_members(world, 2)

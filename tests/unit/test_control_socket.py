@@ -124,12 +124,6 @@ async def test_a_second_server_on_the_same_state_dir_is_refused(state_dir: Path,
     assert await ask(state_dir, "status")  # the first one still answers
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 10 finding: a client that connects and never finishes its line makes _read_request raise "
-    "trio.TooSlowError after CLIENT_TIMEOUT_S, which serve_one does not catch: the client gets no answer and "
-    "the error ends the whole control server, and the daemon's nursery with it",
-)
 async def test_a_client_that_never_finishes_its_line_gets_an_error_and_the_server_keeps_serving(
     state_dir: Path, autojump_clock: trio.testing.MockClock
 ) -> None:

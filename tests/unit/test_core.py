@@ -580,12 +580,6 @@ def endpoints_used_while_busy(mesh: Mesh, m1: Member, m2: Member, seconds: int) 
     return used
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 10 finding: a probe reply from another endpoint first 'roams' the peer to it "
-    "(Paths.heard_directly, as for NAT rebinding) before its round trip is compared, so the path follows whichever "
-    "endpoint answered last: the faster one wins for ~4 ms, then the slow one's reply takes the path back",
-)
 def test_of_two_working_direct_endpoints_the_clearly_faster_one_is_used() -> None:
     mesh = Mesh()
     m1, m2 = two_way_endpoints(mesh, slow_rtt_ms=5.0, fast_rtt_ms=1.0)

@@ -60,9 +60,14 @@ async def serve_control(state_dir: Path, handler: Handler, *, task_status: Any =
                 reply = {"ok": False, "error": str(exc)}
             except (ValueError, KeyError, TypeError) as exc:
                 reply = {"ok": False, "error": f"bad control request: {exc}"}
+            except trio.TooSlowError:
+                # A client that never finishes its line gets an answer; the server goes on serving others.
+                reply = {"ok": False, "error": f"no complete request within {CLIENT_TIMEOUT_S:g} s"}
+            except trio.BrokenResourceError:
+                return
             try:
                 await stream.send_all((json.dumps(reply) + "\n").encode())
-            except trio.BrokenResourceError:
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
                 pass
 
     try:
