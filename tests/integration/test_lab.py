@@ -24,6 +24,7 @@ from l2mesh.lab import (
     process_start_ticks,
     run_command,
     sweep,
+    wait_until,
 )
 
 
@@ -110,7 +111,9 @@ def test_processes_in_namespaces_are_the_programs_themselves_and_stop_by_pid(tmp
         host = lab.add_host("a")
         first = lab.start(host.namespace, ["sleep", "60"], "first")
         twin = lab.start(host.namespace, ["sleep", "60"], "twin")
-        assert Path(f"/proc/{first.pid}/comm").read_text().strip() == "sleep"
+        # setpriv and `ip netns exec` exec the program: the PID the lab holds becomes the program's own.
+        wait_until(lambda: Path(f"/proc/{first.pid}/comm").read_text().strip() == "sleep", 5, what="sleep to be exec'd",
+                   error=AssertionError)
         assert lab.stop(first) == -signal.SIGTERM
         assert twin.poll() is None
     assert twin.returncode == -signal.SIGTERM

@@ -29,6 +29,7 @@ from l2mesh.lab import (
     load_records,
     process_start_ticks,
     sweep,
+    wait_until,
 )
 
 
@@ -310,7 +311,8 @@ def test_processes_die_with_an_owner_that_was_killed(tmp_path: Path) -> None:
     assert owner.stdout is not None
     pid = int(owner.stdout.readline())
     start = process_start_ticks(pid)
-    assert Path(f"/proc/{pid}/comm").read_text().strip() == "sleep"  # setpriv exec'd it: the PID is the program's
+    # setpriv execs the program (once it has set the parent-death signal): the PID becomes the program's own.
+    wait_until(lambda: Path(f"/proc/{pid}/comm").read_text().strip() == "sleep", 5, what="sleep to be exec'd", error=AssertionError)
     owner.kill()
     owner.wait()
     deadline = time.monotonic() + 5
