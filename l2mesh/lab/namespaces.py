@@ -8,6 +8,13 @@ namespaces: nothing is made in the root namespace, and only 198.18.0.0/15
 (198.19.0.0/16 behind home routers, nat.py) is routed, with no default route
 anywhere.
 
+Names: a run's tag is its prefix (at most 5 characters, "l2mt-") and a run
+id of 4 hex digits held by one run at a time (records.py), 9 characters in
+all; its namespaces are <tag>-<role>. Interfaces are never named after the
+run: each is born inside its namespace with a short name (eth0, lanN, wan,
+lan), so no two runs can collide on one, and every name is checked against
+the kernel's 15-character limit before `ip` runs.
+
 Teardown never leaks: every namespace is written into the run's record
 before it is made, processes are stopped by the PID the lab started, and
 `close()` goes through every step whatever failed before, then raises

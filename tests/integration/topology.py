@@ -110,10 +110,6 @@ class Topology:
             self.lab.close()
             raise
 
-    @property
-    def prefix(self) -> str:
-        return self.lab.tag
-
     # -- processes ------------------------------------------------------------------
     def run_in(self, namespace: str, argv: Sequence[str], timeout_s: float = COMMAND_TIMEOUT_S, check: bool = True) -> subprocess.CompletedProcess[str]:
         return self.lab.run_in(namespace, argv, timeout_s, check)

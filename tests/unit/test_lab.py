@@ -68,8 +68,8 @@ class FakeIp:
         return {n for n in self.namespaces if n.startswith(f"{tag}-")}
 
 
-def new_lab(tmp_path: Path, ip: FakeIp, **options: object) -> Lab:
-    return Lab("l2mu-", tmp_path / "work", record_dir=tmp_path / "runs", runner=ip, **options)  # type: ignore[arg-type]
+def new_lab(tmp_path: Path, ip: FakeIp) -> Lab:
+    return Lab("l2mu-", tmp_path / "work", record_dir=tmp_path / "runs", runner=ip)
 
 
 def dead_pid() -> int:
@@ -123,16 +123,11 @@ def test_a_namespace_is_in_the_record_before_ip_netns_add_runs(tmp_path: Path) -
 
     def recording(argv: Sequence[str], timeout_s: float) -> subprocess.CompletedProcess[str]:
         if list(argv[:3]) == ["ip", "netns", "add"]:
-            seen.append(json.loads(record_file(tmp_path, lab_tag[0]).read_text())["namespaces"])
+            seen.append(load_records(tmp_path / "runs")[0].namespaces)
         return ip(argv, timeout_s)
 
-    lab_tag: list[str] = []
-    lab = Lab("l2mu-", tmp_path / "work", record_dir=tmp_path / "runs", runner=recording)
-    lab_tag.append(lab.tag)
-    try:
+    with Lab("l2mu-", tmp_path / "work", record_dir=tmp_path / "runs", runner=recording) as lab:
         lab.add_router()
-    finally:
-        lab.close()
     assert seen == [[f"{lab.tag}-rt"]]
 
 
