@@ -29,8 +29,10 @@ sockets, with the very requests `l2mesh networks --json` and `l2mesh peers
 the real CLIs are run afterwards to confirm they show the same.
 
 The benchmark drives the real CLIs and daemons as processes; from l2mesh it
-imports only the control-socket client the CLIs use, for the polls. Results:
-a rich table, and benchmarks/results/control-<UTC timestamp>.json.
+imports only the control-socket client the CLIs use, for the polls, and the
+namespace lab (l2mesh.lab). The helpers it runs inside namespaces are in
+benchmarks/helpers/. Results: a rich table, and
+benchmarks/results/control-<UTC timestamp>.json.
 
 Usage: .venv/bin/python benchmarks/control.py [--rounds N] [--settle S] [--max-seconds S] [--keep-logs DIR]
 Needs root, iproute2 and ping.
@@ -60,12 +62,13 @@ from rich.console import Console
 from rich.table import Table
 
 from l2mesh.edge.node.control_client import ControlError, call_daemon
+from l2mesh.lab import Lab, LabError, NetnsHost, Proc, Processes, in_namespace, run
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # nsbench, next to this script
 import nsbench  # noqa: E402
 from nsbench import (  # noqa: E402
-    BIN, RESULTS_DIR, BenchError, Processes, Proc, display_path, fail, in_ns, log, machine_ticks, new_run,
-    non_negative_float, positive_float, positive_int, run, tool_version,
+    BIN, RESULTS_DIR, display_path, fail, log, machine_ticks, new_run, non_negative_float, positive_float,
+    positive_int, tool_version,
 )
 
 nsbench.set_program("control")
@@ -110,102 +113,15 @@ STOP = threading.Event()  # set on interrupt and at cleanup: every poller thread
 # Run with this interpreter inside the namespaces; they share CLOCK_MONOTONIC
 # with this process (network namespaces do not virtualize clocks), so every
 # timestamp below is comparable.
-
-PROBE_SCRIPT = r'''
-"""send DST PORT INTERVAL: a UDP stream of (magic, seq, monotonic send time).
-sniff IFACE PORT: print "seq sent received" for every such frame that arrives on IFACE."""
-import select, socket, struct, sys, time
-
-MAGIC = b"l2mbctl1"
-FMT = "!8sQd"
-SIZE = struct.calcsize(FMT)
-
-
-def send(dst, port, interval):
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    seq, due = 0, time.monotonic()
-    while True:
-        now = time.monotonic()
-        try:
-            sock.sendto(struct.pack(FMT, MAGIC, seq, now), (dst, port))
-        except OSError as exc:
-            print(f"error {seq} {now:.6f} {exc.errno}", flush=True)
-        seq += 1
-        due += interval
-        delay = due - time.monotonic()
-        if delay > 0:
-            time.sleep(delay)
-        else:
-            due = time.monotonic()
-
-
-def sniff(iface, port):
-    # At layer 2, on the TAP: what the overlay delivers, whatever the kernel
-    # above it then does (b loses its IP when it is deauthorized).
-    raw = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0800))
-    raw.bind((iface, 0))
-    # A UDP socket on the port, so b's kernel does not answer port-unreachable.
-    sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sink.bind(("0.0.0.0", port))
-    print("ready", flush=True)
-    while True:
-        readable, _, _ = select.select([raw, sink], [], [])
-        if sink in readable:
-            sink.recv(65535)
-        if raw not in readable:
-            continue
-        data, address = raw.recvfrom(65535)
-        received = time.monotonic()
-        if address[2] == socket.PACKET_OUTGOING or len(data) < 34 or data[23] != 17:
-            continue
-        ihl = (data[14] & 15) * 4
-        udp = data[14 + ihl:]
-        if len(udp) < 8 + SIZE or int.from_bytes(udp[2:4], "big") != port:
-            continue
-        magic, seq, sent = struct.unpack(FMT, udp[8:8 + SIZE])
-        if magic == MAGIC:
-            print(f"{seq} {sent:.6f} {received:.6f}", flush=True)
-
-
-if sys.argv[1] == "send":
-    send(sys.argv[2], int(sys.argv[3]), float(sys.argv[4]))
-else:
-    sniff(sys.argv[2], int(sys.argv[3]))
-'''
-
-API_SCRIPT = r'''
-"""Resident admin-API client in the controller's namespace: one JSON request per
-stdin line ({"id", "method", "path", "body"}), one JSON answer per stdout line
-with that id and the monotonic times just before the request and after its answer."""
-import json, sys, time
-from pathlib import Path
-
-import httpx
-
-state = Path(sys.argv[1])
-token = (state / "api.token").read_text().strip()
-url = json.loads((state / "api.json").read_text())["url"].rstrip("/") + "/api/v1"
-client = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=10.0)
-client.get("/status").raise_for_status()  # warm: imports done, connection open
-print(json.dumps({"ready": True}), flush=True)
-for line in sys.stdin:
-    request = json.loads(line)
-    t0 = time.monotonic()
-    try:
-        response = client.request(request["method"], request["path"], json=request.get("body"))
-        t1 = time.monotonic()
-        body = response.json() if response.content else None
-        answer = {"t0": t0, "t1": t1, "status": response.status_code, "body": body}
-    except (httpx.HTTPError, ValueError) as exc:
-        answer = {"t0": t0, "t1": time.monotonic(), "status": None, "error": str(exc)}
-    print(json.dumps({"id": request["id"], **answer}), flush=True)
-'''
+HELPERS = Path(__file__).resolve().parent / "helpers"
+PROBE = HELPERS / "probe.py"  # UDP stream a -> b, and the AF_PACKET sniffer on b's TAP
+API_CLIENT = HELPERS / "api_client.py"  # resident admin-API client in the controller's namespace
 
 
 # ------------------------------------------------------------------ topology
 def tap_ipv4(ns: str, dev: str) -> list[str]:
     """IPv4 addresses on a device ([] when it does not exist)."""
-    done = run(["ip", "-j", "-n", ns, "-4", "addr", "show", "dev", dev], timeout=5, check=False)
+    done = run(["ip", "-j", "-n", ns, "-4", "addr", "show", "dev", dev], timeout_s=5, check=False)
     if done.returncode != 0 or not done.stdout.strip():
         return []
     try:
@@ -220,7 +136,7 @@ def in_pool(address: str) -> bool:
 
 
 def ping_once(ns: str, target: str) -> bool:
-    done = run(in_ns(ns, "ping", "-n", "-q", "-c", "1", "-W", PING_WAIT_S, target), timeout=5, check=False)
+    done = run(in_namespace(ns, ["ping", "-n", "-q", "-c", "1", "-W", PING_WAIT_S, target]), timeout_s=5, check=False)
     return done.returncode == 0
 
 
@@ -228,12 +144,12 @@ def ping_once(ns: str, target: str) -> bool:
 def daemon_call(state_dir: Path, command: str, **arguments: Any) -> Any:
     """One request on a daemon's control socket: the one `l2mesh <command> --json` sends, without its start-up.
 
-    l2mesh's own client; a failure is a BenchError, which the pollers retry.
+    l2mesh's own client; a failure is a LabError, which the pollers retry.
     """
     try:
         return call_daemon(state_dir, command, **arguments)
     except ControlError as exc:
-        raise BenchError(f"control socket of {state_dir}: {exc}") from None
+        raise LabError(f"control socket of {state_dir}: {exc}") from None
 
 
 def network_entry(state_dir: Path, network_id: str) -> dict[str, Any] | None:
@@ -280,7 +196,7 @@ class Watcher:
         while not STOP.is_set() and not self._halt.is_set() and time.monotonic() < self.deadline:
             try:
                 ok = check(self)
-            except BenchError as exc:  # e.g. the control socket busy: try again
+            except LabError as exc:  # e.g. the control socket busy: try again
                 ok = False
                 self.errors[name] = str(exc)
             except Exception as exc:  # a bug in a check: stop this one, report it
@@ -315,17 +231,17 @@ class Watcher:
 
 # ------------------------------------------------------------ admin API helper
 class ApiHelper:
-    """The resident admin-API client (API_SCRIPT) in the controller's namespace."""
+    """The resident admin-API client (helpers/api_client.py) in the controller's namespace."""
 
-    def __init__(self, procs: Processes, ns: str, script: Path, state_dir: Path, log_path: Path) -> None:
-        self.proc = procs.start("api-helper", in_ns(ns, sys.executable, str(script), str(state_dir)), log_path,
+    def __init__(self, procs: Processes, ns: str, state_dir: Path, log_path: Path) -> None:
+        self.proc = procs.start("api-helper", in_namespace(ns, [sys.executable, str(API_CLIENT), str(state_dir)]), log=log_path,
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         self.replies: queue.Queue[dict[str, Any] | None] = queue.Queue()
         self.last_id = 0
         threading.Thread(target=self._read, args=(self.proc.popen.stdout,), daemon=True, name="api-reader").start()
         first = self._next(START_TIMEOUT_S)
         if not first.get("ready"):
-            raise BenchError(f"the admin API helper did not start: {self.proc.last_log_line()}")
+            raise LabError(f"the admin API helper did not start: {self.proc.last_log_line()}")
 
     def _read(self, stdout: IO[bytes]) -> None:
         for line in stdout:
@@ -342,10 +258,10 @@ class ApiHelper:
             try:
                 reply = self.replies.get(timeout=max(0.0, deadline - time.monotonic()))
             except queue.Empty:
-                raise BenchError(f"the admin API helper did not answer within {timeout:g} s") from None
+                raise LabError(f"the admin API helper did not answer within {timeout:g} s") from None
             if reply is None:
                 self.replies.put(None)
-                raise BenchError(f"the admin API helper exited: {self.proc.last_log_line()}")
+                raise LabError(f"the admin API helper exited: {self.proc.last_log_line()}")
             if reply.get("id", 0) == self.last_id:
                 return reply
 
@@ -357,13 +273,13 @@ class ApiHelper:
             stdin.write((json.dumps({"id": self.last_id, "method": method, "path": path, "body": body}) + "\n").encode())
             stdin.flush()
         except OSError as exc:
-            raise BenchError(f"the admin API helper is gone: {exc}") from None
+            raise LabError(f"the admin API helper is gone: {exc}") from None
 
     def poll_reply(self) -> dict[str, Any] | None:
         """The answer to the last request if it is in, else None."""
         try:
             return self._next(0.0)
-        except BenchError:
+        except LabError:
             if self.proc.popen.poll() is not None:
                 raise
             return None
@@ -372,7 +288,7 @@ class ApiHelper:
         self.send(method, path, body)
         reply = self._next(timeout)
         if reply.get("status") is None or reply["status"] >= 400:
-            raise BenchError(f"admin API {method} {path}: {reply.get('error') or reply.get('body')}")
+            raise LabError(f"admin API {method} {path}: {reply.get('error') or reply.get('body')}")
         return reply
 
 
@@ -390,18 +306,26 @@ class Node:
 
 @dataclass
 class Context:
-    topo: nsbench.Topology
-    procs: Processes
-    work: Path
+    lab: Lab
+    hosts: dict[str, NetnsHost] = field(default_factory=dict)  # HOST_NAMES, once the underlay is built
     ctl_state: Path = field(init=False)
     network_id: str = ""
     api: ApiHelper | None = None
     nodes: dict[str, Node] = field(default_factory=dict)
-    probe_script: Path = field(init=False)
 
     def __post_init__(self) -> None:
         self.ctl_state = self.work / "ctl" / "state"
-        self.probe_script = self.work / "probe.py"
+
+    @property
+    def procs(self) -> Processes:
+        return self.lab.processes
+
+    @property
+    def work(self) -> Path:
+        return self.lab.work_dir
+
+    def ns(self, host: str) -> str:
+        return self.hosts[host].namespace
 
     @property
     def tap(self) -> str:
@@ -410,13 +334,13 @@ class Context:
 
     @property
     def controller(self) -> str:
-        return f"{self.topo.underlay_ip('ctl')}:{CTL_PORT}"
+        return f"{self.hosts['ctl'].ip}:{CTL_PORT}"
 
     def ctl_argv(self, *argv: str) -> list[str]:
-        return in_ns(self.topo.ns["ctl"], L2MESH_CTL, *argv, "--state-dir", str(self.ctl_state))
+        return in_namespace(self.ns("ctl"), [L2MESH_CTL, *argv, "--state-dir", str(self.ctl_state)])
 
     def node_argv(self, node: Node, *argv: str) -> list[str]:
-        return in_ns(node.ns, L2MESH, *argv, "--state-dir", str(node.state_dir))
+        return in_namespace(node.ns, [L2MESH, *argv, "--state-dir", str(node.state_dir)])
 
     def member_path(self, node_id: str) -> str:
         return f"/networks/{self.network_id}/members/{node_id}"
@@ -424,32 +348,32 @@ class Context:
 
 def new_node(ctx: Context, name: str, host: str, label: str | None = None) -> Node:
     """A node identity (`l2mesh id`) and its daemon, running, in host's namespace."""
-    node = Node(name, ctx.topo.ns[host], ctx.work / (label or name) / "state")
+    node = Node(name, ctx.ns(host), ctx.work / (label or name) / "state")
     node.state_dir.mkdir(parents=True, exist_ok=True)
-    node.node_id = run(ctx.node_argv(node, "id"), timeout=30).stdout.strip()
+    node.node_id = run(ctx.node_argv(node, "id"), timeout_s=30).stdout.strip()
     if not re.fullmatch(r"[0-9a-f]{10}", node.node_id):
-        raise BenchError(f"l2mesh id printed {node.node_id!r}, not a node id")
+        raise LabError(f"l2mesh id printed {node.node_id!r}, not a node id")
     node.daemon = ctx.procs.start(
         f"daemon-{label or name}",
-        in_ns(node.ns, L2MESH, "daemon", "--state-dir", str(node.state_dir), "--port", str(NODE_PORT)),
-        node.state_dir.parent / "daemon.log",
+        in_namespace(node.ns, [L2MESH, "daemon", "--state-dir", str(node.state_dir), "--port", str(NODE_PORT)]),
+        log=node.state_dir.parent / "daemon.log",
     )
     try:
         wait_ready(node.daemon, node.state_dir / "control.sock", f"{name}'s daemon", "made no control socket")
-    except BenchError:
+    except LabError:
         stop_node(ctx, node)  # its port and TAP name are free for the next one
         raise
     return node
 
 
 def wait_ready(proc: Proc, path: Path, who: str, failed: str) -> None:
-    """Until proc has made path (its sign of being ready); a BenchError if it exits first or takes too long."""
+    """Until proc has made path (its sign of being ready); a LabError if it exits first or takes too long."""
     deadline = time.monotonic() + START_TIMEOUT_S
     while not path.exists():
         if proc.popen.poll() is not None:
-            raise BenchError(f"{who} exited ({proc.popen.returncode}): {proc.last_log_line()}")
+            raise LabError(f"{who} exited ({proc.popen.returncode}): {proc.last_log_line()}")
         if time.monotonic() > deadline:
-            raise BenchError(f"{who} {failed} within {START_TIMEOUT_S:g} s")
+            raise LabError(f"{who} {failed} within {START_TIMEOUT_S:g} s")
         time.sleep(0.05)
 
 
@@ -465,12 +389,12 @@ def wait_for(what: str, predicate: Callable[[], Any], timeout: float, interval: 
     while True:
         try:
             value = predicate()
-        except BenchError as exc:
+        except LabError as exc:
             value, last_error = None, str(exc)
         if value:
             return value
         if time.monotonic() > deadline or STOP.is_set():
-            raise BenchError(f"timed out after {timeout:g} s waiting for {what}" + (f" ({last_error})" if last_error else ""))
+            raise LabError(f"timed out after {timeout:g} s waiting for {what}" + (f" ({last_error})" if last_error else ""))
         time.sleep(interval)
 
 
@@ -482,28 +406,25 @@ def status_of(ctx: Context, node: Node) -> str | None:
 # ---------------------------------------------------------------------- setup
 def start_controller(ctx: Context) -> Proc:
     ctx.ctl_state.mkdir(parents=True, exist_ok=True)
-    argv = in_ns(ctx.topo.ns["ctl"], L2MESH_CTL, "serve", "--state-dir", str(ctx.ctl_state), "--listen", f"0.0.0.0:{CTL_PORT}")
-    proc = ctx.procs.start("controller", argv, ctx.work / "ctl" / "controller.log")
+    argv = in_namespace(ctx.ns("ctl"), [L2MESH_CTL, "serve", "--state-dir", str(ctx.ctl_state), "--listen", f"0.0.0.0:{CTL_PORT}"])
+    proc = ctx.procs.start("controller", argv, log=ctx.work / "ctl" / "controller.log")
     wait_ready(proc, ctx.ctl_state / "api.json", "the controller", "wrote no api.json")
     return proc
 
 
 def setup(ctx: Context) -> None:
     """Controller, network, members a, b, c authorized, joined and pinging each other."""
-    ctx.probe_script.write_text(PROBE_SCRIPT)
-    api_script = ctx.work / "api_helper.py"
-    api_script.write_text(API_SCRIPT)
     # Every member reaches the controller.
-    ctx.topo.create([(name, "ctl") for name in HOST_NAMES[1:]])
+    ctx.hosts = nsbench.build_underlay(ctx.lab, HOST_NAMES, check=[(name, "ctl") for name in HOST_NAMES[1:]])
     start_controller(ctx)
-    ctx.network_id = run(ctx.ctl_argv("network", "create", "bench", "--pool", POOL), timeout=30).stdout.strip()
+    ctx.network_id = run(ctx.ctl_argv("network", "create", "bench", "--pool", POOL), timeout_s=30).stdout.strip()
     if not re.fullmatch(r"[0-9a-f]{16}", ctx.network_id):
-        raise BenchError(f"network create printed {ctx.network_id!r}, not a network id")
-    ctx.api = ApiHelper(ctx.procs, ctx.topo.ns["ctl"], api_script, ctx.ctl_state, ctx.work / "ctl" / "api-helper.log")
+        raise LabError(f"network create printed {ctx.network_id!r}, not a network id")
+    ctx.api = ApiHelper(ctx.procs, ctx.ns("ctl"), ctx.ctl_state, ctx.work / "ctl" / "api-helper.log")
     for name in ("a", "b", "c"):
         node = ctx.nodes[name] = new_node(ctx, name, name)
-        run(ctx.ctl_argv("member", "authorize", ctx.network_id, node.node_id, "--name", name), timeout=30)
-        run(ctx.node_argv(node, "join", ctx.network_id, "--controller", ctx.controller), timeout=30)
+        run(ctx.ctl_argv("member", "authorize", ctx.network_id, node.node_id, "--name", name), timeout_s=30)
+        run(ctx.node_argv(node, "join", ctx.network_id, "--controller", ctx.controller), timeout_s=30)
     for node in ctx.nodes.values():
         entry = wait_for(f"{node.name} OK with an IP",
                          lambda n=node: (e := network_entry(n.state_dir, ctx.network_id)) and e["status"] == "OK" and e["ips"] and e,
@@ -530,7 +451,7 @@ def poll_cost_ms(ctx: Context, samples: int = 50) -> dict[str, float]:
 # --------------------------------------------------------------- measurements
 def timed_cli(argv: Sequence[str]) -> float:
     t = time.monotonic()
-    run(argv, timeout=30)
+    run(argv, timeout_s=30)
     return time.monotonic() - t
 
 
@@ -568,8 +489,8 @@ NET_OF = {"deauthorize": "ctl_version_deauth_polls_s", "reauthorize": "ctl_versi
 def measure_startup(ctx: Context) -> dict[str, list[float]]:
     """Bare CLI start-up, in the namespaces where the triggering commands run (ip netns exec included)."""
     a = ctx.nodes["a"]
-    ctl_version = in_ns(ctx.topo.ns["ctl"], L2MESH_CTL, "--version")
-    node_version = in_ns(ctx.topo.ns["n"], L2MESH, "--version")
+    ctl_version = in_namespace(ctx.ns("ctl"), [L2MESH_CTL, "--version"])
+    node_version = in_namespace(ctx.ns("n"), [L2MESH, "--version"])
     out: dict[str, list[float]] = {key: [] for key in STARTUP_LABELS}
     out["ctl_version_s"].append(round(timed_cli(ctl_version), 4))
     out["node_version_s"].append(round(timed_cli(node_version), 4))
@@ -599,7 +520,7 @@ class Trigger:
         self.done_at: float | None = None
 
     def cli(self, argv: Sequence[str]) -> None:
-        self.proc = self.ctx.procs.start(self.label, argv, self.ctx.work / f"{self.label}.log")
+        self.proc = self.ctx.procs.start(self.label, argv, log=self.ctx.work / f"{self.label}.log")
         self.t0 = self.proc.started
 
     def api(self, method: str, path: str, body: dict[str, Any]) -> None:
@@ -624,12 +545,12 @@ class Trigger:
         return reply is not None
 
     def finish(self, watcher: Watcher) -> tuple[float, float | None]:
-        """(t0, seconds the command took); a failed command is a BenchError."""
+        """(t0, seconds the command took); a failed command is a LabError."""
         assert self.t0 is not None
         if self.proc is not None:
             code = self.ctx.procs.finish(self.proc, 30.0)
             if code != 0:
-                raise BenchError(f"{self.label} failed ({code}): {self.proc.last_log_line()}")
+                raise LabError(f"{self.label} failed ({code}): {self.proc.last_log_line()}")
             return self.t0, watcher.after("command", self.t0)
         if self.done_at is not None:
             return self.t0, round(self.done_at - self.t0, 4)
@@ -638,7 +559,7 @@ class Trigger:
             self.api_reply = self.ctx.api._next(15.0)
         reply = self.api_reply
         if reply.get("status") is None or reply["status"] >= 400:
-            raise BenchError(f"admin API request failed: {reply.get('error') or reply.get('body')}")
+            raise LabError(f"admin API request failed: {reply.get('error') or reply.get('body')}")
         return reply["t0"], round(reply["t1"] - reply["t0"], 4)
 
 
@@ -658,22 +579,23 @@ def measure_deauthorize(ctx: Context, variant: str, round_no: int) -> dict[str, 
     assert b.ip and b.mac
     for node in (a, b, c):
         if status_of(ctx, node) != "OK":
-            raise BenchError(f"{node.name} is not OK before deauthorize")
+            raise LabError(f"{node.name} is not OK before deauthorize")
     for node in (a, c):
         wait_for(f"{node.name} to list b as a peer", lambda n=node: b.node_id in member_peers(n.state_dir), 5.0)
     # A fixed neighbour entry: the stream a -> b then never waits on ARP, so
     # when it stops it is the overlay that stopped it.
     run(["ip", "-n", a.ns, "neigh", "replace", b.ip, "lladdr", b.mac, "dev", ctx.tap, "nud", "permanent"], 10)
     label = f"r{round_no}-deauth-{variant}"
-    sniff = ctx.procs.start(f"{label}-sniff", in_ns(b.ns, sys.executable, str(ctx.probe_script), "sniff", ctx.tap, str(PROBE_PORT)),
-                            ctx.work / f"{label}-sniff.log")
+    sniff = ctx.procs.start(f"{label}-sniff", in_namespace(b.ns, [sys.executable, str(PROBE), "sniff", ctx.tap, str(PROBE_PORT)]),
+                            log=ctx.work / f"{label}-sniff.log")
     sender: Proc | None = None
     try:
         wait_for("the sniffer on b", lambda: "ready" in sniff.log_text() or sniff.popen.poll() is not None, 10.0)
         if sniff.popen.poll() is not None:
-            raise BenchError(f"the sniffer on b exited: {sniff.last_log_line()}")
-        sender = ctx.procs.start(f"{label}-send", in_ns(a.ns, sys.executable, str(ctx.probe_script), "send", b.ip,
-                                                         str(PROBE_PORT), str(PROBE_INTERVAL_S)), ctx.work / f"{label}-send.log")
+            raise LabError(f"the sniffer on b exited: {sniff.last_log_line()}")
+        sender = ctx.procs.start(f"{label}-send", in_namespace(a.ns, [sys.executable, str(PROBE), "send", b.ip,
+                                                                       str(PROBE_PORT), str(PROBE_INTERVAL_S)]),
+                                 log=ctx.work / f"{label}-send.log")
         wait_for(f"{PROBE_FLOW_FRAMES} frames a -> b", lambda: len(read_frames(sniff.log)) >= PROBE_FLOW_FRAMES, 10.0)
 
         trigger = member_trigger(ctx, variant, b, f"{label}-command", authorized=False)
@@ -703,7 +625,7 @@ def measure_deauthorize(ctx: Context, variant: str, round_no: int) -> dict[str, 
     row["frames_after_trigger"] = len(after)
     row["send_errors"] = sum(1 for line in sender.log_text().splitlines() if line.startswith("error")) if sender else None
     if not before or before[-1][2] < t0 - 0.1:
-        raise BenchError("the stream a -> b was not flowing when b was deauthorized")
+        raise LabError("the stream a -> b was not flowing when b was deauthorized")
     last = after[-1] if after else before[-1]
     row["last_frame_s"] = round(last[2] - t0, 4)
     row["last_frame_sent_s"] = round(last[1] - t0, 4)
@@ -794,7 +716,7 @@ def measure_reauthorize(ctx: Context, variant: str, round_no: int) -> dict[str, 
 
 
 def restore_b(ctx: Context) -> None:
-    """After a failed step: b authorized again and reachable, or a BenchError."""
+    """After a failed step: b authorized again and reachable, or a LabError."""
     b, a = ctx.nodes["b"], ctx.nodes["a"]
     assert ctx.api is not None and b.ip
     ctx.api.request("PATCH", ctx.member_path(b.node_id), {"authorized": True})
@@ -811,7 +733,7 @@ def measure_fresh(ctx: Context, scenario: str, variant: str, round_no: int) -> d
     row["node_id"] = node.node_id
     try:
         if scenario == "authorize":
-            run(ctx.node_argv(node, "join", ctx.network_id, "--controller", ctx.controller), timeout=30)
+            run(ctx.node_argv(node, "join", ctx.network_id, "--controller", ctx.controller), timeout_s=30)
             wait_for("the new member ACCESS_DENIED", lambda: status_of(ctx, node) == "ACCESS_DENIED", DENIED_TIMEOUT_S)
             time.sleep(SETTLE_S)
             trigger = member_trigger(ctx, variant, node, f"{label}-command")
@@ -845,7 +767,7 @@ def guarded(ctx: Context, step: Callable[[], dict[str, Any]], base: dict[str, An
     before, self_before, wall_before = machine_ticks(), time.process_time(), time.monotonic()
     try:
         row = step()
-    except BenchError as exc:
+    except LabError as exc:
         row = {**base, "error": str(exc)}
     except Exception as exc:
         row = {**base, "error": f"{type(exc).__name__}: {exc}"}
@@ -894,7 +816,7 @@ def run_rounds(ctx: Context, args: argparse.Namespace, started: float, rows: lis
             if row.get("error"):
                 try:
                     restore_b(ctx)
-                except BenchError as exc:
+                except LabError as exc:
                     log(f"round {round_no}: could not bring b back: {exc}")
         for scenario, variants in (("authorize", order), ("join", tuple("socket" if v == "api" else v for v in order))):
             for variant in variants:
@@ -1025,8 +947,8 @@ def code_info() -> dict[str, Any]:
     repo = Path(__file__).resolve().parent.parent
     info: dict[str, Any] = {"repo": str(repo), "pythonpath": os.environ.get("PYTHONPATH")}
     if shutil.which("git"):
-        head = run(["git", "-C", str(repo), "rev-parse", "HEAD"], timeout=10, check=False)
-        changed = run(["git", "-C", str(repo), "status", "--porcelain", "--", "l2mesh"], timeout=10, check=False)
+        head = run(["git", "-C", str(repo), "rev-parse", "HEAD"], timeout_s=10, check=False)
+        changed = run(["git", "-C", str(repo), "status", "--porcelain", "--", "l2mesh"], timeout_s=10, check=False)
         info["commit"] = head.stdout.strip() or None
         info["uncommitted"] = [line[3:] for line in changed.stdout.splitlines()]
     return info
@@ -1086,13 +1008,13 @@ def cleanup(ctx: Context, keep_logs: Path | None) -> None:
         STOP.set()
         Watcher.join_all(10.0)  # their pings and `ip` calls end before their namespaces go
 
-    nsbench.cleanup(ctx.procs, ctx.topo, ctx.work, keep_logs, "logs", first=stop_pollers,
+    nsbench.cleanup(ctx.lab, keep_logs, "logs", first=stop_pollers,
                     ignore=shutil.ignore_patterns("*.sock"))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    nsbench.require("network namespaces, TAP devices", ("ip", "ping"), "iproute2 iputils-ping")
+    nsbench.require(("ping",), "iproute2 iputils-ping", tun=True)
     for exe in (L2MESH, L2MESH_CTL):
         if not os.access(exe, os.X_OK):
             fail(f"{exe} not found (make test installs l2mesh into .venv)", 2)
@@ -1100,8 +1022,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         fail("/dev/net/tun is missing", 2)
 
     machine = machine_info()
-    stamp, suffix, work = new_run()
-    ctx = Context(nsbench.Topology(suffix, HOST_NAMES), Processes(), work)
+    stamp, lab = new_run()
+    ctx = Context(lab)
     rows: list[dict[str, Any]] = []
     startup: dict[str, list[float]] = {}
     idle_busy: list[float] = []
@@ -1110,7 +1032,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def body() -> None:
         nonlocal poll_cost
-        log(f"namespaces {ctx.topo.prefix}-*; load average {machine['loadavg']}, cpus {machine['nproc']}")
+        log(f"namespaces {ctx.lab.tag}-*; load average {machine['loadavg']}, cpus {machine['nproc']}")
         setup(ctx)
         poll_cost = poll_cost_ms(ctx)
         log(f"one control-socket poll: {poll_cost['median_ms']} ms median")

@@ -9,14 +9,13 @@ benchmarks/results/net-<UTC timestamp>.json).
 
 The machines this runs on are shared and an absolute Gbit/s figure moves from
 run to run, so every system is measured in the same invocation, in interleaved
-rounds, and l2mesh is read as a ratio to the raw path and to tinc. The method
-follows /work/shared/bench/peers.sh so the figures compare with the ones
-in its README.
+rounds, and l2mesh is read as a ratio to the raw path and to tinc: one TCP
+stream, median of the rounds, tinc 1.0 in switch mode with its defaults.
 
 l2mesh is driven only through its CLI (`l2mesh id --json`, `l2mesh daemon
 --static-netconf FILE`; for the relayed case `l2mesh-ctl serve`, `l2mesh join`
-and friends): the benchmark imports nothing from the package, so it measures
-what a user would run.
+and friends): of l2mesh it imports only the namespace lab (l2mesh.lab,
+which no daemon uses), so it measures what a user would run.
 
 Usage: .venv/bin/python benchmarks/net.py [--rounds N] [--only SYSTEM ...]
        [--time S] [--settle S] [--keep-logs DIR] [--profile] [--daemon-arg=ARG ...]
@@ -45,17 +44,18 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
+from l2mesh.lab import Lab, LabError, Proc, Processes, block_udp, in_namespace, last_line, run, unblock_udp
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # nsbench, next to this script
 import nsbench  # noqa: E402
 from nsbench import (  # noqa: E402
-    BIN, RESULTS_DIR, BenchError, Processes, Proc, display_path, fail, in_ns, last_line, log,
-    machine_ticks, new_run, non_negative_float, positive_int, run, tool_version,
+    BIN, RESULTS_DIR, display_path, fail, log, machine_ticks, new_run, non_negative_float, positive_int, tool_version,
 )
 
 nsbench.set_program("net")
 
 # ------------------------------------------------------------------ constants
-# Underlay: one /24 per host of 198.18.0.0/15 (RFC 2544 benchmarking range), as nsbench.Topology numbers them.
+# Underlay: one /24 per host of 198.18.0.0/15 (RFC 2544 benchmarking range), as nsbench.build_underlay numbers them.
 UL_A, UL_B = "198.18.1.2", "198.18.2.2"
 RT_A, RT_B = "198.18.1.1", "198.18.2.1"
 # Overlay: 10.147.200.0/24 inside 10.147.0.0/16.
@@ -70,7 +70,7 @@ IPERF_PORT = 5201
 L2MESH_PORT = 9993
 L2MESH_MTU = 2800
 CTL_PORT = 9994  # l2mesh-relay: the controller in the router namespace
-NFT_TABLE = "l2mb_block"  # l2mesh-relay: drops direct UDP h1 <-> h2 in the router
+NFT_TABLE = "l2mb_block"  # l2mesh-relay: drops direct UDP h1 <-> h2 in the router (l2mesh.lab.block_udp's name for l2mb-)
 RELAY_TARGET_RATIO = 0.5  # issue target: relayed throughput at least half of direct
 DAEMON_ARGS_ENV = "L2MESH_BENCH_DAEMON_ARGS"
 
@@ -84,19 +84,23 @@ SYSTEM_NAMES = ("underlay", "vxlan", "tinc", "l2mesh", "l2mesh-relay")
 
 
 # ------------------------------------------------------------------ topology
-class Topology(nsbench.Topology):
-    """h1 (198.18.1.2) -- rt -- h2 (198.18.2.2): two hosts with no shared L2 segment."""
+class Topology:
+    """h1 (198.18.1.2) -- rt -- h2 (198.18.2.2): two hosts with no shared L2 segment, namespaces of the run's lab."""
 
-    def __init__(self, suffix: str) -> None:
-        super().__init__(suffix, ("h1", "h2"), ports=("r-a", "r-b"))
-        self.h1, self.h2, self.rt = self.ns["h1"], self.ns["h2"], self.router
+    def __init__(self, lab: Lab) -> None:
+        self.lab = lab
+        self.h1, self.h2, self.rt = lab.name("h1"), lab.name("h2"), lab.name("rt")
 
-    def create(self, check: Sequence[tuple[str, str]] = (("h1", "h2"),)) -> None:
-        super().create(check)
+    @property
+    def names(self) -> list[str]:
+        return [self.h1, self.h2, self.rt]
+
+    def create(self) -> None:
+        nsbench.build_underlay(self.lab, ("h1", "h2"), ports=("r-a", "r-b"), check=(("h1", "h2"),))
 
 
 def link_mtu(ns: str, dev: str) -> int | None:
-    done = run(["ip", "-j", "-n", ns, "link", "show", "dev", dev], timeout=10, check=False)
+    done = run(["ip", "-j", "-n", ns, "link", "show", "dev", dev], timeout_s=10, check=False)
     if done.returncode != 0:
         return None
     return json.loads(done.stdout)[0].get("mtu")
@@ -114,10 +118,20 @@ class Overlay:
 
 @dataclass
 class Context:
-    topo: Topology
-    procs: Processes
-    work: Path
+    lab: Lab
     daemon_args: list[str]
+    topo: Topology = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.topo = Topology(self.lab)
+
+    @property
+    def procs(self) -> Processes:
+        return self.lab.processes
+
+    @property
+    def work(self) -> Path:
+        return self.lab.work_dir
 
 
 class System:
@@ -148,7 +162,7 @@ class System:
 
     def start_daemon(self, label: str, ns: str, argv: Sequence[str]) -> Proc:
         self.dir.mkdir(parents=True, exist_ok=True)
-        return self.ctx.procs.start(label, in_ns(ns, *argv), self.dir / f"{label}.log")
+        return self.ctx.procs.start(label, in_namespace(ns, argv), log=self.dir / f"{label}.log")
 
     def stop_daemons(self, overlay: Overlay | None) -> None:
         for proc in overlay.daemons if overlay else []:
@@ -185,7 +199,7 @@ class Vxlan(System):
 
 
 class Tinc(System):
-    """tinc 1.0, Mode = switch (L2), defaults kept as in peers.sh.
+    """tinc 1.0, Mode = switch (L2), its defaults kept.
 
     tinc >= 1.0.30 defaults: aes-256-cbc, HMAC-SHA256 truncated to 4 bytes, no
     compression, PMTU discovery and MSS clamping on; the tap keeps MTU 1500.
@@ -230,7 +244,7 @@ class Tinc(System):
         if not (conf / "rsa_key.priv").exists():
             (conf / "hosts" / name).write_text(f"Address = {underlay}\n")
             # stdin is /dev/null, so tincd takes its default key file names instead of asking.
-            run(["tincd", "-c", str(conf), "-K", "2048"], timeout=120)
+            run(["tincd", "-c", str(conf), "-K", "2048"], timeout_s=120)
 
     def down(self) -> None:
         self.stop_daemons(self.overlay)
@@ -258,11 +272,11 @@ class L2mesh(System):
         # Made once per run and kept across rounds, like tinc's keys.
         if host not in self.identities:
             self.state_dir(host).mkdir(parents=True, exist_ok=True)
-            out = run(in_ns(ns, str(L2MESH_EXE), "id", "--state-dir", str(self.state_dir(host)), "--json"), 30).stdout
+            out = run(in_namespace(ns, [str(L2MESH_EXE), "id", "--state-dir", str(self.state_dir(host)), "--json"]), 30).stdout
             try:
                 self.identities[host] = json.loads(out)
             except ValueError:
-                raise BenchError(f"l2mesh id --json printed no JSON: {last_line(out)}") from None
+                raise LabError(f"l2mesh id --json printed no JSON: {last_line(out)}") from None
         return self.identities[host]
 
     def up(self) -> Overlay:
@@ -342,17 +356,17 @@ class L2meshRelay(System):
 
     def ctl(self, *argv: str) -> str:
         """One admin command, inside the router namespace (the admin API listens on its loopback)."""
-        return run(in_ns(self.ctx.topo.rt, str(L2MESH_CTL_EXE), *argv, "--state-dir", str(self.ctl_state)), 30).stdout
+        return run(in_namespace(self.ctx.topo.rt, [str(L2MESH_CTL_EXE), *argv, "--state-dir", str(self.ctl_state)]), 30).stdout
 
     def node(self, host: str, *argv: str) -> str:
-        return run(in_ns(self.host_ns(host), str(L2MESH_EXE), *argv, "--state-dir", str(self.state_dir(host))), 30).stdout
+        return run(in_namespace(self.host_ns(host), [str(L2MESH_EXE), *argv, "--state-dir", str(self.state_dir(host))]), 30).stdout
 
     def node_json(self, host: str, *argv: str) -> Any:
         out = self.node(host, *argv, "--json")
         try:
             return json.loads(out)
         except ValueError:
-            raise BenchError(f"l2mesh {argv[0]} --json printed no JSON: {last_line(out)}") from None
+            raise LabError(f"l2mesh {argv[0]} --json printed no JSON: {last_line(out)}") from None
 
     # -- up -----------------------------------------------------------------------------------
     def up(self) -> Overlay:
@@ -382,7 +396,7 @@ class L2meshRelay(System):
         try:
             self.network_id = json.loads(created)["id"]
         except (ValueError, KeyError, TypeError):
-            raise BenchError(f"l2mesh-ctl network create --json printed no id: {last_line(created)}") from None
+            raise LabError(f"l2mesh-ctl network create --json printed no id: {last_line(created)}") from None
         for host, addr in (("h1", OV_A), ("h2", OV_B)):
             self.node_ids[host] = self.node_json(host, "id")["id"]
             self.ctl("member", "authorize", self.network_id, self.node_ids[host], "--ip", f"{addr}/{OV_PREFIX}", "--name", host)
@@ -405,27 +419,13 @@ class L2meshRelay(System):
         return self.overlay
 
     def block(self) -> None:
-        rules = self.dir / "block.nft"
-        # Counters show that direct attempts were made, and dropped.
-        rules.write_text(
-            f"table inet {NFT_TABLE} {{\n"
-            f"  chain forward {{\n"
-            f"    type filter hook forward priority filter - 10; policy accept;\n"
-            f"    ip saddr {UL_A} ip daddr {UL_B} meta l4proto udp counter drop\n"
-            f"    ip saddr {UL_B} ip daddr {UL_A} meta l4proto udp counter drop\n"
-            f"  }}\n"
-            f"}}\n"
-        )
         self.blocked = True  # from here on down() deletes the table, even if nft failed half-way
-        run(in_ns(self.ctx.topo.rt, "nft", "-f", str(rules)), 10)
+        block_udp(self.ctx.lab, self.ctx.topo.rt, UL_A, UL_B)  # counted: direct attempts were made, and dropped
 
     def unblock(self) -> None:
         if not self.blocked:
             return
-        rt = self.ctx.topo.rt
-        run(in_ns(rt, "nft", "delete", "table", "inet", NFT_TABLE), 10, check=False)
-        if run(in_ns(rt, "nft", "list", "table", "inet", NFT_TABLE), 10, check=False).returncode == 0:
-            raise BenchError(f"could not delete nft table inet {NFT_TABLE} in {rt}")
+        unblock_udp(self.ctx.lab, self.ctx.topo.rt)
         self.blocked = False
 
     def running(self) -> list[Proc]:
@@ -438,14 +438,14 @@ class L2meshRelay(System):
         while True:
             for proc in self.running():
                 if proc.popen.poll() is not None:
-                    raise BenchError(f"{proc.label} exited with code {proc.popen.returncode}: {proc.last_log_line()}")
+                    raise LabError(f"{proc.label} exited with code {proc.popen.returncode}: {proc.last_log_line()}")
             try:
                 if condition():
                     return
-            except BenchError as exc:
+            except LabError as exc:
                 last_error = str(exc)
             if time.monotonic() >= deadline:
-                raise BenchError(f"timed out after {UP_TIMEOUT_S:g} s waiting for {what}"
+                raise LabError(f"timed out after {UP_TIMEOUT_S:g} s waiting for {what}"
                                  + (f" (last error: {last_error})" if last_error else ""))
             time.sleep(0.2)
 
@@ -460,7 +460,7 @@ class L2meshRelay(System):
         return next((p for p in self.node_json("h1", "peers") if p.get("id") == self.node_ids.get("h2")), None)
 
     def ping_once(self) -> bool:
-        return run(in_ns(self.ctx.topo.h1, "ping", "-c", "1", "-W", "1", OV_B), 5, check=False).returncode == 0
+        return run(in_namespace(self.ctx.topo.h1, ["ping", "-c", "1", "-W", "1", OV_B]), 5, check=False).returncode == 0
 
     # -- report and down ----------------------------------------------------------------------
     def report(self) -> dict[str, Any]:
@@ -469,12 +469,12 @@ class L2meshRelay(System):
             try:
                 status = json.loads(self.ctl("status", "--json"))
                 out["relay"] = {key: status.get(key) for key in ("relayed_packets", "relayed_bytes", "drops")}
-            except (BenchError, ValueError) as exc:
+            except (LabError, ValueError) as exc:
                 out["relay_error"] = f"l2mesh-ctl status --json: {exc}"
         if "h1" in self.members and self.members["h1"].popen.poll() is None:
             try:
                 out["peer_h2"] = self.peer_entry()
-            except BenchError as exc:
+            except LabError as exc:
                 out["peer_h2_error"] = str(exc)
         if self.blocked:
             out["blocked_packets"] = self.blocked_packets()
@@ -482,7 +482,7 @@ class L2meshRelay(System):
 
     def blocked_packets(self) -> int | None:
         """Direct UDP h1 <-> h2 dropped by the block so far (both directions)."""
-        done = run(in_ns(self.ctx.topo.rt, "nft", "-j", "list", "table", "inet", NFT_TABLE), 10, check=False)
+        done = run(in_namespace(self.ctx.topo.rt, ["nft", "-j", "list", "table", "inet", NFT_TABLE]), 10, check=False)
         try:
             items = json.loads(done.stdout)["nftables"]
         except (ValueError, KeyError, TypeError):
@@ -520,7 +520,7 @@ def cpu_ticks(pid: int) -> int:
 
 
 def ping_rtt_ms(ns: str, target: str) -> float | None:
-    done = run(in_ns(ns, "ping", "-q", "-c", str(PING_COUNT), "-i", str(PING_INTERVAL_S), target), 20, check=False)
+    done = run(in_namespace(ns, ["ping", "-q", "-c", str(PING_COUNT), "-i", str(PING_INTERVAL_S), target]), 20, check=False)
     match = re.search(r"= [\d.]+/([\d.]+)/", done.stdout)
     return float(match.group(1)) if match else None
 
@@ -531,37 +531,37 @@ def wait_reachable(ns: str, overlay: Overlay) -> None:
     while time.monotonic() < deadline:
         for proc in overlay.daemons:
             if proc.popen.poll() is not None:
-                raise BenchError(f"{proc.label} exited with code {proc.popen.returncode}: {proc.last_log_line()}")
-        if run(in_ns(ns, "ping", "-c", "1", "-W", "1", overlay.target), 5, check=False).returncode == 0:
+                raise LabError(f"{proc.label} exited with code {proc.popen.returncode}: {proc.last_log_line()}")
+        if run(in_namespace(ns, ["ping", "-c", "1", "-W", "1", overlay.target]), 5, check=False).returncode == 0:
             return
         time.sleep(0.2)
-    raise BenchError(f"overlay not reachable: {overlay.target} did not answer ping within {UP_TIMEOUT_S:g} s")
+    raise LabError(f"overlay not reachable: {overlay.target} did not answer ping within {UP_TIMEOUT_S:g} s")
 
 
 def start_iperf_server(ctx: Context, target: str) -> Proc:
-    argv = in_ns(ctx.topo.h2, "iperf3", "-s", "-1", "-B", target)
-    proc = ctx.procs.start("iperf3-server", argv, ctx.work / "iperf3-server.log")
+    argv = in_namespace(ctx.topo.h2, ["iperf3", "-s", "-1", "-B", target])
+    proc = ctx.procs.start("iperf3-server", argv, log=ctx.work / "iperf3-server.log")
     deadline = time.monotonic() + 5.0
     while time.monotonic() < deadline:
         if proc.popen.poll() is not None:
-            raise BenchError(f"iperf3 server exited: {proc.last_log_line()}")
-        listening = run(in_ns(ctx.topo.h2, "ss", "-Htln", f"sport = :{IPERF_PORT}"), 5, check=False).stdout
+            raise LabError(f"iperf3 server exited: {proc.last_log_line()}")
+        listening = run(in_namespace(ctx.topo.h2, ["ss", "-Htln", f"sport = :{IPERF_PORT}"]), 5, check=False).stdout
         if listening.strip():
             return proc
         time.sleep(0.1)
     ctx.procs.stop(proc)
-    raise BenchError("iperf3 server did not start listening within 5 s")
+    raise LabError("iperf3 server did not start listening within 5 s")
 
 
 def iperf_client(ctx: Context, target: str, seconds: int) -> dict[str, Any]:
-    argv = in_ns(ctx.topo.h1, "iperf3", "-c", target, "-t", str(seconds), "-J", "--connect-timeout", "5000")
-    done = run(argv, timeout=seconds + 20, check=False)
+    argv = in_namespace(ctx.topo.h1, ["iperf3", "-c", target, "-t", str(seconds), "-J", "--connect-timeout", "5000"])
+    done = run(argv, timeout_s=seconds + 20, check=False)
     try:
         report = json.loads(done.stdout)
     except ValueError:
-        raise BenchError(f"iperf3 printed no JSON: {last_line(done.stderr)}") from None
+        raise LabError(f"iperf3 printed no JSON: {last_line(done.stderr)}") from None
     if report.get("error"):
-        raise BenchError(f"iperf3 failed: {report['error']}")
+        raise LabError(f"iperf3 failed: {report['error']}")
     return report
 
 
@@ -617,7 +617,7 @@ def profile_sender(ctx: Context, overlay: Overlay, seconds: int, out: Path) -> d
     """
     try:
         record_profile(ctx, overlay, seconds, out)
-    except BenchError as exc:
+    except LabError as exc:
         log(f"profile failed: {exc}")
         return {"profile_error": str(exc)}
     return {"profile": str(out)}
@@ -628,7 +628,7 @@ def record_profile(ctx: Context, overlay: Overlay, seconds: int, out: Path) -> N
     spy = ctx.procs.start(
         "py-spy",
         [str(PY_SPY_EXE), "record", "-p", str(sender.pid), "-d", str(seconds), "-o", str(out), "--format", "speedscope"],
-        ctx.work / "py-spy.log",
+        log=ctx.work / "py-spy.log",
     )
     server = start_iperf_server(ctx, overlay.target)
     try:
@@ -638,11 +638,11 @@ def record_profile(ctx: Context, overlay: Overlay, seconds: int, out: Path) -> N
     try:
         spy.popen.wait(30)
     except subprocess.TimeoutExpired:
-        raise BenchError("py-spy did not finish within 30 s after the run") from None
+        raise LabError("py-spy did not finish within 30 s after the run") from None
     finally:
         ctx.procs.stop(spy)
     if spy.popen.returncode != 0 or not out.exists():
-        raise BenchError(f"py-spy failed: {spy.last_log_line()}")
+        raise LabError(f"py-spy failed: {spy.last_log_line()}")
 
 
 # ---------------------------------------------------------------------- runs
@@ -668,7 +668,7 @@ def run_system(
             log(f"round {round_no}: {system.name}: extra iperf3 run under py-spy")
             row.update(profile_sender(ctx, overlay, args.time, profile_to))
     except Exception as exc:  # one system failing, even on a bug here, must not end the run
-        row["error"] = str(exc) if isinstance(exc, BenchError) else f"{type(exc).__name__}: {exc}"
+        row["error"] = str(exc) if isinstance(exc, LabError) else f"{type(exc).__name__}: {exc}"
         log(f"round {round_no}: {system.name} failed: {row['error']}")
         for proc in overlay.daemons if overlay else []:
             for line in proc.log_tail():
@@ -867,16 +867,16 @@ def profile_target(args: argparse.Namespace, systems: list[System], stamp: str) 
 
 
 def cleanup(ctx: Context, keep_logs: Path | None) -> None:
-    nsbench.cleanup(ctx.procs, ctx.topo, ctx.work, keep_logs, "logs and configs")
+    nsbench.cleanup(ctx.lab, keep_logs, "logs and configs")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    nsbench.require("network namespaces", ("ip", "ping", "iperf3", "ss"), "iproute2 iputils-ping iperf3")
+    nsbench.require(("ping", "iperf3", "ss"), "iproute2 iputils-ping iperf3")
 
     machine = machine_info()
-    stamp, suffix, work = new_run()
-    ctx = Context(Topology(suffix), Processes(), work, args.daemon_args)
+    stamp, lab = new_run()
+    ctx = Context(lab, args.daemon_args)
     systems: list[System] = []
     rows: list[dict[str, Any]] = []
 

@@ -1,7 +1,8 @@
-"""What the namespace benchmarks (net.py, control.py) share.
+"""What the namespace benchmarks (net.py, control.py) share, on top of the namespace lab (l2mesh.lab).
 
-Processes started in the background and stopped by PID, a topology of
-network namespaces (a router and hosts behind it, nothing in the root
+The lab owns namespaces, veths and processes (stopped by PID, swept if a
+run is killed); this file holds the benchmarks' own parts: the topology
+they measure in (a router and hosts behind it, nothing in the root
 namespace, nothing routed outside 198.18.0.0/15), waiting for a quiet
 machine, the machine's description, the result file, the command line's
 number types and the run's guard: whatever happens, every process and
@@ -14,31 +15,25 @@ set_program() first (the name in their log lines and error messages).
 from __future__ import annotations
 
 import argparse
-import ctypes
 import json
 import os
 import platform
 import re
-import secrets
-import shlex
 import shutil
 import signal
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import Any, NoReturn
 
 from rich.console import Console
 
-NS_PREFIX = "l2mb-"
-UNDERLAY_NET = "198.18.0.0/15"  # RFC 2544 benchmarking range, one /24 per host
-STOP_GRACE_S = 5.0  # SIGTERM, then SIGKILL after this long
+from l2mesh.lab import Lab, LabError, NetnsHost, TeardownError, environment_problem, run
+
+PREFIX = "l2mb-"
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 # The l2mesh next to this interpreter, so any clone's venv benchmarks its own code.
 BIN = Path(sys.executable).parent
@@ -51,10 +46,6 @@ def set_program(name: str) -> None:
     """The benchmark's name: "[name] ..." on log lines, "name.py: error: ..." on failures."""
     global _program
     _program = name
-
-
-class BenchError(Exception):
-    """A step failed; the message is one line fit for the report."""
 
 
 class Terminated(BaseException):
@@ -70,195 +61,27 @@ def fail(message: str, code: int) -> NoReturn:
     raise SystemExit(code)
 
 
-def last_line(text: str) -> str:
-    lines = [line for line in text.strip().splitlines() if line.strip()]
-    return lines[-1].strip() if lines else ""
-
-
 def display_path(path: Path) -> Path:
     return path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path
 
 
-# ----------------------------------------------------------------- processes
-def run(argv: Sequence[str], timeout: float, check: bool = True) -> subprocess.CompletedProcess[str]:
-    """Run a short command to completion; a timeout or (if check) a failure becomes a BenchError."""
-    try:
-        done = subprocess.run(
-            list(argv), capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
-        )
-    except subprocess.TimeoutExpired:
-        raise BenchError(f"{shlex.join(argv)} timed out after {timeout:g} s") from None
-    except FileNotFoundError:
-        raise BenchError(f"{argv[0]} not found") from None
-    if check and done.returncode != 0:
-        raise BenchError(f"{shlex.join(argv)} failed ({done.returncode}): {last_line(done.stderr or done.stdout)}")
-    return done
-
-
-def in_ns(ns: str, *argv: str) -> list[str]:
-    # `ip netns exec` execs the command, so a Popen's PID is the program's own.
-    return ["ip", "netns", "exec", ns, *argv]
-
-
-_libc = ctypes.CDLL(None, use_errno=True)
-PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> None:
-    # If the script is SIGKILLed its finally block never runs; the kernel then
-    # still sends our processes SIGTERM, so none outlives the run. (Background
-    # processes are started from the main thread only: the signal follows the
-    # death of the thread that forked.)
-    _libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
-@dataclass
-class Proc:
-    label: str
-    popen: subprocess.Popen[bytes]
-    log: Path
-    started: float  # monotonic, just before the fork
-
-    @property
-    def pid(self) -> int:
-        return self.popen.pid
-
-    def log_text(self) -> str:
-        try:
-            return self.log.read_text(errors="replace")
-        except OSError:
-            return ""
-
-    def log_tail(self, lines: int = 5) -> list[str]:
-        return self.log_text().splitlines()[-lines:]
-
-    def last_log_line(self) -> str:
-        return last_line("\n".join(self.log_tail()))
-
-
-class Processes:
-    """Every process this run started in the background, so cleanup stops exactly those (by PID)."""
-
-    def __init__(self) -> None:
-        self._live: list[Proc] = []
-
-    def start(self, label: str, argv: Sequence[str], log_path: Path, stdin: int | None = subprocess.DEVNULL,
-              stdout: int | None = None) -> Proc:
-        """argv in the background, its output (stderr only, when stdout is given) to log_path."""
-        with open(log_path, "wb") as out:
-            started = time.monotonic()
-            popen = subprocess.Popen(
-                list(argv),
-                stdin=stdin,
-                stdout=out if stdout is None else stdout,
-                stderr=out,
-                # Own session: a Ctrl-C on the terminal reaches only us, and we
-                # stop them in order (tincd 1.0 would take SIGINT as "raise the
-                # debug level" and keep running).
-                start_new_session=True,
-                preexec_fn=_die_with_parent,
-            )
-        proc = Proc(label, popen, log_path, started)
-        self._live.append(proc)
-        return proc
-
-    def stop(self, proc: Proc) -> None:
-        # Popen only signals a child it has not reaped yet, so a recycled PID is never hit.
-        if proc.popen.poll() is None:
-            proc.popen.terminate()
-            try:
-                proc.popen.wait(STOP_GRACE_S)
-            except subprocess.TimeoutExpired:
-                proc.popen.kill()
-                proc.popen.wait(STOP_GRACE_S)
-        for pipe in (proc.popen.stdin, proc.popen.stdout):
-            if pipe is not None:
-                try:
-                    pipe.close()
-                except OSError:
-                    pass
-        if proc in self._live:
-            self._live.remove(proc)
-
-    def finish(self, proc: Proc, timeout: float) -> int:
-        """Wait for a command that ends by itself; killed (and a BenchError) after timeout."""
-        try:
-            return proc.popen.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.stop(proc)
-            raise BenchError(f"{proc.label} did not finish within {timeout:g} s") from None
-        finally:
-            if proc.popen.poll() is not None and proc in self._live:
-                self._live.remove(proc)
-
-    def stop_all(self) -> None:
-        for proc in reversed(list(self._live)):
-            try:
-                self.stop(proc)
-            except (OSError, subprocess.TimeoutExpired) as exc:
-                log(f"could not stop {proc.label} (pid {proc.pid}): {exc}")
-
-
 # ------------------------------------------------------------------ topology
-class Topology:
-    """A router namespace and one namespace per host, each host on its own /24 behind it.
+def build_underlay(lab: Lab, hosts: Sequence[str], ports: Sequence[str] | None = None,
+                   check: Sequence[tuple[str, str]] = ()) -> dict[str, NetnsHost]:
+    """A router and one namespace per host, each host on its own /24 behind it; then ping each (source, destination) of check.
 
     Host number i (from 1, in the order given) is 198.18.i.2 on its eth0, the
     router 198.18.i.1 on its end of the veth (named by ports, default lan<i>).
     Only the underlay range is routed; there is no default route anywhere.
     """
-
-    def __init__(self, suffix: str, hosts: Sequence[str], ports: Sequence[str] | None = None) -> None:
-        self.prefix = f"{NS_PREFIX}{suffix}"
-        self.router = f"{self.prefix}-rt"
-        self.hosts = tuple(hosts)
-        self.ports = tuple(ports) if ports is not None else tuple(f"lan{i}" for i in range(1, len(self.hosts) + 1))
-        self.ns = {name: f"{self.prefix}-{name}" for name in self.hosts}
-        self.created: list[str] = []
-
-    @property
-    def names(self) -> list[str]:
-        return [*self.ns.values(), self.router]
-
-    def underlay_ip(self, host: str) -> str:
-        return f"198.18.{self.hosts.index(host) + 1}.2"
-
-    def create(self, check: Sequence[tuple[str, str]]) -> None:
-        """Make the namespaces and links, then ping each (source host, destination host) of check."""
-        existing = existing_namespaces()
-        for ns in self.names:
-            if ns in existing:
-                raise BenchError(f"namespace {ns} already exists (another run?); remove it: ip netns del {ns}")
-        for ns in self.names:
-            run(["ip", "netns", "add", ns], timeout=10)
-            self.created.append(ns)
-            run(["ip", "-n", ns, "link", "set", "lo", "up"], 10)
-        run(in_ns(self.router, "sysctl", "-qw", "net.ipv4.ip_forward=1"), 10)
-        for index, (name, port) in enumerate(zip(self.hosts, self.ports), start=1):
-            ns = self.ns[name]
-            # veths are born inside the namespaces, so the root namespace never sees them.
-            run(["ip", "link", "add", "eth0", "netns", ns, "type", "veth", "peer", "name", port, "netns", self.router], 10)
-            run(["ip", "-n", ns, "addr", "add", f"198.18.{index}.2/24", "dev", "eth0"], 10)
-            run(["ip", "-n", ns, "link", "set", "eth0", "up"], 10)
-            run(["ip", "-n", self.router, "addr", "add", f"198.18.{index}.1/24", "dev", port], 10)
-            run(["ip", "-n", self.router, "link", "set", port, "up"], 10)
-            run(["ip", "-n", ns, "route", "add", UNDERLAY_NET, "via", f"198.18.{index}.1"], 10)
-        for src, dst in check:
-            if run(in_ns(self.ns[src], "ping", "-c", "1", "-W", "2", self.underlay_ip(dst)), 10, check=False).returncode:
-                raise BenchError(f"the underlay does not route {src} -> {dst}")
-
-    def delete(self) -> None:
-        for ns in reversed(self.created):
-            try:
-                run(["ip", "netns", "del", ns], timeout=10)
-            except BenchError as exc:
-                log(f"could not delete namespace {ns}: {exc}")
-        self.created.clear()
-
-
-def existing_namespaces() -> set[str]:
-    out = run(["ip", "netns", "list"], timeout=10).stdout
-    return {line.split()[0] for line in out.splitlines() if line.strip()}
+    lab.add_router()
+    made = {}
+    for index, name in enumerate(hosts, start=1):
+        made[name] = lab.add_host(name, index, ports[index - 1] if ports else None)
+    for src, dst in check:
+        if lab.run_in(made[src].namespace, ["ping", "-c", "1", "-W", "2", made[dst].ip], 10, check=False).returncode:
+            raise LabError(f"the underlay does not route {src} -> {dst}")
+    return made
 
 
 # ------------------------------------------------------------- machine load
@@ -293,8 +116,8 @@ def wait_quiet(settle_s: float, quiet_pct: float, stop: threading.Event | None =
 # ------------------------------------------------------------------ results
 def tool_version(argv: list[str]) -> str | None:
     try:
-        done = run(argv, timeout=10, check=False)
-    except BenchError:
+        done = run(argv, 10, check=False)
+    except LabError:
         return None
     text = (done.stdout or done.stderr).strip().splitlines()
     return text[0] if text else None
@@ -359,21 +182,21 @@ non_negative_float: Callable[[str], float] = _number_type(float, "a number", lam
                                                           "non_negative_float")
 
 
-def require(why_root: str, tools: Sequence[str], debian_packages: str) -> None:
-    """Root, and the tools on PATH; else a usage error (exit 2)."""
-    if os.geteuid() != 0:
-        fail(f"needs root ({why_root})", 2)
-    for tool in tools:
-        if not shutil.which(tool):
-            fail(f"{tool} not found (Debian: apt-get install {debian_packages})", 2)
+def require(tools: Sequence[str], debian_packages: str, tun: bool = False) -> None:
+    """Root, the tools on PATH (and /dev/net/tun); else a usage error (exit 2)."""
+    problem = environment_problem(tools, tun=tun)
+    if problem is not None:
+        fail(problem + ("" if problem.startswith("needs root") else f" (Debian: apt-get install {debian_packages})"), 2)
 
 
 # ---------------------------------------------------------------------- run
-def new_run() -> tuple[str, str, Path]:
-    """(UTC timestamp for the result file, random suffix of the namespace names, a fresh work dir)."""
+def new_run() -> tuple[str, Lab]:
+    """(UTC timestamp for the result file, the run's lab: namespaces l2mb-<run id>-*, a fresh work dir)."""
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    suffix = secrets.token_hex(2)
-    return stamp, suffix, Path(tempfile.mkdtemp(prefix=f"{NS_PREFIX}{suffix}-"))
+    try:
+        return stamp, Lab(PREFIX)
+    except LabError as exc:
+        fail(str(exc), 1)
 
 
 def _raise_terminated(signum: int, frame: FrameType | None) -> None:
@@ -381,12 +204,12 @@ def _raise_terminated(signum: int, frame: FrameType | None) -> None:
 
 
 def guarded_run(body: Callable[[], None], cleanup: Callable[[], None]) -> None:
-    """body, then cleanup whatever happened; a BenchError, Ctrl-C or SIGTERM in body then ends the script."""
+    """body, then cleanup whatever happened; a LabError, Ctrl-C or SIGTERM in body then ends the script."""
     signal.signal(signal.SIGTERM, _raise_terminated)
     error: tuple[str, int] | None = None
     try:
         body()
-    except BenchError as exc:
+    except LabError as exc:
         error = (str(exc), 1)
     except KeyboardInterrupt:
         error = ("interrupted", 130)
@@ -398,8 +221,8 @@ def guarded_run(body: Callable[[], None], cleanup: Callable[[], None]) -> None:
         fail(*error)
 
 
-def cleanup(procs: Processes, topo: Topology, work: Path, keep_logs: Path | None, copied: str,
-            first: Callable[[], None] | None = None, ignore: Callable[[Any, list[str]], set[str]] | None = None) -> None:
+def cleanup(lab: Lab, keep_logs: Path | None, copied: str, first: Callable[[], None] | None = None,
+            ignore: Callable[[Any, list[str]], set[str]] | None = None) -> None:
     """Stop every process, delete every namespace and the work dir (copied to keep_logs first, if given).
 
     first runs once the signals are ignored, before the processes stop.
@@ -409,12 +232,14 @@ def cleanup(procs: Processes, topo: Topology, work: Path, keep_logs: Path | None
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     if first is not None:
         first()
-    procs.stop_all()
-    topo.delete()
+    lab.processes.stop_all()  # before the copy, so the logs are complete
     if keep_logs is not None:
         try:
-            shutil.copytree(work, keep_logs, dirs_exist_ok=True, ignore=ignore)
+            shutil.copytree(lab.work_dir, keep_logs, dirs_exist_ok=True, ignore=ignore)
             log(f"{copied} copied to {keep_logs}")
         except OSError as exc:
             log(f"could not copy logs to {keep_logs}: {exc}")
-    shutil.rmtree(work, ignore_errors=True)
+    try:
+        lab.close()
+    except TeardownError as exc:
+        log(str(exc))

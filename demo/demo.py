@@ -4,8 +4,11 @@ Topology (DESIGN.md, "Testing on one machine"): a router namespace plays the
 Internet; the controller and members m1..m3 each live in their own namespace
 on their own /24 of 198.18.0.0/15 behind it (198.18.N.2, gateway 198.18.N.1),
 so they share no Ethernet segment underneath and only l2mesh can carry frames
-between them. Every name starts with `l2md-<run id>-`; the root namespace is
-never touched and only 198.18.0.0/15 and 10.147.0.0/16 are ever used.
+between them. The namespaces, veths and processes come from the namespace
+lab (l2mesh.lab) the tests and benchmarks use too: every name starts with
+`l2md-<run id>-`, processes are stopped by the PID the lab started, the root
+namespace is never touched and only 198.18.0.0/15 and 10.147.0.0/16 are ever
+used.
 
 The demo drives the real CLIs as processes (`l2mesh-ctl serve`, `l2mesh
 daemon`, `l2mesh join`, `l2mesh-ctl member authorize`, ...), then shows what a
@@ -25,16 +28,14 @@ import argparse
 import json
 import os
 import re
-import secrets
 import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import Any, NoReturn, TypeVar
@@ -46,14 +47,26 @@ from rich.spinner import Spinner
 from rich.table import Table
 from rich.text import Text
 
+from l2mesh.lab import (
+    RECORD_DIR,
+    Lab,
+    LabError,
+    Proc,
+    TeardownError,
+    existing_namespaces,
+    last_line,
+    load_records,
+    run,
+    sweep,
+    wait_until,
+)
+
 BIN_DIR = Path(sys.executable).parent
 L2MESH = str(BIN_DIR / "l2mesh")
 L2MESH_CTL = str(BIN_DIR / "l2mesh-ctl")
 MDNS_HELPER = Path(__file__).resolve().with_name("mdns_helper.py")
 
 PREFIX = "l2md-"
-# Records of --keep runs live on tmpfs: they vanish on reboot, as namespaces do.
-RECORD_DIR = Path("/run/l2mesh-demo")
 CONTROLLER_PORT = 9994
 NETWORK_NAME = "demo"
 POOL = "10.147.17.0/24"
@@ -61,12 +74,11 @@ MEMBER_NAMES = ("m1", "m2", "m3")
 COMMAND_TIMEOUT_S = 15.0
 # A watchdog for the whole run; teardown (< 15 s) fits in what is left of two minutes.
 TIME_BUDGET_S = 100
-STOP_GRACE_S = 5.0
 
 T = TypeVar("T")
 
 
-class DemoError(Exception):
+class DemoError(LabError):
     """A failure that stops the demo; its message is the one line the user sees."""
 
 
@@ -85,217 +97,15 @@ class Interrupted(BaseException):
 # -- small helpers -------------------------------------------------------------------------------------
 def wait_for(what: str, probe: Callable[[], T | None], timeout_s: float, interval_s: float = 0.2) -> T:
     """Call probe until it returns something other than None/False; DemoError naming `what` after timeout_s."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise DemoError(f"timed out after {timeout_s:.0f} s waiting for {what}")
-        time.sleep(interval_s)
-
-
-def last_line(text: str) -> str:
-    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
-    return lines[-1] if lines else "(no output)"
-
-
-def run_root(argv: Sequence[str], timeout_s: float = COMMAND_TIMEOUT_S) -> subprocess.CompletedProcess[str]:
-    """A command in the root namespace (only `ip netns ...` and `ip link add ... netns ...` run here)."""
-    try:
-        return subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout_s, stdin=subprocess.DEVNULL)
-    except subprocess.TimeoutExpired:
-        raise DemoError(f"`{' '.join(argv)}` did not finish within {timeout_s:.0f} s") from None
+    value = wait_until(probe, timeout_s, interval_s=interval_s, what=what, error=DemoError)
+    assert value is not None  # wait_until returns only what is truthy
+    return value
 
 
 def checked(result: subprocess.CompletedProcess[str], what: str) -> subprocess.CompletedProcess[str]:
     if result.returncode != 0:
         raise DemoError(f"{what} failed: {last_line(result.stderr or result.stdout)}")
     return result
-
-
-def demo_namespaces() -> list[str]:
-    """Every namespace whose name marks it as this demo's (from any run)."""
-    listing = run_root(["ip", "netns", "list"]).stdout
-    return [line.split()[0] for line in listing.splitlines() if line.startswith(PREFIX)]
-
-
-def process_start_time(pid: int) -> int | None:
-    """The kernel's start time of pid (clock ticks since boot), or None if it is gone.
-
-    Stored next to each PID so that --cleanup never signals an unrelated
-    process that reused the number after a reboot-less while.
-    """
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    # Field 22; the command name (field 2) may contain spaces, so split after its ')'.
-    return int(stat.rpartition(")")[2].split()[19])
-
-
-# -- the record of what a run made (for --cleanup) ---------------------------------------------------------
-@dataclass
-class Record:
-    prefix: str
-    work_dir: str
-    namespaces: list[str] = field(default_factory=list)
-    processes: list[dict[str, Any]] = field(default_factory=list)  # {"pid", "start", "what"}
-
-    @property
-    def path(self) -> Path:
-        return RECORD_DIR / f"{self.prefix}.json"
-
-    def save(self) -> None:
-        RECORD_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
-        temp = self.path.with_suffix(".tmp")
-        temp.write_text(json.dumps(asdict(self), indent=2))
-        temp.replace(self.path)  # atomic: --cleanup never reads half a record
-
-    def remove(self) -> None:
-        self.path.unlink(missing_ok=True)
-
-    @classmethod
-    def load_all(cls) -> list[Record]:
-        records = []
-        for path in sorted(RECORD_DIR.glob(f"{PREFIX}*.json")) if RECORD_DIR.is_dir() else []:
-            try:
-                records.append(cls(**json.loads(path.read_text())))
-            except (OSError, ValueError, TypeError):
-                path.unlink(missing_ok=True)  # unreadable: nothing in it can be acted on
-        return records
-
-
-def remove_work_dir(path: str) -> None:
-    """Remove a run's temp dir, but only one that looks like ours (the path comes from a file)."""
-    directory = Path(path)
-    if directory.parent == Path(tempfile.gettempdir()) and directory.name.startswith(PREFIX):
-        shutil.rmtree(directory, ignore_errors=True)
-
-
-# -- namespaces and processes ---------------------------------------------------------------------------
-class Lab:
-    """The namespaces, links and processes of one run, and their teardown."""
-
-    def __init__(self) -> None:
-        self.prefix = f"{PREFIX}{secrets.token_hex(2)}"
-        self.work_dir = Path(tempfile.mkdtemp(prefix=f"{self.prefix}-"))
-        self.logs = self.work_dir / "logs"
-        self.logs.mkdir()
-        self.record = Record(self.prefix, str(self.work_dir))
-        self.record.save()
-        self.processes: list[tuple[str, subprocess.Popen[bytes]]] = []
-        self.router = ""
-
-    def namespace_name(self, role: str) -> str:
-        return f"{self.prefix}-{role}"
-
-    def add_namespace(self, role: str) -> str:
-        name = self.namespace_name(role)
-        # Recorded before it exists, so an interruption right after `add` still cleans it up.
-        self.record.namespaces.append(name)
-        self.record.save()
-        checked(run_root(["ip", "netns", "add", name]), f"ip netns add {name}")
-        checked(run_root(["ip", "-n", name, "link", "set", "lo", "up"]), f"lo up in {name}")
-        return name
-
-    def add_router(self) -> None:
-        self.router = self.add_namespace("rt")
-        checked(self.run(self.router, ["sysctl", "-qw", "net.ipv4.ip_forward=1"]), "enabling forwarding in the router")
-
-    def add_host(self, role: str, lan: int) -> tuple[str, str]:
-        """A namespace on 198.18.<lan>.0/24 behind the router; returns (namespace, its underlay address)."""
-        namespace = self.add_namespace(role)
-        port = f"lan{lan}"
-        # Both ends are created inside namespaces: the root namespace never sees the veth.
-        for argv in (
-            ["ip", "link", "add", "eth0", "netns", namespace, "type", "veth", "peer", "name", port, "netns", self.router],
-            ["ip", "-n", namespace, "addr", "add", f"198.18.{lan}.2/24", "dev", "eth0"],
-            ["ip", "-n", namespace, "link", "set", "eth0", "up"],
-            ["ip", "-n", self.router, "addr", "add", f"198.18.{lan}.1/24", "dev", port],
-            ["ip", "-n", self.router, "link", "set", port, "up"],
-            ["ip", "-n", namespace, "route", "add", "198.18.0.0/15", "via", f"198.18.{lan}.1"],
-        ):
-            checked(run_root(argv), " ".join(argv))
-        return namespace, f"198.18.{lan}.2"
-
-    def run(self, namespace: str, argv: Sequence[str], timeout_s: float = COMMAND_TIMEOUT_S) -> subprocess.CompletedProcess[str]:
-        return run_root(["ip", "netns", "exec", namespace, *argv], timeout_s)
-
-    def run_parallel(self, commands: Sequence[tuple[str, Sequence[str]]], timeout_s: float = COMMAND_TIMEOUT_S) -> list[subprocess.CompletedProcess[str]]:
-        """Several short commands at once (each CLI call costs ~0.3 s of Python start-up)."""
-        started = [
-            subprocess.Popen(["ip", "netns", "exec", ns, *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             stdin=subprocess.DEVNULL, text=True)
-            for ns, argv in commands
-        ]
-        deadline = time.monotonic() + timeout_s
-        results = []
-        try:
-            for process, (namespace, argv) in zip(started, commands):
-                try:
-                    out, err = process.communicate(timeout=max(0.1, deadline - time.monotonic()))
-                except subprocess.TimeoutExpired:
-                    raise DemoError(f"`{Path(argv[0]).name} {argv[1]}` in {namespace} did not answer within {timeout_s:.0f} s") from None
-                results.append(subprocess.CompletedProcess(process.args, process.returncode, out, err))
-        finally:
-            for process in started:
-                if process.poll() is None:
-                    process.kill()
-                    process.wait()
-        return results
-
-    def start(self, namespace: str, argv: Sequence[str], what: str) -> subprocess.Popen[bytes]:
-        """A long-running program in a namespace, logging to logs/<what>.log; recorded by PID."""
-        with open(self.logs / f"{what}.log", "ab") as log:
-            # `ip netns exec` execs the program, so this PID is the program's own. A new session
-            # keeps the terminal's Ctrl-C away from it: the demo stops it, in order, itself.
-            process = subprocess.Popen(["ip", "netns", "exec", namespace, *argv], stdout=log, stderr=subprocess.STDOUT,
-                                       stdin=subprocess.DEVNULL, start_new_session=True)
-        self.processes.append((what, process))
-        self.record.processes.append({"pid": process.pid, "start": process_start_time(process.pid), "what": what})
-        self.record.save()
-        return process
-
-    def log_tail(self, what: str) -> str:
-        path = self.logs / f"{what}.log"
-        return last_line(path.read_text(errors="replace")) if path.exists() else "(no log)"
-
-    def teardown(self) -> str:
-        """Stop every process (SIGTERM, then SIGKILL), delete every namespace and the temp dir."""
-        alive = [(what, process) for what, process in reversed(self.processes) if process.poll() is None]
-        killed = stop_children([process for _, process in alive])
-        # The CLI contract says a daemon exits 0 on SIGTERM; say so when one did not.
-        unclean = [f"{what} exited {process.returncode}" for what, process in alive if process.returncode != 0]
-        self.processes.clear()
-        deleted = 0
-        for namespace in reversed(self.record.namespaces):
-            if run_root(["ip", "netns", "del", namespace]).returncode == 0:
-                deleted += 1
-        remove_work_dir(str(self.work_dir))
-        self.record.remove()
-        notes = "".join(f"; {note}" for note in [*unclean, *(f"{n} needed SIGKILL" for n in killed)])
-        return f"stopped {len(alive)} processes, deleted {deleted} namespaces, removed {self.work_dir}{notes}"
-
-
-def stop_children(processes: Sequence[subprocess.Popen[bytes]]) -> list[int]:
-    """SIGTERM all at once (daemons remove their TAPs on it), SIGKILL what is left after the grace time.
-
-    Returns the PIDs that needed SIGKILL.
-    """
-    for process in processes:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + STOP_GRACE_S
-    killed = []
-    for process in processes:
-        try:
-            process.wait(max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
-            killed.append(process.pid)
-    return killed
 
 
 # -- what the user sees ------------------------------------------------------------------------------------
@@ -447,12 +257,12 @@ class Display:
 
     @contextmanager
     def running(self, title: str) -> Iterator[Step]:
-        """Mark a step running; ok when the body returns (unless it marked itself failed), failed on DemoError."""
+        """Mark a step running; ok when the body returns (unless it marked itself failed), failed on a LabError (DemoError among them)."""
         step = self.board.step(title)
         step.state = "running"
         try:
             yield step
-        except DemoError as exc:
+        except LabError as exc:
             step.state, step.detail = "failed", str(exc)
             raise
         except Interrupted as exc:
@@ -511,17 +321,22 @@ class Demo:
 
     # -- CLI wrappers -----------------------------------------------------------------------------------
     def ctl(self, *argv: str) -> str:
-        result = self.lab.run(self.controller_ns, [L2MESH_CTL, *argv, "--state-dir", str(self.controller_state)])
+        result = self.run_in(self.controller_ns, [L2MESH_CTL, *argv, "--state-dir", str(self.controller_state)])
         return checked(result, f"l2mesh-ctl {' '.join(argv[:2])}").stdout
 
     def node(self, member: Member, *argv: str) -> str:
-        result = self.lab.run(member.namespace, [L2MESH, *argv, "--state-dir", str(member.state_dir)])
+        result = self.run_in(member.namespace, [L2MESH, *argv, "--state-dir", str(member.state_dir)])
         return checked(result, f"l2mesh {argv[0]} on {member.name}").stdout
 
     def node_json_all(self, command: str) -> list[Any]:
         """`l2mesh <command> --json` on every member at once."""
-        results = self.lab.run_parallel([(m.namespace, [L2MESH, command, "--json", "--state-dir", str(m.state_dir)]) for m in self.members])
+        results = self.lab.run_parallel([(m.namespace, [L2MESH, command, "--json", "--state-dir", str(m.state_dir)]) for m in self.members],
+                                        COMMAND_TIMEOUT_S)
         return [json.loads(checked(r, f"l2mesh {command} on {m.name}").stdout) for r, m in zip(results, self.members)]
+
+    def run_in(self, namespace: str, argv: Sequence[str], timeout_s: float = COMMAND_TIMEOUT_S) -> subprocess.CompletedProcess[str]:
+        """A short command in a namespace, unchecked (callers say what a failure means)."""
+        return self.lab.run_in(namespace, argv, timeout_s, check=False)
 
     def view(self, member: Member) -> MemberView:
         return self.board.members[member.name]
@@ -529,14 +344,15 @@ class Demo:
     # -- steps ------------------------------------------------------------------------------------------
     def build_underlay(self) -> None:
         with self.display.running("Build the underlay") as step:
-            self.lab.add_router()
-            self.controller_ns, controller_ip = self.lab.add_host("ctl", 0)
-            self.controller_endpoint = f"{controller_ip}:{CONTROLLER_PORT}"
+            router = self.lab.add_router()
+            controller = self.lab.add_host("ctl", 0)
+            self.controller_ns = controller.namespace
+            self.controller_endpoint = f"{controller.ip}:{CONTROLLER_PORT}"
             for lan, name in enumerate(MEMBER_NAMES, start=1):
-                namespace, underlay_ip = self.lab.add_host(name, lan)
-                self.members.append(Member(name, namespace, underlay_ip, self.lab.work_dir / name))
-                self.board.members[name] = MemberView(name, namespace, underlay_ip)
-            step.detail = f"router {self.lab.router}; controller and {len(self.members)} members each on a /24 of 198.18.0.0/15"
+                host = self.lab.add_host(name, lan)
+                self.members.append(Member(name, host.namespace, host.ip, self.lab.work_dir / name))
+                self.board.members[name] = MemberView(name, host.namespace, host.ip)
+            step.detail = f"router {router}; controller and {len(self.members)} members each on a /24 of 198.18.0.0/15"
 
     def start_controller(self) -> None:
         with self.display.running("Start the controller") as step:
@@ -547,13 +363,13 @@ class Demo:
             created = json.loads(self.ctl("network", "create", NETWORK_NAME, "--pool", POOL, "--json"))
             self.network_id = created["id"]
             self.board.names[self.network_id[:10]] = "controller"  # a network id starts with its controller's node id
-            self.board.header = (f"l2mesh demo · run {self.lab.prefix} · network {NETWORK_NAME} {self.network_id} ({POOL})"
+            self.board.header = (f"l2mesh demo · run {self.lab.tag} · network {NETWORK_NAME} {self.network_id} ({POOL})"
                                  f" · controller {self.controller_endpoint}")
             step.detail = f"{self.controller_endpoint}; created network {NETWORK_NAME} = {self.network_id}, pool {POOL}"
 
-    def alive(self, process: subprocess.Popen[bytes], what: str) -> bool:
+    def alive(self, process: Proc, what: str) -> bool:
         if process.poll() is not None:
-            raise DemoError(f"{what} exited with status {process.returncode}: {self.lab.log_tail(what)}")
+            raise DemoError(f"{what} exited with status {process.returncode}: {process.last_log_line()}")
         return True
 
     def start_members(self) -> None:
@@ -620,7 +436,7 @@ class Demo:
             step.detail = "OK: " + ", ".join(timings)
 
     def tap_has_ip(self, member: Member) -> bool:
-        shown = self.lab.run(member.namespace, ["ip", "-o", "-4", "addr", "show", "dev", member.iface]).stdout
+        shown = self.run_in(member.namespace, ["ip", "-o", "-4", "addr", "show", "dev", member.iface]).stdout
         return f" {member.ip}/" in shown
 
     def ping_matrix(self) -> None:
@@ -641,11 +457,11 @@ class Demo:
         # which is a one-off cost the matrix should not average in.
         try:
             wait_for(f"{source.name} to reach {target.name}",
-                     lambda: self.lab.run(source.namespace, ["ping", "-n", "-q", "-c", "1", "-W", "1", target.ip]).returncode == 0,
+                     lambda: self.run_in(source.namespace, ["ping", "-n", "-q", "-c", "1", "-W", "1", target.ip]).returncode == 0,
                      6, 0.1)
         except DemoError:
             return Text("unreachable", style="red")  # shown in the matrix; the other pairs still run
-        result = self.lab.run(source.namespace, ["ping", "-n", "-q", "-c", "3", "-i", "0.2", "-W", "1", target.ip])
+        result = self.run_in(source.namespace, ["ping", "-n", "-q", "-c", "3", "-i", "0.2", "-W", "1", target.ip])
         counts = re.search(r"(\d+) packets transmitted, (\d+) received", result.stdout)
         rtt = re.search(r"= [\d.]+/([\d.]+)/", result.stdout)
         received = int(counts.group(2)) if counts else 0
@@ -674,7 +490,7 @@ class Demo:
         source, target = self.members[0], self.members[2]
         check = self.board.check("ARP")
         with self.display.running("ARP across the overlay") as step:
-            result = self.lab.run(source.namespace, ["arping", "-c", "3", "-w", "4", "-I", source.iface, target.ip], 10)
+            result = self.run_in(source.namespace, ["arping", "-c", "3", "-w", "4", "-I", source.iface, target.ip], 10)
             replies = re.findall(r"reply from ([\d.]+) \[([0-9A-Fa-f:]+)\]\s+([\d.]+)ms", result.stdout)
             if not replies:
                 check.state, check.detail = "failed", f"no ARP reply from {target.ip}: {last_line(result.stderr or result.stdout)}"
@@ -704,10 +520,9 @@ class Demo:
         instance = f"l2mesh demo on {owner.name}"
         registrar = self.lab.start(owner.namespace, [*helper, "register", owner.ip, "--instance", instance,
                                                      "--host", f"{owner.name}-{owner.node_id}"], "mdns-register")
-        log = self.lab.logs / "mdns-register.log"
         wait_for(f"the mDNS registration on {owner.name}",
-                 lambda: self.alive(registrar, "mdns-register") and "REGISTERED" in log.read_text(errors="replace"), 15)
-        result = self.lab.run(seeker.namespace, [*helper, "browse", seeker.ip, "--timeout", "10"], 20)
+                 lambda: self.alive(registrar, "mdns-register") and "REGISTERED" in registrar.log_text(), 15)
+        result = self.run_in(seeker.namespace, [*helper, "browse", seeker.ip, "--timeout", "10"], 20)
         if result.returncode != 0:
             raise DemoError(f"{seeker.name} did not resolve it: {last_line(result.stderr or result.stdout)}")
         found = json.loads(last_line(result.stdout))
@@ -730,7 +545,7 @@ class Demo:
     def explore_help(self) -> list[str]:
         m1, m2 = self.members[0], self.members[1]
         return [
-            f"The demo network is still running (run {self.lab.prefix}, logs in {self.lab.logs}). Try:",
+            f"The demo network is still running (run {self.lab.tag}, logs in {self.lab.logs}). Try:",
             f"  ip netns exec {m1.namespace} ping {m2.ip}",
             f"  ip netns exec {m1.namespace} arping -c 2 -I {m1.iface} {m2.ip}",
             f"  ip netns exec {m1.namespace} {L2MESH} peers --state-dir {m1.state_dir}",
@@ -770,13 +585,25 @@ def preflight() -> None:
     for program in (L2MESH, L2MESH_CTL):
         if not os.access(program, os.X_OK):
             raise DemoError(f"{program} not found: install l2mesh into this virtual environment (make demo does)")
-    for tool in ("ip", "ping", "arping"):
+    for tool in ("ip", "setpriv", "ping", "arping"):
         if shutil.which(tool) is None:
             raise DemoError(f"the demo needs `{tool}` (make deps installs it)")
-    # Two runs would fight over nothing (names are random) but a forgotten --keep run is better found now.
-    runs = sorted({"-".join(ns.split("-")[:2]) for ns in demo_namespaces()} | {r.prefix for r in Record.load_all()})
+    # What dead runs left goes now; two live runs would fight over nothing (names are random), but a
+    # forgotten --keep run is better found now.
+    sweep(prefix=PREFIX)
+    runs = sorted({r.tag for r in load_records(RECORD_DIR, PREFIX)} | {tag_of(ns) for ns in unrecorded_namespaces()})
     if runs:
         raise DemoError(f"a previous demo is still set up (run {', '.join(runs)}); remove it first with: make demo DEMO_ARGS=--cleanup")
+
+
+def tag_of(namespace: str) -> str:
+    return "-".join(namespace.split("-")[:2])
+
+
+def unrecorded_namespaces() -> list[str]:
+    """Namespaces named like the demo's that no run record claims (left by an older version of the demo)."""
+    recorded = {r.tag for r in load_records(RECORD_DIR)}
+    return sorted(ns for ns in existing_namespaces() if ns.startswith(PREFIX) and tag_of(ns) not in recorded)
 
 
 def run_demo(keep: bool, console: Console) -> int:
@@ -788,10 +615,11 @@ def run_demo(keep: bool, console: Console) -> int:
     interrupted: Interrupted | None = None
     with Display(board, console) as display:
         try:
-            lab = Lab()
+            # A kept run's processes must outlive the demo; the kernel stops the others if the demo is killed.
+            lab = Lab(PREFIX, die_with_owner=not keep)
             demo = Demo(lab, board, display)
             demo.run()
-        except DemoError as exc:
+        except LabError as exc:  # DemoError among them
             error = str(exc)
         except Interrupted as exc:
             error, interrupted = str(exc), exc
@@ -807,7 +635,7 @@ def run_demo(keep: bool, console: Console) -> int:
     if keep and lab is not None and demo is not None and interrupted is None:
         console.print()
         for line in (demo.explore_help() if demo.members and demo.network_id else
-                     [f"Kept what was built (run {lab.prefix}). Clean up with: make demo DEMO_ARGS=--cleanup"]):
+                     [f"Kept what was built (run {lab.tag}). Clean up with: make demo DEMO_ARGS=--cleanup"]):
             console.print(line, highlight=False, markup=False)
     if error is not None:
         Console(stderr=True, highlight=False, soft_wrap=True).print(Text.assemble(("demo: error: ", "bold red"), error))
@@ -822,46 +650,32 @@ def run_demo(keep: bool, console: Console) -> int:
 def finish(lab: Lab, board: Board, display: Display, keep: bool) -> None:
     with display.running("Tear down") as step:
         if keep:
-            step.title, step.detail = "Keep running (--keep)", f"processes and namespaces recorded in {lab.record.path}"
-        else:
-            step.detail = lab.teardown()
+            step.title, step.detail = "Keep running (--keep)", f"processes and namespaces recorded in {lab.keep()}"
+            return
+        try:
+            step.detail = str(lab.close())
+        except TeardownError as exc:  # the step fails, the exit status says so, the rest of the output still shows
+            step.state, step.detail = "failed", str(exc)
 
 
 def cleanup_leftovers(console: Console) -> int:
-    """--cleanup: stop the recorded processes of earlier runs, delete l2md- namespaces and temp dirs."""
+    """--cleanup: stop the recorded processes of earlier (kept or killed) runs, delete their namespaces and temp dirs."""
     if os.geteuid() != 0:
         raise DemoError("--cleanup needs root")
-    stopped = deleted = 0
-    for record in Record.load_all():
-        stopped += stop_recorded(record.processes)
-        for namespace in reversed(record.namespaces):
-            deleted += run_root(["ip", "netns", "del", namespace]).returncode == 0
-        remove_work_dir(record.work_dir)
-        record.remove()
-    for namespace in demo_namespaces():  # left without a record (e.g. the demo was SIGKILLed)
-        if run_root(["ip", "netns", "pids", namespace]).stdout.strip():
+    swept = sweep(prefix=PREFIX, include_kept=True)
+    deleted = swept.namespaces
+    for namespace in unrecorded_namespaces():
+        if run(["ip", "netns", "pids", namespace], check=False).stdout.strip():
             console.print(f"warning: processes still run in {namespace} (not started by a recorded run); "
                           f"see `ip netns pids {namespace}`", highlight=False, markup=False)
-        deleted += run_root(["ip", "netns", "del", namespace]).returncode == 0
-    if stopped or deleted:
-        console.print(f"cleaned up: stopped {stopped} processes, deleted {deleted} namespaces", highlight=False)
-    else:
+        deleted += run(["ip", "netns", "del", namespace], check=False).returncode == 0
+    for problem in swept.problems:
+        console.print(f"could not clean up: {problem}", highlight=False, markup=False)
+    if swept.processes or deleted:
+        console.print(f"cleaned up: stopped {swept.processes} processes, deleted {deleted} namespaces", highlight=False)
+    elif not swept.problems:
         console.print("nothing to clean up", highlight=False)
-    return 0
-
-
-def stop_recorded(processes: Sequence[dict[str, Any]]) -> int:
-    """SIGTERM, then SIGKILL, the recorded PIDs that are still the processes we started."""
-    ours = [p["pid"] for p in processes if p.get("start") is not None and process_start_time(p["pid"]) == p["start"]]
-    for pid in ours:
-        os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + STOP_GRACE_S
-    while any(process_start_time(pid) is not None for pid in ours) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    for pid in ours:
-        if process_start_time(pid) is not None:
-            os.kill(pid, signal.SIGKILL)
-    return len(ours)
+    return 1 if swept.problems else 0
 
 
 def make_console() -> Console:
@@ -896,7 +710,7 @@ def main(argv: list[str] | None = None) -> int:
         preflight()
         signal.alarm(TIME_BUDGET_S)
         return run_demo(args.keep, console)
-    except (DemoError, Interrupted) as exc:
+    except (LabError, Interrupted) as exc:
         Console(stderr=True, highlight=False, soft_wrap=True).print(Text.assemble(("demo: error: ", "bold red"), str(exc)))
         return exc.exit_code if isinstance(exc, Interrupted) else 1
 

@@ -1,4 +1,4 @@
-"""Fixtures for integration tests: a fresh topology per test, always torn down."""
+"""Fixtures for integration tests: a fresh topology per test (on l2mesh.lab), always torn down; a teardown that leaves anything behind fails the test."""
 
 from __future__ import annotations
 

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 
+from l2mesh.lab import Proc
 from tests.integration.topology import COMMAND_TIMEOUT_S, Controller, Host, Topology, add_controller, networks_of, wait_until
 
 PYTHON = sys.executable
@@ -54,7 +55,7 @@ class LegacyHost:
     def run(self, *argv: str, timeout_s: float = COMMAND_TIMEOUT_S, check: bool = True) -> subprocess.CompletedProcess[str]:
         return self.topology.run_in(self.namespace, list(argv), timeout_s=timeout_s, check=check)
 
-    def popen(self, *argv: str, log_name: str | None = None) -> subprocess.Popen[bytes]:
+    def popen(self, *argv: str, log_name: str | None = None) -> Proc:
         return self.topology.popen_in(self.namespace, list(argv), log_name=log_name or f"{self.name}-{Path(argv[0]).name}")
 
     def ping(self, target: str, count: int = 1, timeout_s: float = 2.0, interval_s: float = 0.2) -> bool:
@@ -84,7 +85,7 @@ def add_lan(topology: Topology) -> str:
 
 def cable_to_lan(topology: Topology, lan: str, namespace: str, ifname: str, switch_port: str) -> None:
     """A veth from `namespace` (named ifname, left down) to a port of the LAN switch (up, enslaved)."""
-    topology.ip("link", "add", ifname, "netns", namespace, "type", "veth", "peer", "name", switch_port, "netns", lan)
+    topology.lab.add_veth(namespace, ifname, lan, switch_port)
     topology.ip("-n", lan, "link", "set", switch_port, "master", LAN_SWITCH, "up")
 
 
@@ -337,7 +338,7 @@ print(sent, flush=True)
 """
 
 
-def start_sniffer(host: Host, iface: str, duration_s: float, log_name: str) -> subprocess.Popen[bytes]:
+def start_sniffer(host: Host, iface: str, duration_s: float, log_name: str) -> Proc:
     process = host.popen(PYTHON, "-c", SNIFF, iface, str(duration_s), f"{TEST_ETHERTYPE:04x}", TEST_MARKER.decode(),
                          log_name=log_name)
     wait_until(lambda: "ready" in host.topology.log_of(log_name) or process.poll() is not None, 10, what=f"sniffer {log_name}")
@@ -345,7 +346,7 @@ def start_sniffer(host: Host, iface: str, duration_s: float, log_name: str) -> s
     return process
 
 
-def sniffer_counts(topology: Topology, process: subprocess.Popen[bytes], log_name: str, timeout_s: float) -> dict[str, int]:
+def sniffer_counts(topology: Topology, process: Proc, log_name: str, timeout_s: float) -> dict[str, int]:
     process.wait(timeout_s)
     lines = topology.log_of(log_name).strip().splitlines()
     assert process.returncode == 0 and lines and lines[-1].startswith("{"), lines[-5:]

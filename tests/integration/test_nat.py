@@ -7,8 +7,7 @@ import re
 import signal
 import time
 
-from tests.integration.nat import add_nat_host, block_udp_between, unblock
-from tests.integration.topology import Controller, Host, Topology, add_controller, wait_until
+from tests.integration.topology import Controller, Host, Topology, add_controller, block_udp_between, unblock, wait_until
 
 
 def peer_view(host: Host, peer: Host) -> dict | None:
@@ -64,8 +63,8 @@ def network_of_two(topology: Topology, a: Host, b: Host) -> tuple[Controller, st
 
 
 def test_two_members_behind_cone_nats_get_a_direct_path_within_five_seconds(topology: Topology) -> None:
-    a, _ = add_nat_host(topology, "a")
-    b, _ = add_nat_host(topology, "b")
+    a, _ = topology.add_nat_host("a")
+    b, _ = topology.add_nat_host("b")
     controller = add_controller(topology)
     network_id = controller.ctl("network", "create", "nat", "--pool", "10.147.90.0/24").stdout.strip()
     controller.ctl("member", "authorize", network_id, a.node_id, "--ip", "10.147.90.1")
@@ -92,8 +91,8 @@ def test_two_members_behind_cone_nats_get_a_direct_path_within_five_seconds(topo
 
 
 def test_members_behind_a_symmetric_nat_use_the_relay_and_iperf3_runs_ten_seconds(topology: Topology) -> None:
-    a, _ = add_nat_host(topology, "a", symmetric=True)
-    b, _ = add_nat_host(topology, "b", symmetric=True)
+    a, _ = topology.add_nat_host("a", symmetric=True)
+    b, _ = topology.add_nat_host("b", symmetric=True)
     _, _, _, ip_b = network_of_two(topology, a, b)
     print(f"symmetric/symmetric: first reply after {first_reply_after(topology, a, ip_b):.2f} s")
     assert path_to(a, b) == "relay"
@@ -118,8 +117,8 @@ def _ping_gaps(output: str, interval_s: float) -> float:
 
 
 def test_breaking_the_direct_path_moves_to_the_relay_within_five_seconds_and_back_when_healed(topology: Topology) -> None:
-    a, router_a = add_nat_host(topology, "a")
-    b, router_b = add_nat_host(topology, "b")
+    a, router_a = topology.add_nat_host("a")
+    b, router_b = topology.add_nat_host("b")
     _, _, ip_a, ip_b = network_of_two(topology, a, b)
     wait_until(lambda: a.ping(ip_b, timeout_s=0.5) and path_to(a, b) == "direct", 10, interval_s=0.1, what="direct path")
     interval_s = 0.05

@@ -1,44 +1,42 @@
-"""Real test topologies: network namespaces, veth pairs and l2mesh daemons as processes.
+"""Real test topologies on the namespace lab (l2mesh.lab): l2mesh daemons and controllers as processes in namespaces.
 
 Layout (DESIGN.md, "Testing on one machine"): a router namespace plays the
 Internet; every member gets its own namespace and its own /24 of
-198.18.0.0/15 behind the router, so members share no L2 segment underneath
-and only the overlay can carry Ethernet between them. Every name starts with
-`l2mt-<run id>-`; `Topology.close()` stops every process it started (by PID)
-and deletes every namespace it made, whatever happened in the test.
+198.18.0.0/15 behind the router (or 198.19.N.0/24 behind a NAT home router),
+so members share no L2 segment underneath and only the overlay can carry
+Ethernet between them. Every name starts with `l2mt-<run id>-`;
+`Topology.close()` stops every process it started (by PID) and deletes every
+namespace it made, whatever happened in the test, and fails the test when it
+could not. This file holds only what is l2mesh's: members with their CLI,
+the controller, static network configs.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import secrets
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+from l2mesh import lab
+from l2mesh.lab import COMMAND_TIMEOUT_S, Lab, NatRouter, NetnsHost, Proc
 
 L2MESH = str(Path(sys.executable).parent / "l2mesh")
 L2MESH_CTL = str(Path(sys.executable).parent / "l2mesh-ctl")
 NODE_PORT = 9993
 OVERLAY_PREFIX = "10.147"
-COMMAND_TIMEOUT_S = 30.0
+TEST_PREFIX = "l2mt-"
+
+T = TypeVar("T")
 
 
-def wait_until(predicate: Callable[[], Any], timeout_s: float, interval_s: float = 0.1, what: str = "condition") -> Any:
+def wait_until(predicate: Callable[[], T], timeout_s: float, interval_s: float = 0.1, what: str = "condition") -> T:
     """Poll predicate until it returns something truthy; AssertionError naming `what` after timeout_s."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
-        time.sleep(interval_s)
+    return lab.wait_until(predicate, timeout_s, interval_s=interval_s, what=what, error=AssertionError)
 
 
 @dataclass
@@ -49,7 +47,7 @@ class Host:
     underlay_ip: str
     state_dir: Path
     identity: dict[str, str] = field(default_factory=dict)
-    daemon: subprocess.Popen[bytes] | None = None
+    daemon: Proc | None = None
     port: int = NODE_PORT
 
     @property
@@ -59,7 +57,7 @@ class Host:
     def run(self, *argv: str, timeout_s: float = COMMAND_TIMEOUT_S, check: bool = True) -> subprocess.CompletedProcess[str]:
         return self.topology.run_in(self.namespace, list(argv), timeout_s=timeout_s, check=check)
 
-    def popen(self, *argv: str, log_name: str | None = None) -> subprocess.Popen[bytes]:
+    def popen(self, *argv: str, log_name: str | None = None) -> Proc:
         return self.topology.popen_in(self.namespace, list(argv), log_name=log_name or f"{self.name}-{Path(argv[0]).name}")
 
     def l2mesh(self, *argv: str, check: bool = True, timeout_s: float = COMMAND_TIMEOUT_S) -> subprocess.CompletedProcess[str]:
@@ -75,14 +73,15 @@ class Host:
         )
         return result.returncode == 0
 
-    def start_daemon(self, *extra: str) -> subprocess.Popen[bytes]:
+    def start_daemon(self, *extra: str) -> Proc:
         assert self.daemon is None or self.daemon.poll() is not None, "daemon already running"
         self.daemon = self.popen(
             L2MESH, "daemon", "--state-dir", str(self.state_dir), "--port", str(self.port), *extra,
             log_name=f"{self.name}-daemon",
         )
-        wait_until(lambda: (self.state_dir / "control.sock").exists() or self.daemon.poll() is not None, 15, what=f"{self.name} daemon control socket")
-        if self.daemon.poll() is not None:
+        daemon = self.daemon
+        wait_until(lambda: (self.state_dir / "control.sock").exists() or daemon.poll() is not None, 15, what=f"{self.name} daemon control socket")
+        if daemon.poll() is not None:
             raise AssertionError(f"{self.name} daemon exited: {self.topology.log_of(f'{self.name}-daemon')}")
         return self.daemon
 
@@ -98,73 +97,50 @@ class Host:
 
 
 class Topology:
+    """One test's lab (l2mesh.lab.Lab, prefix l2mt-) with its router, and the l2mesh members in it."""
+
     def __init__(self, work_dir: Path) -> None:
-        self.run_id = secrets.token_hex(3)
-        self.prefix = f"l2mt-{self.run_id}"
+        self.lab = Lab(TEST_PREFIX, work_dir)
         self.work_dir = work_dir
-        self.logs = work_dir / "logs"
-        self.logs.mkdir(parents=True, exist_ok=True)
-        self.namespaces: list[str] = []
-        self.processes: list[subprocess.Popen[bytes]] = []
+        self.logs = self.lab.logs
         self.hosts: dict[str, Host] = {}
-        self.router = self.add_namespace("rt")
-        self.run_in(self.router, ["sysctl", "-qw", "net.ipv4.ip_forward=1"])
-        self._next_lan = 1
+        try:
+            self.router = self.lab.add_router()
+        except BaseException:
+            self.lab.close()
+            raise
 
     # -- processes ------------------------------------------------------------------
     def run_in(self, namespace: str, argv: Sequence[str], timeout_s: float = COMMAND_TIMEOUT_S, check: bool = True) -> subprocess.CompletedProcess[str]:
-        command = ["ip", "netns", "exec", namespace, *argv]
-        result = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s, stdin=subprocess.DEVNULL)
-        if check and result.returncode != 0:
-            raise AssertionError(f"{' '.join(argv)} in {namespace} failed ({result.returncode}): {result.stderr.strip() or result.stdout.strip()}")
-        return result
+        return self.lab.run_in(namespace, argv, timeout_s, check)
 
-    def popen_in(self, namespace: str, argv: Sequence[str], log_name: str) -> subprocess.Popen[bytes]:
-        log = open(self.logs / f"{log_name}.log", "ab")
-        # `ip netns exec` execs the command, so this PID is the program's own.
-        process = subprocess.Popen(["ip", "netns", "exec", namespace, *argv], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        log.close()
-        self.processes.append(process)
-        return process
+    def popen_in(self, namespace: str, argv: Sequence[str], log_name: str) -> Proc:
+        return self.lab.start(namespace, argv, log_name)
 
-    def stop_process(self, process: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout_s: float = 10.0) -> int | None:
-        if process.poll() is None:
-            process.send_signal(sig)
-            try:
-                process.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(5)
-        return process.returncode
+    def stop_process(self, process: Proc, sig: int = signal.SIGTERM, timeout_s: float = 10.0) -> int | None:
+        return self.lab.stop(process, sig, timeout_s)
 
     def log_of(self, log_name: str) -> str:
-        path = self.logs / f"{log_name}.log"
-        return path.read_text(errors="replace")[-2000:] if path.exists() else "(no log)"
+        return self.lab.log_of(log_name)
 
     # -- namespaces and links ---------------------------------------------------------------
     def add_namespace(self, role: str) -> str:
-        name = f"{self.prefix}-{role}"
-        subprocess.run(["ip", "netns", "add", name], check=True, capture_output=True, timeout=COMMAND_TIMEOUT_S)
-        self.namespaces.append(name)
-        subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True, capture_output=True, timeout=COMMAND_TIMEOUT_S)
-        return name
+        return self.lab.add_namespace(role)
 
     def ip(self, *argv: str) -> None:
-        subprocess.run(["ip", *argv], check=True, capture_output=True, timeout=COMMAND_TIMEOUT_S)
+        self.lab.ip(*argv)
 
     def add_host(self, name: str) -> Host:
         """A member namespace on its own /24 behind the router: 198.18.N.2, gateway 198.18.N.1."""
-        lan = self._next_lan
-        self._next_lan += 1
-        namespace = self.add_namespace(name)
-        router_port = f"lan{lan}"
-        self.ip("link", "add", "eth0", "netns", namespace, "type", "veth", "peer", "name", router_port, "netns", self.router)
-        self.ip("-n", namespace, "addr", "add", f"198.18.{lan}.2/24", "dev", "eth0")
-        self.ip("-n", namespace, "link", "set", "eth0", "up")
-        self.ip("-n", self.router, "addr", "add", f"198.18.{lan}.1/24", "dev", router_port)
-        self.ip("-n", self.router, "link", "set", router_port, "up")
-        self.ip("-n", namespace, "route", "add", "198.18.0.0/15", "via", f"198.18.{lan}.1")
-        host = Host(self, name, namespace, f"198.18.{lan}.2", self.work_dir / name)
+        return self._member(name, self.lab.add_host(name))
+
+    def add_nat_host(self, name: str, symmetric: bool = False) -> tuple[Host, NatRouter]:
+        """A member behind its own home router (l2mesh.lab.nat); returns the member and its router."""
+        where, router = lab.add_nat_host(self.lab, name, symmetric)
+        return self._member(name, where), router
+
+    def _member(self, name: str, where: NetnsHost) -> Host:
+        host = Host(self, name, where.namespace, where.ip, self.work_dir / name)
         host.identity = json.loads(host.l2mesh("id", "--json").stdout)
         self.hosts[name] = host
         return host
@@ -205,26 +181,14 @@ class Topology:
 
     # -- teardown ---------------------------------------------------------------------------------------
     def close(self) -> None:
-        for process in reversed(self.processes):
-            try:
-                self.stop_process(process, signal.SIGTERM, 5.0)
-            except Exception:
-                pass
-        for namespace in reversed(self.namespaces):
-            subprocess.run(["ip", "netns", "del", namespace], capture_output=True, timeout=COMMAND_TIMEOUT_S)
-        self.namespaces.clear()
+        """Everything the test made is gone, or a TeardownError fails the test naming what is left."""
+        self.lab.close()
 
 
 def environment_problem() -> str | None:
     """Why integration tests cannot run here, or None."""
-    if os.geteuid() != 0:
-        return "integration tests need root (network namespaces, TAP devices)"
-    if not os.path.exists("/dev/net/tun"):
-        return "integration tests need /dev/net/tun"
-    for tool in ("ip", "ping"):
-        if subprocess.run(["which", tool], capture_output=True).returncode != 0:
-            return f"integration tests need {tool}"
-    return None
+    problem = lab.environment_problem(("ping",), tun=True)
+    return f"integration tests: {problem}" if problem else None
 
 
 @dataclass
@@ -234,7 +198,7 @@ class Controller:
     host: Host
     state_dir: Path
     port: int = 9994
-    process: subprocess.Popen[bytes] | None = None
+    process: Proc | None = None
 
     @property
     def endpoint(self) -> str:
@@ -245,8 +209,9 @@ class Controller:
             L2MESH_CTL, "serve", "--state-dir", str(self.state_dir), "--listen", f"0.0.0.0:{self.port}",
             log_name="controller",
         )
-        wait_until(lambda: (self.state_dir / "api.json").exists() or self.process.poll() is not None, 15, what="controller API")
-        if self.process.poll() is not None:
+        process = self.process
+        wait_until(lambda: (self.state_dir / "api.json").exists() or process.poll() is not None, 15, what="controller API")
+        if process.poll() is not None:
             raise AssertionError(f"controller exited: {self.host.topology.log_of('controller')}")
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
@@ -281,3 +246,12 @@ def network_status(host: Host, network_id: str) -> str | None:
         if network["id"] == network_id:
             return network["status"]
     return None
+
+
+def block_udp_between(topology: Topology, a: NatRouter, b: NatRouter) -> None:
+    """Cut direct UDP between two routers' WAN addresses in "the Internet" (their controller traffic still passes)."""
+    lab.block_udp(topology.lab, topology.router, a.public_ip, b.public_ip)
+
+
+def unblock(topology: Topology) -> None:
+    lab.unblock_udp(topology.lab, topology.router)
