@@ -5,7 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from l2mesh.controller.core import Client, ControllerCore
+from l2mesh.controller.changes import Committed
+from l2mesh.controller.clients import Client
+from l2mesh.controller.core import ControllerCore
+from l2mesh.controller.directory import Directory
 from l2mesh.controller.model import Member
 from l2mesh.edge.controller.sqlite_storage import SqliteStorage
 from l2mesh.identity import Identity
@@ -31,14 +34,14 @@ def relay_world(tmp_path: Path, authorize_b: bool = True):
     storage = SqliteStorage(tmp_path / "c.db")
     network = storage.create_network(controller.node_id, {"name": "n"})
     transmit = Recording()
-    core = ControllerCore(controller, storage, transmit)
+    core = ControllerCore(controller, Directory.load(storage), transmit)
     members = {}
     for name, endpoint, authorized in (("a", ("198.18.1.2", 9993), True), ("b", ("198.18.2.2", 9993), authorize_b)):
         identity = Identity.generate()
-        storage.save_member(Member(network.network_id, identity.node_id, identity.public, authorized=authorized), True)
-        client = Client(core.table.session_for(identity.x25519_public), endpoint, identity.node_id, identity.public, {network.network_id})
-        core.clients[identity.x25519_public] = client
-        core.by_node[identity.node_id] = client
+        core.committed(Committed(members=(Member(network.network_id, identity.node_id, identity.public, authorized=authorized),)))
+        client = Client(core.clients.table.session_for(identity.x25519_public), endpoint, identity.node_id, identity.public, {network.network_id})
+        core.clients.by_static[identity.x25519_public] = client
+        core.clients.by_node[identity.node_id] = client
         members[name] = (identity, client)
     return core, transmit, members
 
@@ -53,7 +56,7 @@ def test_a_run_of_one_envelope_is_forwarded_in_one_segmented_send(tmp_path: Path
     run = b"".join(envelope(a, b) + bytes([i]) * (SEGMENT - 12) for i in range(5)) + envelope(a, b) + b"tail"
     assert core.segments_received(memoryview(run), SEGMENT, client_a.endpoint, 1.0) is True
     assert transmit.segmented == [(run, SEGMENT, client_b.endpoint)]
-    assert core.relayed_packets == 6
+    assert core.relay.relayed_packets == 6
 
 
 def test_a_run_with_different_envelopes_is_left_to_the_per_datagram_path(tmp_path: Path) -> None:
