@@ -27,6 +27,7 @@ class Committed:
     seen: tuple[tuple[int, int, float], ...] = ()  # (network id, node id, wall time) last-seen times written
     push: tuple[int, ...] = ()  # networks whose online members must get their config now (new revision, or gone)
     asked: tuple[int, int] | None = None  # (network id, node id) of the member request this write settles
+    failed: bool = False  # nothing was written: the member is not answered, and its next request asks again
     drops: tuple[str, ...] = ()  # for the core's drop counters (the writer thread keeps none)
     answer: Member | Network | None = None  # what an admin change reports back
 

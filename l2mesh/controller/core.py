@@ -297,19 +297,23 @@ class ControllerCore:
             self.push(network_id)
         if change.asked is not None:
             self._asked.discard(change.asked)
-            network_id, node_id = change.asked
-            client = self.clients.online(node_id, self._now_s)
-            if network_id not in change.push and client is not None and network_id in client.networks:
-                network = self._find_network(network_id)
-                if network is None:
-                    self._send_all(client, self.issuer.status(network_id, NetconfStatus.NOT_FOUND, 0))
-                else:
-                    self._answer(client, network)
+            if not change.failed and change.asked[0] not in change.push:  # a push answered it already
+                self._answer_asker(*change.asked)
         if isinstance(change.answer, Member):
             return self.member_doc(change.answer)
         if isinstance(change.answer, Network):
             return change.answer.to_json()
         return None
+
+    def _answer_asker(self, network_id: int, node_id: int) -> None:
+        client = self.clients.online(node_id, self._now_s)
+        if client is None or network_id not in client.networks:
+            return
+        network = self._find_network(network_id)
+        if network is None:
+            self._send_all(client, self.issuer.status(network_id, NetconfStatus.NOT_FOUND, 0))
+        else:
+            self._answer(client, network)
 
     # -- timers -------------------------------------------------------------------------------------------
     def tick(self, now: float) -> None:

@@ -72,4 +72,4 @@ class MemberAsked:
         )
 
     def failed(self) -> Committed:
-        return Committed(asked=self.key, drops=("storage_write_failed",))
+        return Committed(asked=self.key, failed=True, drops=("storage_write_failed",))

@@ -24,7 +24,7 @@ class SeenTimes:
         return Committed(seen=self.rows)
 
     def failed(self) -> Committed:
-        return Committed(drops=("storage_write_failed",))
+        return Committed(failed=True, drops=("storage_write_failed",))
 
 
 class SeenTracker:
