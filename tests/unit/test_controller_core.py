@@ -96,6 +96,20 @@ class World:
         """An admin change as the API makes it: committed on storage, then applied by the core."""
         return self.core.committed(perform(self.storage))
 
+    def update_member(self, node: NodeCore, **doc: Any) -> Any:
+        return self.change(lambda s: admin.update_member(s, self.network_id, node.node_id, doc, WALL_S))
+
+    def member_online(self, endpoint: Endpoint) -> NodeCore:
+        """A node pre-authorized, joined, its own write committed: it holds its config."""
+        node = self.add_node(endpoint)
+        self.update_member(node, authorized=True)
+        self.join(node)
+        self.pump(0.5)
+        self.commit_writes()
+        self.pump()
+        assert self.status(node) == NetworkStatus.OK
+        return node
+
     def status(self, node: NodeCore) -> NetworkStatus:
         return node.network_state(self.network_id).status
 
@@ -122,7 +136,7 @@ def test_a_members_first_request_becomes_a_write_and_the_commit_answers_it(world
     world.core.committed(write.commit(world.storage))
     world.pump()
     assert world.status(node) == NetworkStatus.ACCESS_DENIED
-    world.change(lambda s: admin.update_member(s, world.network_id, node.node_id, {"authorized": True}, WALL_S))
+    world.update_member(node, authorized=True)
     world.pump()
     assert world.status(node) == NetworkStatus.OK
     assert node_ips(world, node) == ("10.147.17.1/24",)
@@ -140,7 +154,7 @@ def test_an_admin_authorize_committed_before_the_members_own_write_is_kept(world
     world.join(node)
     world.pump(0.5)
     # The node's request was planned from a directory without it; the admin's change commits first.
-    doc = world.change(lambda s: admin.update_member(s, world.network_id, node.node_id, {"authorized": True, "name": "web"}, WALL_S))
+    doc = world.update_member(node, authorized=True, name="web")
     assert doc["authorized"] and not doc["known"]
     world.commit_writes()
     world.pump()
@@ -153,10 +167,10 @@ def test_an_admin_authorize_committed_before_the_members_own_write_is_kept(world
 
 def test_a_deauthorize_committed_before_a_pre_authorized_member_binds_its_keys_is_kept(world: World) -> None:
     node = world.add_node(("198.18.1.2", 9993))
-    world.change(lambda s: admin.update_member(s, world.network_id, node.node_id, {"authorized": True}, WALL_S))
+    world.update_member(node, authorized=True)
     world.join(node)
     world.pump(0.5)
-    world.change(lambda s: admin.update_member(s, world.network_id, node.node_id, {"authorized": False}, WALL_S))
+    world.update_member(node, authorized=False)
     [write] = world.asked()
     change = write.commit(world.storage)
     world.core.committed(change)
@@ -168,20 +182,13 @@ def test_a_deauthorize_committed_before_a_pre_authorized_member_binds_its_keys_i
 
 
 def test_an_endpoint_write_leaves_a_rename_and_new_address_committed_meanwhile(world: World) -> None:
-    node = world.add_node(("198.18.1.2", 9993))
-    world.change(lambda s: admin.update_member(s, world.network_id, node.node_id, {"authorized": True}, WALL_S))
-    world.join(node)
-    world.pump(0.5)
-    world.commit_writes()
-    world.pump()
-    assert world.status(node) == NetworkStatus.OK
+    node = world.member_online(("198.18.1.2", 9993))
     # The member comes back from another address (NAT rebinding): its next request asks for an endpoint write.
     world.nodes[("198.18.1.3", 4000)] = world.nodes.pop(("198.18.1.2", 9993))
     world.pump(30.0)
     [write] = world.asked()
     assert write.endpoint == "198.18.1.3:4000"
-    doc = {"name": "db", "ips": ["10.147.17.50"]}
-    world.change(lambda s: admin.update_member(s, world.network_id, node.node_id, doc, WALL_S))
+    world.update_member(node, name="db", ips=["10.147.17.50"])
     world.core.committed(write.commit(world.storage))
     world.pump()
     member = world.storage.get_member(world.network_id, node.node_id)
@@ -195,7 +202,7 @@ def test_a_public_network_authorizes_and_addresses_a_new_member_at_commit_time(t
     world.join(first)
     world.pump(0.5)
     # While the first member's write waits, an admin hands the pool's first address to the second one.
-    world.change(lambda s: admin.update_member(s, world.network_id, second.node_id, {"authorized": True}, WALL_S))
+    world.update_member(second, authorized=True)
     world.commit_writes()
     world.join(second)
     world.pump(0.5)
@@ -243,12 +250,7 @@ def test_last_seen_times_are_a_batched_write_every_ten_seconds(world: World) -> 
 
 
 def test_deleting_the_network_tells_its_online_members_not_found(world: World) -> None:
-    node = world.add_node(("198.18.1.2", 9993))
-    world.change(lambda s: admin.update_member(s, world.network_id, node.node_id, {"authorized": True}, WALL_S))
-    world.join(node)
-    world.pump(0.5)
-    world.commit_writes()
-    world.pump()
+    node = world.member_online(("198.18.1.2", 9993))
     world.change(lambda s: admin.delete_network(s, world.network_id))
     world.pump()
     assert world.status(node) == NetworkStatus.NOT_FOUND
