@@ -21,9 +21,9 @@ from l2mesh.controller.model import (
     NotFound,
     ValidationError,
     check_no_duplicate_ips,
+    assign_from_pools,
     member_interface,
     validate_network_fields,
-    with_pool_address,
 )
 from l2mesh.controller.storage import Storage
 from l2mesh.ids import format_network_id, format_node_id
@@ -99,6 +99,16 @@ def delete_member(storage: Storage, network_id: int, node_id: int) -> Committed:
         storage.delete_member(network_id, node_id)
         network = storage.get_network(network_id)
     return Committed(networks=(network,), deleted_members=((network_id, node_id),), push=(network_id,))
+
+
+def with_pool_address(network: Network, member: Member, members: list[Member]) -> Member:
+    """member with the lowest free pool address (given the network's members); unchanged without pools."""
+    address = assign_from_pools(network, {ip for m in members for ip in m.ips})
+    if address is None:
+        if network.pools:
+            raise ValidationError(f"the pools of network {network.name!r} are full")
+        return member
+    return replace(member, ips=(address,))
 
 
 def _refuse_unknown(doc: dict[str, Any], known: frozenset[str], what: str) -> None:

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from l2mesh.controller.admin import with_pool_address
 from l2mesh.controller.changes import Committed
-from l2mesh.controller.model import Member, ValidationError, with_pool_address
+from l2mesh.controller.model import Member, ValidationError
 from l2mesh.controller.storage import Storage
 from l2mesh.identity import PublicIdentity
 

@@ -168,16 +168,6 @@ def assign_from_pools(network: Network, taken: set[str]) -> str | None:
     return None
 
 
-def with_pool_address(network: Network, member: Member, members: list[Member]) -> Member:
-    """member with the lowest free pool address (given the network's members); unchanged without pools."""
-    address = assign_from_pools(network, {ip for m in members for ip in m.ips})
-    if address is None:
-        if network.pools:
-            raise ValidationError(f"the pools of network {network.name!r} are full")
-        return member
-    return replace(member, ips=(address,))
-
-
 def check_no_duplicate_ips(wanted: tuple[str, ...], others: list[Member]) -> None:
     mine = [ipaddress.ip_interface(ip).ip for ip in wanted]
     if len(set(mine)) != len(mine):
