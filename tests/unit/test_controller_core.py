@@ -111,7 +111,7 @@ class World:
         return node
 
     def status(self, node: NodeCore) -> NetworkStatus:
-        return node.network_state(self.network_id).status
+        return node.networks[self.network_id].status
 
 
 @pytest.fixture
@@ -120,7 +120,7 @@ def world(tmp_path: Path) -> World:
 
 
 def node_ips(world: World, node: NodeCore) -> tuple[str, ...]:
-    config = node.network_state(world.network_id).config
+    config = node.networks[world.network_id].config
     assert config is not None
     return next(m.ips for m in config.members if m.node_id == node.node_id)
 

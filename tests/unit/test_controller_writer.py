@@ -194,8 +194,8 @@ def test_a_member_joins_and_is_authorized_with_no_storage_call_on_the_reactor_th
 
         def wait_for(status: NetworkStatus) -> None:
             deadline = time.monotonic() + TIMEOUT_S
-            while node.network_state(network.network_id).status != status:
-                assert time.monotonic() < deadline, f"node still {node.network_state(network.network_id).status}"
+            while node.networks[network.network_id].status != status:
+                assert time.monotonic() < deadline, f"node still {node.networks[network.network_id].status}"
                 exchange()
                 time.sleep(0.01)
 
