@@ -151,7 +151,8 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 def code_measured() -> dict[str, Any]:
     """Which l2mesh the daemons ran: where its package is, and that tree's commit and changes."""
-    where = nsbench.run([sys.executable, "-c", "import l2mesh; print(l2mesh.__file__)"], 30).stdout.strip()
+    # -P: as the daemons' entry scripts do, not from the current directory first.
+    where = nsbench.run([sys.executable, "-P", "-c", "import l2mesh; print(l2mesh.__file__)"], 30).stdout.strip()
     tree = str(Path(where).parent.parent)
     head = nsbench.run(["git", "-C", tree, "rev-parse", "HEAD"], 10, check=False).stdout.strip()
     dirty = nsbench.run(["git", "-C", tree, "status", "--porcelain", "--", "l2mesh"], 10, check=False).stdout.splitlines()
