@@ -120,9 +120,10 @@ def measure(ctx: net.Context, relay: net.L2meshRelay, overlay: net.Overlay, phas
             # Started first and running past the stream's end, so every second of it sees changes.
             churn = run_worker(ctx, relay, f"churn-{round_no}", args.time + 1.0, args.members)
             time.sleep(0.5)
-        before = net.Sample.take(overlay.daemons)
+        sampled = overlay.daemons + ([churn] if churn is not None else [])  # the loop's own CPU is shown too
+        before = net.Sample.take(sampled)
         report = net.iperf_client(ctx, overlay.target, args.time)
-        after = net.Sample.take(overlay.daemons)
+        after = net.Sample.take(sampled)
     finally:
         ctx.procs.stop(server)
     if churn is not None:

@@ -81,12 +81,16 @@ def update_member(storage: Storage, network_id: int, node_id: int, doc: dict[str
             if not isinstance(doc["ips"], list):
                 raise ValidationError("ips must be a list of addresses")
             changes["ips"] = tuple(member_interface(network, str(ip)) for ip in doc["ips"])
+        before = member
         member = replace(member, **changes)
-        others = [m for m in storage.list_members(network_id) if m.node_id != node_id]
         # Bridges carry a LAN; their addresses live on the Linux bridge, not the TAP.
-        if member.authorized and not member.ips and "ips" not in doc and not member.bridge:
-            member = with_pool_address(network, member, others)
-        check_no_duplicate_ips(member.ips, others)
+        wants_pool_address = member.authorized and not member.ips and "ips" not in doc and not member.bridge and network.pools
+        if wants_pool_address or member.ips != before.ips:
+            # Only then are the others' addresses read: most changes (authorize, rename) leave addresses alone.
+            others = [m for m in storage.list_members(network_id) if m.node_id != node_id]
+            if wants_pool_address:
+                member = with_pool_address(network, member, others)
+            check_no_duplicate_ips(member.ips, others)
         # A member whose node never asked is in nobody's config yet: no new revision to push.
         visible = member.identity is not None
         storage.save_member(member, bump_revision=visible)

@@ -99,8 +99,13 @@ class ControllerServer:
 
     async def change(self, perform: Callable[[Storage], Committed]) -> Any:
         """An admin change on the writer thread, then applied (and pushed) on the reactor thread: the core's answer."""
+        # Woken by the thread that settles the future (no trio worker thread waiting on it per change).
+        token = trio.lowlevel.current_trio_token()
+        settled = trio.Event()
         future = self.writer.change(perform)
-        return await trio.to_thread.run_sync(future.result, abandon_on_cancel=True)
+        future.add_done_callback(lambda _: token.run_sync_soon(settled.set))
+        await settled.wait()
+        return future.result()
 
     async def run(self) -> None:
         config = Config()
