@@ -14,7 +14,7 @@ between h1 and h2 dropped there by nftables. Result:
 benchmarks/results/relay_churn-<UTC timestamp>.json.
 
 Usage: .venv/bin/python benchmarks/relay_churn.py [--rounds N] [--time S] [--members N]
-       [--settle S] [--keep-logs DIR]
+       [--rate N] [--settle S] [--keep-logs DIR]
 Needs root, iproute2, iperf3, ping and nft. To measure another checkout's l2mesh
 with this script, put it first on PYTHONPATH (the daemons inherit it); the
 result names the l2mesh measured.
@@ -66,6 +66,8 @@ def worker(args: argparse.Namespace) -> int:
         step = 0
         while (step < len(ids)) if setup else (time.monotonic() < deadline):
             authorized = setup or (step // len(ids)) % 2 == 1  # set-up authorizes them all; churn starts by deauthorizing
+            if args.rate and not setup:
+                time.sleep(max(0.0, started + step / args.rate - time.monotonic()))
             t0 = time.monotonic()
             response = client.patch(f"/networks/{args.network}/members/{ids[step % len(ids)]}", json={"authorized": authorized})
             latencies_ms.append((time.monotonic() - t0) * 1000)
@@ -90,10 +92,11 @@ def worker(args: argparse.Namespace) -> int:
 
 
 # ------------------------------------------------------------------ the benchmark
-def run_worker(ctx: net.Context, relay: net.L2meshRelay, name: str, seconds: float, members: int) -> nsbench.Proc:
+def run_worker(ctx: net.Context, relay: net.L2meshRelay, name: str, seconds: float, members: int, rate: float = 0.0) -> nsbench.Proc:
     out = ctx.work / f"{name}.json"
     argv = [sys.executable, str(Path(__file__).resolve()), "--worker", "--ctl-state", str(relay.ctl_state),
-            "--network", relay.network_id, "--members", str(members), "--seconds", str(seconds), "--out", str(out)]
+            "--network", relay.network_id, "--members", str(members), "--seconds", str(seconds), "--out", str(out),
+            "--rate", str(rate)]
     return ctx.procs.start(name, nsbench.in_ns(ctx.topo.rt, *argv), ctx.work / f"{name}.log")
 
 
@@ -118,7 +121,7 @@ def measure(ctx: net.Context, relay: net.L2meshRelay, overlay: net.Overlay, phas
     try:
         if phase == "churn":
             # Started first and running past the stream's end, so every second of it sees changes.
-            churn = run_worker(ctx, relay, f"churn-{round_no}", args.time + 1.0, args.members)
+            churn = run_worker(ctx, relay, f"churn-{round_no}", args.time + 1.0, args.members, args.rate)
             time.sleep(0.5)
         sampled = overlay.daemons + ([churn] if churn is not None else [])  # the loop's own CPU is shown too
         before = net.Sample.take(sampled)
@@ -167,6 +170,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--time", type=nsbench.positive_int, default=10, metavar="S", help="iperf3 seconds per phase (default 10)")
     parser.add_argument("--members", type=nsbench.positive_int, default=100, metavar="N",
                         help="dummy members the churn loop changes in turn (default 100)")
+    parser.add_argument("--rate", type=nsbench.non_negative_float, default=0.0, metavar="N",
+                        help="changes per second in the churn phase; 0 (default): back to back, as fast as the API answers")
     parser.add_argument("--settle", type=nsbench.non_negative_float, default=10.0, metavar="S",
                         help="wait up to S seconds for the machine to be quiet before each phase (default 10)")
     parser.add_argument("--keep-logs", type=Path, metavar="DIR", help="copy the daemons' logs to DIR before cleanup")
@@ -211,9 +216,11 @@ def main(argv: list[str] | None = None) -> int:
         if measured:
             summary = summarize(measured)
             out = nsbench.RESULTS_DIR / f"relay_churn-{stamp}.json"
-            head = {"options": {"rounds": args.rounds, "time_s": args.time, "members": args.members, "settle_s": args.settle},
+            head = {"options": {"rounds": args.rounds, "time_s": args.time, "members": args.members, "rate": args.rate,
+                                "settle_s": args.settle},
                     "method": "one TCP stream h1 -> h2 through the controller's relay (direct UDP dropped); churn: "
-                              "PATCH {authorized: true/false} on dummy members in turn over the admin API, back to back, "
+                              "PATCH {authorized: true/false} on dummy members in turn over the admin API, back to back "
+                              "or --rate per second, "
                               "from the controller's namespace; ratio = churn / idle Gbit/s of the same round"}
             nsbench.write_results(out, "relay_churn", stamp, head, machine, {"rounds": rows, "summary": summary})
             print(json.dumps(summary))
