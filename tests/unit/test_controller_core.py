@@ -9,6 +9,7 @@ from typing import Any, Callable
 import pytest
 
 from l2mesh.controller import admin
+from l2mesh.controller import core as core_module
 from l2mesh.controller.changes import Committed
 from l2mesh.controller.core import ControllerCore
 from l2mesh.controller.directory import Directory
@@ -255,3 +256,17 @@ def test_deleting_the_network_tells_its_online_members_not_found(world: World) -
     world.pump()
     assert world.status(node) == NetworkStatus.NOT_FOUND
     assert world.core.directory.network(world.network_id) is None
+
+
+def test_past_the_bound_on_writes_in_flight_a_request_waits_unanswered_for_its_retry(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(core_module, "MAX_MEMBER_WRITES_IN_FLIGHT", 0)
+    node = world.add_node(("198.18.1.2", 9993))
+    world.join(node)
+    world.pump(0.5)
+    assert world.asked() == [] and world.core.drops["storage_backlog"] >= 1
+    assert world.status(node) == NetworkStatus.REQUESTING
+    monkeypatch.setattr(core_module, "MAX_MEMBER_WRITES_IN_FLIGHT", 10)
+    world.pump(2.0)
+    assert len(world.asked()) == 1
