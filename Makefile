@@ -36,6 +36,7 @@ bench: deps $(VENV)/.installed
 	$(PY) benchmarks/micro.py
 	$(PY) benchmarks/net.py
 	$(PY) benchmarks/control.py
+	$(PY) benchmarks/relay_churn.py
 
 demo: deps $(VENV)/.installed
 	$(PY) demo/demo.py $(DEMO_ARGS)

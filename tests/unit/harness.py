@@ -19,7 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from l2mesh.controller import admin
+from l2mesh.controller.changes import Committed
 from l2mesh.controller.core import ControllerCore
+from l2mesh.controller.directory import Directory
 from l2mesh.edge.controller.sqlite_storage import SqliteStorage
 from l2mesh.identity import Identity
 from l2mesh.ids import member_mac
@@ -323,7 +326,12 @@ class Member:
 
 
 class Controller:
-    """A ControllerCore on a SQLite file, with the admin actions tests need."""
+    """A ControllerCore on a SQLite file, with the admin actions tests need.
+
+    The storage writer is played synchronously: after every input, the
+    writes the core asked for are committed in order and their results
+    handed back, as the edge's writer thread does (one interleaving of it).
+    """
 
     def __init__(self, db_path: Path, clock: FakeClock, identity: Identity | None = None,
                  endpoint: Endpoint = CONTROLLER_ENDPOINT) -> None:
@@ -336,7 +344,26 @@ class Controller:
 
     def _open(self) -> None:
         self.storage = SqliteStorage(self.db_path)
-        self.core = ControllerCore(self.identity, self.storage, self.transmit, wall_clock_s=self.clock.wall)
+        self.core = ControllerCore(self.identity, Directory.load(self.storage), self.transmit, wall_clock_s=self.clock.wall)
+
+    def _write_back(self) -> None:
+        """Commit what the core wants written, in order, and tell it what was committed."""
+        while True:
+            writes = self.core.take_writes()
+            if not writes:
+                return
+            for write in writes:
+                try:
+                    change = write.commit(self.storage)
+                except Exception:
+                    change = write.failed()
+                self.core.committed(change)
+
+    def _admin(self, change: Committed) -> Any:
+        """An admin change, committed first (as the API's writer does), then applied and pushed."""
+        answer = self.core.committed(change)
+        self._write_back()
+        return answer
 
     def restart(self) -> None:
         """A new process on the same database and identity: every session and client is gone."""
@@ -345,7 +372,9 @@ class Controller:
 
     def greet_members(self) -> int:
         """What the process does right after start-up."""
-        return self.core.greet_members(self.clock.now)
+        greeted = self.core.greet_members(self.clock.now)
+        self._write_back()
+        return greeted
 
     def close(self) -> None:
         self.storage.close()
@@ -357,37 +386,44 @@ class Controller:
     # -- as a party on the fake network
     def receive(self, data: bytes, source: Endpoint, now: float) -> None:
         self.core.datagram_received(memoryview(data), source, now)
+        self._write_back()
 
     def tick(self, now: float) -> None:
         self.core.tick(now)
+        self._write_back()
 
     def receive_segments(self, data: bytes, segment_bytes: int, source: Endpoint) -> bool:
         """A run of same-size datagrams from one sender, as UDP GRO hands them over; False: not taken whole."""
-        return self.core.segments_received(memoryview(data), segment_bytes, source, self.clock.now)
+        taken = self.core.segments_received(memoryview(data), segment_bytes, source, self.clock.now)
+        self._write_back()
+        return taken
 
     # -- admin actions (what the HTTP API calls); each returns once the change is committed and pushed
     def create_network(self, name: str = "lab", pools: Iterable[str] = ("10.147.17.0/24",), private: bool = True,
                        **fields: Any) -> int:
-        doc = self.core.create_network({"name": name, "pools": list(pools), "private": private, **fields})
+        doc = self._admin(admin.create_network(self.storage, self.node_id, {"name": name, "pools": list(pools), "private": private, **fields}))
         return int(doc["id"], 16)
 
     def update_network(self, network_id: int, **fields: Any) -> dict[str, Any]:
-        return self.core.update_network(network_id, fields)
+        return self._admin(admin.update_network(self.storage, network_id, fields))  # type: ignore[no-any-return]
 
     def authorize(self, network_id: int, member: Member, ip: str | None = None, **fields: Any) -> dict[str, Any]:
         doc: dict[str, Any] = {"authorized": True, **fields}
         if ip is not None:
             doc["ips"] = [ip]
-        return self.core.update_member(network_id, member.node_id, doc)
+        return self._update_member(network_id, member, doc)
+
+    def _update_member(self, network_id: int, member: Member, doc: dict[str, Any]) -> dict[str, Any]:
+        return self._admin(admin.update_member(self.storage, network_id, member.node_id, doc, self.clock.wall()))  # type: ignore[no-any-return]
 
     def deauthorize(self, network_id: int, member: Member) -> dict[str, Any]:
-        return self.core.update_member(network_id, member.node_id, {"authorized": False})
+        return self._update_member(network_id, member, {"authorized": False})
 
     def set_ips(self, network_id: int, member: Member, *ips: str) -> dict[str, Any]:
-        return self.core.update_member(network_id, member.node_id, {"ips": list(ips)})
+        return self._update_member(network_id, member, {"ips": list(ips)})
 
     def delete_member(self, network_id: int, member: Member) -> None:
-        self.core.delete_member(network_id, member.node_id)
+        self._admin(admin.delete_member(self.storage, network_id, member.node_id))
 
     def member(self, network_id: int, member: Member) -> dict[str, Any]:
         return self.core.get_member(network_id, member.node_id)

@@ -1,36 +1,52 @@
 """The admin HTTP+JSON API (starlette), bound to loopback by default, guarded by a bearer token.
 
-Handlers validate nothing themselves: they hand the request to the
-controller core (on its reactor thread), which validates, commits and
-pushes; every error becomes a 4xx with {"error": "<one line>"}.
+Handlers validate nothing themselves. Reads are views of the controller
+core's directory (on its reactor thread); changes go to l2mesh.controller.admin
+on the storage writer thread, which validates and commits them, then to the
+core, which applies and pushes them; every error becomes a 4xx with
+{"error": "<one line>"}.
 """
 
 from __future__ import annotations
 
 import hmac
 import json
+import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from l2mesh.controller import admin
+from l2mesh.controller.changes import Committed
 from l2mesh.controller.core import ControllerCore
 from l2mesh.controller.model import NotFound, ValidationError
+from l2mesh.controller.storage import Storage
 from l2mesh.errors import InvalidId, L2meshError
 from l2mesh.ids import parse_network_id, parse_node_id
 
-OnCore = Callable[[Callable[[ControllerCore], Any]], Awaitable[Any]]
+T = TypeVar("T")
 API_PREFIX = "/api/v1"
+
+
+class Controller(Protocol):
+    async def read(self, function: Callable[[ControllerCore], T]) -> T:
+        """function(core) on the reactor thread."""
+        ...
+
+    async def change(self, perform: Callable[[Storage], Committed]) -> Any:
+        """perform(storage) on the storage writer, then applied by the core; the core's answer."""
+        ...
 
 
 def error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
 
-def build_app(on_core: OnCore, token: str) -> Starlette:
+def build_app(controller: Controller, token: str, controller_id: int) -> Starlette:
     async def body(request: Request) -> dict[str, Any]:
         raw = await request.body()
         if not raw:
@@ -69,42 +85,42 @@ def build_app(on_core: OnCore, token: str) -> Starlette:
         return parse_node_id(request.path_params["node_id"])
 
     async def status(request: Request) -> Any:
-        return await on_core(lambda core: core.status())
+        return await controller.read(lambda core: core.status())
 
     async def list_networks(request: Request) -> Any:
-        return await on_core(lambda core: core.list_networks())
+        return await controller.read(lambda core: core.list_networks())
 
     async def create_network(request: Request) -> Any:
         doc = await body(request)
-        return await on_core(lambda core: core.create_network(doc))
+        return await controller.change(lambda storage: admin.create_network(storage, controller_id, doc))
 
     async def get_network(request: Request) -> Any:
         nid = network_id(request)
-        return await on_core(lambda core: core.get_network(nid))
+        return await controller.read(lambda core: core.get_network(nid))
 
     async def update_network(request: Request) -> Any:
         nid, doc = network_id(request), await body(request)
-        return await on_core(lambda core: core.update_network(nid, doc))
+        return await controller.change(lambda storage: admin.update_network(storage, nid, doc))
 
     async def delete_network(request: Request) -> Any:
         nid = network_id(request)
-        await on_core(lambda core: core.delete_network(nid))
+        await controller.change(lambda storage: admin.delete_network(storage, nid))
 
     async def list_members(request: Request) -> Any:
         nid = network_id(request)
-        return await on_core(lambda core: core.list_members(nid))
+        return await controller.read(lambda core: core.list_members(nid))
 
     async def get_member(request: Request) -> Any:
         nid, mid = network_id(request), node_id(request)
-        return await on_core(lambda core: core.get_member(nid, mid))
+        return await controller.read(lambda core: core.get_member(nid, mid))
 
     async def update_member(request: Request) -> Any:
         nid, mid, doc = network_id(request), node_id(request), await body(request)
-        return await on_core(lambda core: core.update_member(nid, mid, doc))
+        return await controller.change(lambda storage: admin.update_member(storage, nid, mid, doc, time.time()))
 
     async def delete_member(request: Request) -> Any:
         nid, mid = network_id(request), node_id(request)
-        await on_core(lambda core: core.delete_member(nid, mid))
+        await controller.change(lambda storage: admin.delete_member(storage, nid, mid))
 
     async def not_found(request: Request, exc: Exception) -> Response:
         return error(404, f"no such API path {request.url.path}")

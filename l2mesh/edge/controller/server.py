@@ -1,10 +1,13 @@
 """`l2mesh-ctl serve`: the controller process.
 
-A trio loop serves the admin API (hypercorn) and watches signals; a reactor
-thread owns the controller core, its UDP socket and its storage, as the
-node's does (l2mesh/edge/reactor.py). The API address and a bearer token are
-written into the state directory, where `l2mesh-ctl` on the same host finds
-them (as zerotier-cli finds its authtoken).
+Three threads. A trio loop serves the admin API (hypercorn) and watches
+signals; a reactor thread owns the controller core and its UDP socket, as
+the node's does (l2mesh/edge/reactor.py), and carries every packet, relayed
+ones included; a storage writer thread (writer.py) owns the database and
+makes every write, admin changes and the core's own, so the reactor never
+waits on an fsync. The API address and a bearer token are written into the
+state directory, where `l2mesh-ctl` on the same host finds them (as
+zerotier-cli finds its authtoken).
 """
 
 from __future__ import annotations
@@ -21,10 +24,14 @@ import trio
 from hypercorn.config import Config
 from hypercorn.trio import serve
 
-from l2mesh.edge.controller.api import build_app
+from l2mesh.controller.changes import Committed
 from l2mesh.controller.core import ControllerCore
 from l2mesh.controller.defaults import API_FILE, DEFAULT_API, DEFAULT_LISTEN, DEFAULT_RELAY_LIMIT_MBPS, TOKEN_FILE
+from l2mesh.controller.directory import Directory
+from l2mesh.controller.storage import Storage
+from l2mesh.edge.controller.api import build_app
 from l2mesh.edge.controller.sqlite_storage import open_storage
+from l2mesh.edge.controller.writer import StorageWriter
 from l2mesh.edge.reactor_edge import ReactorEdge
 from l2mesh.errors import L2meshError, StateError
 from l2mesh.edge.identity_file import load_or_create_identity
@@ -70,15 +77,36 @@ class ControllerServer:
         self.token = load_or_create_token(options.state_dir)
         self.sock = open_udp_socket(options.listen[1], options.listen[0])
         self.sender = DatagramSender(self.sock)
-        self.core = ControllerCore(self.identity, self.storage, self.sender, relay_limit_mbps=options.relay_limit_mbps)
+        # Read once, before any thread runs; from here on only the writer thread touches storage.
+        directory = Directory.load(self.storage)
+        self.core = ControllerCore(self.identity, directory, self.sender, relay_limit_mbps=options.relay_limit_mbps)
+        self.writer = StorageWriter(self.storage, self.core.committed)
         self.reactor = Reactor(self.core.tick)
         drainer = make_socket_drainer(self.sock, self.core.datagram_received, time.monotonic, self.core.segments_received)
         self.reactor.add_reader(self.sock.fileno(), drainer)
+        self.reactor.add_reader(self.writer.doorbell, self.writer.results_ready)
         self.edge = ReactorEdge(self.reactor, self.sock, self.sender, pause_readers=False)
-        self.reactor.after_wakeup = self.edge.check_backlog
+        self.reactor.after_wakeup = self._after_wakeup
 
-    async def on_core(self, function: Callable[[ControllerCore], T]) -> T:
+    def _after_wakeup(self) -> None:
+        """Reactor thread, after each batch: parked datagrams, and the writes the core asked for."""
+        self.edge.check_backlog()
+        for write in self.core.take_writes():
+            self.writer.write(write)
+
+    async def read(self, function: Callable[[ControllerCore], T]) -> T:
+        """function(core) on the reactor thread: views of the directory and sessions, no storage."""
         return await self.edge.call(lambda: function(self.core))
+
+    async def change(self, perform: Callable[[Storage], Committed]) -> Any:
+        """An admin change on the writer thread, then applied (and pushed) on the reactor thread: the core's answer."""
+        # Woken by the thread that settles the future (no trio worker thread waiting on it per change).
+        token = trio.lowlevel.current_trio_token()
+        settled = trio.Event()
+        future = self.writer.change(perform)
+        future.add_done_callback(lambda _: token.run_sync_soon(settled.set))
+        await settled.wait()
+        return future.result()
 
     async def run(self) -> None:
         config = Config()
@@ -86,12 +114,13 @@ class ControllerServer:
         config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
         config.accesslog = None
         config.errorlog = logging.getLogger("l2mesh.controller.http")
-        app = build_app(self.on_core, self.token)
+        app = build_app(self, self.token, self.identity.node_id)
         shutdown = trio.Event()
+        self.writer.start()
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self.edge.run_reactor, nursery.cancel_scope)
-                greeted = await self.on_core(lambda core: core.greet_members(time.monotonic()))
+                greeted = await self.read(lambda core: core.greet_members(time.monotonic()))
                 nursery.start_soon(self.edge.stop_on_signals, shutdown.set, "stopping")
                 try:
                     await serve_api(app, config, shutdown, nursery)
@@ -110,7 +139,9 @@ class ControllerServer:
                 await shutdown.wait()
                 nursery.cancel_scope.cancel()
         finally:
+            self.writer.stop()  # commits what is queued
             self.edge.shutdown()
+            self.writer.close()  # the doorbell, once the reactor no longer watches it, and the database
             self.sock.close()
 
 

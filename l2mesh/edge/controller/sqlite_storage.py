@@ -2,7 +2,9 @@
 
 SQLite in WAL mode with synchronous=FULL; each admin change is one
 transaction committed before the caller acknowledges it, so a SIGKILL at
-any moment loses nothing that was acknowledged. Other back-ends (PostgreSQL
+any moment loses nothing that was acknowledged. Each fsync takes
+milliseconds, so only the controller's storage writer thread calls this,
+never the reactor thread that carries packets. Other back-ends (PostgreSQL
 for several controller instances) implement the same Storage protocol.
 """
 
@@ -12,6 +14,8 @@ import json
 import secrets
 import sqlite3
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -65,21 +69,38 @@ class SqliteStorage:
                 raise StateError(f"{path}: schema version {row[0]} is not {SCHEMA_VERSION}")
         except sqlite3.DatabaseError as exc:
             raise StateError(f"cannot open controller database {path}: {exc}") from None
+        self._in_transaction = False
 
     def close(self) -> None:
         self.db.close()
 
     # -- transactions -------------------------------------------------------------------------
-    def _write(self, statements: list[tuple[str, tuple[Any, ...]]]) -> None:
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """One commit for everything inside (reads included: BEGIN IMMEDIATE holds the write lock)."""
+        if self._in_transaction:
+            yield
+            return
         cursor = self.db.cursor()
         cursor.execute("BEGIN IMMEDIATE")
+        self._in_transaction = True
         try:
-            for sql, params in statements:
-                cursor.execute(sql, params)
+            yield
             cursor.execute("COMMIT")
         except BaseException:
             cursor.execute("ROLLBACK")
             raise
+        finally:
+            self._in_transaction = False
+
+    def _write(self, statements: list[tuple[str, tuple[Any, ...]]]) -> int:
+        """Run statements in one transaction (the caller's, if one is open); the rows the last one changed."""
+        changed = 0
+        with self.transaction():
+            cursor = self.db.cursor()
+            for sql, params in statements:
+                changed = cursor.execute(sql, params).rowcount
+        return changed
 
     # -- networks --------------------------------------------------------------------------------
     def create_network(self, controller_id: int, fields: dict[str, Any]) -> Network:
@@ -121,11 +142,15 @@ class SqliteStorage:
             created_s=row[4],
         )
 
-    def get_network(self, network_id: int) -> Network:
+    def find_network(self, network_id: int) -> Network | None:
         row = self.db.execute("SELECT * FROM networks WHERE id=?", (_signed64(network_id),)).fetchone()
-        if row is None:
+        return self._network_from_row(row) if row is not None else None
+
+    def get_network(self, network_id: int) -> Network:
+        network = self.find_network(network_id)
+        if network is None:
             raise NotFound(f"no network {format_network_id(network_id)}")
-        return self._network_from_row(row)
+        return network
 
     def list_networks(self) -> list[Network]:
         return [self._network_from_row(r) for r in self.db.execute("SELECT * FROM networks ORDER BY created")]
@@ -145,6 +170,9 @@ class SqliteStorage:
                 ("DELETE FROM networks WHERE id=?", (_signed64(network_id),)),
             ]
         )
+
+    def bump_revision(self, network_id: int) -> None:
+        self._write([("UPDATE networks SET revision=revision+1 WHERE id=?", (_signed64(network_id),))])
 
     # -- members ---------------------------------------------------------------------------------------
     @staticmethod
@@ -179,6 +207,22 @@ class SqliteStorage:
         rows = self.db.execute("SELECT * FROM members WHERE network_id=? ORDER BY created", (_signed64(network_id),))
         return [self._member_from_row(r) for r in rows]
 
+    @staticmethod
+    def _member_row(member: Member) -> tuple[Any, ...]:
+        return (
+            _signed64(member.network_id),
+            member.node_id,
+            member.identity.x25519_public if member.identity else None,
+            member.identity.ed25519_public if member.identity else None,
+            int(member.authorized),
+            int(member.bridge),
+            json.dumps(list(member.ips)),
+            member.name,
+            member.created_s or time.time(),
+            member.last_seen_s,
+            member.endpoint,
+        )
+
     def save_member(self, member: Member, bump_revision: bool) -> Member:
         statements: list[tuple[str, tuple[Any, ...]]] = [
             (
@@ -186,25 +230,25 @@ class SqliteStorage:
                 "ON CONFLICT (network_id, node_id) DO UPDATE SET x25519=excluded.x25519, ed25519=excluded.ed25519, "
                 "authorized=excluded.authorized, bridge=excluded.bridge, ips=excluded.ips, name=excluded.name, "
                 "last_seen=excluded.last_seen, endpoint=excluded.endpoint",
-                (
-                    _signed64(member.network_id),
-                    member.node_id,
-                    member.identity.x25519_public if member.identity else None,
-                    member.identity.ed25519_public if member.identity else None,
-                    int(member.authorized),
-                    int(member.bridge),
-                    json.dumps(list(member.ips)),
-                    member.name,
-                    member.created_s or time.time(),
-                    member.last_seen_s,
-                    member.endpoint,
-                ),
+                self._member_row(member),
             )
         ]
         if bump_revision:
             statements.append(("UPDATE networks SET revision=revision+1 WHERE id=?", (_signed64(member.network_id),)))
         self._write(statements)
         return member
+
+    def insert_member(self, member: Member) -> bool:
+        sql = "INSERT INTO members VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (network_id, node_id) DO NOTHING"
+        return self._write([(sql, self._member_row(member))]) == 1
+
+    def bind_identity(self, network_id: int, node_id: int, identity: PublicIdentity) -> bool:
+        sql = "UPDATE members SET x25519=?, ed25519=? WHERE network_id=? AND node_id=? AND x25519 IS NULL"
+        params = (identity.x25519_public, identity.ed25519_public, _signed64(network_id), node_id)
+        return self._write([(sql, params)]) == 1
+
+    def set_endpoint(self, network_id: int, node_id: int, endpoint: str) -> None:
+        self._write([("UPDATE members SET endpoint=? WHERE network_id=? AND node_id=?", (endpoint, _signed64(network_id), node_id))])
 
     def delete_member(self, network_id: int, node_id: int) -> None:
         self.get_member(network_id, node_id)

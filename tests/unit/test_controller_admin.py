@@ -1,0 +1,117 @@
+"""l2mesh.controller.admin: admin changes validated against storage in one transaction, and the admin views."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from l2mesh.controller import admin
+from l2mesh.controller.directory import Directory
+from l2mesh.controller.joins import MemberAsked
+from l2mesh.controller.model import Network, NotFound, ValidationError
+from l2mesh.edge.controller.sqlite_storage import SqliteStorage
+from l2mesh.identity import Identity
+from l2mesh.ids import format_network_id, format_node_id
+
+CONTROLLER = Identity.generate()
+WALL_S = 1_900_000_000.0
+A, B = 0x1000000001, 0x1000000002
+
+
+@pytest.fixture
+def storage(tmp_path: Path) -> SqliteStorage:
+    return SqliteStorage(tmp_path / "controller.db")
+
+
+def network(storage: SqliteStorage, **doc: object) -> Network:
+    change = admin.create_network(storage, CONTROLLER.node_id, {"name": "lab", "pools": ["10.147.17.0/24"], **doc})
+    assert isinstance(change.answer, Network) and change.networks == (change.answer,) and change.push == ()
+    return change.answer
+
+
+def test_authorizing_an_unknown_node_pre_authorizes_it_with_the_first_pool_address_and_pushes_nothing(storage: SqliteStorage) -> None:
+    net = network(storage)
+    change = admin.update_member(storage, net.network_id, A, {"authorized": True}, WALL_S)
+    member = storage.get_member(net.network_id, A)
+    assert change.answer == member and change.members == (member,)
+    assert (member.authorized, member.ips, member.identity, member.created_s) == (True, ("10.147.17.1/24",), None, WALL_S)
+    assert change.push == ()  # in nobody's config until its node asks
+    assert storage.get_network(net.network_id).revision == net.revision
+
+
+def test_changing_a_member_that_holds_keys_makes_a_new_revision_to_push(storage: SqliteStorage) -> None:
+    net, node = network(storage), Identity.generate()
+    MemberAsked(net.network_id, node.node_id, node.public, "198.18.1.2:9993", False, WALL_S).commit(storage)
+    change = admin.update_member(storage, net.network_id, node.node_id, {"authorized": True, "bridge": True}, WALL_S)
+    assert change.push == (net.network_id,) and change.networks[0].revision == net.revision + 1
+    member = storage.get_member(net.network_id, node.node_id)
+    assert member.bridge and member.ips == ()  # bridges get no pool address
+
+
+@pytest.mark.parametrize(
+    ("doc", "message"),
+    [
+        ({"authorized": True, "colour": "red"}, "unknown member field(s): colour"),
+        ({"authorized": "yes"}, "authorized must be true or false"),
+        ({"name": "x" * 65}, "member name must be a string of at most 64 characters"),
+        ({"ips": "10.147.17.5"}, "ips must be a list of addresses"),
+        ({"ips": ["10.147.17.7"]}, "IP 10.147.17.7 is already used by member 1000000002"),
+        ({"ips": ["not-an-ip"]}, "invalid IP address 'not-an-ip'"),
+    ],
+)
+def test_bad_member_changes_are_refused_with_one_line_and_write_nothing(storage: SqliteStorage, doc: dict, message: str) -> None:
+    net = network(storage)
+    admin.update_member(storage, net.network_id, B, {"ips": ["10.147.17.7"]}, WALL_S)
+    with pytest.raises(ValidationError, match=re.escape(message)):
+        admin.update_member(storage, net.network_id, A, doc, WALL_S)
+    assert storage.find_member(net.network_id, A) is None
+
+
+def test_a_full_pool_refuses_the_authorize(storage: SqliteStorage) -> None:
+    net = network(storage, pools=["10.147.17.0/30"])
+    admin.update_member(storage, net.network_id, A, {"authorized": True}, WALL_S)
+    admin.update_member(storage, net.network_id, B, {"authorized": True}, WALL_S)
+    with pytest.raises(ValidationError, match="the pools of network 'lab' are full"):
+        admin.update_member(storage, net.network_id, 0x1000000003, {"authorized": True}, WALL_S)
+
+
+def test_unknown_networks_and_members_are_not_found(storage: SqliteStorage) -> None:
+    net = network(storage)
+    with pytest.raises(NotFound, match="no network"):
+        admin.update_member(storage, net.network_id + 1, A, {"authorized": True}, WALL_S)
+    with pytest.raises(NotFound, match=f"no member {format_node_id(A)} in network {format_network_id(net.network_id)}"):
+        admin.delete_member(storage, net.network_id, A)
+
+
+def test_network_updates_and_deletes_are_pushed(storage: SqliteStorage) -> None:
+    net = network(storage)
+    with pytest.raises(ValidationError, match="unknown network field"):
+        admin.update_network(storage, net.network_id, {"colour": "red"})
+    change = admin.update_network(storage, net.network_id, {"mtu": 2800, "broadcast": False, "multicast_limit": None})
+    assert change.push == (net.network_id,)
+    assert isinstance(change.answer, Network) and (change.answer.mtu_bytes, change.answer.broadcast) == (2800, False)
+    admin.update_member(storage, net.network_id, A, {"name": "a"}, WALL_S)
+    change = admin.delete_member(storage, net.network_id, A)
+    assert change.deleted_members == ((net.network_id, A),) and change.push == (net.network_id,)
+    change = admin.delete_network(storage, net.network_id)
+    assert change.deleted_networks == (net.network_id,) and change.push == (net.network_id,)
+    assert storage.find_network(net.network_id) is None
+
+
+def test_views_list_networks_with_counts_and_members_with_online_state(storage: SqliteStorage) -> None:
+    net = network(storage)
+    admin.update_member(storage, net.network_id, A, {"authorized": True}, WALL_S)
+    admin.update_member(storage, net.network_id, B, {"name": "b"}, WALL_S)
+    directory = Directory.load(storage)
+    [listed] = admin.network_list(directory)
+    assert (listed["id"], listed["members"], listed["authorized"]) == (format_network_id(net.network_id), 2, 1)
+    member = admin.known_member(directory, net.network_id, A)
+    assert admin.member_doc(member, None)["online"] is False
+    online = admin.member_doc(member, WALL_S + 5)
+    assert online["online"] and online["last_seen"] == WALL_S + 5 and online["ips"] == ["10.147.17.1"]
+    with pytest.raises(NotFound):
+        admin.network_doc(directory, net.network_id + 1)
+    with pytest.raises(NotFound):
+        admin.known_member(directory, net.network_id, 0x1000000009)
