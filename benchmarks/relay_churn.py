@@ -34,6 +34,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # net and nsbench, nex
 import net  # noqa: E402
 import nsbench  # noqa: E402
 
+from l2mesh.lab import LabError, Proc, in_namespace, run  # noqa: E402
+
 nsbench.set_program("relay_churn")
 
 DUMMY_ID_BASE = 0x10_0000_0000  # dummy member ids: never a real node's, never reserved
@@ -92,22 +94,22 @@ def worker(args: argparse.Namespace) -> int:
 
 
 # ------------------------------------------------------------------ the benchmark
-def run_worker(ctx: net.Context, relay: net.L2meshRelay, name: str, seconds: float, members: int, rate: float = 0.0) -> nsbench.Proc:
+def run_worker(ctx: net.Context, relay: net.L2meshRelay, name: str, seconds: float, members: int, rate: float = 0.0) -> Proc:
     out = ctx.work / f"{name}.json"
     argv = [sys.executable, str(Path(__file__).resolve()), "--worker", "--ctl-state", str(relay.ctl_state),
             "--network", relay.network_id, "--members", str(members), "--seconds", str(seconds), "--out", str(out),
             "--rate", str(rate)]
-    return ctx.procs.start(name, nsbench.in_ns(ctx.topo.rt, *argv), ctx.work / f"{name}.log")
+    return ctx.procs.start(name, in_namespace(ctx.topo.rt, argv), log=ctx.work / f"{name}.log")
 
 
-def worker_result(ctx: net.Context, proc: nsbench.Proc, timeout_s: float) -> dict[str, Any]:
+def worker_result(ctx: net.Context, proc: Proc, timeout_s: float) -> dict[str, Any]:
     code = ctx.procs.finish(proc, timeout_s)
     out = ctx.work / f"{proc.label}.json"
     if not out.exists():
-        raise nsbench.BenchError(f"{proc.label} exited with code {code}: {proc.last_log_line()}")
+        raise LabError(f"{proc.label} exited with code {code}: {proc.last_log_line()}")
     result: dict[str, Any] = json.loads(out.read_text())
     if code != 0:
-        raise nsbench.BenchError(f"{proc.label}: admin API errors {result['errors']}")
+        raise LabError(f"{proc.label}: admin API errors {result['errors']}")
     return result
 
 
@@ -156,10 +158,10 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
 def code_measured() -> dict[str, Any]:
     """Which l2mesh the daemons ran: where its package is, and that tree's commit and changes."""
     # -P: as the daemons' entry scripts do, not from the current directory first.
-    where = nsbench.run([sys.executable, "-P", "-c", "import l2mesh; print(l2mesh.__file__)"], 30).stdout.strip()
+    where = run([sys.executable, "-P", "-c", "import l2mesh; print(l2mesh.__file__)"], 30).stdout.strip()
     tree = str(Path(where).parent.parent)
-    head = nsbench.run(["git", "-C", tree, "rev-parse", "HEAD"], 10, check=False).stdout.strip()
-    dirty = nsbench.run(["git", "-C", tree, "status", "--porcelain", "--", "l2mesh"], 10, check=False).stdout.splitlines()
+    head = run(["git", "-C", tree, "rev-parse", "HEAD"], 10, check=False).stdout.strip()
+    dirty = run(["git", "-C", tree, "status", "--porcelain", "--", "l2mesh"], 10, check=False).stdout.splitlines()
     return {"package": where, "commit": head or None, "uncommitted": [line[3:] for line in dirty]}
 
 
@@ -188,10 +190,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.worker:
         return worker(args)
-    nsbench.require("network namespaces", ("ip", "ping", "iperf3", "ss", "nft"), "iproute2 iputils-ping iperf3 nftables")
+    nsbench.require(("ping", "iperf3", "ss", "nft"), "iproute2 iputils-ping iperf3 nftables")
     machine = nsbench.machine_info({"iperf3": nsbench.tool_version(["iperf3", "--version"])}, code=code_measured())
-    stamp, suffix, work = nsbench.new_run()
-    ctx = net.Context(net.Topology(suffix), nsbench.Processes(), work, [])
+    stamp, lab = nsbench.new_run()
+    ctx = net.Context(lab, [])
     relay = net.L2meshRelay(ctx)
     rows: list[dict[str, Any]] = []
 
@@ -210,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
         rows.append({"phase": "report", **relay.report()})
 
     try:
-        nsbench.guarded_run(body, lambda: nsbench.cleanup(ctx.procs, ctx.topo, work, args.keep_logs, "logs", first=relay.down))
+        nsbench.guarded_run(body, lambda: nsbench.cleanup(ctx.lab, args.keep_logs, "logs", first=relay.down))
     finally:
         measured = [r for r in rows if r["phase"] in PHASES]
         if measured:
