@@ -26,3 +26,18 @@ def test_two_networks_of_one_controller_get_different_tap_names_within_the_kerne
     assert name == "l2m8056c2e2"
     other = tap_name_for(second, {name})
     assert other != name and other.startswith("l2m") and len(other) <= 15
+
+
+def test_node_cli_loads_neither_trio_nor_the_daemon_stack_for_a_status_query() -> None:
+    """`l2mesh status` only asks the control socket: importing its CLI must not load trio (the
+    control socket's server side) or anything the daemon alone needs."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys, l2mesh.cli.node\n"
+        "heavy = sorted(m for m in ('trio', 'pyroute2', 'pytun', 'hypercorn', 'l2mesh.edge.node.daemon') if m in sys.modules)\n"
+        "print(','.join(heavy))\n"
+    )
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.strip()
+    assert loaded == ""
