@@ -17,16 +17,58 @@ import time
 import timeit
 from pathlib import Path
 
+import dpkt
 import nacl.bindings
 
 from l2mesh.crypto.aead import AeadScratch, TransportKey
 from l2mesh.crypto.noise import public_key
+from l2mesh.ids import make_network_id, member_mac
+from l2mesh.rules import NO_RULES, parse_rules
+from l2mesh.rules.compile import compile_rules
+from l2mesh.rules.fields import frame_fields
 from l2mesh.session import SessionTable
+from l2mesh.switch import MemberPort, NetworkSwitch
 from l2mesh.wire.messages import FRAME_HEADER, Frame
 from l2mesh.wire.packets import TRANSPORT_HEADER, Transport, TransportHeader
 
 FRAME_BYTES = 1400
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
+RULES_20 = Path(__file__).resolve().parent / "rules20.txt"  # the last rule is the one a TCP frame matches
+
+
+def rule_rows() -> list[tuple[str, float]]:
+    """Per-frame cost of flow rules: evaluation alone, and the switch's both ends with and without rules."""
+    network_id = make_network_id(0x0A1B2C3D4E, 1)
+    a, b = 0x1000000001, 0x1000000002
+    mac_a, mac_b = member_mac(a, network_id), member_mac(b, network_id)
+    segment = dpkt.tcp.TCP(sport=45678, dport=5201, flags=dpkt.tcp.TH_ACK, data=b"\0" * 1348)
+    ip = dpkt.ip.IP(src=bytes([10, 147, 17, 1]), dst=bytes([10, 147, 17, 2]), p=dpkt.ip.IP_PROTO_TCP, data=segment)
+    frame = bytes(dpkt.ethernet.Ethernet(src=mac_a, dst=mac_b, type=dpkt.ethernet.ETH_TYPE_IP, data=ip))
+    ruleset = parse_rules(RULES_20.read_text())
+    assert len(ruleset.rules) == 20
+    compiled = compile_rules(ruleset.rules, a, {})
+    assert compiled.outbound.first_match(frame_fields(frame), b) == 19, "the frame must be matched by the last rule"
+    fields = frame_fields(frame)
+
+    def switch(local: int, rules) -> NetworkSwitch:
+        made = NetworkSwitch(network_id, local, member_mac(local, network_id))
+        made.set_members([MemberPort(a, mac_a), MemberPort(b, mac_b)])
+        made.set_rules(rules)
+        return made
+
+    sender, ruled_sender = switch(a, NO_RULES), switch(a, ruleset)
+    receiver, ruled_receiver = switch(b, NO_RULES), switch(b, ruleset)
+    assert ruled_sender.route_from_tap(frame, 0.0) == b and ruled_receiver.accept_from_peer(a, frame, 0.0)
+    return [
+        ("rules: read a TCP/IPv4 frame's fields", per_call_us(lambda: frame_fields(frame), 50000)),
+        ("rules: 20-rule tables, matched by the last rule", per_call_us(lambda: compiled.outbound.evaluate(fields, b), 50000)),
+        ("rules: the same, answer remembered for the flow", per_call_us(lambda: compiled.outbound.first_match(fields, b), 50000)),
+        ("rules: fields + remembered answer, per frame and end", per_call_us(lambda: compiled.outbound.first_match(frame_fields(frame), b), 50000)),
+        ("switch, sending end, unicast, no rules", per_call_us(lambda: sender.route_from_tap(frame, 0.0), 50000)),
+        ("switch, sending end, unicast, 20 rules", per_call_us(lambda: ruled_sender.route_from_tap(frame, 0.0), 50000)),
+        ("switch, receiving end, unicast, no rules", per_call_us(lambda: receiver.accept_from_peer(a, frame, 0.0), 50000)),
+        ("switch, receiving end, unicast, 20 rules", per_call_us(lambda: ruled_receiver.accept_from_peer(a, frame, 0.0), 50000)),
+    ]
 
 
 def per_call_us(stmt, number: int, repeat: int = 7) -> float:
@@ -67,6 +109,7 @@ def main() -> int:
         ("encrypt 1400 B, preallocated cffi (hot path)", per_call_us(lambda: scratch.seal(key, 99, header, frame), 20000)),
         ("decrypt 1400 B, preallocated cffi (hot path)", per_call_us(lambda: scratch.open(key, 99, memoryview(sealed)[16:]), 20000)),
         ("full seal + open of a 1400 B frame (session layer)", per_call_us(seal_open, 20000)),
+        *rule_rows(),
     ]
     _ = Transport  # the definition the fast path mirrors
     width = max(len(name) for name, _ in rows)

@@ -1,8 +1,8 @@
 """The network config a controller issues to a member (netconf), and its signature.
 
 One document per (network, member): revision, timestamps, settings and the
-member list with public keys, MACs, managed IPs, bridge flags and known
-endpoints. It travels as an Ed25519 signature (64 bytes) followed by
+member list with public keys, MACs, managed IPs, bridge flags, tags and
+known endpoints, and the network's flow rules as the operator wrote them. It travels as an Ed25519 signature (64 bytes) followed by
 canonical JSON; members refuse it unsigned, signed by another key, issued to
 someone else or older than the one they hold. JSON (not a construct struct)
 because the document is read rarely, grows new fields, and humans debug it.
@@ -19,6 +19,7 @@ from typing import Any
 from l2mesh.errors import L2meshError
 from l2mesh.identity import Identity, PublicIdentity
 from l2mesh.ids import format_mac, format_network_id, format_node_id, member_mac, parse_network_id, parse_node_id
+from l2mesh.rules.syntax import NO_RULES, RuleSet, is_valid_tag, parse_rules
 
 DEFAULT_MTU_BYTES = 2800
 MIN_MTU_BYTES = 1280
@@ -29,6 +30,7 @@ NETCONF_TTL_S = 7 * 24 * 3600
 # been unreachable for days. Then its member list (who is still authorized) is
 # stale, and the member stops trusting it. Slack covers unsynchronized clocks.
 EXPIRY_SLACK_S = 3600
+MAX_TAGS_PER_MEMBER = 64
 
 
 class NetconfError(L2meshError):
@@ -43,6 +45,7 @@ class MemberConfig:
     bridge: bool = False
     endpoints: tuple[tuple[str, int], ...] = ()
     name: str = ""
+    tags: frozenset[str] = frozenset()  # what flow rules' src-tag and dst-tag test
 
     def mac(self, network_id: int) -> bytes:
         return member_mac(self.node_id, network_id)
@@ -62,6 +65,7 @@ class NetworkConfig:
     private: bool = True
     members: tuple[MemberConfig, ...] = ()
     routes: tuple[dict[str, str | None], ...] = field(default_factory=tuple)
+    rules: RuleSet = NO_RULES
 
     def expired(self, now_wall_s: float) -> bool:
         """Past its expiry (plus clock slack). 0 means none: configs from a local file do not expire."""
@@ -75,7 +79,9 @@ class NetworkConfig:
 
     # -- JSON ----------------------------------------------------------------
     def to_json(self) -> dict[str, Any]:
-        return {
+        # Rules and tags only when there are some: configs stay as older members
+        # knew them, and a config without them means no rules and no tags.
+        doc = {
             "id": format_network_id(self.network_id),
             "revision": self.revision,
             "issued_to": format_node_id(self.issued_to),
@@ -97,10 +103,14 @@ class NetworkConfig:
                     "bridge": m.bridge,
                     "endpoints": [f"{_host_for_endpoint(h)}:{p}" for h, p in m.endpoints],
                     "name": m.name,
+                    **({"tags": sorted(m.tags)} if m.tags else {}),
                 }
                 for m in self.members
             ],
         }
+        if self.rules.text:
+            doc["rules"] = self.rules.text
+        return doc
 
     @classmethod
     def from_json(cls, doc: Any) -> "NetworkConfig":
@@ -221,7 +231,17 @@ def _parse_member(doc: Any, network_id: int) -> MemberConfig:
         bridge=bool(doc.get("bridge", False)),
         endpoints=endpoints,
         name=str(doc.get("name", "")),
+        tags=_tags(doc.get("tags", []), doc["id"]),
     )
+
+
+def _tags(value: Any, member: str) -> frozenset[str]:
+    if not isinstance(value, list) or len(value) > MAX_TAGS_PER_MEMBER:
+        raise NetconfError(f"member {member} tags must be a list of at most {MAX_TAGS_PER_MEMBER} tags")
+    for tag in value:
+        if not is_valid_tag(tag):
+            raise NetconfError(f"member {member} has an invalid tag {str(tag)[:40]!r}")
+    return frozenset(value)
 
 
 def _parse_config(doc: Any) -> NetworkConfig:
@@ -254,4 +274,5 @@ def _parse_config(doc: Any) -> NetworkConfig:
         private=bool(doc.get("private", True)),
         members=members,
         routes=routes,
+        rules=parse_rules(doc.get("rules", "")),
     )

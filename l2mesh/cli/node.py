@@ -12,6 +12,7 @@ from l2mesh.cli.common import (
     add_state_dir_argument,
     print_json,
     print_data,
+    print_table,
     resolve_state_dir,
     run_parser,
     say,
@@ -113,6 +114,24 @@ def cmd_macs(args: argparse.Namespace) -> int:
     )
 
 
+def cmd_rules(args: argparse.Namespace) -> int:
+    network_id = format_network_id(parse_network_id(args.network_id))
+    report = ask_daemon(args, "rules", network_id=network_id)
+    if args.json:
+        print_json(report)
+        return 0
+    if not report["rules"]:
+        print(f"network {report['id']}: no flow rules (every frame is accepted)")
+        return 0
+    print_table(
+        f"network {report['id']}: flow rules, frames matched on this member",
+        ["line", "rule", "sent", "received"],
+        [[r["line"], r["rule"], r["outbound"], r["inbound"]] for r in report["rules"]]
+        + [[None, "(no rule matched: accepted)", report["unmatched"]["outbound"], report["unmatched"]["inbound"]]],
+    )
+    return 0
+
+
 def port_number(text: str) -> int:
     try:
         port = int(text)
@@ -165,6 +184,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_state_dir_argument(p, NODE_STATE_DIR_DEFAULT)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_macs)
+
+    p = sub.add_parser("rules", help="a network's flow rules and how many frames each matched on this member")
+    add_state_dir_argument(p, NODE_STATE_DIR_DEFAULT)
+    p.add_argument("network_id", metavar="NETID")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_rules)
 
     p = sub.add_parser("daemon", help="run the node service in the foreground (until SIGTERM/SIGINT)")
     add_state_dir_argument(p, NODE_STATE_DIR_DEFAULT)

@@ -1,5 +1,5 @@
 """What the node core reports to its edge (rarer news than packets): a network's config or status changed,
-a bridge stands down, a broadcast storm, a controller's keys learned."""
+a bridge stands down, a broadcast storm, a flow rule dropping or logging a new kind of traffic, a controller's keys learned."""
 
 from __future__ import annotations
 
@@ -54,6 +54,18 @@ class BroadcastStorm:
 
     network_id: int
     source: int
+
+
+@dataclass(frozen=True)
+class FlowRuleMatched:
+    """A drop or log rule matched a frame to (outbound) or from (inbound) a peer: reported once per rule, direction and peer."""
+
+    network_id: int
+    line: int
+    rule: str
+    action: str
+    direction: str
+    peer: int
 
 
 @dataclass(frozen=True)

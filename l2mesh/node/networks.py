@@ -9,6 +9,7 @@ from collections import Counter, deque
 from l2mesh.netconf import MemberConfig, NetworkConfig
 from l2mesh.node.events import (
     BroadcastStorm,
+    FlowRuleMatched,
     LoopStateChanged,
     NetworkConfigured,
     NetworkRemoved,
@@ -20,6 +21,7 @@ from l2mesh.node.peer_table import PeerTable
 from l2mesh.node.peers import Peer
 from l2mesh.node.send import SendPath
 from l2mesh.switch import MemberPort
+from l2mesh.rules.syntax import format_rule
 from l2mesh.switch.loops import HELLO_INTERVAL_S, build_hello, build_topology_change
 from l2mesh.wire.errors import parse_or_none
 from l2mesh.wire.messages import MulticastSubscriptions
@@ -71,6 +73,7 @@ class Networks:
         switch.broadcast_limit = config.multicast_limit
         old_members = set(switch.remote_ids)
         switch.set_members([_member_port(m, config.network_id) for m in config.members])
+        switch.set_rules(config.rules)  # compiled here, once per config, never per frame
         self.sync_peers()
         newcomers = [n for n in switch.remote_ids if n not in old_members]
         if state.local_groups and newcomers:
@@ -213,13 +216,21 @@ class Networks:
             for source in state.switch.storming - state.storms_reported:
                 state.storms_reported.add(source)
                 self.events.append(BroadcastStorm(state.network_id, source))
+            rules = state.switch.rules
+            if rules is not None and rules.new_causes:
+                for index, direction, peer in rules.new_causes:
+                    rule = rules.ruleset.rules[index]
+                    self.events.append(
+                        FlowRuleMatched(state.network_id, rule.line, format_rule(rule), rule.action, direction, peer)
+                    )
+                rules.new_causes.clear()
 
 
 def _member_port(member: MemberConfig, network_id: int) -> MemberPort:
     ipv4s = tuple(
         ipaddress.ip_interface(ip).ip.packed for ip in member.ips if ipaddress.ip_interface(ip).version == 4
     )
-    return MemberPort(member.node_id, member.mac(network_id), member.bridge, ipv4s)
+    return MemberPort(member.node_id, member.mac(network_id), member.bridge, ipv4s, member.tags)
 
 
 def _same_content(a: NetworkConfig, b: NetworkConfig) -> bool:

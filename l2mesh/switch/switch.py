@@ -9,6 +9,10 @@ owner of the address, multicast goes to the members subscribed to the group
 (and to bridges, which carry whole LANs), plain broadcast to every member
 when the network allows it. Frames from peers only ever go to the local TAP
 (split horizon), so the overlay never loops a frame back into itself.
+
+Flow rules, when the network has any, are asked on both ends: before a
+frame leaves for a member, and before a frame from a member reaches the TAP.
+Without rules that costs one test per frame.
 """
 
 from __future__ import annotations
@@ -17,7 +21,9 @@ from collections import Counter
 from dataclasses import dataclass
 
 from l2mesh.ratelimit import KeyedRateLimiter
+from l2mesh.rules.syntax import NO_RULES, RuleSet
 from l2mesh.switch.arp import ETHERTYPE_ARP, ARP_REQUEST, ArpRequest, ArpTable, build_reply, parse_arp
+from l2mesh.switch.flow_rules import FlowRules
 from l2mesh.switch.loops import LISTEN_S, LoopGuard, parse_hello, parse_topology_change
 from l2mesh.switch.mactable import DEFAULT_MAC_AGING_S, MacTable
 from l2mesh.switch.multicast import BROADCAST_MAC, MulticastGroups, arp_group
@@ -34,12 +40,13 @@ STORM_BURST_FRAMES = 5000.0
 
 @dataclass(frozen=True)
 class MemberPort:
-    """What the switch knows of a member: its MAC, whether it may carry other MACs, its managed IPv4s."""
+    """What the switch knows of a member: its MAC, whether it may carry other MACs, its managed IPv4s, its tags."""
 
     node_id: int
     mac: bytes
     bridge: bool = False
     ipv4s: tuple[bytes, ...] = ()
+    tags: frozenset[str] = frozenset()
 
 
 class NetworkSwitch:
@@ -75,6 +82,8 @@ class NetworkSwitch:
         self.listening_until_s: float | None = None  # a new bridge listens for hellos before carrying
         self.drops: Counter[str] = Counter()
         self.forwarded: Counter[str] = Counter()
+        # None when the network has no rules: the only cost rules add to such a network is testing this.
+        self.rules: FlowRules | None = None
 
     # -- configuration --------------------------------------------------------------------------
     def set_members(self, members: list[MemberPort]) -> None:
@@ -95,6 +104,24 @@ class NetworkSwitch:
         self.groups.keep_only(set(self.remote_ids))
         for node_id in {e[1] for e in self.arp.learned.values()} - set(self.members):
             self.arp.forget_node(node_id)
+        if self.rules is not None:
+            self.rules.retag(self._tags())
+
+    def set_rules(self, ruleset: RuleSet) -> None:
+        """Compile the network's rules (from a new config); counters survive when the rules did not change."""
+        if not ruleset:
+            self.rules = None
+        elif self.rules is not None and self.rules.ruleset == ruleset:
+            self.rules.retag(self._tags())
+        else:
+            self.rules = FlowRules(ruleset, self.local_node_id, self._tags())
+
+    @property
+    def ruleset(self) -> RuleSet:
+        return self.rules.ruleset if self.rules is not None else NO_RULES
+
+    def _tags(self) -> dict[int, frozenset[str]]:
+        return {node_id: port.tags for node_id, port in self.members.items() if port.tags}
 
     # -- frames from the local TAP ----------------------------------------------------------------
     def route_from_tap(self, frame: bytes | memoryview, now: float) -> int | tuple[int, ...] | None:
@@ -113,20 +140,33 @@ class NetworkSwitch:
         destination = bytes(frame[:6])  # frames may be views; MACs are used as keys
         if not destination[0] & 1:
             owner = self.owner_of_mac.get(destination)
-            if owner is not None:
+            if owner is None:
+                owner = self.learned.lookup(destination, now)
+                if owner is None:
+                    return self._ruled_out(frame, self._unknown_unicast(destination))
+            if self.rules is None:
                 return owner
-            owner = self.learned.lookup(destination, now)
-            if owner is not None:
+            if self.rules.outbound(frame, owner):
                 return owner
-            return self._unknown_unicast(destination)
+            self.drops["rules"] += 1
+            return None
         if not self.storm_guard.take(self.local_node_id, now):
             self._storm(self.local_node_id)
             return None
         if destination == BROADCAST_MAC:
             if frame[12:14] == _ARP_TYPE:
-                return self._route_arp(frame, now)
-            return self._broadcast()
-        return self._multicast(destination, now)
+                return self._ruled_out(frame, self._route_arp(frame, now))
+            return self._ruled_out(frame, self._broadcast())
+        return self._ruled_out(frame, self._multicast(destination, now))
+
+    def _ruled_out(self, frame: bytes | memoryview, targets: tuple[int, ...] | None) -> tuple[int, ...] | None:
+        """The targets of a flooded frame that the rules let it go to (each member may be tagged differently)."""
+        if targets is None or self.rules is None:
+            return targets
+        allowed = self.rules.outbound_to(frame, targets)
+        if allowed is None:
+            self.drops["rules"] += 1
+        return allowed
 
     def _lan_frame_allowed(self, frame: bytes | memoryview, now: float) -> bool:
         """Loop protection for frames a bridge reads from its LAN (any source but its own MAC)."""
@@ -277,29 +317,46 @@ class NetworkSwitch:
                 # The bridge carrying our LAN delivers these; a second copy through us would loop.
                 self.drops["loop_blocked"] += 1
                 return False
-            is_arp = frame[12:14] == _ARP_TYPE
-            if is_arp:
-                if not self._arp_claim_allowed(port, frame):
-                    return False
-                self._learn_arp(sender, frame, now)
-            elif destination == BROADCAST_MAC and not self.broadcast_enabled:
+            if frame[12:14] == _ARP_TYPE:
+                return self._arp_from_peer(port, frame, now)
+            if destination == BROADCAST_MAC and not self.broadcast_enabled:
                 self.drops["broadcast_disabled"] += 1
                 return False
-            return True
+            return self.rules is None or self._ruled_in(frame, sender)
         if frame[12:14] == _ARP_TYPE:
-            if not self._arp_claim_allowed(port, frame):
-                return False
-            self._learn_arp(sender, frame, now)
-        # A bridge carries unknown MACs onto its LAN, but never a MAC that
-        # belongs to another member (that member is not behind us).
+            return self._arp_from_peer(port, frame, now) and self._deliverable(destination)
+        if destination == self.local_mac:
+            return self.rules is None or self._ruled_in(frame, sender)
+        return self._deliverable(destination) and (self.rules is None or self._ruled_in(frame, sender))
+
+    def _deliverable(self, destination: bytes) -> bool:
+        """Whether a unicast frame from a peer is ours to write to the TAP."""
         if destination == self.local_mac:
             return True
+        # A bridge carries unknown MACs onto its LAN, but never a MAC that
+        # belongs to another member (that member is not behind us).
         if self.local_is_bridge and destination not in self.owner_of_mac:
             if self.blocked:
                 self.drops["loop_blocked"] += 1
                 return False
             return True
         self.drops["not_for_us"] += 1
+        return False
+
+    def _arp_from_peer(self, port: MemberPort, frame: bytes | memoryview, now: float) -> bool:
+        """ARP from a peer: refused when it claims another member's address or the rules drop it, else learned from."""
+        if not self._arp_claim_allowed(port, frame):
+            return False
+        if self.rules is not None and not self._ruled_in(frame, port.node_id):
+            return False  # before learning: a frame the rules drop teaches us nothing
+        self._learn_arp(port.node_id, frame, now)
+        return True
+
+    def _ruled_in(self, frame: bytes | memoryview, sender: int) -> bool:
+        assert self.rules is not None
+        if self.rules.inbound(frame, sender):
+            return True
+        self.drops["rules"] += 1
         return False
 
     def _topology_change(self, sender: int, frame: bytes | memoryview) -> None:
@@ -351,8 +408,11 @@ class NetworkSwitch:
         self.groups.expire(now)
 
     def counters(self) -> dict[str, dict[str, int]]:
-        return {
+        out = {
             "drops": dict(self.drops),
             "forwarded": dict(self.forwarded),
             "learned": dict(self.learned.events),
         }
+        if self.rules is not None:
+            out["rules"] = self.rules.totals()
+        return out

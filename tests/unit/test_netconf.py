@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import ipaddress
 import json
+from dataclasses import replace
 
 import pytest
 from hypothesis import given, settings
@@ -22,6 +23,7 @@ from l2mesh.netconf import (
     parse_endpoint,
     verify_signed_config,
 )
+from l2mesh.rules import parse_rules
 
 SETTINGS = settings(max_examples=40, deadline=None)
 CONTROLLER = Identity.generate()
@@ -323,3 +325,58 @@ def test_an_expired_config_is_refused_and_one_without_expiry_never_expires() -> 
     # Within the clock slack it is still good.
     assert verify_signed_config(config.sign(CONTROLLER), CONTROLLER.public, NET, M1.node_id, config.expires_s + 60)
     assert not make_config(expires_s=0.0).expired(1e12)
+
+
+# -- flow rules and tags (issue 13) ----------------------------------------------------------------------
+RULES_TEXT = "# guests\ndrop tcp dport 22 src-tag guest\naccept\n"
+
+
+def make_ruled_config(**changes) -> NetworkConfig:
+    base = make_config()
+    tagged = (replace(base.members[0], tags=frozenset({"guest", "wifi"})), base.members[1])
+    return base.with_changes(members=tagged, rules=parse_rules(RULES_TEXT), **changes)
+
+
+def test_rules_and_tags_travel_in_the_signed_config() -> None:
+    config = make_ruled_config()
+    doc = config.to_json()
+    assert doc["rules"] == RULES_TEXT  # as the operator wrote it: line numbers in logs match the file
+    assert doc["members"][0]["tags"] == ["guest", "wifi"]
+    back = verify_signed_config(config.sign(CONTROLLER), CONTROLLER.public, NET, M1.node_id, NOW)
+    assert back == config
+    assert back.rules.rules[0].line == 2
+    assert back.member(M1.node_id).tags == {"guest", "wifi"}
+
+
+def test_a_config_without_rules_or_tags_means_none_and_looks_as_before() -> None:
+    doc = make_config().to_json()
+    assert "rules" not in doc and all("tags" not in m for m in doc["members"])
+    config = NetworkConfig.from_json(doc)
+    assert not config.rules and config.rules.rules == ()
+    assert all(m.tags == frozenset() for m in config.members)
+
+
+def test_a_signed_config_with_a_bad_rule_is_refused_naming_the_line() -> None:
+    doc = make_ruled_config().to_json()
+    doc["rules"] = "accept\ndrop tcp dprt 22\n"
+    with pytest.raises(NetconfError, match="rules line 2: unknown condition 'dprt'") as excinfo:
+        verify_signed_config(sign_doc(doc), CONTROLLER.public, NET, M1.node_id, NOW)
+    assert_one_line_netconf_error(excinfo)
+
+
+@pytest.mark.parametrize("tags", ["guest", ["-guest"], [""], [7], ["x" * 65], ["t"] * 65])
+def test_bad_member_tags_are_refused(tags) -> None:
+    doc = make_config().to_json()
+    doc["members"][0]["tags"] = tags
+    with pytest.raises(NetconfError) as excinfo:
+        NetworkConfig.from_json(doc)
+    assert_one_line_netconf_error(excinfo)
+
+
+@pytest.mark.parametrize("rules", [7, ["drop"], "drop " + "x" * 70000])
+def test_rules_that_are_not_rule_text_are_refused(rules) -> None:
+    doc = make_config().to_json()
+    doc["rules"] = rules
+    with pytest.raises(NetconfError) as excinfo:
+        NetworkConfig.from_json(doc)
+    assert_one_line_netconf_error(excinfo)

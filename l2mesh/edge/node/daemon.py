@@ -39,7 +39,9 @@ from l2mesh.node.core import (
     NodeCore,
 )
 from l2mesh.edge.node.kernel_groups import GroupWatcher, read_link_groups
-from l2mesh.node.events import ControllerIdentityLearned
+from l2mesh.node.events import ControllerIdentityLearned, FlowRuleMatched
+from l2mesh.node.network_state import NetworkState
+from l2mesh.switch.flow_rules import OUTBOUND
 from l2mesh.edge.node.state_dir import NodeState, endpoint_text
 from l2mesh.edge.node.tap import TapDevice, check_tap_support, tap_name_for
 from l2mesh.edge.node.transmit import EdgeTransmit
@@ -176,6 +178,17 @@ class NodeDaemon:
                         )
                     else:
                         log.warning("network %s: loop gone; carrying the LAN again", format_network_id(event.network_id))
+                elif isinstance(event, FlowRuleMatched):
+                    dropped = event.action == "drop"
+                    log.log(
+                        logging.WARNING if dropped else logging.INFO,
+                        "network %s: rule line %d (%s) %s a frame %s %s (logged once per rule, direction and peer; "
+                        "counts: l2mesh rules %s)",
+                        format_network_id(event.network_id), event.line, event.rule,
+                        "dropped" if dropped else "logged",
+                        "to" if event.direction == OUTBOUND else "from",
+                        format_node_id(event.peer), format_network_id(event.network_id),
+                    )
                 elif isinstance(event, BroadcastStorm):
                     log.warning(
                         "network %s: broadcast/multicast storm from %s, excess frames dropped (logged once)",
@@ -237,6 +250,9 @@ class NodeDaemon:
             return await self.on_core(self._peers)
         if command == "macs":
             return await self.on_core(self._macs)
+        if command == "rules":
+            network_id = parse_network_id(str(request.get("network_id")))
+            return await self.on_core(partial(self._rules, network_id=network_id))
         if command == "join":
             return await self._join(request)
         if command == "leave":
@@ -302,9 +318,18 @@ class NodeDaemon:
                     "controller": endpoint_text(core.membership.controller_endpoint(network_id)),
                     "bridge": state.switch.local_is_bridge,
                     "loop_blocked": state.switch.blocked,
+                    "tags": sorted(me.tags) if me else [],
+                    "rules": _rule_counts(state)["rules"],
                 }
             )
         return out
+
+    def _rules(self, core: NodeCore, network_id: int) -> dict[str, Any]:
+        """The network's flow rules with this member's match counts per rule."""
+        state = core.networks.get(network_id)
+        if state is None:
+            raise L2meshError(f"not a member of network {format_network_id(network_id)}")
+        return {"id": format_network_id(network_id), **_rule_counts(state)}
 
     def _macs(self, core: NodeCore) -> list[dict[str, Any]]:
         """Every MAC the switch knows, per network: members' (from the config) and learned ones (behind bridges)."""
@@ -340,6 +365,19 @@ class NodeDaemon:
             }
             for peer in sorted(core.peers.values(), key=lambda p: p.node_id)
         ]
+
+
+def _rule_counts(state: NetworkState) -> dict[str, Any]:
+    rules = state.switch.rules
+    if rules is None:
+        return {"text": state.switch.ruleset.text, "rules": [], "drops": 0, "unmatched": {"outbound": 0, "inbound": 0}}
+    totals = rules.totals()
+    return {
+        "text": rules.ruleset.text,
+        "rules": rules.report(),
+        "drops": totals["drops"],
+        "unmatched": {"outbound": totals["outbound_unmatched"], "inbound": totals["inbound_unmatched"]},
+    }
 
 
 async def resolve_controller(text: str) -> Endpoint:
