@@ -11,6 +11,9 @@ The machines this runs on are shared and an absolute Gbit/s figure moves from
 run to run, so every system is measured in the same invocation, in interleaved
 rounds, and l2mesh is read as a ratio to the raw path and to tinc: one TCP
 stream, median of the rounds, tinc 1.0 in switch mode with its defaults.
+l2mesh-rules is l2mesh again with the 20 flow rules of benchmarks/rules20.txt
+(the last one accepts iperf3's TCP), read as a ratio to l2mesh in the same
+round: what rules cost.
 
 l2mesh is driven only through its CLI (`l2mesh id --json`, `l2mesh daemon
 --static-netconf FILE`; for the relayed case `l2mesh-ctl serve`, `l2mesh join`
@@ -72,6 +75,8 @@ L2MESH_MTU = 2800
 CTL_PORT = 9994  # l2mesh-relay: the controller in the router namespace
 NFT_TABLE = "l2mb_block"  # l2mesh-relay: drops direct UDP h1 <-> h2 in the router (l2mesh.lab.block_udp's name for l2mb-)
 RELAY_TARGET_RATIO = 0.5  # issue target: relayed throughput at least half of direct
+RULES_TARGET_RATIO = 0.9  # issue 13: with 20 rules, at least 90 % of l2mesh without rules
+RULES_FILE = Path(__file__).resolve().parent / "rules20.txt"
 DAEMON_ARGS_ENV = "L2MESH_BENCH_DAEMON_ARGS"
 
 L2MESH_EXE = BIN / "l2mesh"
@@ -80,7 +85,9 @@ PY_SPY_EXE = BIN / "py-spy"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 # l2mesh-relay last: it borrows the router namespace the others route through.
-SYSTEM_NAMES = ("underlay", "vxlan", "tinc", "l2mesh", "l2mesh-relay")
+SYSTEM_NAMES = ("underlay", "vxlan", "tinc", "l2mesh", "l2mesh-rules", "l2mesh-relay")
+# Read as a ratio to l2mesh measured just before them in the same round, and the target for it.
+RATIO_TO_L2MESH_TARGETS = {"l2mesh-rules": RULES_TARGET_RATIO, "l2mesh-relay": RELAY_TARGET_RATIO}
 
 
 # ------------------------------------------------------------------ topology
@@ -257,6 +264,8 @@ class L2mesh(System):
     name, layer, encrypted = "l2mesh", "L2", True
     cipher = "ChaCha20-Poly1305 (Noise IK sessions)"
 
+    rules = ""  # flow rules in the network config
+
     def __init__(self, ctx: Context) -> None:
         super().__init__(ctx)
         self.overlay: Overlay | None = None
@@ -286,7 +295,7 @@ class L2mesh(System):
         daemons = []
         for host, ns in (("h2", topo.h2), ("h1", topo.h1)):
             netconf = self.dir / host / "netconf.json"
-            netconf.write_text(json.dumps(network_config(network_id, ids, host), indent=2) + "\n")
+            netconf.write_text(json.dumps(network_config(network_id, ids, host, self.rules), indent=2) + "\n")
             argv = [str(L2MESH_EXE), "daemon", "--state-dir", str(self.state_dir(host)),
                     "--port", str(L2MESH_PORT), "--static-netconf", str(netconf), *self.ctx.daemon_args]
             daemons.append(self.start_daemon(f"l2mesh-{host}", ns, argv))
@@ -299,7 +308,26 @@ class L2mesh(System):
         self.overlay = None
 
 
-def network_config(network_id: str, ids: dict[str, dict[str, str]], issued_to: str) -> dict[str, Any]:
+class L2meshRules(L2mesh):
+    """l2mesh as above, with 20 flow rules that both members evaluate for every frame (the last one matches)."""
+
+    name = "l2mesh-rules"
+
+    def __init__(self, ctx: Context) -> None:
+        super().__init__(ctx)
+        self.rules = RULES_FILE.read_text()
+
+    def report(self) -> dict[str, Any]:
+        """Per rule, how many frames h2 received under it: proof that the rules were evaluated."""
+        try:
+            done = run(in_namespace(self.ctx.topo.h2, [str(L2MESH_EXE), "networks", "--json", "--state-dir", str(self.state_dir("h2"))]), 30)
+            counts = {r["line"]: r["inbound"] for r in json.loads(done.stdout)[0]["rules"]}
+        except (LabError, ValueError, LookupError) as exc:
+            return {"rules_error": str(exc)}
+        return {"rules_inbound_by_line": counts}
+
+
+def network_config(network_id: str, ids: dict[str, dict[str, str]], issued_to: str, rules: str = "") -> dict[str, Any]:
     """l2mesh's NetworkConfig JSON for one member, unsigned (the daemon's --static-netconf input)."""
     members = [
         {"id": ids[host]["id"], "x25519": ids[host]["x25519"], "ed25519": ids[host]["ed25519"],
@@ -310,6 +338,7 @@ def network_config(network_id: str, ids: dict[str, dict[str, str]], issued_to: s
         "id": network_id, "revision": 1, "issued_to": ids[issued_to]["id"], "name": "bench",
         "mtu": L2MESH_MTU, "broadcast": True, "private": True, "multicast_limit": None,
         "routes": [], "timestamp": 0, "expires": 0, "members": members,
+        **({"rules": rules} if rules else {}),
     }
 
 
@@ -504,7 +533,7 @@ class L2meshRelay(System):
                     shutil.rmtree(path, ignore_errors=True)
 
 
-SYSTEM_CLASSES: dict[str, type[System]] = {cls.name: cls for cls in (Underlay, Vxlan, Tinc, L2mesh, L2meshRelay)}
+SYSTEM_CLASSES: dict[str, type[System]] = {cls.name: cls for cls in (Underlay, Vxlan, Tinc, L2mesh, L2meshRules, L2meshRelay)}
 
 
 # --------------------------------------------------------------- measurement
@@ -697,8 +726,8 @@ def run_rounds(
         for system in systems:
             profile_here = profile_to if system.name == "l2mesh" and round_no == args.rounds else None
             row = run_system(ctx, system, round_no, args, profile_here)
-            if system.name == "l2mesh-relay":
-                # Against the direct figure of the same round (measured just before), not a median.
+            if system.name in RATIO_TO_L2MESH_TARGETS:
+                # Against the plain l2mesh figure of the same round (measured just before), not a median.
                 row["ratio_to_l2mesh"] = ratio(row["gbps"], this_round.get("l2mesh", {}).get("gbps"))
             this_round[system.name] = row
             print(json.dumps(row), flush=True)
@@ -749,12 +778,15 @@ def summarize(rows: list[dict[str, Any]], names: list[str]) -> dict[str, dict[st
         rtt, base_rtt = entry["median_rtt_ms"], base.get("median_rtt_ms")
         entry["rtt_added_ms"] = round(rtt - base_rtt, 3) if rtt is not None and base_rtt is not None else None
         entry["ratio_to_l2mesh"] = None
-    if "l2mesh-relay" in summary:
-        entry = summary["l2mesh-relay"]
-        per_round = [r["ratio_to_l2mesh"] for r in rows if r["system"] == "l2mesh-relay" and r.get("ratio_to_l2mesh") is not None]
+    for name, target in RATIO_TO_L2MESH_TARGETS.items():
+        if name not in summary:
+            continue
+        entry = summary[name]
+        per_round = [r["ratio_to_l2mesh"] for r in rows if r["system"] == name and r.get("ratio_to_l2mesh") is not None]
         entry["ratio_to_l2mesh_per_round"] = per_round
         entry["ratio_to_l2mesh"] = median_or_none(per_round)
-        entry["relay_target_met"] = None if entry["ratio_to_l2mesh"] is None else entry["ratio_to_l2mesh"] >= RELAY_TARGET_RATIO
+        entry["ratio_to_l2mesh_target"] = target
+        entry["target_met"] = None if entry["ratio_to_l2mesh"] is None else entry["ratio_to_l2mesh"] >= target
     return summary
 
 
@@ -780,12 +812,13 @@ def print_table(summary: dict[str, dict[str, Any]], rounds: int, seconds: int) -
     # Piped (make bench | tee), rich would wrap the table at 80 columns.
     console = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 140)
     console.print(table)
-    relay = summary.get("l2mesh-relay")
-    if relay and relay["ratio_to_l2mesh"] is not None:
-        console.print(f"l2mesh-relay / l2mesh (median of the per-round ratios "
-                      f"{', '.join(f'{r:.3f}' for r in relay['ratio_to_l2mesh_per_round'])}): "
-                      f"{relay['ratio_to_l2mesh']:.3f}, target >= {RELAY_TARGET_RATIO:g}: "
-                      f"{'met' if relay['relay_target_met'] else 'NOT met'}", markup=False)
+    for name, target in RATIO_TO_L2MESH_TARGETS.items():
+        entry = summary.get(name)
+        if entry and entry["ratio_to_l2mesh"] is not None:
+            console.print(f"{name} / l2mesh (median of the per-round ratios "
+                          f"{', '.join(f'{r:.3f}' for r in entry['ratio_to_l2mesh_per_round'])}): "
+                          f"{entry['ratio_to_l2mesh']:.3f}, target >= {target:g}: "
+                          f"{'met' if entry['target_met'] else 'NOT met'}", markup=False)
     for name, s in summary.items():
         if s["errors"]:
             console.print(f"{name}: {len(s['errors'])} failed round(s), last error: {s['errors'][-1]}", markup=False)
@@ -808,8 +841,10 @@ def write_results(path: Path, stamp: str, args: argparse.Namespace, machine: dic
                    "cpu_pct": "% of one core during iperf3", "quiet_pct_of_all_cpus": QUIET_PCT,
                    "l2mesh-relay": f"controller in the router namespace; direct UDP {UL_A} <-> {UL_B} dropped there "
                                    f"(nft table inet {NFT_TABLE}); ratio_to_l2mesh = relayed / direct l2mesh Gbit/s "
-                                   "of the same round, summary: median over the rounds"},
-        "targets": {"relay_ratio_to_l2mesh_min": RELAY_TARGET_RATIO},
+                                   "of the same round, summary: median over the rounds",
+                   "l2mesh-rules": f"l2mesh with the flow rules of {RULES_FILE.name} (20; the last accepts the TCP); "
+                                   "ratio_to_l2mesh as for l2mesh-relay"},
+        "targets": {"relay_ratio_to_l2mesh_min": RELAY_TARGET_RATIO, "rules_ratio_to_l2mesh_min": RULES_TARGET_RATIO},
     }
     nsbench.write_results(path, "net", stamp, head, machine, {"rounds": rows, "summary": summary, "profile": profile})
 

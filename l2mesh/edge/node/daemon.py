@@ -153,9 +153,9 @@ class NodeDaemon:
                     self._configure_tap(event.network_id, event.config)
                     me = event.config.member(self.identity.node_id)
                     log.info(
-                        "network %s: OK, revision %d, %d members, addresses %s",
+                        "network %s: OK, revision %d, %d members, addresses %s, %d flow rules",
                         format_network_id(event.network_id), event.config.revision, len(event.config.members),
-                        ", ".join(me.ips) if me and me.ips else "none",
+                        ", ".join(me.ips) if me and me.ips else "none", len(event.config.rules.rules),
                     )
                     if event.signed is not None:
                         self.state.save_signed_netconf(event.network_id, event.signed)
