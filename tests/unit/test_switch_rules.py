@@ -10,6 +10,8 @@ import socket
 
 import dpkt
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from l2mesh.ids import make_network_id, member_mac
 from l2mesh.rules.syntax import NO_RULES, parse_rules
@@ -250,3 +252,12 @@ def test_log_rules_accept_count_and_are_noted() -> None:
     assert server.rules is not None
     assert server.rules.inbound_matches == [1] and server.rules.drops == 0
     assert server.rules.new_causes == [(0, INBOUND, GUEST)]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(min_size=0, max_size=96), st.sampled_from([b"\x08\x00", b"\x86\xdd", b"\x08\x06", b"\x81\x00", b"\x88\xb5"]))
+def test_malformed_frames_through_a_ruled_switch_are_dropped_or_passed_never_raised(data: bytes, ethertype: bytes) -> None:
+    guest, server = switch_of(GUEST), switch_of(SERVER)
+    frame = (mac(SERVER) + mac(GUEST) + ethertype + data) if len(data) % 2 else data
+    guest.route_from_tap(frame, T0)
+    server.accept_from_peer(GUEST, frame, T0)
