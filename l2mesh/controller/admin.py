@@ -24,12 +24,14 @@ from l2mesh.controller.model import (
     assign_from_pools,
     member_interface,
     validate_network_fields,
+    validate_rules,
+    validate_tags,
 )
 from l2mesh.controller.storage import Storage
 from l2mesh.ids import format_network_id, format_node_id
 
 NETWORK_FIELDS = frozenset({"name", "pools", "routes", "mtu", "multicast_limit", "broadcast", "private"})
-MEMBER_FIELDS = frozenset({"authorized", "ips", "bridge", "name"})
+MEMBER_FIELDS = frozenset({"authorized", "ips", "bridge", "name", "tags"})
 MAX_MEMBER_NAME_CHARS = 64
 
 
@@ -57,6 +59,15 @@ def update_network(storage: Storage, network_id: int, doc: dict[str, Any]) -> Co
     return Committed(networks=(network,), push=(network_id,), answer=network)
 
 
+def set_rules(storage: Storage, network_id: int, doc: dict[str, Any]) -> Committed:
+    """Replace a network's flow rules: checked whole first (a bad line stores nothing), then pushed at once."""
+    _refuse_unknown(doc, frozenset({"rules"}), "rules")
+    if "rules" not in doc:
+        raise ValidationError("give the rules as {\"rules\": TEXT}")
+    network = storage.update_network(network_id, {"rules": validate_rules(doc["rules"])})
+    return Committed(networks=(network,), push=(network_id,), answer=network)
+
+
 def delete_network(storage: Storage, network_id: int) -> Committed:
     storage.delete_network(network_id)
     return Committed(deleted_networks=(network_id,), push=(network_id,))
@@ -77,6 +88,8 @@ def update_member(storage: Storage, network_id: int, node_id: int, doc: dict[str
             if not isinstance(doc["name"], str) or len(doc["name"]) > MAX_MEMBER_NAME_CHARS:
                 raise ValidationError(f"member name must be a string of at most {MAX_MEMBER_NAME_CHARS} characters")
             changes["name"] = doc["name"]
+        if "tags" in doc:
+            changes["tags"] = validate_tags(doc["tags"])
         if "ips" in doc:
             if not isinstance(doc["ips"], list):
                 raise ValidationError("ips must be a list of addresses")
@@ -134,6 +147,10 @@ def _bool(value: object, name: str) -> bool:
 # -- views (reactor thread, from the directory) -----------------------------------------------------
 def network_doc(directory: Directory, network_id: int) -> dict[str, Any]:
     return known_network(directory, network_id).to_json()
+
+
+def rules_doc(directory: Directory, network_id: int) -> dict[str, Any]:
+    return known_network(directory, network_id).rules_json()
 
 
 def network_list(directory: Directory) -> list[dict[str, Any]]:

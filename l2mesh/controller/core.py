@@ -338,6 +338,9 @@ class ControllerCore:
     def get_network(self, network_id: int) -> dict[str, Any]:
         return admin.network_doc(self.directory, network_id)
 
+    def get_rules(self, network_id: int) -> dict[str, Any]:
+        return admin.rules_doc(self.directory, network_id)
+
     def list_members(self, network_id: int) -> list[dict[str, Any]]:
         admin.known_network(self.directory, network_id)
         return [self.member_doc(m) for m in self.directory.members(network_id)]

@@ -88,6 +88,7 @@ class Issuer:
                     bridge=member.bridge,
                     endpoints=tuple(dict.fromkeys(endpoints))[:MAX_LOCAL_ENDPOINTS],
                     name=member.name,
+                    tags=frozenset(member.tags),
                 )
             )
         return NetworkConfig(
@@ -103,4 +104,5 @@ class Issuer:
             private=network.private,
             members=tuple(entries),
             routes=tuple({"target": r, "via": None} for r in network.routes),
+            rules=network.rules,
         )

@@ -13,7 +13,8 @@ from typing import Any
 from l2mesh.errors import L2meshError
 from l2mesh.identity import PublicIdentity
 from l2mesh.ids import format_mac, format_network_id, format_node_id, member_mac
-from l2mesh.netconf import DEFAULT_MTU_BYTES, MAX_MTU_BYTES, MIN_MTU_BYTES
+from l2mesh.netconf import DEFAULT_MTU_BYTES, MAX_MTU_BYTES, MAX_TAGS_PER_MEMBER, MIN_MTU_BYTES
+from l2mesh.rules.syntax import NO_RULES, RuleSet, RuleSyntaxError, format_rule, is_valid_tag, parse_rules
 
 # With --ip and no pool or route containing the address, the member gets this
 # prefix so that members can reach each other on-link (a /32 could not).
@@ -41,6 +42,7 @@ class Network:
     private: bool = True
     revision: int = 1
     created_s: float = 0.0
+    rules: RuleSet = NO_RULES  # flow rules, as the operator wrote them (validated when set)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -54,6 +56,16 @@ class Network:
             "private": self.private,
             "revision": self.revision,
             "created": self.created_s,
+            "rules": len(self.rules.rules),
+        }
+
+    def rules_json(self) -> dict[str, Any]:
+        """The network's flow rules: the text as written and each rule with its line (`network rules --json`)."""
+        return {
+            "id": format_network_id(self.network_id),
+            "revision": self.revision,
+            "text": self.rules.text,
+            "rules": [{"line": r.line, "rule": format_rule(r), "action": r.action} for r in self.rules.rules],
         }
 
 
@@ -69,6 +81,7 @@ class Member:
     created_s: float = 0.0
     last_seen_s: float | None = None
     endpoint: str | None = None
+    tags: tuple[str, ...] = ()  # sorted, no duplicates: what flow rules' src-tag and dst-tag test
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def to_json(self) -> dict[str, Any]:
@@ -78,6 +91,7 @@ class Member:
             "authorized": self.authorized,
             "bridge": self.bridge,
             "ips": [ip.split("/")[0] for ip in self.ips],
+            "tags": list(self.tags),
             "cidrs": list(self.ips),
             "name": self.name,
             "mac": format_mac(member_mac(self.node_id, self.network_id)),
@@ -113,6 +127,26 @@ def validate_network_fields(
             raise ValidationError("multicast limit must be a positive integer")
         out["multicast_limit"] = multicast_limit
     return out
+
+
+def validate_rules(text: object) -> RuleSet:
+    """Rules text as the operator wrote it, parsed; the first bad line is the one-line ValidationError."""
+    if not isinstance(text, str):
+        raise ValidationError("rules must be text, one rule per line")
+    try:
+        return parse_rules(text)
+    except RuleSyntaxError as exc:
+        raise ValidationError(str(exc)) from None
+
+
+def validate_tags(value: object) -> tuple[str, ...]:
+    """A member's tags, sorted and without duplicates."""
+    if not isinstance(value, list) or len(value) > MAX_TAGS_PER_MEMBER:
+        raise ValidationError(f"tags must be a list of at most {MAX_TAGS_PER_MEMBER} tags")
+    for tag in value:
+        if not is_valid_tag(tag):
+            raise ValidationError(f"invalid tag {str(tag)[:40]!r}: 1 to 64 letters, digits or _ . : - (not starting with . : -)")
+    return tuple(sorted(set(value)))
 
 
 def _cidr(text: object, what: str) -> str:

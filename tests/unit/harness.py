@@ -407,6 +407,11 @@ class Controller:
     def update_network(self, network_id: int, **fields: Any) -> dict[str, Any]:
         return self._admin(admin.update_network(self.storage, network_id, fields))  # type: ignore[no-any-return]
 
+    def set_rules(self, network_id: int, text: str) -> dict[str, Any]:
+        """Replace the network's flow rules (as PUT .../rules does); the rules view after the push."""
+        self._admin(admin.set_rules(self.storage, network_id, {"rules": text}))
+        return self.core.get_rules(network_id)
+
     def authorize(self, network_id: int, member: Member, ip: str | None = None, **fields: Any) -> dict[str, Any]:
         doc: dict[str, Any] = {"authorized": True, **fields}
         if ip is not None:

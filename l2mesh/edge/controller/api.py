@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, TypeVar
@@ -26,10 +27,11 @@ from l2mesh.controller.core import ControllerCore
 from l2mesh.controller.model import NotFound, ValidationError
 from l2mesh.controller.storage import Storage
 from l2mesh.errors import InvalidId, L2meshError
-from l2mesh.ids import parse_network_id, parse_node_id
+from l2mesh.ids import format_network_id, parse_network_id, parse_node_id
 
 T = TypeVar("T")
 API_PREFIX = "/api/v1"
+log = logging.getLogger("l2mesh.controller")
 
 
 class Controller(Protocol):
@@ -102,6 +104,20 @@ def build_app(controller: Controller, token: str, controller_id: int) -> Starlet
         nid, doc = network_id(request), await body(request)
         return await controller.change(lambda storage: admin.update_network(storage, nid, doc))
 
+    async def get_rules(request: Request) -> Any:
+        nid = network_id(request)
+        return await controller.read(lambda core: core.get_rules(nid))
+
+    async def set_rules(request: Request) -> Any:
+        nid, doc = network_id(request), await body(request)
+        # Logged on arrival too: who changed what when, and the moment members' timings count from.
+        log.info("network %s: flow rules change requested", format_network_id(nid))
+        await controller.change(lambda storage: admin.set_rules(storage, nid, doc))
+        rules = await controller.read(lambda core: core.get_rules(nid))
+        log.info("network %s: %d flow rules set, revision %d, pushed to online members",
+                 rules["id"], len(rules["rules"]), rules["revision"])
+        return rules
+
     async def delete_network(request: Request) -> Any:
         nid = network_id(request)
         await controller.change(lambda storage: admin.delete_network(storage, nid))
@@ -136,6 +152,8 @@ def build_app(controller: Controller, token: str, controller_id: int) -> Starlet
         Route(f"{p}/networks/{{network_id}}", handler(get_network), methods=["GET"]),
         Route(f"{p}/networks/{{network_id}}", handler(update_network), methods=["PATCH"]),
         Route(f"{p}/networks/{{network_id}}", handler(delete_network), methods=["DELETE"]),
+        Route(f"{p}/networks/{{network_id}}/rules", handler(get_rules), methods=["GET"]),
+        Route(f"{p}/networks/{{network_id}}/rules", handler(set_rules), methods=["PUT"]),
         Route(f"{p}/networks/{{network_id}}/members", handler(list_members), methods=["GET"]),
         Route(f"{p}/networks/{{network_id}}/members/{{node_id}}", handler(get_member), methods=["GET"]),
         Route(f"{p}/networks/{{network_id}}/members/{{node_id}}", handler(update_member), methods=["PATCH"]),

@@ -6,6 +6,9 @@ any moment loses nothing that was acknowledged. Each fsync takes
 milliseconds, so only the controller's storage writer thread calls this,
 never the reactor thread that carries packets. Other back-ends (PostgreSQL
 for several controller instances) implement the same Storage protocol.
+
+A database from an older schema version is migrated when opened, in one
+transaction, keeping every network and member (MIGRATIONS).
 """
 
 from __future__ import annotations
@@ -21,10 +24,11 @@ from typing import Any
 
 from l2mesh.controller.model import Member, Network, NotFound
 from l2mesh.errors import StateError
+from l2mesh.rules.syntax import RuleSyntaxError, parse_rules
 from l2mesh.identity import PublicIdentity
 from l2mesh.ids import NETWORK_NUMBER_MASK, format_network_id, format_node_id, make_network_id
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 DATABASE_FILE = "controller.db"
 
 
@@ -35,7 +39,8 @@ CREATE TABLE IF NOT EXISTS networks (
     name TEXT NOT NULL,
     settings TEXT NOT NULL,
     revision INTEGER NOT NULL,
-    created REAL NOT NULL
+    created REAL NOT NULL,
+    rules TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS members (
     network_id INTEGER NOT NULL REFERENCES networks(id) ON DELETE CASCADE,
@@ -49,9 +54,18 @@ CREATE TABLE IF NOT EXISTS members (
     created REAL NOT NULL,
     last_seen REAL,
     endpoint TEXT,
+    tags TEXT NOT NULL DEFAULT '[]',
     PRIMARY KEY (network_id, node_id)
 );
 """
+# From version N to N+1, run in one transaction with the version update. Columns
+# are appended (as a fresh _SCHEMA has them), so rows read the same either way.
+MIGRATIONS: dict[int, tuple[str, ...]] = {
+    1: (  # flow rules (issue 13): a network's rules text, a member's tags
+        "ALTER TABLE networks ADD COLUMN rules TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE members ADD COLUMN tags TEXT NOT NULL DEFAULT '[]'",
+    ),
+}
 
 
 class SqliteStorage:
@@ -63,13 +77,24 @@ class SqliteStorage:
             self.db.execute("PRAGMA foreign_keys=ON")
             self.db.executescript(_SCHEMA)
             row = self.db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
+            self._in_transaction = False
             if row is None:
                 self.db.execute("INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
-            elif int(row[0]) != SCHEMA_VERSION:
-                raise StateError(f"{path}: schema version {row[0]} is not {SCHEMA_VERSION}")
+            else:
+                self._migrate(path, int(row[0]))
         except sqlite3.DatabaseError as exc:
             raise StateError(f"cannot open controller database {path}: {exc}") from None
-        self._in_transaction = False
+
+    def _migrate(self, path: Path, version: int) -> None:
+        if version > SCHEMA_VERSION:
+            raise StateError(f"{path}: schema version {version} is newer than this controller's {SCHEMA_VERSION}; upgrade l2mesh")
+        if version < 1:
+            raise StateError(f"{path}: unknown schema version {version}")
+        while version < SCHEMA_VERSION:
+            statements: list[tuple[str, tuple[Any, ...]]] = [(sql, ()) for sql in MIGRATIONS[version]]
+            statements.append(("UPDATE meta SET value=? WHERE key='schema'", (str(version + 1),)))
+            self._write(statements)
+            version += 1
 
     def close(self) -> None:
         self.db.close()
@@ -111,7 +136,7 @@ class SqliteStorage:
         while number == 0 or number in used:
             number = secrets.randbelow(NETWORK_NUMBER_MASK) + 1
         network = Network(network_id=make_network_id(controller_id, number), created_s=time.time(), **fields)
-        self._write([("INSERT INTO networks VALUES (?, ?, ?, ?, ?)", self._network_row(network))])
+        self._write([("INSERT INTO networks VALUES (?, ?, ?, ?, ?, ?)", self._network_row(network))])
         return network
 
     @staticmethod
@@ -124,11 +149,19 @@ class SqliteStorage:
             "broadcast": network.broadcast,
             "private": network.private,
         }
-        return (_signed64(network.network_id), network.name, json.dumps(settings), network.revision, network.created_s)
+        return (
+            _signed64(network.network_id), network.name, json.dumps(settings), network.revision, network.created_s,
+            network.rules.text,
+        )
 
     @staticmethod
     def _network_from_row(row: tuple[Any, ...]) -> Network:
         settings = json.loads(row[2])
+        try:
+            rules = parse_rules(row[5])
+        except RuleSyntaxError as exc:
+            # Checked when set; a stored text that no longer parses is a damaged database, not a reason to drop rules.
+            raise StateError(f"network {format_network_id(row[0] & 0xFFFFFFFFFFFFFFFF)}: stored flow {exc}") from None
         return Network(
             network_id=row[0] & 0xFFFFFFFFFFFFFFFF,
             name=row[1],
@@ -140,6 +173,7 @@ class SqliteStorage:
             private=settings["private"],
             revision=row[3],
             created_s=row[4],
+            rules=rules,
         )
 
     def find_network(self, network_id: int) -> Network | None:
@@ -159,7 +193,7 @@ class SqliteStorage:
         current = self.get_network(network_id)
         updated = Network(**{**current.__dict__, **fields, "revision": current.revision + 1})
         row = self._network_row(updated)
-        self._write([("UPDATE networks SET name=?, settings=?, revision=? WHERE id=?", (row[1], row[2], row[3], row[0]))])
+        self._write([("UPDATE networks SET name=?, settings=?, revision=?, rules=? WHERE id=?", (row[1], row[2], row[3], row[5], row[0]))])
         return updated
 
     def delete_network(self, network_id: int) -> None:
@@ -189,6 +223,7 @@ class SqliteStorage:
             created_s=row[8],
             last_seen_s=row[9],
             endpoint=row[10],
+            tags=tuple(json.loads(row[11])),
         )
 
     def find_member(self, network_id: int, node_id: int) -> Member | None:
@@ -221,15 +256,16 @@ class SqliteStorage:
             member.created_s or time.time(),
             member.last_seen_s,
             member.endpoint,
+            json.dumps(list(member.tags)),
         )
 
     def save_member(self, member: Member, bump_revision: bool) -> Member:
         statements: list[tuple[str, tuple[Any, ...]]] = [
             (
-                "INSERT INTO members VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "INSERT INTO members VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT (network_id, node_id) DO UPDATE SET x25519=excluded.x25519, ed25519=excluded.ed25519, "
                 "authorized=excluded.authorized, bridge=excluded.bridge, ips=excluded.ips, name=excluded.name, "
-                "last_seen=excluded.last_seen, endpoint=excluded.endpoint",
+                "last_seen=excluded.last_seen, endpoint=excluded.endpoint, tags=excluded.tags",
                 self._member_row(member),
             )
         ]
@@ -239,7 +275,7 @@ class SqliteStorage:
         return member
 
     def insert_member(self, member: Member) -> bool:
-        sql = "INSERT INTO members VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (network_id, node_id) DO NOTHING"
+        sql = "INSERT INTO members VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (network_id, node_id) DO NOTHING"
         return self._write([(sql, self._member_row(member))]) == 1
 
     def bind_identity(self, network_id: int, node_id: int, identity: PublicIdentity) -> bool:
