@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
+import sys
 import time
+from pathlib import Path
 from typing import Any, NoReturn
 
 import httpx
@@ -23,6 +25,7 @@ from l2mesh.controller.defaults import API_FILE, DEFAULT_API, DEFAULT_LISTEN, DE
 from l2mesh.errors import L2meshError
 from l2mesh.ids import format_network_id, format_node_id, parse_network_id, parse_node_id
 from l2mesh.netconf import NetconfError, parse_endpoint
+from l2mesh.rules.syntax import MAX_RULES_TEXT_BYTES, RuleSyntaxError, is_valid_tag, parse_rules
 from l2mesh.edge.statefile import read_json
 
 CONTROLLER_STATE_DIR_DEFAULT = "/var/lib/l2mesh-ctl"
@@ -91,6 +94,12 @@ def node_arg(text: str) -> str:
         return format_node_id(parse_node_id(text))
     except L2meshError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def tag_arg(text: str) -> str:
+    if not is_valid_tag(text):
+        raise argparse.ArgumentTypeError(f"invalid tag {text!r}: 1 to 64 letters, digits or _ . : - (not starting with . : -)")
+    return text
 
 
 def positive_int(text: str) -> int:
@@ -197,6 +206,45 @@ def cmd_network_update(args: argparse.Namespace) -> int:
     return 0
 
 
+def read_rules_file(path: str) -> str:
+    """The rules in path ('-': stdin), checked here first so a bad line is named before anything is sent."""
+    try:
+        if path == "-":
+            text = sys.stdin.read(MAX_RULES_TEXT_BYTES + 1)
+        else:
+            with Path(path).open(encoding="utf-8") as file:
+                text = file.read(MAX_RULES_TEXT_BYTES + 1)
+    except FileNotFoundError:
+        raise L2meshError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise L2meshError(f"{path}: cannot read rules: {getattr(exc, 'strerror', None) or exc}") from None
+    try:
+        parse_rules(text)
+    except RuleSyntaxError as exc:
+        raise L2meshError(f"{path}: {exc}") from None
+    return text
+
+
+def cmd_network_rules(args: argparse.Namespace) -> int:
+    text = read_rules_file(args.file) if args.file is not None else None
+    api = ApiClient(args)
+    if text is not None:
+        doc = api.request("PUT", f"/networks/{args.network_id}/rules", {"rules": text})
+        if not args.json:
+            count = len(doc["rules"])
+            print(f"{count} rule{'s' if count != 1 else ''} set on {doc['id']} (revision {doc['revision']}; pushed to online members)")
+            return 0
+    else:
+        doc = api.request("GET", f"/networks/{args.network_id}/rules")
+    if args.json:
+        print_json(doc)
+    elif doc["text"]:
+        sys.stdout.write(doc["text"] if doc["text"].endswith("\n") else doc["text"] + "\n")
+    else:
+        print(f"network {doc['id']}: no flow rules (every frame is accepted)")
+    return 0
+
+
 def cmd_network_delete(args: argparse.Namespace) -> int:
     ApiClient(args).request("DELETE", f"/networks/{args.network_id}")
     print(f"deleted {args.network_id}")
@@ -209,9 +257,10 @@ def _print_members(members: list[dict[str, Any]], as_json: bool) -> None:
         return
     print_table(
         None,
-        ["member", "name", "authorized", "bridge", "IPs", "online", "last seen", "endpoint"],
+        ["member", "name", "authorized", "bridge", "IPs", "tags", "online", "last seen", "endpoint"],
         [[m["id"], m["name"] or None, "yes" if m["authorized"] else "no", "yes" if m["bridge"] else "no",
-          ", ".join(m["ips"]) or None, "yes" if m.get("online") else "no", _ago(m["last_seen"]), m["endpoint"]]
+          ", ".join(m["ips"]) or None, ", ".join(m.get("tags", [])) or None, "yes" if m.get("online") else "no",
+          _ago(m["last_seen"]), m["endpoint"]]
          for m in members],
     )
 
@@ -234,6 +283,8 @@ def _member_fields(args: argparse.Namespace) -> dict[str, Any]:
         fields["bridge"] = args.bridge
     if args.name is not None:
         fields["name"] = args.name
+    if args.tag is not None:
+        fields["tags"] = args.tag
     return fields
 
 
@@ -254,8 +305,14 @@ def cmd_member_deauthorize(args: argparse.Namespace) -> int:
 def cmd_member_set(args: argparse.Namespace) -> int:
     fields = _member_fields(args)
     if not fields:
-        raise L2meshError("nothing to change: give --ip, --bridge/--no-bridge or --name")
+        raise L2meshError("nothing to change: give --ip, --bridge/--no-bridge, --name or --tag")
     member = ApiClient(args).request("PATCH", f"/networks/{args.network_id}/members/{args.node_id}", fields)
+    _print_members([member], args.json)
+    return 0
+
+
+def cmd_member_tag(args: argparse.Namespace) -> int:
+    member = ApiClient(args).request("PATCH", f"/networks/{args.network_id}/members/{args.node_id}", {"tags": args.tags})
     _print_members([member], args.json)
     return 0
 
@@ -293,6 +350,7 @@ def _member_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--bridge", dest="bridge", action="store_const", const=True, default=None, help="may carry other MACs (a LAN bridge)")
     g.add_argument("--no-bridge", dest="bridge", action="store_const", const=False, help="only its own MAC")
     p.add_argument("--name", help="a name for people")
+    p.add_argument("--tag", action="append", type=tag_arg, metavar="TAG", help="a tag for flow rules (repeatable; replaces the list)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -335,6 +393,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name")
     _network_options(p)
     p.set_defaults(func=cmd_network_update)
+    p = network.add_parser("rules", help="set a network's flow rules from a file (pushed at once), or show them")
+    _common(p)
+    p.add_argument("network_id", type=network_arg, metavar="NETID")
+    p.add_argument("--file", metavar="FILE", help="rules to set, one per line ('-': standard input); without it, show the rules")
+    p.set_defaults(func=cmd_network_rules)
     p = network.add_parser("delete", help="delete a network and its members")
     _common(p, json_output=False)
     p.add_argument("network_id", type=network_arg, metavar="NETID")
@@ -349,6 +412,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("authorize", cmd_member_authorize, "authorize a member (before or after it asks)", "node+opts"),
         ("deauthorize", cmd_member_deauthorize, "cut a member off (every peer drops it within a second)", "node"),
         ("set", cmd_member_set, "change a member's IPs, bridge flag or name", "node+opts"),
+        ("tag", cmd_member_tag, "replace a member's tags (none: no tags)", "node+tags"),
         ("delete", cmd_member_delete, "forget a member", "node"),
     ):
         p = member.add_parser(name, help=help_text)
@@ -358,6 +422,8 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("node_id", type=node_arg, metavar="NODEID")
         if extra == "node+opts":
             _member_options(p)
+        if extra == "node+tags":
+            p.add_argument("tags", nargs="*", type=tag_arg, metavar="TAG")
         p.set_defaults(func=func)
     return parser
 
