@@ -20,8 +20,8 @@ from l2mesh.node.network_state import NetworkState
 from l2mesh.node.peer_table import PeerTable
 from l2mesh.node.peers import Peer
 from l2mesh.node.send import SendPath
-from l2mesh.switch import MemberPort
 from l2mesh.rules.syntax import format_rule
+from l2mesh.switch import MemberPort
 from l2mesh.switch.loops import HELLO_INTERVAL_S, build_hello, build_topology_change
 from l2mesh.wire.errors import parse_or_none
 from l2mesh.wire.messages import MulticastSubscriptions

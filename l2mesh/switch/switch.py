@@ -143,7 +143,7 @@ class NetworkSwitch:
             if owner is None:
                 owner = self.learned.lookup(destination, now)
                 if owner is None:
-                    return self._ruled_out(frame, self._unknown_unicast(destination))
+                    return self._rules_allow_to(frame, self._unknown_unicast(destination))
             if self.rules is None:
                 return owner
             if self.rules.outbound(frame, owner):
@@ -155,11 +155,11 @@ class NetworkSwitch:
             return None
         if destination == BROADCAST_MAC:
             if frame[12:14] == _ARP_TYPE:
-                return self._ruled_out(frame, self._route_arp(frame, now))
-            return self._ruled_out(frame, self._broadcast())
-        return self._ruled_out(frame, self._multicast(destination, now))
+                return self._rules_allow_to(frame, self._route_arp(frame, now))
+            return self._rules_allow_to(frame, self._broadcast())
+        return self._rules_allow_to(frame, self._multicast(destination, now))
 
-    def _ruled_out(self, frame: bytes | memoryview, targets: tuple[int, ...] | None) -> tuple[int, ...] | None:
+    def _rules_allow_to(self, frame: bytes | memoryview, targets: tuple[int, ...] | None) -> tuple[int, ...] | None:
         """The targets of a flooded frame that the rules let it go to (each member may be tagged differently)."""
         if targets is None or self.rules is None:
             return targets
@@ -322,12 +322,12 @@ class NetworkSwitch:
             if destination == BROADCAST_MAC and not self.broadcast_enabled:
                 self.drops["broadcast_disabled"] += 1
                 return False
-            return self.rules is None or self._ruled_in(frame, sender)
+            return self.rules is None or self._rules_allow_from(frame, sender)
         if frame[12:14] == _ARP_TYPE:
             return self._arp_from_peer(port, frame, now) and self._deliverable(destination)
         if destination == self.local_mac:
-            return self.rules is None or self._ruled_in(frame, sender)
-        return self._deliverable(destination) and (self.rules is None or self._ruled_in(frame, sender))
+            return self.rules is None or self._rules_allow_from(frame, sender)
+        return self._deliverable(destination) and (self.rules is None or self._rules_allow_from(frame, sender))
 
     def _deliverable(self, destination: bytes) -> bool:
         """Whether a unicast frame from a peer is ours to write to the TAP."""
@@ -347,12 +347,12 @@ class NetworkSwitch:
         """ARP from a peer: refused when it claims another member's address or the rules drop it, else learned from."""
         if not self._arp_claim_allowed(port, frame):
             return False
-        if self.rules is not None and not self._ruled_in(frame, port.node_id):
+        if self.rules is not None and not self._rules_allow_from(frame, port.node_id):
             return False  # before learning: a frame the rules drop teaches us nothing
         self._learn_arp(port.node_id, frame, now)
         return True
 
-    def _ruled_in(self, frame: bytes | memoryview, sender: int) -> bool:
+    def _rules_allow_from(self, frame: bytes | memoryview, sender: int) -> bool:
         assert self.rules is not None
         if self.rules.inbound(frame, sender):
             return True
