@@ -25,7 +25,7 @@ from l2mesh.controller.defaults import API_FILE, DEFAULT_API, DEFAULT_LISTEN, DE
 from l2mesh.errors import L2meshError
 from l2mesh.ids import format_network_id, format_node_id, parse_network_id, parse_node_id
 from l2mesh.netconf import NetconfError, parse_endpoint
-from l2mesh.rules.syntax import MAX_RULES_TEXT_BYTES, RuleSyntaxError, is_valid_tag, parse_rules
+from l2mesh.rules.syntax import MAX_RULES_TEXT_BYTES, TAG_SYNTAX, RuleSyntaxError, is_valid_tag, parse_rules
 from l2mesh.edge.statefile import read_json
 
 CONTROLLER_STATE_DIR_DEFAULT = "/var/lib/l2mesh-ctl"
@@ -98,7 +98,7 @@ def node_arg(text: str) -> str:
 
 def tag_arg(text: str) -> str:
     if not is_valid_tag(text):
-        raise argparse.ArgumentTypeError(f"invalid tag {text!r}: 1 to 64 letters, digits or _ . : - (not starting with . : -)")
+        raise argparse.ArgumentTypeError(f"invalid tag {text!r}: {TAG_SYNTAX}")
     return text
 
 

@@ -14,7 +14,7 @@ from l2mesh.errors import L2meshError
 from l2mesh.identity import PublicIdentity
 from l2mesh.ids import format_mac, format_network_id, format_node_id, member_mac
 from l2mesh.netconf import DEFAULT_MTU_BYTES, MAX_MTU_BYTES, MAX_TAGS_PER_MEMBER, MIN_MTU_BYTES
-from l2mesh.rules.syntax import NO_RULES, RuleSet, RuleSyntaxError, format_rule, is_valid_tag, parse_rules
+from l2mesh.rules.syntax import NO_RULES, TAG_SYNTAX, RuleSet, RuleSyntaxError, format_rule, is_valid_tag, parse_rules
 
 # With --ip and no pool or route containing the address, the member gets this
 # prefix so that members can reach each other on-link (a /32 could not).
@@ -145,7 +145,7 @@ def validate_tags(value: object) -> tuple[str, ...]:
         raise ValidationError(f"tags must be a list of at most {MAX_TAGS_PER_MEMBER} tags")
     for tag in value:
         if not is_valid_tag(tag):
-            raise ValidationError(f"invalid tag {str(tag)[:40]!r}: 1 to 64 letters, digits or _ . : - (not starting with . : -)")
+            raise ValidationError(f"invalid tag {str(tag)[:40]!r}: {TAG_SYNTAX}")
     return tuple(sorted(set(value)))
 
 

@@ -50,6 +50,7 @@ MAX_RULES = 1000
 MAX_RULES_TEXT_BYTES = 65536
 MAX_TAG_CHARS = 64
 
+TAG_SYNTAX = f"1 to {MAX_TAG_CHARS} letters, digits or _ . : - (not starting with . : -), and not 'not'"
 _TAG_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:-]{0,%d}" % (MAX_TAG_CHARS - 1))
 _PORTS_RE = re.compile(r"([0-9]{1,5})(?:-([0-9]{1,5}))?")
 _ETHERTYPE_RE = re.compile(r"0[xX][0-9A-Fa-f]{1,4}")
@@ -195,8 +196,8 @@ def _network(text: str) -> IpNetwork:
 
 
 def _tag(text: str) -> str:
-    if not _TAG_RE.fullmatch(text):
-        raise ValueError(f"a tag is 1 to {MAX_TAG_CHARS} letters, digits or _ . : - (not starting with . : -)")
+    if not is_valid_tag(text):
+        raise ValueError(f"a tag is {TAG_SYNTAX}")
     return text
 
 
@@ -207,7 +208,8 @@ def _mac(text: str) -> bytes:
 
 
 def is_valid_tag(text: object) -> bool:
-    return isinstance(text, str) and _TAG_RE.fullmatch(text) is not None
+    # "not" is reserved: `src-tag not tcp` would otherwise read two ways.
+    return isinstance(text, str) and _TAG_RE.fullmatch(text) is not None and text.lower() != "not"
 
 
 _VALUE_PARSERS: dict[str, Callable[[str], ConditionValue]] = {

@@ -9,7 +9,9 @@ from hypothesis import strategies as st
 from l2mesh.rules.syntax import ACCEPT, DROP, LOG, Condition, Rule
 
 # Every condition kind, with and without `not`.
-tags = st.from_regex(r"[A-Za-z0-9_][A-Za-z0-9_.:-]{0,20}", fullmatch=True)
+tags = st.one_of(st.from_regex(r"[A-Za-z0-9_][A-Za-z0-9_.:-]{0,20}", fullmatch=True), st.sampled_from(["no", "note", "NOTE"])).filter(
+    lambda t: t.lower() != "not"
+)
 ports = st.tuples(st.integers(0, 65535), st.integers(0, 65535)).map(lambda p: (min(p), max(p)))
 ipv4_networks = st.builds(
     lambda address, prefix: ipaddress.ip_network(f"{ipaddress.IPv4Address(address)}/{prefix}", strict=False),

@@ -364,7 +364,7 @@ def test_a_signed_config_with_a_bad_rule_is_refused_naming_the_line() -> None:
     assert_one_line_netconf_error(excinfo)
 
 
-@pytest.mark.parametrize("tags", ["guest", ["-guest"], [""], [7], ["x" * 65], ["t"] * 65])
+@pytest.mark.parametrize("tags", ["guest", ["-guest"], [""], [7], ["x" * 65], ["t"] * 65, ["not"]])
 def test_bad_member_tags_are_refused(tags) -> None:
     doc = make_config().to_json()
     doc["members"][0]["tags"] = tags

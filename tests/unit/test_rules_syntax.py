@@ -106,6 +106,7 @@ BAD_LINES = [
     ("drop src-tag", "src-tag needs a tag"),
     ("drop src-tag not tcp", "src-tag needs a tag"),
     ("drop src-tag -guest", "a tag is 1 to 64"),
+    ("drop dst-tag NOT", "dst-tag needs a tag"),
     ("drop src-mac 52:54:00:12:34", "six colon-separated hex bytes"),
     ("drop ethertype 0x123456", "0xNNNN"),
     ("drop ethertype ipx", "0xNNNN"),
