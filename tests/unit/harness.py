@@ -570,3 +570,8 @@ class World:
     def close(self) -> None:
         if self.controller is not None:
             self.controller.close()
+
+
+def controller_of(world: World) -> Controller:
+    assert world.controller is not None
+    return world.controller

@@ -8,22 +8,17 @@ in fake time: a minute of it takes milliseconds.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
-
 from tests.unit.harness import (
     DIRECT_DEAD_AFTER_S,
     DIRECT_RETRY_S,
     NETCONF_ANSWER_TIMEOUT_S,
     NETCONF_REFRESH_S,
     RELAY_AFTER_S,
-    Controller,
     Member,
     NatFilter,
     Sent,
     World,
+    controller_of,
     cut_between,
 )
 from l2mesh.wire.packets import PacketType
@@ -31,19 +26,6 @@ from l2mesh.wire.packets import PacketType
 TRANSPORT = PacketType.TRANSPORT
 
 POOL = "10.147.17.0/24"
-
-
-@pytest.fixture
-def world(tmp_path: Path) -> Iterator[World]:
-    world = World()
-    world.add_controller(tmp_path / "controller.db")
-    yield world
-    world.close()
-
-
-def controller_of(world: World) -> Controller:
-    assert world.controller is not None
-    return world.controller
 
 
 def authorized_members(world: World, count: int, behind_nat: bool = False) -> tuple[int, list[Member]]:

@@ -4,23 +4,10 @@ handshakes and netconf requests (tests/unit/harness.py)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
-
 from tests.unit.harness import Controller, Member, World, cut_between
 from l2mesh.wire.packets import RELAY_HEADER, PacketType
 
 SEGMENT = 1444
-
-
-@pytest.fixture
-def world(tmp_path: Path) -> Iterator[World]:
-    world = World()
-    world.add_controller(tmp_path / "controller.db")
-    yield world
-    world.close()
 
 
 def relay_world(world: World, authorize_b: bool = True) -> tuple[Controller, Member, Member]:

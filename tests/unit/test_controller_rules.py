@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 
 from l2mesh.controller import admin
 from l2mesh.controller.model import Network, ValidationError
 from l2mesh.rules.syntax import parse_rules
-from tests.unit.harness import Controller, Member, World
+from tests.unit.harness import Member, World, controller_of
 
 ISSUE_RULES = """\
 # guests may not reach ssh anywhere, nor the 10.147.17.0/28 servers at all
@@ -19,19 +16,6 @@ drop dst 10.147.17.0/28 src-tag guest
 drop ethertype 0x88b5 not src-tag plc
 accept
 """
-
-
-@pytest.fixture
-def world(tmp_path: Path) -> Iterator[World]:
-    world = World()
-    world.add_controller(tmp_path / "controller.db")
-    yield world
-    world.close()
-
-
-def controller_of(world: World) -> Controller:
-    assert world.controller is not None
-    return world.controller
 
 
 def members_with_tags(world: World, *tag_lists: list[str]) -> tuple[int, list[Member]]:
