@@ -13,6 +13,7 @@ from typing import Any, NoReturn
 import httpx
 
 from l2mesh import __version__
+from l2mesh.root_spec import ROOTS_ENV, parse_root_list
 from l2mesh.cli.common import (
     OneLineArgumentParser,
     add_state_dir_argument,
@@ -126,7 +127,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     # Imported here: the server stack (hypercorn, starlette, trio) would slow every admin command.
     from l2mesh.edge.controller.server import ServeOptions, run_controller
 
-    return run_controller(ServeOptions(resolve_state_dir(args), args.listen, args.api_listen, args.relay_limit_mbps))
+    roots = parse_root_list(args.root, os.environ.get(ROOTS_ENV))
+    return run_controller(ServeOptions(resolve_state_dir(args), args.listen, args.api_listen, args.relay_limit_mbps, roots))
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -365,6 +367,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--relay-limit-mbps", type=positive_int, default=DEFAULT_RELAY_LIMIT_MBPS, metavar="MBIT/S",
         help=f"most one member may send through this controller's relay (default {DEFAULT_RELAY_LIMIT_MBPS})",
+    )
+    p.add_argument(
+        "--root", action="append", metavar="ID@HOST:PORT",
+        help=f"a root to register with, so members find this controller by network id alone (repeatable; "
+        f"HOST:PORT alone pins its keys on first use; default: ${ROOTS_ENV})",
     )
     p.set_defaults(func=cmd_serve)
 

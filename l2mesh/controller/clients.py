@@ -41,6 +41,15 @@ class Client:
     last_seen_s: float = 0.0
     local_endpoints: list[Endpoint] = field(default_factory=list)
     first_seen_s: float = 0.0
+    # Set when the member reaches us only through a root (we sit behind a NAT it cannot cross):
+    # `endpoint` is then the root's, and what we send it goes there in a relay envelope.
+    via_root: bool = False
+    is_root: bool = False  # a root we registered with, not a member
+
+    @property
+    def reachable_at(self) -> Endpoint | None:
+        """Its own address as we see it, None when only a root's relay reaches it."""
+        return None if self.via_root else self.endpoint
 
     def online(self, now: float) -> bool:
         return now - self.last_seen_s <= ONLINE_WINDOW_S
@@ -48,6 +57,8 @@ class Client:
     @property
     def endpoints(self) -> tuple[Endpoint, ...]:
         """Where peers may reach it: its address as we see it, then the local ones it told us."""
+        if self.via_root:
+            return tuple(self.local_endpoints)
         return (self.endpoint, *self.local_endpoints)
 
 
@@ -58,39 +69,52 @@ class Clients:
         self.by_node: dict[int, Client] = {}
         self.drops = drops
         self._unidentified: set[bytes] = set()  # static keys of sessions that have not named their node
+        self.roots_by_static: dict[bytes, int] = {}
 
     # -- packets ------------------------------------------------------------------------------------
-    def handshake_initiation(self, data: memoryview, source: Endpoint, now: float) -> bytes | None:
-        """The handshake response to send back, or None when refused. SessionError on a bad handshake."""
+    def handshake_initiation(self, data: memoryview, source: Endpoint, now: float, via_root: int | None = None) -> bytes | None:
+        """The handshake response to send back, or None when refused. SessionError on a bad handshake.
+
+        via_root: the envelope's origin, when a root relayed it (rate-limited per origin, not per root).
+        """
         if len(self._unidentified) >= MAX_UNIDENTIFIED_CLIENTS:
             self.drops["too_many_unidentified_clients"] += 1
             return None
-        result = self.table.handle_initiation(data, now, source[0])
-        self._client(result.session, source, now)
+        result = self.table.handle_initiation(data, now, source[0] if via_root is None else ("relay", via_root))
+        self._client(result.session, source, now, via_root is not None)
         assert result.response is not None
         return result.response
 
-    def handshake_response(self, data: memoryview, source: Endpoint, now: float) -> Client:
+    def handshake_response(self, data: memoryview, source: Endpoint, now: float, via_root: bool = False) -> Client:
         """The client whose session (one we opened, see greeting) this response completes."""
         result = self.table.handle_response(data, now)
-        return self._client(result.session, source, now)
+        return self._client(result.session, source, now, via_root)
 
-    def open(self, data: memoryview, source: Endpoint, now: float) -> tuple[Client, bytes]:
+    def open(self, data: memoryview, source: Endpoint, now: float, via_root: bool = False) -> tuple[Client, bytes]:
         """The sender of a transport packet, and its message. SessionError when it does not open."""
         session, plaintext = self.table.open(data, now)
         message = bytes(plaintext)
         if message and message[0] != MessageKind.KEEPALIVE:
             session.last_data_received_s = now
-        return self._client(session, source, now), message
+        return self._client(session, source, now, via_root), message
 
-    def _client(self, session: Session, source: Endpoint, now: float) -> Client:
+    def _client(self, session: Session, source: Endpoint, now: float, via_root: bool) -> Client:
         client = self.by_static.get(session.remote_static)
         if client is None or client.session is not session:
             client = self.by_static[session.remote_static] = Client(session, source, first_seen_s=now)
-            self._unidentified.add(session.remote_static)
+            root_id = self.roots_by_static.get(session.remote_static)
+            if root_id is not None:
+                client.is_root, client.node_id = True, root_id
+            else:
+                self._unidentified.add(session.remote_static)
         client.endpoint = source
+        client.via_root = via_root
         client.last_seen_s = now
         return client
+
+    def add_root(self, identity: PublicIdentity) -> None:
+        """A root we register with: its sessions are ours to open and never count as unidentified members."""
+        self.roots_by_static[identity.x25519_public] = identity.node_id
 
     def greeting(self, identity: PublicIdentity, now: float) -> bytes | None:
         """A handshake initiation towards a known member (after a restart), unless one is pending."""

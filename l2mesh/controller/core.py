@@ -9,6 +9,13 @@ was committed comes back through committed(), in commit order, with admin
 changes, which are pushed at once to every online member of the network,
 so a deauthorized member is cut off by its peers within one round trip of
 the admin command.
+
+Given roots (`l2mesh-ctl serve --root`), it registers with them like any
+node (root_client.py), so members that know only the network id find it,
+and a controller behind a NAT is reached through them: a root's punch
+hints make it send towards the member (opening its NAT), and members that
+still cannot get through reach it in relay envelopes via the root, which it
+opens here and answers the same way.
 """
 
 from __future__ import annotations
@@ -37,11 +44,22 @@ from l2mesh.ratelimit import KeyedRateLimiter
 from l2mesh.session import SessionError
 from l2mesh.wire.codec import parse_message
 from l2mesh.wire.common import Endpoint
-from l2mesh.wire.errors import ParseError, parse_exact
-from l2mesh.wire.messages import NETCONF_PROOF_CONTEXT, Keepalive, MessageKind, NetconfStatus, PathProbeReply
-from l2mesh.wire.packets import RELAY_HEADER_BYTES, IdentityRequest, IdentityResponse, PacketType
+from l2mesh.wire.errors import ParseError, parse_exact, parse_or_none
+from l2mesh.root_client import PIN_RETRY_S, RootLink, register_message
+from l2mesh.wire.messages import NETCONF_PROOF_CONTEXT, EndpointHints, Keepalive, MessageKind, NetconfStatus, PathProbeReply
+from l2mesh.wire.packets import (
+    MAX_RELAY_HOPS,
+    RELAY_HEADER,
+    RELAY_HEADER_BYTES,
+    IdentityRequest,
+    IdentityResponse,
+    PacketType,
+)
 
 IDENTITY_REQUESTS_PER_SOURCE_PER_S = 5.0
+PUNCHES_PER_MEMBER_PER_S = 1.0
+MAX_PUNCH_ENDPOINTS = 8
+ROOT_SILENT_S = 60.0  # a root unheard this long is shown as connecting again (keepalives come every ~10 s)
 ENDPOINT_PUSHES_PER_MEMBER_PER_S = 0.1
 # Member writes waiting for the storage writer; past this, requests that need
 # one go unanswered (members retry) rather than queue without bound.
@@ -78,9 +96,14 @@ class ControllerCore:
         self.seen = SeenTracker()
         self._identity_requests = KeyedRateLimiter(IDENTITY_REQUESTS_PER_SOURCE_PER_S, 10.0)
         self._endpoint_pushes = KeyedRateLimiter(ENDPOINT_PUSHES_PER_MEMBER_PER_S, 2.0)
+        self._punches = KeyedRateLimiter(PUNCHES_PER_MEMBER_PER_S, 3.0)
+        self._node_id_bytes = identity.node_id.to_bytes(5, "big")
+        self.pinned_roots: list[tuple[Endpoint, PublicIdentity]] = []  # for the edge to save (trust on first use)
         self._writes: list[StorageWrite] = []
         self._asked: set[tuple[int, int]] = set()  # (network id, node id) with a MemberAsked in flight
         self._now_s = 0.0
+        self.roots: list[RootLink] = []
+        self.local_endpoints: list[Endpoint] = []  # the edge's addresses, registered with the roots
 
     # -- datagrams --------------------------------------------------------------------------------
     def datagram_received(self, data: memoryview, source: Endpoint, now: float) -> None:
@@ -93,26 +116,53 @@ class ControllerCore:
             if len(data) <= RELAY_HEADER_BYTES:
                 self.drops["relay_malformed"] += 1
                 return
+            if data[2:7] == self._node_id_bytes:
+                self._relayed_to_us(data, source, now)
+                return
             target = self.relay.target(data, source, now, 1, self.clients.by_node, self.directory)
             if target is not None:
                 self.transmit.send_datagram(data, target)
             return
+        self._session_packet(data, source, now, None)
+
+    def _session_packet(self, data: memoryview, source: Endpoint, now: float, via_root: int | None) -> None:
+        """A packet straight from its sender, or (via_root: the sender's id) opened from a root's envelope."""
+        kind = data[0]
+        relayed = via_root is not None
         try:
             if kind == PacketType.TRANSPORT:
-                self._transport_received(data, source, now)
+                self._transport_received(data, source, now, relayed)
             elif kind == PacketType.HANDSHAKE_INIT:
-                response = self.clients.handshake_initiation(data, source, now)
+                response = self.clients.handshake_initiation(data, source, now, via_root)
                 if response is not None:
-                    self.transmit.send_datagram(response, source)
+                    self._deliver(response, source, via_root)
             elif kind == PacketType.HANDSHAKE_RESPONSE:
                 # Confirms the keys, so the member may send on them at once.
-                self._send(self.clients.handshake_response(data, source, now), Keepalive.build({}))
-            elif kind == PacketType.IDENTITY_REQUEST:
+                self._send(self.clients.handshake_response(data, source, now, relayed), Keepalive.build({}))
+            elif kind == PacketType.IDENTITY_REQUEST and not relayed:
                 self._identity_request(data, source, now)
+            elif kind == PacketType.IDENTITY_RESPONSE and not relayed:
+                self._root_keys(data, source)
             else:
                 self.drops["unexpected_packet_type"] += 1
         except (SessionError, ParseError):
             self.drops[f"rejected_{PacketType(kind).name.lower() if kind in PacketType._value2member_map_ else 'packet'}"] += 1
+
+    def _relayed_to_us(self, data: memoryview, source: Endpoint, now: float) -> None:
+        """An envelope for us from one of our roots: a member that reaches us only through it."""
+        _, hops, _, origin = RELAY_HEADER.unpack_from(data)
+        if hops > MAX_RELAY_HOPS or not any(link.endpoint == source and link.identity is not None for link in self.roots):
+            self.drops["relay_to_us_from_stranger"] += 1
+            return
+        self._session_packet(data[RELAY_HEADER_BYTES:], source, now, int.from_bytes(origin, "big"))
+
+    def _deliver(self, packet: bytes | memoryview, endpoint: Endpoint, via_root: int | None) -> None:
+        """A datagram to a member: straight to it, or (via_root: its id) in an envelope to the root at endpoint."""
+        if via_root is None:
+            self.transmit.send_datagram(packet, endpoint)
+            return
+        header = RELAY_HEADER.pack(PacketType.RELAY, 0, via_root.to_bytes(5, "big"), self._node_id_bytes)
+        self.transmit.send_datagram(header + bytes(packet), endpoint)
 
     def segments_received(self, data: memoryview, segment_bytes: int, source: Endpoint, now: float) -> bool:
         """A run of same-size datagrams from one sender: forward it in one send if all are one relay envelope."""
@@ -137,8 +187,11 @@ class ControllerCore:
             IdentityResponse.build({"x25519": public.x25519_public, "ed25519": public.ed25519_public}), source
         )
 
-    def _transport_received(self, data: memoryview, source: Endpoint, now: float) -> None:
-        client, message = self.clients.open(data, source, now)
+    def _transport_received(self, data: memoryview, source: Endpoint, now: float, relayed: bool) -> None:
+        client, message = self.clients.open(data, source, now, relayed)
+        if client.is_root:
+            self._from_root(client, message, now)
+            return
         if client.node_id is not None:
             for network_id in client.networks:
                 self.seen.heard(network_id, client.node_id)
@@ -191,7 +244,8 @@ class ControllerCore:
         self.seen.heard(network_id, node_id)
         if (network_id, node_id) in self._asked:
             return  # its write is on the way to storage; the commit answers
-        observed = f"{client.endpoint[0]}:{client.endpoint[1]}"
+        # A member we hear only through a root has no address of its own here: peers find it through the roots.
+        observed = "" if client.reachable_at is None else f"{client.endpoint[0]}:{client.endpoint[1]}"
         if member is None or member.identity is None or member.endpoint != observed:
             self._ask_storage(member, network_id, node_id, identity, observed)
             return
@@ -273,11 +327,100 @@ class ControllerCore:
         if packet is None:
             self.drops["no_session_for_push"] += 1
             return
-        if len(packet) <= self.max_datagram_bytes:
-            self.transmit.send_datagram(packet, client.endpoint)
+        via_root = client.node_id if client.via_root else None
+        room = self.max_datagram_bytes - (RELAY_HEADER_BYTES if via_root is not None else 0)
+        if len(packet) <= room:
+            self._deliver(packet, client.endpoint, via_root)
         else:
-            for piece in fragment(packet, self.max_datagram_bytes):
-                self.transmit.send_datagram(piece, client.endpoint)
+            for piece in fragment(packet, room):
+                self._deliver(piece, client.endpoint, via_root)
+
+    # -- roots ----------------------------------------------------------------------------------------------
+    def add_root(self, endpoint: Endpoint, expected_id: int | None, identity: PublicIdentity | None) -> None:
+        """A root to register with (identity None: its keys are fetched, checked against expected_id, pinned)."""
+        link = RootLink(endpoint, expected_id)
+        self.roots.append(link)
+        identity = link.accept_given(identity)
+        if identity is not None:
+            self._trust_root(link, identity)
+
+    def _trust_root(self, link: RootLink, identity: PublicIdentity) -> None:
+        link.trust(identity)
+        self.clients.add_root(identity)
+
+    def _root_keys(self, data: memoryview, source: Endpoint) -> None:
+        link = next((r for r in self.roots if r.endpoint == source and r.identity is None), None)
+        if link is None:
+            self.drops["identity_response_unexpected"] += 1
+            return
+        keys = link.pinned_keys(data)
+        if isinstance(keys, str):
+            self.drops[keys] += 1
+            return
+        self._trust_root(link, keys)
+        self.pinned_roots.append((link.endpoint, keys))
+
+    def _from_root(self, client: Client, message: bytes, now: float) -> None:
+        link = next((r for r in self.roots if r.node_id == client.node_id), None)
+        if link is None or not message:
+            return
+        kind = message[0]
+        if kind == MessageKind.ROOT_REGISTERED:
+            if not link.registered(message, now):
+                self.drops["root_registered_malformed"] += 1
+        elif kind == MessageKind.ENDPOINT_HINTS:
+            self._punch_towards(message, now)
+        elif kind not in (MessageKind.KEEPALIVE, MessageKind.PATH_PROBE_REPLY, MessageKind.ROOT_LOOKUP_REPLY):
+            self.drops["unhandled_root_message"] += 1
+
+    def _punch_towards(self, message: bytes, now: float) -> None:
+        """A root says a member wants to reach us: send towards its addresses, opening our NAT for its packets."""
+        hints = parse_or_none(EndpointHints, message)
+        if hints is None or not hints.punch:
+            self.drops["hints_malformed"] += 1
+            return
+        if not self._punches.take(hints.node_id, now):
+            self.drops["punch_rate_limited"] += 1
+            return
+        known = self.directory.identity_of(hints.node_id)
+        # A handshake if we know its keys (it will answer); else any small datagram opens our NAT just the same.
+        packet = self.clients.greeting(known, now) if known is not None else None
+        if packet is None:
+            packet = IdentityRequest.build({"node_id": hints.node_id})
+        for endpoint in hints.endpoints[:MAX_PUNCH_ENDPOINTS]:
+            self.transmit.send_datagram(packet, tuple(endpoint))
+        self.sent["punches"] += 1
+
+    def _root_tick(self, now: float) -> None:
+        for link in self.roots:
+            request = link.pin_request(now)
+            if request is not None:
+                self.transmit.send_datagram(request, link.endpoint)
+            elif link.register_due(now):
+                assert link.identity is not None and link.node_id is not None
+                client = self.clients.by_static.get(link.identity.x25519_public)
+                if client is None or not client.session.established or not client.online(now):
+                    initiation = self.clients.greeting(link.identity, now)
+                    if initiation is not None:
+                        self.transmit.send_datagram(initiation, link.endpoint)
+                    link.next_register_s = now + PIN_RETRY_S  # register once the session is up
+                    continue
+                self._send(client, register_message(self.identity, link.node_id, self.local_endpoints))
+
+    def roots_view(self, now: float) -> list[dict[str, Any]]:
+        rows = []
+        for link in self.roots:
+            client = self.clients.by_static.get(link.identity.x25519_public) if link.identity is not None else None
+            up = client is not None and link.registered_s is not None and now - client.last_seen_s <= ROOT_SILENT_S
+            rows.append(
+                {
+                    "id": format_node_id(link.node_id) if link.node_id is not None else None,
+                    "endpoint": f"{link.endpoint[0]}:{link.endpoint[1]}",
+                    "status": "up" if up else "pinning" if link.identity is None else "connecting",
+                    "observed": f"{link.observed[0]}:{link.observed[1]}" if link.observed is not None else None,
+                }
+            )
+        return rows
 
     # -- storage: what the core wants written, and what was committed -------------------------------------
     def take_writes(self) -> list[StorageWrite]:
@@ -318,6 +461,8 @@ class ControllerCore:
     # -- timers -------------------------------------------------------------------------------------------
     def tick(self, now: float) -> None:
         self._now_s = now
+        if self.roots:
+            self._root_tick(now)
         for client in self.clients.poll(now):
             self._send(client, Keepalive.build({}))
         seen = self.seen.due(now, self.online_since)
@@ -360,4 +505,5 @@ class ControllerCore:
             "sent": dict(self.sent),
             "relayed_packets": self.relay.relayed_packets,
             "relayed_bytes": self.relay.relayed_bytes,
+            "roots": self.roots_view(self._now_s),
         }

@@ -14,6 +14,7 @@ from dataclasses import replace
 from l2mesh.controller.changes import Committed
 from l2mesh.controller.model import Member, Network
 from l2mesh.controller.storage import Storage
+from l2mesh.identity import PublicIdentity
 
 
 class Directory:
@@ -39,6 +40,14 @@ class Directory:
 
     def members(self, network_id: int) -> list[Member]:
         return list(self._members.get(network_id, {}).values())
+
+    def identity_of(self, node_id: int) -> PublicIdentity | None:
+        """The keys a node proved in any network of ours (None if it never asked to join)."""
+        for members in self._members.values():
+            member = members.get(node_id)
+            if member is not None and member.identity is not None:
+                return member.identity
+        return None
 
     def authorized_together(self, a: int, b: int) -> bool:
         """Both authorized in some network: who may relay to whom and be introduced to whom."""

@@ -42,7 +42,7 @@ class Relay:
         _, hops, destination, origin = RELAY_HEADER.unpack_from(data)
         sender = by_node.get(int.from_bytes(origin, "big"))
         # The envelope's source must be the member whose session we hold at this address.
-        if sender is None or sender.endpoint != source:
+        if sender is None or sender.endpoint != source or sender.via_root:
             self.drops["relay_spoofed_or_unknown_source"] += 1
             return None
         target = by_node.get(int.from_bytes(destination, "big"))

@@ -69,7 +69,6 @@ from l2mesh.node.receive import (
     KeysConfirmed,
     Note,
     ReceivePath,
-    Unsealed,
 )
 from l2mesh.node.send import KEEPALIVE_MESSAGE, SendPath, Transmit
 from l2mesh.session import SessionAction

@@ -26,41 +26,16 @@ from l2mesh.ids import format_node_id
 from l2mesh.node.decisions import Decision, NodeLocated, SendDatagram, SendMessage, TrustRoot
 from l2mesh.node.peer_table import PeerTable
 from l2mesh.node.peers import Peer
+from l2mesh.root_client import RootLink, register_message
 from l2mesh.wire.common import Endpoint
 from l2mesh.wire.errors import parse_or_none
-from l2mesh.wire.messages import (
-    MAX_REGISTERED_ENDPOINTS,
-    ROOT_REGISTER_CONTEXT,
-    RootLookup,
-    RootLookupReply,
-    RootRegister,
-    RootRegistered,
-)
-from l2mesh.wire.packets import ANY_NODE_ID, IdentityRequest, IdentityResponse
+from l2mesh.wire.messages import RootLookup, RootLookupReply
 
-REGISTER_INTERVAL_S = 25.0
-REGISTER_RETRY_S = 2.0  # until the first ROOT_REGISTERED
-PIN_RETRY_S = 1.0
 ROOT_PROBE_S = 1.0
 ROOT_DEAD_AFTER_S = 3.5
 LOOKUP_INTERVAL_S = 2.0  # per node asked about: at most this often
 KNOWN_AT_TTL_S = 120.0  # what a root said about a node is trusted this long (nodes re-register every 25 s)
 MAX_KNOWN_NODES = 4096
-
-
-@dataclass
-class RootLink:
-    """One root we were given: where it is, its keys once known, how it answers."""
-
-    endpoint: Endpoint
-    expected_id: int | None = None  # given as ID@HOST:PORT: the keys it sends must hash to ID
-    node_id: int | None = None  # None while its keys are being fetched
-    identity: PublicIdentity | None = None
-    next_pin_request_s: float = 0.0
-    next_register_s: float = 0.0
-    registered_s: float | None = None  # last ROOT_REGISTERED
-    observed: Endpoint | None = None  # our address as the root sees it
-    tcp: bool = False  # the edge carries our datagrams to it over TCP (no UDP out)
 
 
 @dataclass
@@ -97,8 +72,7 @@ class Roots:
         if link is None:
             link = RootLink(endpoint, expected_id)
             self.links.append(link)
-        if identity is not None and expected_id is not None and identity.node_id != expected_id:
-            identity = None  # pinned for another id: the operator named a new root at this address
+        identity = link.accept_given(identity)
         if identity is None:
             return self._pin_request(link, now)
         if link.identity is not None and link.identity != identity:
@@ -113,49 +87,28 @@ class Roots:
         return next((link for link in self.links if link.node_id == node_id), None)
 
     def _trust(self, link: RootLink, identity: PublicIdentity, learned: bool) -> TrustRoot:
-        link.identity = identity
-        link.node_id = identity.node_id
-        link.next_register_s = 0.0
+        link.trust(identity)
         return TrustRoot(identity.node_id, identity, link.endpoint, learned)
 
     def _pin_request(self, link: RootLink, now: float) -> list[Decision]:
-        if link.identity is not None or now < link.next_pin_request_s:
-            return []
-        link.next_pin_request_s = now + PIN_RETRY_S
-        asked = link.expected_id if link.expected_id is not None else ANY_NODE_ID
-        return [SendDatagram(IdentityRequest.build({"node_id": asked}), link.endpoint)]
+        request = link.pin_request(now)
+        return [SendDatagram(request, link.endpoint)] if request is not None else []
 
     def identity_response(self, data: memoryview, source: Endpoint) -> list[Decision] | None:
         """Keys from an address we asked to pin (None: not a root we are pinning; someone else's business)."""
         link = self._link_at(source)
         if link is None or link.identity is not None:
             return None
-        response = parse_or_none(IdentityResponse, data)
-        if response is None:
-            self.drops["identity_response_malformed"] += 1
+        keys = link.pinned_keys(data)
+        if isinstance(keys, str):
+            self.drops[keys] += 1
             return []
-        identity = PublicIdentity(response.x25519, response.ed25519)
-        if link.expected_id is not None and identity.node_id != link.expected_id:
-            self.drops["root_keys_mismatch"] += 1
-            return []
-        return [self._trust(link, identity, learned=True)]
+        return [self._trust(link, keys, learned=True)]
 
     def is_root_endpoint(self, endpoint: Endpoint) -> bool:
         return any(link.endpoint == endpoint and link.identity is not None for link in self.links)
 
     # -- registration ----------------------------------------------------------------------------------
-    def _register(self, link: RootLink, local_endpoints: list[Endpoint]) -> SendMessage:
-        assert link.node_id is not None
-        proof = self.identity.sign(ROOT_REGISTER_CONTEXT + self.identity.x25519_public + link.node_id.to_bytes(5, "big"))
-        message = RootRegister.build(
-            {
-                "ed25519": self.identity.ed25519_public,
-                "proof": proof,
-                "local_endpoints": local_endpoints[:MAX_REGISTERED_ENDPOINTS],
-            }
-        )
-        return SendMessage(link.node_id, message)
-
     def session_renewed(self, root_id: int) -> None:
         """A new session with a root: it may have restarted and forgotten us; register again now."""
         link = self.link_of(root_id)
@@ -163,15 +116,9 @@ class Roots:
             link.next_register_s = 0.0
 
     def registered(self, root_id: int, message: bytes) -> None:
-        reply = parse_or_none(RootRegistered, message)
         link = self.link_of(root_id)
-        if reply is None or link is None:
+        if link is None or not link.registered(message, self._now_s):
             self.drops["root_registered_malformed"] += 1
-            return
-        link.registered_s = self._now_s
-        link.observed = tuple(reply.observed)  # type: ignore[assignment]
-        # Renew well within the root's time to live, however short it chose.
-        link.next_register_s = self._now_s + min(REGISTER_INTERVAL_S, max(1.0, reply.ttl_s / 3))
 
     # -- where nodes are -----------------------------------------------------------------------------------
     def lookup(self, node_id: int, now: float) -> list[SendMessage]:
@@ -268,9 +215,9 @@ class Roots:
         for link in self.links:
             if link.identity is None:
                 decisions.extend(self._pin_request(link, now))
-            elif now >= link.next_register_s:
-                link.next_register_s = now + (REGISTER_INTERVAL_S if link.registered_s is not None else REGISTER_RETRY_S)
-                decisions.append(self._register(link, local_endpoints))
+            elif link.register_due(now):
+                assert link.node_id is not None
+                decisions.append(SendMessage(link.node_id, register_message(self.identity, link.node_id, local_endpoints)))
         return decisions
 
     # -- introspection -------------------------------------------------------------------------------------

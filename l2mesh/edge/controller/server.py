@@ -16,7 +16,7 @@ import logging
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -33,6 +33,9 @@ from l2mesh.edge.controller.api import build_app
 from l2mesh.edge.controller.sqlite_storage import open_storage
 from l2mesh.edge.controller.writer import StorageWriter
 from l2mesh.edge.reactor_edge import ReactorEdge
+from l2mesh.edge.roots import endpoint_text, load_root_pins, resolve_endpoint, save_root_pin
+from l2mesh.ports import DEFAULT_NODE_PORT
+from l2mesh.root_spec import RootSpec
 from l2mesh.errors import L2meshError, StateError
 from l2mesh.edge.identity_file import load_or_create_identity
 from l2mesh.ids import format_node_id
@@ -52,6 +55,7 @@ class ServeOptions:
     listen: Endpoint = DEFAULT_LISTEN
     api: Endpoint = DEFAULT_API
     relay_limit_mbps: int = DEFAULT_RELAY_LIMIT_MBPS
+    roots: list[RootSpec] = field(default_factory=list)
 
 
 def load_or_create_token(state_dir: Path) -> str:
@@ -81,12 +85,30 @@ class ControllerServer:
         directory = Directory.load(self.storage)
         self.core = ControllerCore(self.identity, directory, self.sender, relay_limit_mbps=options.relay_limit_mbps)
         self.writer = StorageWriter(self.storage, self.core.committed)
-        self.reactor = Reactor(self.core.tick)
+        self.reactor = Reactor(self._tick)
         drainer = make_socket_drainer(self.sock, self.core.datagram_received, time.monotonic, self.core.segments_received)
         self.reactor.add_reader(self.sock.fileno(), drainer)
         self.reactor.add_reader(self.writer.doorbell, self.writer.results_ready)
         self.edge = ReactorEdge(self.reactor, self.sock, self.sender, pause_readers=False)
         self.reactor.after_wakeup = self._after_wakeup
+
+    def _tick(self, now: float) -> None:
+        self.core.tick(now)
+        while self.core.pinned_roots:
+            endpoint, identity = self.core.pinned_roots.pop()
+            save_root_pin(self.options.state_dir, endpoint, identity)
+            log.info("root %s at %s: keys pinned", format_node_id(identity.node_id), endpoint_text(endpoint))
+
+    async def _add_roots(self) -> None:
+        pins = load_root_pins(self.options.state_dir)
+        for spec in self.options.roots:
+            try:
+                endpoint = await resolve_endpoint(f"{spec.host}:{spec.port}", DEFAULT_NODE_PORT, "root")
+            except L2meshError as exc:
+                log.error("%s; going on without it", exc)
+                continue
+            pinned = pins.get(endpoint)
+            await self.read(lambda core, e=endpoint, s=spec, p=pinned: core.add_root(e, s.expected_id, p))  # type: ignore[misc]
 
     def _after_wakeup(self) -> None:
         """Reactor thread, after each batch: parked datagrams, and the writes the core asked for."""
@@ -121,6 +143,7 @@ class ControllerServer:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self.edge.run_reactor, nursery.cancel_scope)
                 greeted = await self.read(lambda core: core.greet_members(time.monotonic()))
+                await self._add_roots()
                 nursery.start_soon(self.edge.stop_on_signals, shutdown.set, "stopping")
                 try:
                     await serve_api(app, config, shutdown, nursery)

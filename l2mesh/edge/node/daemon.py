@@ -9,11 +9,9 @@ change, so the core and the TAP table are only ever touched by one thread.
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 from functools import partial
 import os
-import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,11 +22,12 @@ import trio
 
 from l2mesh import __version__
 from l2mesh.edge.reactor_edge import ReactorEdge
+from l2mesh.edge.roots import load_root_pins, resolve_endpoint, save_root_pin
 from l2mesh.errors import L2meshError
 from l2mesh.identity import Identity
 from l2mesh.edge.identity_file import load_or_create_identity
 from l2mesh.ids import controller_of, format_mac, format_network_id, format_node_id, parse_network_id
-from l2mesh.netconf import NetconfError, NetworkConfig, parse_endpoint
+from l2mesh.netconf import NetworkConfig
 from l2mesh.edge.node.control_server import serve_control
 from l2mesh.node.core import (
     BroadcastStorm,
@@ -121,7 +120,7 @@ class NodeDaemon:
             self.sock.close()
 
     async def _add_roots(self) -> None:
-        pins = self.state.load_root_pins()
+        pins = load_root_pins(self.options.state_dir)
         for spec in self.options.roots:
             try:
                 endpoint = await resolve_endpoint(f"{spec.host}:{spec.port}", DEFAULT_NODE_PORT, "root")
@@ -216,7 +215,7 @@ class NodeDaemon:
                 elif isinstance(event, ControllerIdentityLearned):
                     self.state.save_controller(event.identity)
                 elif isinstance(event, RootPinned):
-                    self.state.save_root_pin(event.endpoint, event.identity)
+                    save_root_pin(self.options.state_dir, event.endpoint, event.identity)
                     log.info("root %s at %s: keys pinned", format_node_id(event.node_id), endpoint_text(event.endpoint))
                 elif isinstance(event, LoopStateChanged):
                     peers = ", ".join(format_node_id(n) for n in event.neighbours) or "none"
@@ -447,33 +446,6 @@ def _rule_counts(state: NetworkState) -> dict[str, Any]:
         "drops": totals["drops"],
         "unmatched": {"outbound": totals["outbound_unmatched"], "inbound": totals["inbound_unmatched"]},
     }
-
-
-async def resolve_endpoint(text: str, default_port: int, what: str) -> Endpoint:
-    """HOST:PORT (or HOST, default_port) of a controller or root -> (IP, port); names are resolved once, here."""
-    try:
-        return parse_endpoint(text)
-    except NetconfError:
-        pass
-    host, sep, port_text = text.rpartition(":")
-    if not sep:
-        host, port_text = text, str(default_port)
-    try:
-        port = int(port_text)
-        if not 0 < port < 65536:
-            raise ValueError
-    except ValueError:
-        raise L2meshError(f"invalid {what} address {text!r}: expected HOST:PORT") from None
-    try:
-        ipaddress.ip_address(host)
-        return host, port
-    except ValueError:
-        pass
-    try:
-        infos = await trio.socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
-    except OSError:
-        raise L2meshError(f"cannot resolve {what} host {host!r}") from None
-    return str(infos[0][4][0]), port
 
 
 def load_static_netconf(path: Path, identity: Identity) -> NetworkConfig:
