@@ -34,6 +34,7 @@ from l2mesh.identity import Identity, PublicIdentity, node_id_from_public_keys
 from l2mesh.ids import controller_of, format_node_id
 from l2mesh.netconf import parse_endpoint
 from l2mesh.ratelimit import KeyedRateLimiter
+from l2mesh.relaying import envelope_run_packets
 from l2mesh.session import SessionError
 from l2mesh.wire.codec import parse_message
 from l2mesh.wire.common import Endpoint
@@ -116,13 +117,10 @@ class ControllerCore:
 
     def segments_received(self, data: memoryview, segment_bytes: int, source: Endpoint, now: float) -> bool:
         """A run of same-size datagrams from one sender: forward it in one send if all are one relay envelope."""
-        if data[0] != PacketType.RELAY or segment_bytes <= RELAY_HEADER_BYTES or len(data) <= segment_bytes:
+        packets = envelope_run_packets(data, segment_bytes)
+        if packets is None:
             return False
-        envelope = bytes(data[:RELAY_HEADER_BYTES])
-        for start in range(segment_bytes, len(data), segment_bytes):
-            if data[start : start + RELAY_HEADER_BYTES] != envelope:
-                return False
-        target = self.relay.target(data, source, now, -(-len(data) // segment_bytes), self.clients.by_node, self.directory)
+        target = self.relay.target(data, source, now, packets, self.clients.by_node, self.directory)
         if target is not None:
             self.transmit.send_segments(data, segment_bytes, target)
         return True

@@ -1,0 +1,126 @@
+"""The responder side of Noise sessions for servers anyone may talk to (the controller, a root), sans-IO.
+
+Nodes reach a server over the same Noise IK sessions as peers use between
+themselves, and any static key may open one. A session is a client; it
+names its node by proving its keys in a first request (a netconf request to
+a controller, a registration to a root). One that has not done so within
+UNIDENTIFIED_CLIENT_S is dropped, so nobody can park state here. What a
+client is beyond that (networks, registrations) belongs to the server that
+holds it: it passes a factory for its own Client subclass.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Generic, TypeVar
+
+from l2mesh.crypto.timers import DEFAULT_LIMITS
+from l2mesh.identity import PublicIdentity
+from l2mesh.session import Session, SessionAction, SessionTable
+from l2mesh.wire.common import Endpoint
+from l2mesh.wire.messages import MessageKind
+
+UNIDENTIFIED_CLIENT_S = 10.0
+MAX_UNIDENTIFIED_CLIENTS = 10_000
+# Anyone may handshake; the overall rate stays below what one core can answer.
+SERVER_SESSION_LIMITS = replace(DEFAULT_LIMITS, handshake_rate_total_per_s=1000.0)
+
+
+@dataclass(eq=False)
+class SessionClient:
+    """A node talking to this server, known by its session's static key (and by node id once proven)."""
+
+    session: Session
+    endpoint: Endpoint  # where its last packet came from
+    node_id: int | None = None
+    identity: PublicIdentity | None = None
+    last_seen_s: float = 0.0
+    first_seen_s: float = 0.0
+
+
+C = TypeVar("C", bound=SessionClient)
+
+
+class SessionServer(Generic[C]):
+    def __init__(self, private_key: bytes, drops: Counter[str], new_client: Callable[[Session, Endpoint, float], C]) -> None:
+        self.table = SessionTable(private_key, limits=SERVER_SESSION_LIMITS)
+        self.by_static: dict[bytes, C] = {}
+        self.by_node: dict[int, C] = {}
+        self.drops = drops
+        self._new_client = new_client
+        self._unidentified: set[bytes] = set()  # static keys of sessions that have not named their node
+
+    # -- packets ------------------------------------------------------------------------------------
+    def handshake_initiation(self, data: memoryview, source: Endpoint, now: float) -> bytes | None:
+        """The handshake response to send back, or None when refused. SessionError on a bad handshake."""
+        if len(self._unidentified) >= MAX_UNIDENTIFIED_CLIENTS:
+            self.drops["too_many_unidentified_clients"] += 1
+            return None
+        result = self.table.handle_initiation(data, now, source[0])
+        self._client(result.session, source, now)
+        assert result.response is not None
+        return result.response
+
+    def handshake_response(self, data: memoryview, source: Endpoint, now: float) -> C:
+        """The client whose session (one we opened, see greeting) this response completes."""
+        result = self.table.handle_response(data, now)
+        return self._client(result.session, source, now)
+
+    def open(self, data: memoryview, source: Endpoint, now: float) -> tuple[C, bytes]:
+        """The sender of a transport packet, and its message. SessionError when it does not open."""
+        session, plaintext = self.table.open(data, now)
+        message = bytes(plaintext)
+        if message and message[0] != MessageKind.KEEPALIVE:
+            session.last_data_received_s = now
+        return self._client(session, source, now), message
+
+    def _client(self, session: Session, source: Endpoint, now: float) -> C:
+        client = self.by_static.get(session.remote_static)
+        if client is None or client.session is not session:
+            client = self.by_static[session.remote_static] = self._new_client(session, source, now)
+            self._unidentified.add(session.remote_static)
+        client.endpoint = source
+        client.last_seen_s = now
+        return client
+
+    def greeting(self, identity: PublicIdentity, now: float) -> bytes | None:
+        """A handshake initiation towards a known node (after a restart), unless one is pending."""
+        session = self.table.session_for(identity.x25519_public)
+        if session.pending is not None:
+            return None
+        return session.create_initiation(now)
+
+    # -- who clients are ------------------------------------------------------------------------------
+    def name_client(self, client: C, node_id: int, identity: PublicIdentity) -> None:
+        """The client proved the keys behind node_id: it speaks for that node now (and is kept)."""
+        client.node_id, client.identity = node_id, identity
+        self.by_node[node_id] = client
+        self._unidentified.discard(client.session.remote_static)
+
+    def identified(self) -> int:
+        return sum(1 for c in self.by_static.values() if c.node_id is not None)
+
+    # -- timers -------------------------------------------------------------------------------------------
+    def poll(self, now: float) -> list[C]:
+        """Forget expired sessions and clients that never named their node; the clients owed a keepalive."""
+        keepalives = []
+        for session, action in self.table.poll(now):
+            if action & SessionAction.EXPIRED:
+                gone = self.by_static.pop(session.remote_static, None)
+                if gone is not None and gone.node_id is not None and self.by_node.get(gone.node_id) is gone:
+                    del self.by_node[gone.node_id]
+            elif action & SessionAction.SEND_KEEPALIVE:
+                client = self.by_static.get(session.remote_static)
+                if client is not None:
+                    keepalives.append(client)
+        for remote_static in list(self._unidentified):
+            client = self.by_static.get(remote_static)
+            if client is None or client.node_id is not None:
+                self._unidentified.discard(remote_static)
+            elif now - client.first_seen_s > UNIDENTIFIED_CLIENT_S:
+                del self.by_static[remote_static]
+                self._unidentified.discard(remote_static)
+                self.table.remove(remote_static)
+        return keepalives
