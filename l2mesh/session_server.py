@@ -17,15 +17,19 @@ from dataclasses import dataclass, replace
 from typing import Generic, TypeVar
 
 from l2mesh.crypto.timers import DEFAULT_LIMITS
-from l2mesh.identity import PublicIdentity
+from l2mesh.identity import Identity, PublicIdentity
+from l2mesh.ratelimit import KeyedRateLimiter
 from l2mesh.session import Session, SessionAction, SessionTable
 from l2mesh.wire.common import Endpoint
+from l2mesh.wire.errors import parse_exact
 from l2mesh.wire.messages import MessageKind
+from l2mesh.wire.packets import IdentityRequest, IdentityResponse, PacketType
 
 UNIDENTIFIED_CLIENT_S = 10.0
 MAX_UNIDENTIFIED_CLIENTS = 10_000
 # Anyone may handshake; the overall rate stays below what one core can answer.
 SERVER_SESSION_LIMITS = replace(DEFAULT_LIMITS, handshake_rate_total_per_s=1000.0)
+IDENTITY_REQUESTS_PER_SOURCE_PER_S = 5.0
 
 
 @dataclass(eq=False)
@@ -124,3 +128,37 @@ class SessionServer(Generic[C]):
                 self._unidentified.discard(remote_static)
                 self.table.remove(remote_static)
         return keepalives
+
+
+class IdentityDesk:
+    """Answers IDENTITY_REQUESTs (a node fetching our public keys before its first handshake), per source IP rate-limited.
+
+    The answer is larger than the request, so without the limit a spoofed
+    source would make us an amplifier.
+    """
+
+    def __init__(self, identity: Identity, answers_for: frozenset[int], drops: Counter[str]) -> None:
+        public = identity.public
+        self._response = IdentityResponse.build({"x25519": public.x25519_public, "ed25519": public.ed25519_public})
+        self._answers_for = answers_for
+        self._per_source = KeyedRateLimiter(IDENTITY_REQUESTS_PER_SOURCE_PER_S, 10.0)
+        self.drops = drops
+
+    def answer(self, data: memoryview, source: Endpoint, now: float) -> bytes | None:
+        """The response to send back, or None (counted). ParseError on a malformed request."""
+        request = parse_exact(IdentityRequest, data)
+        if request.node_id not in self._answers_for or not self._per_source.take(source[0], now):
+            self.drops["identity_request_refused"] += 1
+            return None
+        return self._response
+
+
+# Packets from anyone, no session needed, answered straight back to their source.
+FIRST_CONTACT_PACKETS = frozenset({PacketType.HANDSHAKE_INIT, PacketType.IDENTITY_REQUEST})
+
+
+def answer_first_contact(server: SessionServer[C], desk: IdentityDesk, kind: int, data: memoryview, source: Endpoint, now: float) -> bytes | None:
+    """The answer to a FIRST_CONTACT_PACKETS packet (None: refused, counted). SessionError, ParseError when malformed."""
+    if kind == PacketType.HANDSHAKE_INIT:
+        return server.handshake_initiation(data, source, now)
+    return desk.answer(data, source, now)

@@ -1,4 +1,5 @@
-"""A node's side of a session with a root, sans-IO, for tests: handshake, register, look up, meet, probe.
+"""A node's side of a session with a root, for tests: handshake, register, look up, meet, probe (sans-IO),
+and drive_stream(), which runs a RootStream as a reactor would.
 
 The unit tests drive it against a RootCore in memory; the integration test
 drives it over real UDP and TCP against `l2mesh-ctl root`. The node side of
@@ -7,7 +8,12 @@ l2mesh proper lives in l2mesh/node; this is only what the tests need.
 
 from __future__ import annotations
 
+import select
+import time
+from collections.abc import Callable
 from typing import Any
+
+from l2mesh.edge.node.root_stream import RootStream
 
 from l2mesh.identity import Identity, PublicIdentity
 from l2mesh.session import SessionTable
@@ -80,3 +86,21 @@ class RootClient:
         assert data[0] == PacketType.TRANSPORT, f"unexpected packet type {data[0]}"
         _, plaintext = self.table.open(memoryview(data), now)
         return parse_message(bytes(plaintext))
+
+
+def drive_stream(stream: RootStream, until: Callable[[list[bytes]], bool], timeout_s: float) -> list[bytes]:
+    """Drive the stream as a reactor would until until(received) holds or timeout_s passes; what it received."""
+    received: list[bytes] = []
+    end = time.monotonic() + timeout_s
+    while time.monotonic() < end and not until(received):
+        stream.tick(time.monotonic())
+        fd = stream.fileno()
+        if fd < 0:
+            time.sleep(0.02)
+            continue
+        readable, writable, _ = select.select([fd], [fd] if stream.wants_write else [], [], 0.05)
+        if writable:
+            stream.on_writable(time.monotonic())
+        if readable and stream.fileno() == fd:
+            received += stream.on_readable(time.monotonic())
+    return received

@@ -36,13 +36,13 @@ from l2mesh.netconf import parse_endpoint
 from l2mesh.ratelimit import KeyedRateLimiter
 from l2mesh.relaying import envelope_run_packets
 from l2mesh.session import SessionError
+from l2mesh.session_server import FIRST_CONTACT_PACKETS, IdentityDesk, answer_first_contact
 from l2mesh.wire.codec import parse_message
 from l2mesh.wire.common import Endpoint
 from l2mesh.wire.errors import ParseError, parse_exact
 from l2mesh.wire.messages import NETCONF_PROOF_CONTEXT, Keepalive, MessageKind, NetconfStatus, PathProbeReply
-from l2mesh.wire.packets import RELAY_HEADER_BYTES, IdentityRequest, IdentityResponse, PacketType
+from l2mesh.wire.packets import RELAY_HEADER_BYTES, PacketType
 
-IDENTITY_REQUESTS_PER_SOURCE_PER_S = 5.0
 ENDPOINT_PUSHES_PER_MEMBER_PER_S = 0.1
 # Member writes waiting for the storage writer; past this, requests that need
 # one go unanswered (members retry) rather than queue without bound.
@@ -77,7 +77,7 @@ class ControllerCore:
         self.relay = Relay(relay_limit_mbps, self.drops)
         self.issuer = Issuer(identity, wall_clock_s, self.drops, self.sent)
         self.seen = SeenTracker()
-        self._identity_requests = KeyedRateLimiter(IDENTITY_REQUESTS_PER_SOURCE_PER_S, 10.0)
+        self.identity_desk = IdentityDesk(identity, frozenset({self.node_id}), self.drops)
         self._endpoint_pushes = KeyedRateLimiter(ENDPOINT_PUSHES_PER_MEMBER_PER_S, 2.0)
         self._writes: list[StorageWrite] = []
         self._asked: set[tuple[int, int]] = set()  # (network id, node id) with a MemberAsked in flight
@@ -101,15 +101,13 @@ class ControllerCore:
         try:
             if kind == PacketType.TRANSPORT:
                 self._transport_received(data, source, now)
-            elif kind == PacketType.HANDSHAKE_INIT:
-                response = self.clients.handshake_initiation(data, source, now)
+            elif kind in FIRST_CONTACT_PACKETS:
+                response = answer_first_contact(self.clients, self.identity_desk, kind, data, source, now)
                 if response is not None:
                     self.transmit.send_datagram(response, source)
             elif kind == PacketType.HANDSHAKE_RESPONSE:
                 # Confirms the keys, so the member may send on them at once.
                 self._send(self.clients.handshake_response(data, source, now), Keepalive.build({}))
-            elif kind == PacketType.IDENTITY_REQUEST:
-                self._identity_request(data, source, now)
             else:
                 self.drops["unexpected_packet_type"] += 1
         except (SessionError, ParseError):
@@ -124,16 +122,6 @@ class ControllerCore:
         if target is not None:
             self.transmit.send_segments(data, segment_bytes, target)
         return True
-
-    def _identity_request(self, data: memoryview, source: Endpoint, now: float) -> None:
-        request = parse_exact(IdentityRequest, data)
-        if request.node_id != self.node_id or not self._identity_requests.take(source[0], now):
-            self.drops["identity_request_refused"] += 1
-            return
-        public = self.identity.public
-        self.transmit.send_datagram(
-            IdentityResponse.build({"x25519": public.x25519_public, "ed25519": public.ed25519_public}), source
-        )
 
     def _transport_received(self, data: memoryview, source: Endpoint, now: float) -> None:
         client, message = self.clients.open(data, source, now)

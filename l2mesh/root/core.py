@@ -25,10 +25,10 @@ from l2mesh.ratelimit import KeyedRateLimiter
 from l2mesh.relaying import RelayBudget, RendezvousBudget, envelope_of, envelope_run_packets, may_hop, punch_hints
 from l2mesh.root.registry import REGISTRATION_TTL_S, Registry
 from l2mesh.session import Session, SessionError
-from l2mesh.session_server import SessionClient, SessionServer
+from l2mesh.session_server import FIRST_CONTACT_PACKETS, IdentityDesk, SessionClient, SessionServer, answer_first_contact
 from l2mesh.wire.codec import parse_message
 from l2mesh.wire.common import Endpoint
-from l2mesh.wire.errors import ParseError, parse_exact
+from l2mesh.wire.errors import ParseError
 from l2mesh.wire.messages import (
     ROOT_REGISTER_CONTEXT,
     Keepalive,
@@ -37,9 +37,8 @@ from l2mesh.wire.messages import (
     RootLookupReply,
     RootRegistered,
 )
-from l2mesh.wire.packets import ANY_NODE_ID, RELAY_HEADER_BYTES, IdentityRequest, IdentityResponse, PacketType
+from l2mesh.wire.packets import ANY_NODE_ID, RELAY_HEADER_BYTES, PacketType
 
-IDENTITY_REQUESTS_PER_SOURCE_PER_S = 5.0
 LOOKUPS_PER_SESSION_PER_S = 20.0
 LOOKUP_BURST = 50.0
 NO_KEY = bytes(32)
@@ -68,7 +67,8 @@ class RootCore:
         self.registry = Registry(self.drops)
         self.relay = RelayBudget(relay_limit_mbps, self.drops)
         self._rendezvous = RendezvousBudget()
-        self._identity_requests = KeyedRateLimiter(IDENTITY_REQUESTS_PER_SOURCE_PER_S, 10.0)
+        # Its own id, or any: a root given only as HOST:PORT is pinned on first use.
+        self.identity_desk = IdentityDesk(identity, frozenset({self.node_id, ANY_NODE_ID}), self.drops)
         self._lookups = KeyedRateLimiter(LOOKUPS_PER_SESSION_PER_S, LOOKUP_BURST, max_keys=65536)
         self._register_proof_suffix = self.node_id.to_bytes(5, "big")
         self._now_s = 0.0
@@ -93,12 +93,10 @@ class RootCore:
                 self._relay(data, source, now, 1, None)
             elif kind == PacketType.TRANSPORT:
                 self._transport_received(data, source, now, stream)
-            elif kind == PacketType.HANDSHAKE_INIT:
-                response = self.clients.handshake_initiation(data, source, now)
+            elif kind in FIRST_CONTACT_PACKETS:
+                response = answer_first_contact(self.clients, self.identity_desk, kind, data, source, now)
                 if response is not None:
                     self.transmit.send_datagram(response, source)
-            elif kind == PacketType.IDENTITY_REQUEST:
-                self._identity_request(data, source, now)
             else:
                 # A root opens no sessions itself, so handshake responses are unexpected too.
                 self.drops["unexpected_packet_type"] += 1
@@ -137,16 +135,6 @@ class RootCore:
             self.transmit.send_datagram(data, target.observed)
         else:
             self.transmit.send_segments(data, segment_bytes, target.observed)
-
-    def _identity_request(self, data: memoryview, source: Endpoint, now: float) -> None:
-        request = parse_exact(IdentityRequest, data)
-        if request.node_id not in (self.node_id, ANY_NODE_ID) or not self._identity_requests.take(source[0], now):
-            self.drops["identity_request_refused"] += 1
-            return
-        public = self.identity.public
-        self.transmit.send_datagram(
-            IdentityResponse.build({"x25519": public.x25519_public, "ed25519": public.ed25519_public}), source
-        )
 
     def _transport_received(self, data: memoryview, source: Endpoint, now: float, stream: bool) -> None:
         client, message = self.clients.open(data, source, now)

@@ -25,7 +25,7 @@ from l2mesh.identity import PublicIdentity  # noqa: E402
 from l2mesh.wire.errors import parse_exact  # noqa: E402
 from l2mesh.wire.messages import MessageKind  # noqa: E402
 from l2mesh.wire.packets import ANY_NODE_ID, IdentityResponse  # noqa: E402
-from tests.root_client import RootClient  # noqa: E402
+from tests.root_client import RootClient, drive_stream  # noqa: E402
 
 WAIT_S = 3.0
 
@@ -52,20 +52,7 @@ class UdpNode:
 
 
 def pump(stream: RootStream, until, timeout_s: float = WAIT_S) -> list[bytes]:  # type: ignore[no-untyped-def]
-    received: list[bytes] = []
-    end = time.monotonic() + timeout_s
-    while time.monotonic() < end and not until(received):
-        stream.tick(time.monotonic())
-        fd = stream.fileno()
-        if fd < 0:
-            time.sleep(0.05)
-            continue
-        readable, writable, _ = select.select([fd], [fd] if stream.wants_write else [], [], 0.05)
-        if writable:
-            stream.on_writable(time.monotonic())
-        if readable and stream.fileno() == fd:
-            received += stream.on_readable(time.monotonic())
-    return received
+    return drive_stream(stream, until, timeout_s)
 
 
 def main() -> int:

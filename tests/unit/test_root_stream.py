@@ -3,7 +3,6 @@ the member's RootStream; refused upgrades; reconnect backoff. Loopback only, no 
 
 from __future__ import annotations
 
-import select
 import socket
 import threading
 import time
@@ -17,7 +16,7 @@ from l2mesh.edge.node.root_stream import RECONNECT_INITIAL_S, RootStream
 from l2mesh.edge.root.server import RootOptions, RootServer
 from l2mesh.wire.messages import MessageKind
 from l2mesh.wire.stream import HeadReader
-from tests.root_client import RootClient
+from tests.root_client import RootClient, drive_stream
 
 DEADLINE_S = 5.0
 
@@ -50,24 +49,10 @@ def root(tmp_path: Path) -> Iterator[LiveRoot]:
 
 
 def pump(stream: RootStream, until: Callable[[list[bytes]], bool], timeout_s: float = DEADLINE_S) -> list[bytes]:
-    """Drive the stream as a reactor would until until(received) holds; what it received."""
-    received: list[bytes] = []
-    end = time.monotonic() + timeout_s
-    while time.monotonic() < end:
-        now = time.monotonic()
-        stream.tick(now)
-        if until(received):
-            return received
-        fd = stream.fileno()
-        if fd < 0:
-            time.sleep(0.02)
-            continue
-        readable, writable, _ = select.select([fd], [fd] if stream.wants_write else [], [], 0.05)
-        if writable:
-            stream.on_writable(time.monotonic())
-        if readable and stream.fileno() == fd:
-            received += stream.on_readable(time.monotonic())
-    raise AssertionError(f"not reached within {timeout_s} s; stream {stream.state}, drops {dict(stream.drops)}")
+    received = drive_stream(stream, until, timeout_s)
+    if not until(received):
+        raise AssertionError(f"not reached within {timeout_s} s; stream {stream.state}, drops {dict(stream.drops)}")
+    return received
 
 
 def udp_ask(sock: socket.socket, root: LiveRoot, data: bytes) -> bytes:

@@ -11,7 +11,6 @@ closed (nodes renew their registration every ~25 s).
 
 from __future__ import annotations
 
-import errno
 import logging
 import socket
 from collections import Counter
@@ -19,8 +18,7 @@ from collections.abc import Callable
 
 from l2mesh.edge.framed import FramedSocket
 from l2mesh.edge.reactor import Reactor
-from l2mesh.edge.udp import DatagramSender, Endpoint
-from l2mesh.errors import L2meshError
+from l2mesh.edge.udp import DatagramSender, Endpoint, bind_error, plain_endpoint
 from l2mesh.wire.stream import HeadReader, StreamError, check_request, refusal, upgrade_response
 
 MAX_CONNECTIONS = 4096
@@ -42,18 +40,9 @@ def open_tcp_listener(listen: Endpoint) -> socket.socket:
         sock.listen(LISTEN_BACKLOG)
     except OSError as exc:
         sock.close()
-        if exc.errno == errno.EADDRINUSE:
-            raise L2meshError(f"TCP port {port} is already in use (choose another --tcp-listen)") from None
-        raise L2meshError(f"cannot listen on TCP {host}:{port}: {exc.strerror}") from None
+        raise bind_error(exc, "TCP", host, port) from None
     sock.setblocking(False)
     return sock
-
-
-def _remote(address: tuple) -> Endpoint:  # type: ignore[type-arg]
-    host = address[0]
-    if host.startswith("::ffff:") and "." in host:
-        host = host[7:]
-    return host, address[1]
 
 
 class StreamConnection:
@@ -90,7 +79,7 @@ class StreamListener:
                 self.drops["stream_too_many_connections"] += 1
                 conn.close()
                 continue
-            remote = _remote(address)
+            remote = plain_endpoint(address)
             old = self.by_remote.get(remote)
             if old is not None:
                 self._close(old)
