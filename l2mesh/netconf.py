@@ -14,6 +14,7 @@ import ipaddress
 import json
 import re
 from dataclasses import dataclass, field, replace
+from collections.abc import Iterable
 from typing import Any
 
 from l2mesh.errors import L2meshError
@@ -187,6 +188,11 @@ def usable_endpoint(endpoint: tuple[str, int]) -> bool:
     if address.is_unspecified or address.is_multicast or address.is_loopback:
         return False
     return not (address.version == 4 and address == ipaddress.IPv4Address("255.255.255.255"))
+
+
+def usable_endpoints(endpoints: Iterable[tuple[str, int]], limit: int) -> list[tuple[str, int]]:
+    """The first `limit` usable ones of the endpoints a node told us about (they are handed on to others)."""
+    return [e for e in endpoints if usable_endpoint(e)][:limit]
 
 
 def _endpoints(texts: Any) -> tuple[tuple[str, int], ...]:

@@ -3,3 +3,5 @@
 DEFAULT_NODE_PORT = 9993
 DEFAULT_CONTROLLER_PORT = 9994
 DEFAULT_API_PORT = 9995
+# A root answers where ZeroTier's roots do: a root's host runs no node of its own.
+DEFAULT_ROOT_PORT = 9993

@@ -26,10 +26,12 @@ from l2mesh.controller.defaults import API_FILE, DEFAULT_API, DEFAULT_LISTEN, DE
 from l2mesh.errors import L2meshError
 from l2mesh.ids import format_network_id, format_node_id, parse_network_id, parse_node_id
 from l2mesh.netconf import NetconfError, parse_endpoint
+from l2mesh.ports import DEFAULT_ROOT_PORT
 from l2mesh.rules.syntax import MAX_RULES_TEXT_BYTES, TAG_SYNTAX, RuleSyntaxError, is_valid_tag, parse_rules
 from l2mesh.edge.statefile import read_json
 
 CONTROLLER_STATE_DIR_DEFAULT = "/var/lib/l2mesh-ctl"
+ROOT_STATE_DIR_DEFAULT = "/var/lib/l2mesh-root"
 API_ENV = "L2MESH_API"
 TOKEN_ENV = "L2MESH_API_TOKEN"
 HTTP_TIMEOUT_S = 10.0
@@ -129,6 +131,23 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     roots = parse_root_list(args.root, os.environ.get(ROOTS_ENV))
     return run_controller(ServeOptions(resolve_state_dir(args), args.listen, args.api_listen, args.relay_limit_mbps, roots))
+
+
+def cmd_root(args: argparse.Namespace) -> int:
+    state_dir = resolve_state_dir(args)
+    if args.show_id:
+        # Only the identity file: an operator writing `--root ID@HOST:PORT` needs no running root.
+        from l2mesh.edge.identity_file import load_or_create_identity
+
+        identity = load_or_create_identity(state_dir)
+        if args.json:
+            print_json(identity.public.to_json())
+        else:
+            print(format_node_id(identity.node_id))
+        return 0
+    from l2mesh.edge.root.server import RootOptions, run_root
+
+    return run_root(RootOptions(state_dir, args.listen, args.tcp_listen, args.relay_limit_mbps))
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -374,6 +393,20 @@ def build_parser() -> argparse.ArgumentParser:
         f"HOST:PORT alone pins its keys on first use; default: ${ROOTS_ENV})",
     )
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("root", help="run a root (rendezvous and relay for any node) in the foreground, or --show-id")
+    add_state_dir_argument(p, ROOT_STATE_DIR_DEFAULT)
+    p.add_argument("--listen", type=endpoint_arg, default=("0.0.0.0", DEFAULT_ROOT_PORT), metavar="ADDR:PORT",
+                   help=f"UDP for nodes (default 0.0.0.0:{DEFAULT_ROOT_PORT})")
+    p.add_argument("--tcp-listen", type=endpoint_arg, default=None, metavar="ADDR:PORT",
+                   help="TCP fallback for nodes whose UDP is blocked (HTTP upgrade; default: none; members try the UDP port number)")
+    p.add_argument(
+        "--relay-limit-mbps", type=positive_int, default=DEFAULT_RELAY_LIMIT_MBPS, metavar="MBIT/S",
+        help=f"most one node may send through this root's relay (default {DEFAULT_RELAY_LIMIT_MBPS})",
+    )
+    p.add_argument("--show-id", action="store_true", help="print the root's id (creating its identity if absent) and exit")
+    p.add_argument("--json", action="store_true", help="with --show-id: the id and public keys as JSON")
+    p.set_defaults(func=cmd_root)
 
     p = sub.add_parser("status", help="controller id and online members")
     _common(p)

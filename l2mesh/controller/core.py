@@ -41,25 +41,20 @@ from l2mesh.identity import Identity, PublicIdentity, node_id_from_public_keys
 from l2mesh.ids import controller_of, format_node_id
 from l2mesh.netconf import parse_endpoint
 from l2mesh.ratelimit import KeyedRateLimiter
+from l2mesh.relaying import envelope_run_packets
 from l2mesh.session import SessionError
+from l2mesh.session_server import IdentityDesk
 from l2mesh.wire.codec import parse_message
 from l2mesh.wire.common import Endpoint
-from l2mesh.wire.errors import ParseError, parse_exact, parse_or_none
+from l2mesh.wire.errors import ParseError, parse_or_none
 from l2mesh.root_client import PIN_RETRY_S, RootLink, register_message
 from l2mesh.wire.messages import NETCONF_PROOF_CONTEXT, EndpointHints, Keepalive, MessageKind, NetconfStatus, PathProbeReply
-from l2mesh.wire.packets import (
-    MAX_RELAY_HOPS,
-    RELAY_HEADER,
-    RELAY_HEADER_BYTES,
-    IdentityRequest,
-    IdentityResponse,
-    PacketType,
-)
+from l2mesh.wire.packets import MAX_RELAY_HOPS, RELAY_HEADER, RELAY_HEADER_BYTES, IdentityRequest, PacketType
 
-IDENTITY_REQUESTS_PER_SOURCE_PER_S = 5.0
 PUNCHES_PER_MEMBER_PER_S = 1.0
 MAX_PUNCH_ENDPOINTS = 8
 ROOT_SILENT_S = 60.0  # a root unheard this long is shown as connecting again (keepalives come every ~10 s)
+
 ENDPOINT_PUSHES_PER_MEMBER_PER_S = 0.1
 # Member writes waiting for the storage writer; past this, requests that need
 # one go unanswered (members retry) rather than queue without bound.
@@ -94,7 +89,7 @@ class ControllerCore:
         self.relay = Relay(relay_limit_mbps, self.drops)
         self.issuer = Issuer(identity, wall_clock_s, self.drops, self.sent)
         self.seen = SeenTracker()
-        self._identity_requests = KeyedRateLimiter(IDENTITY_REQUESTS_PER_SOURCE_PER_S, 10.0)
+        self.identity_desk = IdentityDesk(identity, frozenset({self.node_id}), self.drops)
         self._endpoint_pushes = KeyedRateLimiter(ENDPOINT_PUSHES_PER_MEMBER_PER_S, 2.0)
         self._punches = KeyedRateLimiter(PUNCHES_PER_MEMBER_PER_S, 3.0)
         self._node_id_bytes = identity.node_id.to_bytes(5, "big")
@@ -140,7 +135,9 @@ class ControllerCore:
                 # Confirms the keys, so the member may send on them at once.
                 self._send(self.clients.handshake_response(data, source, now, relayed), Keepalive.build({}))
             elif kind == PacketType.IDENTITY_REQUEST and not relayed:
-                self._identity_request(data, source, now)
+                answer = self.identity_desk.answer(data, source, now)
+                if answer is not None:
+                    self.transmit.send_datagram(answer, source)
             elif kind == PacketType.IDENTITY_RESPONSE and not relayed:
                 self._root_keys(data, source)
             else:
@@ -166,26 +163,13 @@ class ControllerCore:
 
     def segments_received(self, data: memoryview, segment_bytes: int, source: Endpoint, now: float) -> bool:
         """A run of same-size datagrams from one sender: forward it in one send if all are one relay envelope."""
-        if data[0] != PacketType.RELAY or segment_bytes <= RELAY_HEADER_BYTES or len(data) <= segment_bytes:
+        packets = envelope_run_packets(data, segment_bytes)
+        if packets is None:
             return False
-        envelope = bytes(data[:RELAY_HEADER_BYTES])
-        for start in range(segment_bytes, len(data), segment_bytes):
-            if data[start : start + RELAY_HEADER_BYTES] != envelope:
-                return False
-        target = self.relay.target(data, source, now, -(-len(data) // segment_bytes), self.clients.by_node, self.directory)
+        target = self.relay.target(data, source, now, packets, self.clients.by_node, self.directory)
         if target is not None:
             self.transmit.send_segments(data, segment_bytes, target)
         return True
-
-    def _identity_request(self, data: memoryview, source: Endpoint, now: float) -> None:
-        request = parse_exact(IdentityRequest, data)
-        if request.node_id != self.node_id or not self._identity_requests.take(source[0], now):
-            self.drops["identity_request_refused"] += 1
-            return
-        public = self.identity.public
-        self.transmit.send_datagram(
-            IdentityResponse.build({"x25519": public.x25519_public, "ed25519": public.ed25519_public}), source
-        )
 
     def _transport_received(self, data: memoryview, source: Endpoint, now: float, relayed: bool) -> None:
         client, message = self.clients.open(data, source, now, relayed)

@@ -41,11 +41,16 @@ def open_udp_socket(port: int, host: str = "0.0.0.0") -> socket.socket:
         sock.bind((host, port))
     except OSError as exc:
         sock.close()
-        if exc.errno == errno.EADDRINUSE:
-            raise L2meshError(f"UDP port {port} is already in use (another l2mesh process? choose another port)") from None
-        raise L2meshError(f"cannot open UDP {host}:{port}: {exc.strerror}") from None
+        raise bind_error(exc, "UDP", host, port) from None
     sock.setblocking(False)
     return sock
+
+
+def bind_error(exc: OSError, protocol: str, host: str, port: int) -> L2meshError:
+    """The one-line error for a socket that could not bind (or listen) where it was told to."""
+    if exc.errno == errno.EADDRINUSE:
+        return L2meshError(f"{protocol} port {port} is already in use (another l2mesh process? choose another port)")
+    return L2meshError(f"cannot open {protocol} {host}:{port}: {exc.strerror}")
 
 
 class DatagramSender:
@@ -124,7 +129,7 @@ class DatagramSender:
 _GRO_CONTROL_BYTES = socket.CMSG_SPACE(4)
 
 
-def _plain_endpoint(source: tuple) -> Endpoint:  # type: ignore[type-arg]
+def plain_endpoint(source: tuple) -> Endpoint:  # type: ignore[type-arg]
     """(host, port) from an IPv6 socket's 4-tuple; IPv4 peers of a dual-stack socket appear as ::ffff:a.b.c.d."""
     host = source[0]
     if host.startswith("::ffff:") and "." in host:
@@ -160,7 +165,7 @@ def make_socket_drainer(
             except OSError:
                 continue  # ICMP errors surface here on Linux; nothing to act on
             if len(source) != 2:
-                source = _plain_endpoint(source)
+                source = plain_endpoint(source)
             if not control:
                 on_datagram(view[:size], source, now)
                 continue

@@ -6,7 +6,7 @@ from collections import Counter
 
 import pytest
 
-from l2mesh.controller import clients as clients_module
+from l2mesh import session_server as session_server_module
 from l2mesh.controller.clients import MAX_LOCAL_ENDPOINTS, ONLINE_WINDOW_S, UNIDENTIFIED_CLIENT_S, Clients
 from l2mesh.identity import Identity
 from l2mesh.session import SessionTable
@@ -55,7 +55,7 @@ def test_a_handshake_makes_an_unidentified_client_that_is_dropped_unless_it_name
 
 
 def test_too_many_unidentified_clients_refuse_new_handshakes(clients: Clients, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(clients_module, "MAX_UNIDENTIFIED_CLIENTS", 2)
+    monkeypatch.setattr(session_server_module, "MAX_UNIDENTIFIED_CLIENTS", 2)
     for i in range(2):
         Node((f"198.18.{i + 1}.2", 9993)).handshake(clients, 1.0)
     late = Node(("198.18.9.2", 9993))

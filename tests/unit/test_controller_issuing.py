@@ -30,7 +30,7 @@ def issuer() -> Issuer:
 
 def client_of(identity: Identity, endpoint: tuple[str, int] = ("198.18.1.2", 9993)) -> Client:
     session = SessionTable(CONTROLLER.x25519_private).session_for(identity.x25519_public)
-    return Client(session, endpoint, identity.node_id, identity.public, {NETWORK.network_id})
+    return Client(session, endpoint, identity.node_id, identity.public, networks={NETWORK.network_id})
 
 
 def member_of(identity: Identity | PublicIdentity, node_id: int, **fields: object) -> Member:

@@ -28,7 +28,7 @@ class World:
         table = SessionTable(CONTROLLER.x25519_private)
         self.by_node: dict[int, Client] = {}
         for identity, endpoint, authorized in ((self.a, ("198.18.1.2", 9993), True), (self.b, ("198.18.2.2", 9993), authorize_b)):
-            client = Client(table.session_for(identity.x25519_public), endpoint, identity.node_id, identity.public, {NETWORK.network_id})
+            client = Client(table.session_for(identity.x25519_public), endpoint, identity.node_id, identity.public, networks={NETWORK.network_id})
             client.last_seen_s = 1.0
             self.by_node[identity.node_id] = client
             self.authorize(identity, authorized)

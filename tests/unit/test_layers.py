@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[2] / "l2mesh"
-SANS_IO_PACKAGES = ("l2mesh.wire", "l2mesh.crypto", "l2mesh.rules", "l2mesh.switch", "l2mesh.node", "l2mesh.controller")
+SANS_IO_PACKAGES = ("l2mesh.wire", "l2mesh.crypto", "l2mesh.rules", "l2mesh.switch", "l2mesh.node", "l2mesh.controller", "l2mesh.root")
 SANS_IO_ROOT_MODULES = (
     "l2mesh.errors",
     "l2mesh.fragments",
@@ -26,6 +26,8 @@ SANS_IO_ROOT_MODULES = (
     "l2mesh.ports",
     "l2mesh.ratelimit",
     "l2mesh.session",
+    "l2mesh.session_server",
+    "l2mesh.relaying",
 )
 # What a sans-IO module must never import: the world's doors.
 IO_MODULES = ("socket", "select", "selectors", "threading", "trio", "asyncio", "subprocess", "sqlite3", "fcntl", "pytun", "pyroute2", "httpx", "hypercorn", "starlette")

@@ -1,0 +1,79 @@
+"""What every relay does with an envelope, whoever decides who may use it (the controller, a root), sans-IO.
+
+Relayed packets stay end-to-end encrypted: a relay reads only the envelope
+(RELAY_HEADER: hops, destination, origin), forwards the rest as is, and
+bounds each origin to a byte budget. A rendezvous tells two nodes to probe
+each other at once (UDP hole punching), at most RENDEZVOUS_PER_PAIR_PER_S
+per pair, so a node cannot make a relay spray hints.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from l2mesh.ratelimit import KeyedRateLimiter
+from l2mesh.wire.common import Endpoint
+from l2mesh.wire.messages import EndpointHints
+from l2mesh.wire.packets import MAX_RELAY_HOPS, RELAY_HEADER, RELAY_HEADER_BYTES, PacketType
+
+RELAY_BURST_S = 0.05  # the relay budget's bucket holds this much time at the origin's rate
+RENDEZVOUS_PER_PAIR_PER_S = 1.0
+MAX_PUNCH_ENDPOINTS = 8
+
+
+def envelope_of(data: memoryview) -> tuple[int, int, int]:
+    """(hops, destination node id, origin node id) of a relay envelope at least RELAY_HEADER_BYTES long."""
+    _, hops, destination, origin = RELAY_HEADER.unpack_from(data)
+    return hops, int.from_bytes(destination, "big"), int.from_bytes(origin, "big")
+
+
+def may_hop(hops: int) -> bool:
+    """Bounded, so two relays can never bounce a packet between them forever."""
+    return hops < MAX_RELAY_HOPS
+
+
+def envelope_run_packets(data: memoryview, segment_bytes: int) -> int | None:
+    """How many envelopes a run of same-size segments (UDP GRO) holds when all share one envelope, else None.
+
+    Such a run (a sealed frame's fragments, relayed) is forwarded whole in one segmented send.
+    """
+    if data[0] != PacketType.RELAY or segment_bytes <= RELAY_HEADER_BYTES or len(data) <= segment_bytes:
+        return None
+    envelope = bytes(data[:RELAY_HEADER_BYTES])
+    for start in range(segment_bytes, len(data), segment_bytes):
+        if data[start : start + RELAY_HEADER_BYTES] != envelope:
+            return None
+    return -(-len(data) // segment_bytes)
+
+
+class RelayBudget:
+    """Bytes per second each origin may send through the relay, and what was relayed."""
+
+    def __init__(self, relay_limit_mbps: int, drops: Counter[str]) -> None:
+        relay_bytes_per_s = relay_limit_mbps * 1_000_000 / 8
+        self._budget = KeyedRateLimiter(relay_bytes_per_s, relay_bytes_per_s * RELAY_BURST_S)
+        self.drops = drops
+        self.relayed_packets = 0
+        self.relayed_bytes = 0
+
+    def take(self, origin: int, now: float, size_bytes: int, packets: int) -> bool:
+        """True (and counted as relayed) when the origin is within its budget."""
+        if not self._budget.take(origin, now, size_bytes):
+            self.drops["relay_rate_limited"] += 1
+            return False
+        self.relayed_packets += packets
+        self.relayed_bytes += size_bytes
+        return True
+
+
+class RendezvousBudget:
+    def __init__(self) -> None:
+        self._per_pair = KeyedRateLimiter(RENDEZVOUS_PER_PAIR_PER_S, 2.0)
+
+    def take(self, one: int, other: int, now: float) -> bool:
+        return self._per_pair.take((min(one, other), max(one, other)), now)
+
+
+def punch_hints(node_id: int, endpoints: tuple[Endpoint, ...] | list[Endpoint]) -> bytes:
+    """The message telling a node to probe node_id at these endpoints now."""
+    return EndpointHints.build({"node_id": node_id, "punch": True, "endpoints": list(endpoints[:MAX_PUNCH_ENDPOINTS])})
