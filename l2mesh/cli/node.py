@@ -43,7 +43,8 @@ def cmd_daemon(args: argparse.Namespace) -> int:
     # Imported here: the daemon's stack (trio, pyroute2, pytun) doubles every other command's start-up.
     from l2mesh.edge.node.daemon import DaemonOptions, run_daemon
 
-    return run_daemon(DaemonOptions(resolve_state_dir(args), args.port, list(args.static_netconf), not args.no_offload))
+    return run_daemon(DaemonOptions(resolve_state_dir(args), args.port, list(args.static_netconf), not args.no_offload,
+                                    port_mapping=not args.no_port_mapping))
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -51,9 +52,19 @@ def cmd_status(args: argparse.Namespace) -> int:
     return print_data(
         args,
         status,
-        ["node", "version", "UDP port", "networks", "peers", "uptime"],
-        [[status["id"], status["version"], status["port"], status["networks"], status["peers"], f"{status['uptime_s']:.0f} s"]],
+        ["node", "version", "UDP port", "networks", "peers", "uptime", "port mapping"],
+        [[status["id"], status["version"], status["port"], status["networks"], status["peers"], f"{status['uptime_s']:.0f} s",
+          _port_mapping_text(status.get("port_mapping"))]],
     )
+
+
+def _port_mapping_text(mapping: dict[str, Any] | None) -> str:
+    """'198.18.3.2:9993 (nat-pmp)', the state when nothing is mapped ('unavailable'), or 'off'."""
+    if mapping is None:
+        return "off"
+    if mapping.get("external"):
+        return f"{mapping['external']} ({mapping['protocol']})"
+    return str(mapping.get("state"))
 
 
 def cmd_join(args: argparse.Namespace) -> int:
@@ -206,6 +217,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-offload",
         action="store_true",
         help="read plain MTU-sized frames from the TAP (no TCP super-frames or partial checksums); for comparisons",
+    )
+    p.add_argument(
+        "--no-port-mapping",
+        action="store_true",
+        help="do not ask the default gateway (NAT-PMP) to forward the UDP port",
     )
     p.set_defaults(func=cmd_daemon)
     return parser
