@@ -1,9 +1,10 @@
-"""Issue 11 part 5: port mapping. A member whose home router runs miniupnpd (NAT-PMP) maps its UDP port and
+"""Issue 11 part 5: port mapping. A member whose home router runs miniupnpd (NAT-PMP, PCP) maps its UDP port and
 advertises the mapping, so two members behind symmetric NATs get a direct path instead of the relay."""
 
 from __future__ import annotations
 
 import time
+from datetime import datetime
 
 import pytest
 
@@ -27,6 +28,17 @@ def miniupnpd_redirects(topology: Topology, router: NatRouter) -> str:
     return topology.run_in(router.namespace, ["nft", "list", "chain", "inet", table, "prerouting_miniupnpd"]).stdout
 
 
+def daemon_log_gap_s(topology: Topology, host: Host, first: str, then: str) -> float:
+    """Seconds between the daemon log's first line containing `first` and the next containing `then`."""
+    stamps: list[datetime] = []
+    for line in (topology.logs / f"{host.name}-daemon.log").read_text(errors="replace").splitlines():
+        if (first if not stamps else then) in line:
+            stamps.append(datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f"))
+            if len(stamps) == 2:
+                return (stamps[1] - stamps[0]).total_seconds()
+    raise AssertionError(f"no {first!r} then {then!r} in {host.name}'s daemon log")
+
+
 def symmetric_pair_with_miniupnpd_at_a(topology: Topology) -> tuple[Host, NatRouter, Host]:
     a, router_a = topology.add_nat_host("a", symmetric=True, port_mapping=True)
     b, _ = topology.add_nat_host("b", symmetric=True)
@@ -48,6 +60,15 @@ def join_network(topology: Topology, a: Host, b: Host) -> tuple[str, str]:
 
 
 def test_members_behind_symmetric_nats_get_a_direct_path_through_a_nat_pmp_mapping(topology: Topology) -> None:
+    direct_through_the_mapping(topology, "nat-pmp")
+
+
+def test_pcp_maps_the_port_as_well(topology: Topology, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("L2MESH_PORT_MAPPING", "pcp")  # inherited by the daemons the test starts
+    direct_through_the_mapping(topology, "pcp")
+
+
+def direct_through_the_mapping(topology: Topology, protocol: str) -> None:
     a, router_a, b = symmetric_pair_with_miniupnpd_at_a(topology)
     started = time.monotonic()
     a.start_daemon()
@@ -55,7 +76,7 @@ def test_members_behind_symmetric_nats_get_a_direct_path_through_a_nat_pmp_mappi
     wait_until(lambda: mapped_endpoint(a) == expected, 10, interval_s=0.05, what="a's NAT-PMP mapping")
     mapped_s = time.monotonic() - started
     status = a.status()["port_mapping"]
-    assert status["protocol"] == "nat-pmp" and status["state"] == "mapped" and status["lifetime_s"] > 0
+    assert status["protocol"] == protocol and status["state"] == "mapped" and status["lifetime_s"] > 0
     assert f"dnat ip to {a.underlay_ip}:{NODE_PORT}" in miniupnpd_redirects(topology, router_a)
 
     b.start_daemon()
@@ -66,7 +87,9 @@ def test_members_behind_symmetric_nats_get_a_direct_path_through_a_nat_pmp_mappi
     b_view = peer_view(b, a)
     assert b_view is not None and b_view["endpoint"] == expected  # b reaches a through the router's mapping
     assert a.ping(ip_b, count=3, interval_s=0.2, timeout_s=1)
-    print(f"NAT-PMP: mapping {expected} held {mapped_s:.2f} s after a's daemon started; symmetric/symmetric path direct")
+    print(f"{protocol}: mapping {expected} seen by the CLI {mapped_s:.2f} s after a's daemon started "
+          f"({daemon_log_gap_s(topology, a, 'listening on UDP', 'port mapping:'):.3f} s by the daemon's log); "
+          "symmetric/symmetric path direct")
 
     # On exit the daemon deletes its mapping (lifetime 0) rather than leave it to expire.
     assert a.stop_daemon() == 0

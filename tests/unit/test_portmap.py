@@ -11,15 +11,19 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from l2mesh.edge.node.portmap import PortMapper, default_gateway
-from l2mesh.portmap.natpmp import (
-    ADDRESS_CHECK_S,
+from l2mesh.edge.node.portmap import PortMapper, default_gateway, protocol_order
+from l2mesh.errors import L2meshError
+from l2mesh.portmap.client import (
+    CHECK_INTERVAL_S,
     MAX_ATTEMPTS,
     REFUSED_RETRY_S,
     UNAVAILABLE_RETRY_S,
+    MappingClient,
     MappingState,
-    NatPmpClient,
 )
+from l2mesh.portmap.natpmp import NatPmp
+from l2mesh.portmap.pcp import Pcp
+from l2mesh.portmap.protocol import Step
 from l2mesh.wire.errors import ParseError, parse_exact
 from l2mesh.wire.natpmp import (
     ErrorResponse,
@@ -30,6 +34,7 @@ from l2mesh.wire.natpmp import (
     Opcode,
     ResultCode,
 )
+from l2mesh.wire.pcp import AnnounceResponse, MapRequest, MapResponse, PcpResult
 
 PORT = 9993
 EXTERNAL_IP = "198.18.3.2"
@@ -87,9 +92,13 @@ def mapping_response(epoch_s: int, external_port: int, lifetime_s: int = 7200, r
     })
 
 
-def mapped_client(lifetime_s: int = 7200, external_port: int = 40000) -> NatPmpClient:
+def natpmp_client() -> MappingClient:
+    return MappingClient(PORT, [NatPmp(PORT)])
+
+
+def mapped_client(lifetime_s: int = 7200, external_port: int = 40000) -> MappingClient:
     """A client that asked at time 0 and holds a mapping granted with epoch 1000."""
-    client = NatPmpClient(PORT)
+    client = natpmp_client()
     assert client.poll(0.0) == [ExternalAddressRequest.build({})]
     client.datagram_received(address_response(1000), 0.0)
     [request] = client.poll(0.0)
@@ -116,17 +125,17 @@ def test_asks_the_address_then_maps_and_advertises_the_external_endpoint() -> No
 
 
 def test_resends_after_250_ms_doubling_then_gives_up_and_tries_again_much_later() -> None:
-    client = NatPmpClient(PORT)
+    client = natpmp_client()
     sent_at = [t / 100 for t in range(0, 1000) if client.poll(t / 100)]
     assert sent_at == [0.0, 0.25, 0.75, 1.75][:MAX_ATTEMPTS]
     assert client.state is MappingState.UNAVAILABLE and client.endpoint() is None
-    assert client.counters["natpmp_no_answer"] == 1
+    assert client.counters["no_answer"] == 1
     assert client.poll(3.75 + UNAVAILABLE_RETRY_S - 1) == []
     assert kinds(client.poll(3.75 + UNAVAILABLE_RETRY_S)) == ["address"]
 
 
 def test_a_closed_port_gives_up_at_once() -> None:
-    client = NatPmpClient(PORT)
+    client = natpmp_client()
     client.poll(0.0)
     client.unreachable(0.01)
     assert client.state is MappingState.UNAVAILABLE
@@ -159,37 +168,37 @@ def test_an_unanswered_renewal_keeps_the_mapping_until_it_expires() -> None:
 
 def test_checks_the_address_every_minute_and_a_steady_epoch_changes_nothing() -> None:
     client = mapped_client()
-    assert kinds(client.poll(ADDRESS_CHECK_S)) == ["address"]
-    client.datagram_received(address_response(1000 + int(ADDRESS_CHECK_S)), ADDRESS_CHECK_S)
-    assert client.poll(ADDRESS_CHECK_S) == []
+    assert kinds(client.poll(CHECK_INTERVAL_S)) == ["address"]
+    client.datagram_received(address_response(1000 + int(CHECK_INTERVAL_S)), CHECK_INTERVAL_S)
+    assert client.poll(CHECK_INTERVAL_S) == []
     assert client.counters["epoch_resets"] == 0
 
 
 def test_an_epoch_that_went_back_means_a_router_restart_and_maps_again_at_once() -> None:
     client = mapped_client()
-    client.poll(ADDRESS_CHECK_S)
-    client.datagram_received(address_response(5), ADDRESS_CHECK_S)  # the router's table is 5 s old
+    client.poll(CHECK_INTERVAL_S)
+    client.datagram_received(address_response(5), CHECK_INTERVAL_S)  # the router's table is 5 s old
     assert client.counters["epoch_resets"] == 1
-    [request] = client.poll(ADDRESS_CHECK_S)
+    [request] = client.poll(CHECK_INTERVAL_S)
     assert parse_exact(MappingRequest, request).suggested_external_port == 40000
-    client.datagram_received(mapping_response(5, 40001), ADDRESS_CHECK_S)
+    client.datagram_received(mapping_response(5, 40001), CHECK_INTERVAL_S)
     assert client.endpoint() == (EXTERNAL_IP, 40001)
 
 
 def test_an_epoch_within_the_clock_slack_is_no_restart() -> None:
     client = mapped_client()
-    client.poll(ADDRESS_CHECK_S)
+    client.poll(CHECK_INTERVAL_S)
     # 7/8 of 60 s is 52.5 s; 51 s behind by less than 2 s of slack.
-    client.datagram_received(address_response(1051), ADDRESS_CHECK_S)
+    client.datagram_received(address_response(1051), CHECK_INTERVAL_S)
     assert client.counters["epoch_resets"] == 0
 
 
 def test_a_new_external_address_is_advertised_and_mapped_again() -> None:
     client = mapped_client()
-    client.poll(ADDRESS_CHECK_S)
-    client.datagram_received(address_response(1060, ip="198.18.9.2"), ADDRESS_CHECK_S)
+    client.poll(CHECK_INTERVAL_S)
+    client.datagram_received(address_response(1060, ip="198.18.9.2"), CHECK_INTERVAL_S)
     assert client.counters["address_changes"] == 1
-    assert kinds(client.poll(ADDRESS_CHECK_S)) == ["map"]
+    assert kinds(client.poll(CHECK_INTERVAL_S)) == ["map"]
 
 
 def test_a_refusal_forgets_the_mapping_and_waits_before_asking_again() -> None:
@@ -203,7 +212,7 @@ def test_a_refusal_forgets_the_mapping_and_waits_before_asking_again() -> None:
 
 
 def test_a_router_that_speaks_another_version_is_unavailable() -> None:
-    client = NatPmpClient(PORT)
+    client = natpmp_client()
     client.poll(0.0)
     client.datagram_received(ErrorResponse.build({"opcode": 128, "result": ResultCode.UNSUPPORTED_VERSION, "epoch_s": 7}), 0.0)
     assert client.state is MappingState.UNAVAILABLE
@@ -211,7 +220,7 @@ def test_a_router_that_speaks_another_version_is_unavailable() -> None:
 
 @pytest.mark.parametrize("ip", ["0.0.0.0", "127.0.0.1", "224.0.0.1", "255.255.255.255"])
 def test_no_usable_external_address_means_no_mapping(ip: str) -> None:
-    client = NatPmpClient(PORT)
+    client = natpmp_client()
     client.poll(0.0)
     client.datagram_received(address_response(0, ip=ip), 0.0)
     assert client.state is MappingState.REFUSED and client.poll(1.0) == []
@@ -229,10 +238,10 @@ def test_no_usable_external_address_means_no_mapping(ip: str) -> None:
     ],
 )
 def test_garbage_is_dropped_and_counted_and_the_request_stays_in_flight(answer: bytes) -> None:
-    client = NatPmpClient(PORT)
+    client = natpmp_client()
     client.poll(0.0)
     client.datagram_received(answer, 0.0)
-    assert sum(v for k, v in client.counters.items() if k.startswith("natpmp_")) == 1
+    assert client.counters["malformed"] + client.counters["unexpected"] == 1
     assert client.state is MappingState.STARTING
     client.datagram_received(address_response(1000), 0.1)  # the real answer still counts
     assert kinds(client.poll(0.1)) == ["map"]
@@ -247,23 +256,23 @@ def test_garbage_is_dropped_and_counted_and_the_request_stays_in_flight(answer: 
     ],
 )
 def test_a_mapping_answer_that_maps_nothing_of_ours_is_dropped(answer: bytes) -> None:
-    client = NatPmpClient(PORT)
+    client = natpmp_client()
     client.poll(0.0)
     client.datagram_received(address_response(1000), 0.0)
     client.poll(0.0)
     client.datagram_received(answer, 0.0)
-    assert client.counters["natpmp_malformed"] == 1 and client.endpoint() is None
+    assert client.counters["malformed"] == 1 and client.endpoint() is None
 
 
 def test_an_answer_with_nothing_in_flight_is_unexpected() -> None:
     client = mapped_client()
     client.datagram_received(mapping_response(1000, 40000), 1.0)
-    assert client.counters["natpmp_unexpected"] == 1 and client.endpoint() == (EXTERNAL_IP, 40000)
+    assert client.counters["unexpected"] == 1 and client.endpoint() == (EXTERNAL_IP, 40000)
 
 
 ports = st.integers(0, 65535)
 u32 = st.integers(0, 2**32 - 1)
-answers = st.one_of(
+natpmp_answers = st.one_of(
     st.binary(max_size=24),
     st.builds(address_response, u32, st.integers(0, 2**32 - 1).map(lambda n: str(ipaddress.IPv4Address(n))),
               st.integers(0, 65535)),
@@ -272,9 +281,9 @@ answers = st.one_of(
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.lists(st.tuples(answers, st.floats(min_value=0, max_value=10_000)), max_size=12))
+@given(st.lists(st.tuples(natpmp_answers, st.floats(min_value=0, max_value=10_000)), max_size=12))
 def test_hostile_answers_never_raise_and_never_advertise_a_bad_endpoint(answers: list[tuple[bytes, float]]) -> None:
-    client = NatPmpClient(PORT)
+    client = natpmp_client()
     for data, now in sorted(answers, key=lambda a: a[1]):
         client.poll(now)
         client.datagram_received(data, now)
@@ -291,7 +300,7 @@ def test_release_deletes_the_mapping_with_lifetime_zero() -> None:
     request = parse_exact(MappingRequest, client.release())
     assert (request.internal_port, request.suggested_external_port, request.lifetime_s) == (PORT, 0, 0)
     assert client.state is MappingState.CLOSED and client.poll(10_000.0) == []
-    assert NatPmpClient(PORT).release() is None  # nothing asked, nothing to delete
+    assert natpmp_client().release() is None  # nothing asked, nothing to delete
 
 
 # -- the edge ----------------------------------------------------------------------------------------
@@ -358,3 +367,142 @@ def test_with_no_default_route_the_edge_asks_nobody() -> None:
     mapper = PortMapper(reactor, PORT, find_gateway=lambda: None)  # type: ignore[arg-type]
     assert mapper.tick(0.0) is False and mapper.endpoints() == []
     assert mapper.status(0.0)["state"] == "no-gateway" and reactor.readers == {}
+
+
+# -- PCP (RFC 6887) and falling back between protocols -------------------------------------------------
+
+CLIENT_IP = "198.19.1.2"
+NONCE = bytes(range(1, 13))
+
+
+def pcp_map_response(epoch_s: int, external_port: int, lifetime_s: int = 7200, result: int = PcpResult.SUCCESS,
+                     nonce: bytes = NONCE, ip: str = EXTERNAL_IP) -> bytes:
+    return MapResponse.build({
+        "result": result, "lifetime_s": lifetime_s, "epoch_s": epoch_s, "reserved2": bytes(12), "nonce": nonce,
+        "protocol": 17, "reserved3": bytes(3), "internal_port": PORT, "external_port": external_port,
+        "external_ip": ip, "options": b"",
+    })
+
+
+def pcp_announce_response(epoch_s: int, result: int = PcpResult.SUCCESS) -> bytes:
+    return AnnounceResponse.build({"result": result, "lifetime_s": 0, "epoch_s": epoch_s, "reserved2": bytes(12),
+                                   "options": b""})
+
+
+def pcp_client() -> MappingClient:
+    return MappingClient(PORT, [Pcp(PORT, CLIENT_IP, NONCE)])
+
+
+def test_pcp_map_request_is_the_rfc_6887_layout() -> None:
+    request = Pcp(PORT, CLIENT_IP, NONCE).request(Step.MAP, 9993, 7200)
+    assert request == bytes.fromhex(
+        "02 01 0000 00001c20" "00000000000000000000ffffc6130102"  # version, MAP, lifetime, client ::ffff:198.19.1.2
+        "0102030405060708090a0b0c" "11 000000 2709 2709"  # nonce, UDP, internal and suggested port
+        "00000000000000000000ffff00000000"  # suggested external address: none (::ffff:0.0.0.0)
+    )
+    assert len(Pcp(PORT, CLIENT_IP, NONCE).request(Step.PROBE, 0, 0)) == 24  # ANNOUNCE: the header alone
+
+
+def test_pcp_announces_then_maps_and_renews_with_the_same_nonce_and_address() -> None:
+    client = pcp_client()
+    [probe] = client.poll(0.0)
+    assert probe[:2] == b"\x02\x00"
+    client.datagram_received(pcp_announce_response(500), 0.0)
+    [request] = client.poll(0.0)
+    client.datagram_received(pcp_map_response(500, 40000, lifetime_s=100), 0.0)
+    assert client.endpoint() == (EXTERNAL_IP, 40000) and client.status(0.0)["protocol"] == "pcp"
+    [renewal] = client.poll(50.0)
+    parsed = parse_exact(MapRequest, renewal)
+    assert (parsed.nonce, parsed.suggested_external_port, parsed.suggested_external_ip) == (NONCE, 40000, EXTERNAL_IP)
+
+
+def test_pcp_answers_for_another_nonce_are_not_ours() -> None:
+    client = pcp_client()
+    client.poll(0.0)
+    client.datagram_received(pcp_announce_response(500), 0.0)
+    client.poll(0.0)
+    client.datagram_received(pcp_map_response(500, 40000, nonce=bytes(12)), 0.0)
+    client.datagram_received(pcp_map_response(500, 0, result=PcpResult.NOT_AUTHORIZED, nonce=bytes(12)), 0.0)
+    assert client.counters["unexpected"] == 2 and client.endpoint() is None
+    client.datagram_received(pcp_map_response(500, 40000), 0.0)
+    assert client.endpoint() == (EXTERNAL_IP, 40000)
+
+
+@pytest.mark.parametrize("data", [pcp_map_response(500, 40000)[:-4], pcp_map_response(500, 40000) + b"\x00",
+                                  pcp_map_response(500, 40000, lifetime_s=0), pcp_map_response(500, 40000, ip="127.0.0.1")])
+def test_pcp_garbage_is_dropped_or_refused_never_advertised(data: bytes) -> None:
+    client = pcp_client()
+    client.poll(0.0)
+    client.datagram_received(pcp_announce_response(500), 0.0)
+    client.poll(0.0)
+    client.datagram_received(data, 0.0)
+    assert client.endpoint() is None
+
+
+def test_a_router_that_speaks_only_pcp_is_asked_in_pcp_at_once() -> None:
+    client = MappingClient(PORT, [NatPmp(PORT), Pcp(PORT, CLIENT_IP, NONCE)])
+    [natpmp] = client.poll(0.0)
+    assert natpmp == ExternalAddressRequest.build({})
+    # A PCP-only server answers a version-0 request with its own version and UNSUPP_VERSION.
+    client.datagram_received(pcp_announce_response(500, result=PcpResult.UNSUPP_VERSION), 0.0)
+    assert client.counters["fallbacks"] == 1 and client.status(0.0)["protocol"] == "pcp"
+    [announce] = client.poll(0.0)
+    assert announce[:2] == b"\x02\x00"
+
+
+def test_a_router_that_speaks_only_nat_pmp_is_asked_in_nat_pmp_at_once() -> None:
+    client = MappingClient(PORT, [Pcp(PORT, CLIENT_IP, NONCE), NatPmp(PORT)])
+    client.poll(0.0)
+    # What a NAT-PMP-only router answers to version 2 (RFC 6886 section 3.5): version 0, result 1.
+    client.datagram_received(ErrorResponse.build({"opcode": 128, "result": ResultCode.UNSUPPORTED_VERSION, "epoch_s": 9}), 0.0)
+    assert kinds(client.poll(0.0)) == ["address"] and client.status(0.0)["protocol"] == "nat-pmp"
+
+
+def test_silence_in_every_protocol_waits_then_starts_over_from_the_first() -> None:
+    client = MappingClient(PORT, [NatPmp(PORT), Pcp(PORT, CLIENT_IP, NONCE)])
+    sends = [(t / 100, d) for t in range(0, 1000) for d in client.poll(t / 100)]
+    assert len(sends) == 2 * MAX_ATTEMPTS  # four of each, then nothing
+    assert [d[0] for _, d in sends] == [0] * MAX_ATTEMPTS + [2] * MAX_ATTEMPTS
+    assert client.state is MappingState.UNAVAILABLE and client.counters["no_answer"] == 2
+    [again] = client.poll(7.5 + UNAVAILABLE_RETRY_S)
+    assert again == ExternalAddressRequest.build({})
+
+
+def test_a_closed_port_skips_every_protocol_at_once() -> None:
+    client = MappingClient(PORT, [NatPmp(PORT), Pcp(PORT, CLIENT_IP, NONCE)])
+    client.poll(0.0)
+    client.unreachable(0.0)
+    client.poll(0.0)
+    client.unreachable(0.0)
+    assert client.state is MappingState.UNAVAILABLE and client.poll(1.0) == []
+
+
+pcp_answers = st.one_of(
+    st.binary(max_size=72),
+    st.builds(pcp_announce_response, u32, st.integers(0, 255)),
+    st.builds(pcp_map_response, u32, ports, u32, st.integers(0, 255), st.sampled_from([NONCE, bytes(12)]),
+              st.integers(0, 2**32 - 1).map(lambda n: str(ipaddress.IPv4Address(n)))),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.one_of(natpmp_answers, pcp_answers), st.floats(min_value=0, max_value=10_000)), max_size=12))
+def test_hostile_answers_to_both_protocols_never_raise(sequence: list[tuple[bytes, float]]) -> None:
+    client = MappingClient(PORT, [NatPmp(PORT), Pcp(PORT, CLIENT_IP, NONCE)])
+    for data, now in sorted(sequence, key=lambda a: a[1]):
+        client.poll(now)
+        client.datagram_received(data, now)
+        endpoint = client.endpoint()
+        if endpoint is not None:
+            assert not ipaddress.IPv4Address(endpoint[0]).is_unspecified and endpoint[1] > 0
+        client.status(now)
+    deletion = client.release()
+    assert deletion is None or len(deletion) in (12, 60)  # NAT-PMP's or PCP's MAP with lifetime 0
+
+
+def test_the_protocol_order_comes_from_the_environment_variable() -> None:
+    assert protocol_order(None) == ("nat-pmp", "pcp")
+    assert protocol_order("pcp") == ("pcp",)
+    assert protocol_order(" pcp , nat-pmp ") == ("pcp", "nat-pmp")
+    with pytest.raises(L2meshError):
+        protocol_order("upnp")

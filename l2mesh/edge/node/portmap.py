@@ -1,17 +1,24 @@
-"""Port mapping at the edge: finds the default gateway and carries NAT-PMP to it, on the reactor thread.
+"""Port mapping at the edge: finds the default gateway and carries NAT-PMP or PCP to it, on the reactor thread.
 
-The protocol is l2mesh/portmap/natpmp.py (sans-IO); this file owns a small
+The protocols are in l2mesh/portmap/ (sans-IO); this file owns a small
 non-blocking UDP socket of its own, connected to gateway:5351 (so the kernel
 drops datagrams from anyone else, as RFC 6886 section 3.1 asks, and reports
 a closed port as ECONNREFUSED), read by the reactor like any socket and
 driven by the daemon's 100 ms tick. Nothing here is on the packet path: the
 node's own UDP socket never waits on it. Only the default gateway is ever
 spoken to; with no default route there is nothing to ask.
+
+NAT-PMP is tried first, PCP if the router does not speak it: routers that
+speak PCP nearly all speak NAT-PMP too, and its two small messages need
+nothing from us (PCP wants our address in each request).
+L2MESH_PORT_MAPPING=pcp,nat-pmp (names, in order) changes that, to test
+or work around a router.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import struct
 import time
@@ -20,7 +27,11 @@ from pathlib import Path
 from typing import Any
 
 from l2mesh.edge.reactor import Reactor
-from l2mesh.portmap.natpmp import NatPmpClient
+from l2mesh.errors import L2meshError
+from l2mesh.portmap.client import MappingClient
+from l2mesh.portmap.natpmp import NatPmp
+from l2mesh.portmap.pcp import Pcp
+from l2mesh.portmap.protocol import MappingProtocol
 from l2mesh.wire.common import Endpoint
 from l2mesh.wire.natpmp import NATPMP_PORT
 
@@ -30,6 +41,8 @@ READ_BATCH = 16
 MAX_RESPONSE_BYTES = 1100  # PCP's largest message; anything longer is garbage and is cut, then refused
 RTF_UP = 0x1
 RTF_GATEWAY = 0x2
+PROTOCOLS_VARIABLE = "L2MESH_PORT_MAPPING"
+DEFAULT_PROTOCOLS = ("nat-pmp", "pcp")
 
 log = logging.getLogger("l2mesh.portmap")
 
@@ -61,6 +74,17 @@ def read_default_gateway() -> str | None:
         return None
 
 
+def protocol_order(text: str | None) -> tuple[str, ...]:
+    """The protocols to try, in order, from L2MESH_PORT_MAPPING's text ("pcp,nat-pmp"); the default when unset."""
+    if not text:
+        return DEFAULT_PROTOCOLS
+    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    unknown = [name for name in names if name not in DEFAULT_PROTOCOLS]
+    if unknown or not names:
+        raise L2meshError(f"{PROTOCOLS_VARIABLE}={text!r}: expected names among {', '.join(DEFAULT_PROTOCOLS)}")
+    return names
+
+
 class PortMapper:
     """Keeps a NAT-PMP mapping of the node's UDP port on the current default gateway."""
 
@@ -73,10 +97,11 @@ class PortMapper:
         self._find_gateway = find_gateway
         self._clock = clock
         self.gateway: str | None = None
-        self.client: NatPmpClient | None = None
+        self.client: MappingClient | None = None
         self._sock: socket.socket | None = None
         self._next_gateway_scan_s = 0.0
         self._advertised: Endpoint | None = None
+        self.protocol_names = protocol_order(os.environ.get(PROTOCOLS_VARIABLE))  # checked at start-up
 
     # -- what the daemon asks -----------------------------------------------------------------------
     def endpoints(self) -> list[Endpoint]:
@@ -107,7 +132,7 @@ class PortMapper:
 
     def status(self, now: float) -> dict[str, Any]:
         if self.client is None:
-            return {"protocol": NatPmpClient.protocol, "state": "no-gateway", "gateway": None, "external": None}
+            return {"protocol": self.protocol_names[0], "state": "no-gateway", "gateway": None, "external": None}
         return {**self.client.status(now), "gateway": self.gateway}
 
     def close(self) -> None:
@@ -135,7 +160,12 @@ class PortMapper:
             log.warning("port mapping: cannot reach gateway %s: %s", gateway, exc.strerror)
             return
         self._sock = sock
-        self.client = NatPmpClient(self.internal_port)
+        # PCP names our address in each request: the one the kernel chose for the route to the gateway.
+        client_ip = sock.getsockname()[0]
+        protocols: dict[str, MappingProtocol] = {
+            "nat-pmp": NatPmp(self.internal_port), "pcp": Pcp(self.internal_port, client_ip),
+        }
+        self.client = MappingClient(self.internal_port, [protocols[name] for name in self.protocol_names])
         self.reactor.add_reader(sock.fileno(), self._readable)
 
     def _send(self, datagram: bytes, now: float) -> None:
