@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -21,6 +22,7 @@ from l2mesh.edge.identity_file import load_or_create_identity
 from l2mesh.ids import format_network_id, format_node_id, parse_network_id
 from l2mesh.edge.node.control_client import call_daemon, daemon_wait_s
 from l2mesh.ports import DEFAULT_NODE_PORT
+from l2mesh.root_spec import ROOTS_ENV, parse_root_list
 
 NODE_STATE_DIR_DEFAULT = "/var/lib/l2mesh"
 
@@ -43,8 +45,11 @@ def cmd_daemon(args: argparse.Namespace) -> int:
     # Imported here: the daemon's stack (trio, pyroute2, pytun) doubles every other command's start-up.
     from l2mesh.edge.node.daemon import DaemonOptions, run_daemon
 
-    return run_daemon(DaemonOptions(resolve_state_dir(args), args.port, list(args.static_netconf), not args.no_offload,
-                                    port_mapping=not args.no_port_mapping))
+    roots = parse_root_list(args.root, os.environ.get(ROOTS_ENV))
+    return run_daemon(
+        DaemonOptions(resolve_state_dir(args), args.port, list(args.static_netconf), not args.no_offload, roots,
+                      port_mapping=not args.no_port_mapping)
+    )
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -69,7 +74,7 @@ def _port_mapping_text(mapping: dict[str, Any] | None) -> str:
 
 def cmd_join(args: argparse.Namespace) -> int:
     network_id = format_network_id(parse_network_id(args.network_id))
-    result = ask_daemon(args, "join", network_id=network_id, controller=args.controller)
+    result = ask_daemon(args, "join", network_id=network_id, controller=args.controller or "")
     if args.json:
         print_json(result)
     else:
@@ -111,6 +116,22 @@ def cmd_peers(args: argparse.Namespace) -> int:
                 p["rx_bytes"], p["tx_bytes"],
             ]
             for p in peers
+        ],
+    )
+
+
+def cmd_roots(args: argparse.Namespace) -> int:
+    roots = ask_daemon(args, "roots")
+    return print_data(
+        args,
+        roots,
+        ["root", "endpoint", "status", "latency ms", "TCP", "sees us at"],
+        [
+            [
+                r["id"], r["endpoint"], r["status"], None if r["latency_ms"] is None else f"{r['latency_ms']:.2f}",
+                "yes" if r["tcp"] else "no", r["observed"],
+            ]
+            for r in roots
         ],
     )
 
@@ -171,7 +192,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("join", help="join a network (returns at once; see `l2mesh networks`)")
     add_state_dir_argument(p, NODE_STATE_DIR_DEFAULT)
     p.add_argument("network_id", metavar="NETID", help="16 hex digits")
-    p.add_argument("--controller", required=True, metavar="HOST:PORT", help="the network's controller (UDP)")
+    p.add_argument(
+        "--controller",
+        metavar="HOST:PORT",
+        help="the network's controller (UDP); without it, the daemon's roots find it by the id inside NETID",
+    )
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_join)
 
@@ -190,6 +215,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_state_dir_argument(p, NODE_STATE_DIR_DEFAULT)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_peers)
+
+    p = sub.add_parser("roots", help="list roots: status, latency, TCP fallback")
+    add_state_dir_argument(p, NODE_STATE_DIR_DEFAULT)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_roots)
 
     p = sub.add_parser("macs", help="the switch's MAC table: member MACs and MACs learned behind bridges")
     add_state_dir_argument(p, NODE_STATE_DIR_DEFAULT)
@@ -219,9 +249,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="read plain MTU-sized frames from the TAP (no TCP super-frames or partial checksums); for comparisons",
     )
     p.add_argument(
+        "--root",
+        action="append",
+        metavar="ID@HOST:PORT",
+        help=f"a root to register with and relay through (repeatable; HOST:PORT alone pins its keys on first use; "
+        f"default: ${ROOTS_ENV}, comma-separated)",
+    )
+    p.add_argument(
         "--no-port-mapping",
         action="store_true",
-        help="do not ask the default gateway (NAT-PMP) to forward the UDP port",
+        help="do not ask the default gateway (NAT-PMP, PCP) to forward the UDP port",
     )
     p.set_defaults(func=cmd_daemon)
     return parser

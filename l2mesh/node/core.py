@@ -11,8 +11,9 @@ config changed) left in `events`. The parts, each in its own file:
     networks.py     configs applied or refused, multicast subscriptions, bridges
     membership.py   joining, asking controllers for configs   (returns decisions)
     paths.py        direct, punched or relayed paths to peers  (returns decisions)
+    roots.py        registering with roots, asking where nodes are  (returns decisions)
 
-Membership and Paths hold no reference back to the core: they return
+Membership, Paths and Roots hold no reference back to the core: they return
 decisions (decisions.py), which apply() below carries out.
 """
 
@@ -32,13 +33,16 @@ from l2mesh.node.decisions import (
     Decision,
     DenyNetwork,
     ForgetPeer,
+    LookupNode,
     MarkNetworkOk,
+    NodeLocated,
     RenewSession,
     SendDatagram,
     SendMessage,
     SendOnPath,
     SendRelayed,
     TrustController,
+    TrustRoot,
     UseEndpoint,
 )
 from l2mesh.node.events import (
@@ -49,6 +53,7 @@ from l2mesh.node.events import (
     NetworkRemoved,
     NetworkStatus,
     NetworkStatusChanged,
+    RootPinned,
 )
 from l2mesh.node.membership import Membership
 from l2mesh.node.network_state import NetworkState
@@ -56,6 +61,7 @@ from l2mesh.node.networks import GROUP_REFRESH_S, GROUP_TTL_S, Networks
 from l2mesh.node.paths import Paths
 from l2mesh.node.peer_table import PeerTable
 from l2mesh.node.peers import Peer
+from l2mesh.node.roots import Roots
 from l2mesh.node.receive import (
     ControlMessage,
     HandshakeAnswered,
@@ -109,7 +115,8 @@ class NodeCore:
         self.peers = self.peer_table.by_id
         self.table = self.peer_table.sessions
         self.membership = Membership(identity, self.networks, self.drops, wall_clock_s)
-        self.paths = Paths(self.node_id, self.peer_table, self.membership.controllers, self.drops)
+        self.roots = Roots(identity, self.peer_table, self.drops)
+        self.paths = Paths(self.node_id, self.peer_table, self.membership.controllers, self.roots, self.drops)
         self.send = SendPath(self.node_id, self.peer_table, self.networks, self.paths, transmit, self.drops, max_datagram_bytes)
         self.nets = Networks(self.node_id, self.networks, self.peer_table, self.send, self.events, self.drops)
         self.receive = ReceivePath(self.peer_table, self.networks, self.paths, self.send, self.drops, limits)
@@ -121,20 +128,25 @@ class NodeCore:
 
     @property
     def observed_endpoint(self) -> Endpoint | None:
-        """Our address as the controller sees it."""
+        """Our address as the controller (or a root) sees it."""
         return self.paths.observed_endpoint
 
     # -- networks -----------------------------------------------------------------------------------
     def join(
         self,
         network_id: int,
-        controller_endpoint: Endpoint,
+        controller_endpoint: Endpoint | None,
         now: float,
         controller_identity: PublicIdentity | None = None,
         cached_signed: bytes | None = None,
     ) -> None:
         self.nets.state(network_id)
         self.apply(self.membership.join(network_id, controller_endpoint, now, controller_identity, cached_signed), now)
+
+    def add_root(self, endpoint: Endpoint, expected_id: int | None, identity: PublicIdentity | None, now: float) -> None:
+        """A root to register with and relay through (identity None: fetch its keys, check them against
+        expected_id if given, and pin them)."""
+        self.apply(self.roots.add(endpoint, expected_id, identity, now), now)
 
     def leave(self, network_id: int) -> None:
         self.nets.remove(network_id)
@@ -168,6 +180,8 @@ class NodeCore:
             self.apply(self.paths.proven(peer, note.source, now), now)
             if peer.is_controller:
                 self.apply(self.membership.controller_session_renewed(peer.node_id, now), now)
+            if peer.is_root:
+                self.roots.session_renewed(peer.node_id)
             self.send.flush_or_confirm(peer, now)
         elif isinstance(note, HandshakeAnswered):
             if note.relayed:
@@ -176,14 +190,21 @@ class NodeCore:
                 note.peer.awaiting_confirmation = True
         elif isinstance(note, KeysConfirmed):
             self.apply(self.membership.controller_session_renewed(note.peer.node_id, now), now)
+            if note.peer.is_root:
+                self.roots.session_renewed(note.peer.node_id)
         elif note.data[0] == PacketType.RELAY:
             origin = self.paths.relay_origin(note.data, note.source)
             if origin is not None:
                 inner = self.receive.dispatch(note.data[RELAY_HEADER_BYTES:], note.source, now, origin)
                 if inner is not None:
                     self._note(inner, now)
+        elif note.data[0] == PacketType.IDENTITY_RESPONSE:
+            pinned = self.roots.identity_response(note.data, note.source)
+            if pinned is None:
+                pinned = self.membership.identity_response(note.data, note.source, now)
+            self.apply(pinned, now)
         else:
-            self.apply(self.membership.identity_response(note.data, note.source, now), now)
+            self.drops["unexpected_packet_type"] += 1
 
     def _control(self, note: ControlMessage, now: float) -> None:
         peer, message = note.peer, note.message
@@ -194,8 +215,12 @@ class NodeCore:
             self.apply(self.paths.probe_received(peer, message, note.source, note.relayed), now)
         elif kind == MessageKind.PATH_PROBE_REPLY:
             self.apply(self.paths.probe_reply_received(peer, message, note.source, note.relayed, now), now)
-        elif kind == MessageKind.ENDPOINT_HINTS and peer.is_controller:
+        elif kind == MessageKind.ENDPOINT_HINTS and (peer.is_controller or peer.is_root):
             self.apply(self.paths.hints_received(message, now), now)
+        elif kind == MessageKind.ROOT_REGISTERED and peer.is_root:
+            self.roots.registered(peer.node_id, message)
+        elif kind == MessageKind.ROOT_LOOKUP_REPLY and peer.is_root:
+            self.apply(self.roots.lookup_reply(peer.node_id, message, now), now)
         elif kind == MessageKind.NETCONF_RESPONSE and peer.is_controller:
             self.apply(self.membership.netconf_response(peer.node_id, message, now), now)
         else:
@@ -225,6 +250,12 @@ class NodeCore:
                 self.nets.mark_ok(decision.network_id)
             elif isinstance(decision, TrustController):
                 self._trust_controller(decision)
+            elif isinstance(decision, TrustRoot):
+                self._trust_root(decision)
+            elif isinstance(decision, LookupNode):
+                self.send.send(self.roots.lookup(decision.node_id, now), now)
+            elif isinstance(decision, NodeLocated):
+                self._located(decision, now)
             elif isinstance(decision, ForgetPeer):
                 peer = self.peers.get(decision.node_id)
                 if peer is not None:
@@ -235,12 +266,38 @@ class NodeCore:
         if peer is None or peer.identity != decision.identity:
             if peer is not None:
                 self.peer_table.forget(peer)
-            peer = Peer(decision.node_id, decision.identity, candidates=[decision.endpoint], is_controller=True)
+            peer = Peer(decision.node_id, decision.identity, is_controller=True)
             self.peer_table.add(peer)
-            self.peer_table.set_endpoint(peer, decision.endpoint)
+        if decision.endpoint is not None:
+            if decision.endpoint not in peer.candidates:
+                peer.candidates.append(decision.endpoint)
+            if peer.endpoint is None:
+                self.peer_table.set_endpoint(peer, decision.endpoint)
         peer.is_controller = True
         if decision.learned:
             self.events.append(ControllerIdentityLearned(decision.node_id, decision.identity))
+
+    def _trust_root(self, decision: TrustRoot) -> None:
+        peer = self.peers.get(decision.node_id)
+        if peer is None or peer.identity != decision.identity:
+            if peer is not None:
+                self.peer_table.forget(peer)
+            peer = Peer(decision.node_id, decision.identity, candidates=[decision.endpoint], is_root=True)
+            self.peer_table.add(peer)
+        self.peer_table.set_endpoint(peer, decision.endpoint)
+        peer.is_root = True
+        if decision.learned:
+            self.events.append(RootPinned(decision.node_id, decision.identity, decision.endpoint))
+
+    def _located(self, located: NodeLocated, now: float) -> None:
+        """Where a root says a node is: a controller we look for, or new candidates for a peer."""
+        self.apply(self.membership.controller_located(located.node_id, located.identity, located.endpoints, now), now)
+        peer = self.peers.get(located.node_id)
+        if peer is None or peer.identity != located.identity:
+            return
+        self.paths.add_candidates(peer, located.endpoints)
+        if peer.endpoint is None and located.endpoints:
+            self.peer_table.set_endpoint(peer, located.endpoints[0])
 
     # -- timers ------------------------------------------------------------------------------------------------
     def tick(self, now: float) -> None:
@@ -262,6 +319,7 @@ class NodeCore:
         self._now_s = now
         self.receive.reassembler.expire(now)
         self.apply(self.membership.tick(now), now)
+        self.apply(self.roots.tick(now, self.paths.local_endpoints), now)
         self.apply(self.paths.tick(now), now)
         self.nets.tick(now)
 

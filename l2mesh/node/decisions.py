@@ -1,4 +1,4 @@
-"""What the node's sub-state-machines (membership.py, paths.py) ask for: they return these, the core applies them.
+"""What the node's sub-state-machines (membership.py, paths.py, roots.py) ask for: they return these, the core applies them.
 
 Membership and Paths hold no reference to the core, in the manner of h11's
 events: they take narrow inputs (a peer, a message, the time) and answer
@@ -74,7 +74,7 @@ class TrustController:
 
     node_id: int
     identity: PublicIdentity
-    endpoint: Endpoint
+    endpoint: Endpoint | None  # None: not known yet (our roots know only its keys, or it registered over TCP)
     learned: bool  # just fetched (not from the edge's cache): the edge should cache it
 
 
@@ -88,6 +88,33 @@ class AnnounceEndpoints:
     """Tell this controller our local addresses (candidates for peers on our LAN)."""
 
     controller_id: int
+
+
+# -- roots --------------------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class TrustRoot:
+    """A root's keys (given, or fetched from its address and pinned): a peer to register with."""
+
+    node_id: int
+    identity: PublicIdentity
+    endpoint: Endpoint
+    learned: bool  # just fetched: the edge should pin it
+
+
+@dataclass(frozen=True, slots=True)
+class LookupNode:
+    """Ask our roots where this node is."""
+
+    node_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class NodeLocated:
+    """A root said where a node is registered, with keys that hash to its id."""
+
+    node_id: int
+    identity: PublicIdentity
+    endpoints: list[Endpoint]
 
 
 # -- networks --------------------------------------------------------------------------------------
@@ -111,4 +138,7 @@ class MarkNetworkOk:
 
 
 Send = SendDatagram | SendMessage | SendOnPath | SendRelayed
-Decision = Send | UseEndpoint | RenewSession | TrustController | ForgetPeer | AnnounceEndpoints | ApplyConfig | DenyNetwork | MarkNetworkOk
+Decision = (
+    Send | UseEndpoint | RenewSession | TrustController | ForgetPeer | AnnounceEndpoints | ApplyConfig | DenyNetwork
+    | MarkNetworkOk | TrustRoot | LookupNode | NodeLocated
+)

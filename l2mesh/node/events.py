@@ -7,6 +7,7 @@ import enum
 from dataclasses import dataclass
 
 from l2mesh.identity import PublicIdentity
+from l2mesh.wire.common import Endpoint
 from l2mesh.netconf import NetworkConfig
 
 
@@ -74,3 +75,12 @@ class ControllerIdentityLearned:
 
     node_id: int
     identity: PublicIdentity
+
+
+@dataclass(frozen=True)
+class RootPinned:
+    """A root given as HOST:PORT answered with its keys: the edge pins them (trust on first use)."""
+
+    node_id: int
+    identity: PublicIdentity
+    endpoint: Endpoint

@@ -1,8 +1,9 @@
 """A member's side of the control plane, sans-IO: joining networks, asking their controllers for configs.
 
 The network id names the controller (its node id); the controller's public
-keys are fetched from the address the user gave and accepted only if they
-hash to that id. Configs are requested over a normal Noise session with the
+keys are fetched from the address the user gave (or, joining by network id
+alone, from our roots, which also say where it is registered) and accepted
+only if they hash to that id. Configs are requested over a normal Noise session with the
 controller, accepted only when signed by its key, issued to this node and
 not older than the one held; they are refreshed periodically (which also
 keeps NAT mappings open), while pushes from the controller apply at once.
@@ -29,6 +30,7 @@ from l2mesh.node.decisions import (
     Decision,
     DenyNetwork,
     ForgetPeer,
+    LookupNode,
     MarkNetworkOk,
     RenewSession,
     SendDatagram,
@@ -62,7 +64,7 @@ class ControllerLink:
     """A controller we joined a network of: where it is, and its keys once verified."""
 
     node_id: int
-    endpoint: Endpoint
+    endpoint: Endpoint | None  # None until our roots say where it is (joined by network id alone)
     identity: PublicIdentity | None = None
     next_identity_request_s: float = 0.0
     awaiting_answer_since_s: float | None = None
@@ -72,7 +74,7 @@ class ControllerLink:
 class Joined:
     """A network joined through its controller (not a static config): when to ask for its config next."""
 
-    controller_endpoint: Endpoint
+    controller_endpoint: Endpoint | None  # None: found through the roots
     next_request_s: float = 0.0
     requests_sent: int = 0
 
@@ -105,22 +107,26 @@ class Membership:
     def join(
         self,
         network_id: int,
-        controller_endpoint: Endpoint,
+        controller_endpoint: Endpoint | None,
         now: float,
         controller_identity: PublicIdentity | None = None,
         cached_signed: bytes | None = None,
     ) -> list[Decision]:
-        """Join through the controller at controller_endpoint (the core holds a state for network_id already)."""
+        """Join through the controller at controller_endpoint, or wherever our roots find it (None).
+
+        The core holds a state for network_id already.
+        """
         decisions: list[Decision] = []
         joined = self.joined.get(network_id)
         if joined is None:
             joined = self.joined[network_id] = Joined(controller_endpoint)
-        joined.controller_endpoint = controller_endpoint
+        if controller_endpoint is not None or joined.controller_endpoint is None:
+            joined.controller_endpoint = controller_endpoint
         controller_id = controller_of(network_id)
         link = self.controllers.get(controller_id)
         if link is None:
             link = self.controllers[controller_id] = ControllerLink(controller_id, controller_endpoint)
-        elif link.endpoint != controller_endpoint:
+        elif controller_endpoint is not None and link.endpoint != controller_endpoint:
             link.endpoint = controller_endpoint
             if link.identity is not None:
                 decisions.append(UseEndpoint(controller_id, controller_endpoint))
@@ -154,8 +160,30 @@ class Membership:
         return []
 
     def controller_endpoint(self, network_id: int) -> Endpoint | None:
+        """Where we reach the network's controller: as given, or as our roots found it."""
+        link = self.controllers.get(controller_of(network_id))
+        if link is not None and link.endpoint is not None:
+            return link.endpoint
         joined = self.joined.get(network_id)
         return joined.controller_endpoint if joined is not None else None
+
+    def controller_located(self, node_id: int, identity: PublicIdentity, endpoints: list[Endpoint], now: float) -> list[Decision]:
+        """Our roots say where a controller is registered (keys verified against its id by roots.py)."""
+        link = self.controllers.get(node_id)
+        if link is None:
+            return []
+        if link.identity is None:
+            if link.endpoint is None and endpoints:
+                link.endpoint = endpoints[0]
+            return [self._trust(link, identity, learned=True), *self._request_all_of(node_id, now)]
+        if link.identity != identity:
+            self.drops["controller_keys_mismatch"] += 1
+            return []
+        # Move only while it does not answer where we reach it (it restarted elsewhere, another instance).
+        if endpoints and link.endpoint not in endpoints and link.awaiting_answer_since_s is not None:
+            link.endpoint = endpoints[0]
+            return [UseEndpoint(node_id, endpoints[0])]
+        return []
 
     def _trust(self, link: ControllerLink, identity: PublicIdentity, learned: bool) -> TrustController:
         link.identity = identity
@@ -174,7 +202,10 @@ class Membership:
         if link.identity is None:
             decisions: list[Decision] = []
             if now >= link.next_identity_request_s:
-                decisions.append(SendDatagram(IdentityRequest.build({"node_id": link.node_id}), link.endpoint))
+                if link.endpoint is not None:
+                    decisions.append(SendDatagram(IdentityRequest.build({"node_id": link.node_id}), link.endpoint))
+                else:
+                    decisions.append(LookupNode(link.node_id))
                 link.next_identity_request_s = now + IDENTITY_RETRY_S
             joined.next_request_s = now + IDENTITY_RETRY_S
             return decisions
@@ -221,7 +252,7 @@ class Membership:
             since = link.awaiting_answer_since_s
             if link.identity is not None and since is not None and now - since >= NETCONF_ANSWER_TIMEOUT_S:
                 link.awaiting_answer_since_s = now
-                decisions.append(RenewSession(link.node_id))
+                decisions.extend((LookupNode(link.node_id), RenewSession(link.node_id)))
         return decisions
 
     def controller_session_renewed(self, controller_id: int, now: float) -> list[Decision]:

@@ -114,7 +114,7 @@ class Networks:
                 if member.node_id != self.node_id:
                     wanted.setdefault(member.node_id, (member, []))[1].append(network_id)
         peers = self.peers
-        for gone in [p for n, p in peers.by_id.items() if n not in wanted and not p.is_controller]:
+        for gone in [p for n, p in peers.by_id.items() if n not in wanted and not (p.is_controller or p.is_root)]:
             peers.forget(gone)
         for node_id, (member, network_ids) in wanted.items():
             peer = peers.by_id.get(node_id)

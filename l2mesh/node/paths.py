@@ -1,9 +1,13 @@
-"""Paths to peers, sans-IO: direct UDP when it works, the controller's relay when it does not.
+"""Paths to peers, sans-IO: direct UDP when it works, a relay (a root, or the controller) when it does not.
 
-A peer starts on its direct endpoint (from the config). A handshake that
-gets no direct answer within RELAY_AFTER_S also goes through the relay, and
-the controller is asked to make both sides probe each other at once (UDP
-hole punching: each side's packet opens its own NAT for the other's). A path
+A peer starts on its direct endpoint (from the config, or from our roots).
+A handshake that gets no direct answer within RELAY_AFTER_S also goes
+through a relay, and the rendezvous (a root that knows the peer, else the
+controller) is asked to make both sides probe each other at once (UDP hole
+punching: each side's packet opens its own NAT for the other's). The relay
+is the live root with the lowest latency that knows the peer (roots.py),
+else the controller of a network we share; a controller itself is relayed
+only through roots (when it sits behind a NAT that only they get through). A path
 is proven by an authenticated answer to something sent on it (handshake
 response, probe reply). While a peer carries frames it is probed every
 second on the path in use; a direct path silent for DIRECT_DEAD_AFTER_S moves
@@ -27,6 +31,7 @@ from l2mesh.node.decisions import RenewSession, Send, SendDatagram, SendMessage,
 from l2mesh.node.membership import ControllerLink
 from l2mesh.node.peer_table import PeerTable
 from l2mesh.node.peers import Peer
+from l2mesh.node.roots import Roots
 from l2mesh.wire.common import Endpoint
 from l2mesh.wire.errors import parse_or_none
 from l2mesh.wire.messages import EndpointHints, PathProbe, PathProbeReply
@@ -38,6 +43,8 @@ DIRECT_RETRY_S = 5.0
 PUNCH_REQUEST_INTERVAL_S = 5.0
 PROBE_ACTIVE_INTERVAL_S = 1.0  # on the path in use, while the peer carries frames
 PROBE_IDLE_INTERVAL_S = 10.0  # controllers
+ROOT_PROBE_S = 1.0  # roots: a dead one is left within ROOT_DEAD_AFTER_S (roots.py)
+RELAYED_LOOKUP_S = 30.0  # a relayed peer: ask the roots again where it is registered
 ACTIVE_WINDOW_S = 30.0  # a peer that carried frames this recently is in use
 # A peer that carried frames within this window keeps a probe every
 # NAT_KEEPALIVE_S, which holds NAT mappings (they expire after 30-120 s);
@@ -54,24 +61,43 @@ BETTER_PATH_RATIO = 0.8
 
 
 class Paths:
-    def __init__(self, node_id: int, peers: PeerTable, controllers: Mapping[int, ControllerLink], drops: Counter[str]) -> None:
+    def __init__(
+        self, node_id: int, peers: PeerTable, controllers: Mapping[int, ControllerLink], roots: Roots, drops: Counter[str]
+    ) -> None:
         self.node_id = node_id
         self.peers = peers
         self.controllers = controllers  # membership's links, read only: who can relay and rendezvous
+        self.roots = roots
         self.drops = drops
+        self.now_s = 0.0  # as of the last call that knew the time: relay choice needs no finer
         self.local_endpoints: list[Endpoint] = []
         self.observed_endpoint: Endpoint | None = None  # our address as the controller sees it
 
     # -- relays ------------------------------------------------------------------------------------
     def relay_for(self, peer: Peer) -> Endpoint | None:
-        """The endpoint of a controller that can relay to this peer: one of a network we share, heard from."""
+        """Where to send envelopes for this peer: the best root that knows it, else a controller we share."""
+        choice = self._relay_choice(peer)
+        if choice is None:
+            return None
+        peer.relay_id = choice[0]
+        return choice[1]
+
+    def _relay_choice(self, peer: Peer) -> tuple[int, Endpoint] | None:
+        if peer.is_root:
+            return None
+        root = self.roots.relay_for(peer.node_id, self.now_s)
+        if root is not None:
+            assert root.node_id is not None
+            return root.node_id, root.endpoint
+        if peer.is_controller:
+            return None
         for network_id in peer.networks:
             link = self.controllers.get(controller_of(network_id))
-            if link is None:
+            if link is None or link.endpoint is None:
                 continue
             controller = self.peers.by_id.get(link.node_id)
             if controller is not None and controller.is_controller and controller.last_rx_s is not None:
-                return link.endpoint
+                return link.node_id, link.endpoint
         return None
 
     def relay_origin(self, data: memoryview, source: Endpoint) -> Peer | None:
@@ -83,7 +109,7 @@ class Paths:
         if int.from_bytes(destination, "big") != self.node_id or hops > MAX_RELAY_HOPS:
             self.drops["relay_not_for_us"] += 1
             return None
-        if not any(link.endpoint == source for link in self.controllers.values()):
+        if not any(link.endpoint == source for link in self.controllers.values()) and not self.roots.is_root_endpoint(source):
             self.drops["relay_from_stranger"] += 1
             return None
         peer = self.peers.by_id.get(int.from_bytes(origin, "big"))
@@ -91,8 +117,13 @@ class Paths:
             self.drops["relay_from_unknown_peer"] += 1
         return peer
 
-    def _controller_for(self, peer: Peer) -> int | None:
-        """A controller we trust that governs a network we share with peer: our rendezvous for it."""
+    def _rendezvous_for(self, peer: Peer) -> int | None:
+        """Who can tell both of us to punch now: a root that knows the peer, else a controller we share."""
+        root = self.roots.relay_for(peer.node_id, self.now_s)
+        if root is not None:
+            return root.node_id
+        if peer.is_controller:
+            return None
         for network_id in peer.networks:
             link = self.controllers.get(controller_of(network_id))
             if link is not None and link.identity is not None:
@@ -102,9 +133,12 @@ class Paths:
     # -- handshakes and punching -------------------------------------------------------------------------
     def initiation_plan(self, peer: Peer, initiation: bytes, now: float) -> list[Send]:
         """Where a handshake initiation goes: every path that might work right now."""
+        self.now_s = now
         if peer.attempt_since_s is None:
             peer.attempt_since_s = now
         plan: list[Send] = []
+        if peer.direct_proven_s is None and not peer.is_root:
+            plan.extend(self.roots.lookup(peer.node_id, now))
         if peer.endpoint is not None:
             plan.append(SendDatagram(initiation, peer.endpoint))
         if peer.direct_proven_s is None:
@@ -112,9 +146,7 @@ class Paths:
             plan.extend(SendDatagram(initiation, endpoint) for endpoint in peer.candidates if endpoint != peer.endpoint)
             plan.extend(self.request_punch(peer, now))
         sent = any(isinstance(step, SendDatagram) for step in plan)
-        if peer.is_controller:
-            if not sent:
-                self.drops["no_path"] += 1
+        if peer.is_root:
             return plan
         if peer.via_relay or now - peer.attempt_since_s >= RELAY_AFTER_S or not sent:
             if self.relay_for(peer) is not None:
@@ -128,13 +160,13 @@ class Paths:
 
     def request_punch(self, peer: Peer, now: float) -> list[Send]:
         """Ask the controller to tell both of us to probe each other now (hole punching)."""
-        if peer.is_controller or now < peer.next_punch_request_s:
+        if peer.is_root or now < peer.next_punch_request_s:
             return []
         peer.next_punch_request_s = now + PUNCH_REQUEST_INTERVAL_S
-        controller_id = self._controller_for(peer)
-        if controller_id is None:
+        rendezvous_id = self._rendezvous_for(peer)
+        if rendezvous_id is None:
             return []
-        return [SendMessage(controller_id, EndpointHints.build({"node_id": peer.node_id, "punch": True, "endpoints": []}))]
+        return [SendMessage(rendezvous_id, EndpointHints.build({"node_id": peer.node_id, "punch": True, "endpoints": []}))]
 
     def announce_local_endpoints(self, controller_id: int) -> list[Send]:
         if not self.local_endpoints:
@@ -145,27 +177,33 @@ class Paths:
         return [SendMessage(controller_id, message)]
 
     def hints_received(self, message: bytes, now: float) -> list[Send | RenewSession]:
-        """A controller's endpoint hints for a peer; with punch set, open our NAT towards it now."""
+        """A controller's or root's endpoint hints for a peer; with punch set, open our NAT towards it now."""
         hints = parse_or_none(EndpointHints, message)
         if hints is None:
             self.drops["hints_malformed"] += 1
             return []
         peer = self.peers.by_id.get(hints.node_id)
-        if peer is None or peer.is_controller:
+        if peer is None or peer.is_root:
             return []
-        for endpoint in hints.endpoints:
-            endpoint = tuple(endpoint)
-            if endpoint not in peer.candidates and len(peer.candidates) < MAX_CANDIDATES:
-                peer.candidates.append(endpoint)
+        self.add_candidates(peer, [tuple(e) for e in hints.endpoints])  # type: ignore[misc]
         if not hints.punch:
             return []
         session = peer.session
         if session is None or not session.established:
+            if peer.is_controller:
+                # We cannot reach it yet: our initiations to its new candidates open our NAT for it.
+                return [RenewSession(peer.node_id)] if session is None or session.pending is None else []
             return [RenewSession(peer.node_id)]
         plan: list[Send | RenewSession] = []
         for endpoint in peer.candidates:
             plan.extend(self.probe(peer, now, endpoint))
         return plan
+
+    @staticmethod
+    def add_candidates(peer: Peer, endpoints: list[Endpoint]) -> None:
+        for endpoint in endpoints:
+            if endpoint not in peer.candidates and len(peer.candidates) < MAX_CANDIDATES:
+                peer.candidates.append(endpoint)
 
     # -- what was heard ---------------------------------------------------------------------------------
     def heard_directly(self, peer: Peer, source: Endpoint, now: float) -> Endpoint | None:
@@ -208,7 +246,8 @@ class Paths:
         return [UseEndpoint(peer.node_id, source)] if peer.endpoint != source else []
 
     def _use_relay(self, peer: Peer, now: float) -> None:
-        if not peer.via_relay and not peer.is_controller and self.relay_for(peer) is not None:
+        self.now_s = now
+        if not peer.via_relay and not peer.is_root and self.relay_for(peer) is not None:
             peer.via_relay = True
             peer.path_changes += 1
             peer.next_direct_retry_s = now + DIRECT_RETRY_S
@@ -248,7 +287,7 @@ class Paths:
         sample_ms = (now - sent_s) * 1000.0
         if relayed == peer.via_relay:
             peer.latency_ms = sample_ms if peer.latency_ms is None else peer.latency_ms + LATENCY_SMOOTHING * (sample_ms - peer.latency_ms)
-        if peer.is_controller:
+        if peer.is_controller or peer.is_root:
             self.observed_endpoint = tuple(reply.observed)
         if relayed:
             return self.proven(peer, None, now)
@@ -268,6 +307,7 @@ class Paths:
 
     # -- timers -------------------------------------------------------------------------------------
     def tick(self, now: float) -> list[Send]:
+        self.now_s = now
         plan: list[Send] = []
         for peer in self.peers.by_id.values():
             session = peer.session
@@ -279,8 +319,10 @@ class Paths:
                 if now - last_direct > DIRECT_DEAD_AFTER_S and now - peer.direct_proven_s > DIRECT_DEAD_AFTER_S:
                     self._use_relay(peer, now)
             recent = now - peer.last_frame_s <= RECENT_WINDOW_S
-            if now >= peer.next_probe_s and (recent or peer.is_controller):
-                if peer.is_controller:
+            if now >= peer.next_probe_s and (recent or peer.is_controller or peer.is_root):
+                if peer.is_root:
+                    interval_s = ROOT_PROBE_S
+                elif peer.is_controller:
                     interval_s = PROBE_IDLE_INTERVAL_S
                 elif active:
                     interval_s = PROBE_ACTIVE_INTERVAL_S
@@ -293,6 +335,9 @@ class Paths:
                 for endpoint in peer.candidates:
                     if endpoint != peer.endpoint:
                         plan.extend(self.probe(peer, now, endpoint))
+            if peer.via_relay and now >= peer.next_lookup_s:
+                peer.next_lookup_s = now + RELAYED_LOOKUP_S
+                plan.extend(self.roots.lookup(peer.node_id, now))
             if peer.via_relay and now >= peer.next_direct_retry_s:
                 peer.next_direct_retry_s = now + DIRECT_RETRY_S
                 for endpoint in peer.candidates or ([peer.endpoint] if peer.endpoint else []):

@@ -20,6 +20,7 @@ class Peer:
     endpoint: Endpoint | None = None
     networks: set[int] = field(default_factory=set)
     is_controller: bool = False
+    is_root: bool = False
     session: Session | None = None
     queue: deque[bytes] = field(default_factory=lambda: deque(maxlen=QUEUE_LIMIT_MESSAGES))
     rx_bytes: int = 0
@@ -35,13 +36,15 @@ class Peer:
     # We answered a handshake this peer (a controller) started: what we have to ask waits for its first packet
     # on the new keys, since a responder may not send on them before, and a restarted controller lost the old ones.
     awaiting_confirmation: bool = False
-    # Paths (see paths.py): direct endpoint above, or the controller's relay.
+    # Paths (see paths.py): direct endpoint above, or a relay (a root, or the controller).
     via_relay: bool = False
+    relay_id: int | None = None  # the node relaying for us when via_relay (for people: `l2mesh peers`)
     direct_rx_s: float | None = None  # last authenticated packet received directly
     direct_proven_s: float | None = None  # last round trip completed on the direct path
     relay_rx_s: float | None = None
     attempt_since_s: float | None = None  # trying to reach the peer since (no answer yet)
     next_punch_request_s: float = 0.0
+    next_lookup_s: float = 0.0  # while relayed: when to ask the roots again where it is
     next_direct_retry_s: float = 0.0
     path_changes: int = 0
     endpoint_rtt_ms: dict[Endpoint, float] = field(default_factory=dict)  # smoothed, per direct endpoint probed

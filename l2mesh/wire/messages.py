@@ -2,8 +2,9 @@
 
 The first byte names the kind. Frames carry the network id because two
 nodes may share several networks over one session. Control messages travel
-between members (subscriptions, path probes) or between a member and its
-controller (netconf, endpoint hints).
+between members (subscriptions, path probes), between a member and its
+controller (netconf, endpoint hints), or between a node and a root
+(registration, look-ups, endpoint hints for hole punching).
 """
 
 from __future__ import annotations
@@ -28,6 +29,10 @@ class MessageKind(enum.IntEnum):
     PATH_PROBE_REPLY = 8
     KEEPALIVE = 9
     FRAME_OFFLOAD = 11
+    ROOT_REGISTER = 12
+    ROOT_REGISTERED = 13
+    ROOT_LOOKUP = 14
+    ROOT_LOOKUP_REPLY = 15
 
 
 class NetconfStatus(enum.IntEnum):
@@ -165,6 +170,57 @@ Keepalive = "Keepalive" / c.Struct(
 )
 """Keeps NAT mappings and the session alive when no frames flow."""
 
+ROOT_REGISTER_CONTEXT = b"l2mesh root register v1\0"
+MAX_REGISTERED_ENDPOINTS = 8
+MAX_LOOKUP_ENDPOINTS = 16
+
+RootRegister = "RootRegister" / c.Struct(
+    _kind(MessageKind.ROOT_REGISTER),
+    # As in NetconfRequest: the session proves the X25519 key, the signature
+    # (over ROOT_REGISTER_CONTEXT + X25519 key + the root's node id) proves
+    # the Ed25519 key, and the two hash to the node id the root files us under.
+    "ed25519" / c.Bytes(32),
+    "proof" / c.Bytes(64),
+    # Addresses only the sender knows (its LAN addresses, a port mapping):
+    # the root adds the address it sees the registration come from.
+    "local_endpoints" / c.PrefixedArray(c.Int8ub, EndpointField),
+    c.Check(lambda ctx: len(ctx.local_endpoints) <= MAX_REGISTERED_ENDPOINTS),
+    c.Terminated,
+)
+"""Node -> root: file me under my node id at this address (sent again to stay registered)."""
+
+RootRegistered = "RootRegistered" / c.Struct(
+    _kind(MessageKind.ROOT_REGISTERED),
+    # How long the registration lasts unless renewed.
+    "ttl_s" / c.Int16ub,
+    # The registration's address as the root saw it (the sender's NAT mapping).
+    "observed" / EndpointField,
+    c.Terminated,
+)
+"""Root -> node: the registration is filed."""
+
+RootLookup = "RootLookup" / c.Struct(
+    _kind(MessageKind.ROOT_LOOKUP),
+    "node_id" / NodeIdField,
+    c.Terminated,
+)
+"""Node -> root: where is this node, and what are its keys?"""
+
+RootLookupReply = "RootLookupReply" / c.Struct(
+    _kind(MessageKind.ROOT_LOOKUP_REPLY),
+    "node_id" / NodeIdField,
+    # Empty when the node is not registered here. Otherwise its keys as it
+    # proved them (the asker checks they hash to node_id) and the addresses of
+    # every live registration: several controller instances may share one id.
+    "registered" / c.Flag,
+    "x25519" / c.Bytes(32),
+    "ed25519" / c.Bytes(32),
+    "endpoints" / c.PrefixedArray(c.Int8ub, EndpointField),
+    c.Check(lambda ctx: len(ctx.endpoints) <= MAX_LOOKUP_ENDPOINTS),
+    c.Terminated,
+)
+"""Root -> node: what a node registered (only that), or that it is not registered."""
+
 MESSAGES: dict[MessageKind, c.Construct] = {
     MessageKind.FRAME: Frame,
     MessageKind.NETCONF_REQUEST: NetconfRequest,
@@ -175,4 +231,8 @@ MESSAGES: dict[MessageKind, c.Construct] = {
     MessageKind.PATH_PROBE_REPLY: PathProbeReply,
     MessageKind.KEEPALIVE: Keepalive,
     MessageKind.FRAME_OFFLOAD: FrameOffload,
+    MessageKind.ROOT_REGISTER: RootRegister,
+    MessageKind.ROOT_REGISTERED: RootRegistered,
+    MessageKind.ROOT_LOOKUP: RootLookup,
+    MessageKind.ROOT_LOOKUP_REPLY: RootLookupReply,
 }

@@ -122,7 +122,13 @@ IdentityRequest = "IdentityRequest" / c.Struct(
     "node_id" / NodeIdField,
     c.Terminated,
 )
-"""Asks the node at an address for its public keys (a node joining a network asks its controller)."""
+"""Asks the node at an address for its public keys (a node joining a network asks its controller).
+
+node_id ANY_NODE_ID asks whoever answers there: how a root given only as
+HOST:PORT is pinned on first use.
+"""
+
+ANY_NODE_ID = 0
 
 IdentityResponse = "IdentityResponse" / c.Struct(
     "type" / c.Const(PacketType.IDENTITY_RESPONSE, c.Int8ub),

@@ -23,6 +23,7 @@ from l2mesh.node.network_state import NetworkState
 from l2mesh.node.paths import RELAY_AFTER_S, Paths
 from l2mesh.node.peer_table import PeerTable
 from l2mesh.node.peers import Peer
+from l2mesh.node.roots import Roots
 from l2mesh.wire.messages import EndpointHints, MessageKind, NetconfResponse, PathProbe, PathProbeReply
 from l2mesh.wire.packets import IdentityRequest, IdentityResponse, PacketType
 
@@ -114,7 +115,7 @@ def paths_with_peer(candidates: list[tuple[str, int]]) -> tuple[Paths, Peer, Cou
     peer = Peer(other.node_id, other.public, candidates=list(candidates), networks={NET})
     table.add(peer)
     table.set_endpoint(peer, candidates[0])
-    return Paths(ME.node_id, table, membership.controllers, drops), peer, drops
+    return Paths(ME.node_id, table, membership.controllers, Roots(ME, table, drops), drops), peer, drops
 
 
 def test_a_first_initiation_goes_to_every_candidate_and_asks_for_a_punch() -> None:

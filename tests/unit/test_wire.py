@@ -121,6 +121,20 @@ MESSAGE_FIELDS: dict[MessageKind, st.SearchStrategy[dict]] = {
     MessageKind.PATH_PROBE: st.fixed_dictionaries({"probe_id": u64}),
     MessageKind.PATH_PROBE_REPLY: st.fixed_dictionaries({"probe_id": u64, "observed": endpoints}),
     MessageKind.KEEPALIVE: st.fixed_dictionaries({}),
+    MessageKind.ROOT_REGISTER: st.fixed_dictionaries(
+        {"ed25519": fixed(32), "proof": fixed(64), "local_endpoints": st.lists(endpoints, max_size=8)}
+    ),
+    MessageKind.ROOT_REGISTERED: st.fixed_dictionaries({"ttl_s": u16, "observed": endpoints}),
+    MessageKind.ROOT_LOOKUP: st.fixed_dictionaries({"node_id": u40}),
+    MessageKind.ROOT_LOOKUP_REPLY: st.fixed_dictionaries(
+        {
+            "node_id": u40,
+            "registered": st.booleans(),
+            "x25519": fixed(32),
+            "ed25519": fixed(32),
+            "endpoints": st.lists(endpoints, max_size=16),
+        }
+    ),
 }
 
 # Constructs ending in GreedyBytes: name of the tail field and the shortest valid encoding.
@@ -233,6 +247,12 @@ def _minimal_fields(kind: str, tag) -> dict:
             network_id=1, vnet_flags=1, gso_type=1, header_bytes=54, gso_size=2748, checksum_start=34,
             checksum_offset=16, frame=b"f" * 14,
         ),
+        MessageKind.ROOT_REGISTER: dict(ed25519=bytes(32), proof=bytes(64), local_endpoints=[("198.19.1.2", 9993)]),
+        MessageKind.ROOT_REGISTERED: dict(ttl_s=60, observed=("198.18.1.2", 9993)),
+        MessageKind.ROOT_LOOKUP: dict(node_id=1),
+        MessageKind.ROOT_LOOKUP_REPLY: dict(
+            node_id=1, registered=True, x25519=bytes(32), ed25519=bytes(32), endpoints=[("198.18.1.2", 9993)]
+        ),
     }
     return (packets if kind == "packet" else messages)[tag]
 
@@ -306,7 +326,7 @@ def test_appending_bytes_to_a_greedy_message_extends_its_tail(kind, tag, definit
 
 
 def test_terminated_and_greedy_lists_cover_all_constructs() -> None:
-    assert len(TERMINATED) == 11
+    assert len(TERMINATED) == 15
     assert len(GREEDY) == 5
 
 

@@ -41,13 +41,14 @@ from l2mesh.node.core import (
 from l2mesh.edge.node.kernel_groups import GroupWatcher, read_link_groups
 from l2mesh.edge.node.portmap import PortMapper
 from l2mesh.node.decisions import AnnounceEndpoints
-from l2mesh.node.events import ControllerIdentityLearned, FlowRuleMatched
+from l2mesh.node.events import ControllerIdentityLearned, FlowRuleMatched, RootPinned
 from l2mesh.node.network_state import NetworkState
 from l2mesh.switch.flow_rules import OUTBOUND
 from l2mesh.edge.node.state_dir import NodeState, endpoint_text
 from l2mesh.edge.node.tap import TapDevice, check_tap_support, tap_name_for
 from l2mesh.edge.node.transmit import EdgeTransmit
 from l2mesh.ports import DEFAULT_CONTROLLER_PORT, DEFAULT_NODE_PORT
+from l2mesh.root_spec import RootSpec
 from l2mesh.edge.reactor import Reactor
 from l2mesh.edge.sd_notify import notify_ready
 from l2mesh.edge.statefile import ensure_state_dir, read_json
@@ -59,6 +60,9 @@ MAX_FRAME_BYTES = 65536 + 14 + 10
 # Subscriptions reach peers within this (plus a round trip) of a socket joining a group.
 GROUP_POLL_INTERVAL_S = 0.25
 LOCAL_ENDPOINT_SCAN_S = 30.0
+REACHABILITY_CHECK_S = 5.0
+# After this long without an answer from any root or controller, the node says it is cut off (once).
+UNREACHABLE_AFTER_S = 15.0
 
 T = TypeVar("T")
 log = logging.getLogger("l2mesh.daemon")
@@ -70,7 +74,8 @@ class DaemonOptions:
     port: int = DEFAULT_NODE_PORT
     static_netconfs: list[Path] = field(default_factory=list)
     offload: bool = True
-    port_mapping: bool = True  # NAT-PMP on the default gateway (--no-port-mapping turns it off)
+    roots: list[RootSpec] = field(default_factory=list)
+    port_mapping: bool = True  # NAT-PMP/PCP on the default gateway (--no-port-mapping turns it off)
 
 
 class NodeDaemon:
@@ -93,6 +98,8 @@ class NodeDaemon:
         self.taps: dict[int, TapDevice] = {}  # touched on the reactor thread only
         self.started_s = time.monotonic()
         self._static_configs = static_configs
+        self._next_reachability_check_s = 0.0
+        self.unreachable = False  # no root and no controller answers: said once in the log
 
     # -- lifetime --------------------------------------------------------------------------------
     async def run(self) -> None:
@@ -103,6 +110,7 @@ class NodeDaemon:
                 nursery.start_soon(self.edge.run_reactor, nursery.cancel_scope)
                 for config in self._static_configs:
                     await self.on_core(partial(NodeCore.apply_netconf, config=config))
+                await self._add_roots()
                 for network_id, endpoint in list(self.joined.items()):
                     await self.on_core(partial(self._rejoin, network_id=network_id, endpoint=endpoint))
                 log.info("node %s listening on UDP %d", format_node_id(self.identity.node_id), self.options.port)
@@ -118,7 +126,21 @@ class NodeDaemon:
             self.taps.clear()
             self.sock.close()
 
-    def _rejoin(self, core: NodeCore, network_id: int, endpoint: Endpoint) -> None:
+    async def _add_roots(self) -> None:
+        pins = self.state.load_root_pins()
+        for spec in self.options.roots:
+            try:
+                endpoint = await resolve_endpoint(f"{spec.host}:{spec.port}", DEFAULT_NODE_PORT, "root")
+            except L2meshError as exc:
+                log.error("%s; going on without it", exc)
+                continue
+            pinned = pins.get(endpoint)
+            await self.on_core(partial(self._add_root, endpoint=endpoint, spec=spec, pinned=pinned))
+
+    def _add_root(self, core: NodeCore, endpoint: Endpoint, spec: RootSpec, pinned: Any) -> None:
+        core.add_root(endpoint, spec.expected_id, pinned, time.monotonic())
+
+    def _rejoin(self, core: NodeCore, network_id: int, endpoint: Endpoint | None) -> None:
         core.join(
             network_id,
             endpoint,
@@ -140,6 +162,9 @@ class NodeDaemon:
 
     def _tick(self, now: float) -> None:
         self.core.tick(now)
+        if now >= self._next_reachability_check_s:
+            self._next_reachability_check_s = now + REACHABILITY_CHECK_S
+            self._check_reachability(now)
         mapping_changed = self.port_mapper is not None and self.port_mapper.tick(now)
         if now >= self._next_endpoint_scan_s or mapping_changed:
             self._next_endpoint_scan_s = now + LOCAL_ENDPOINT_SCAN_S
@@ -156,6 +181,28 @@ class NodeDaemon:
             link_groups = read_link_groups()
             for network_id, device in self.taps.items():
                 self.core.set_local_groups(network_id, self.groups.groups_of(link_groups, device.name), now)
+
+    def _reachable(self, core: NodeCore, now: float) -> bool:
+        """Some root or controller answered recently (or there is nothing to reach: static configs only)."""
+        wanted = [p for p in core.peers.values() if p.is_root or p.is_controller]
+        if not wanted and not core.roots.links and not core.membership.controllers:
+            return True
+        if now - self.started_s < UNREACHABLE_AFTER_S:
+            return True
+        return any(p.last_rx_s is not None and now - p.last_rx_s <= UNREACHABLE_AFTER_S for p in wanted)
+
+    def _check_reachability(self, now: float) -> None:
+        reachable = self._reachable(self.core, now)
+        if reachable == (not self.unreachable):
+            return
+        self.unreachable = not reachable
+        if reachable:
+            log.info("a root or controller answers again")
+        else:
+            log.warning(
+                "cannot reach any root or controller (%d roots, %d controllers): check the underlay, "
+                "`l2mesh roots` and `l2mesh networks`; retrying", len(self.core.roots.links), len(self.core.membership.controllers),
+            )
 
     def _deliver_events(self) -> None:
         events = self.core.events
@@ -181,6 +228,9 @@ class NodeDaemon:
                     self._remove_tap(event.network_id)
                 elif isinstance(event, ControllerIdentityLearned):
                     self.state.save_controller(event.identity)
+                elif isinstance(event, RootPinned):
+                    self.state.save_root_pin(event.endpoint, event.identity)
+                    log.info("root %s at %s: keys pinned", format_node_id(event.node_id), endpoint_text(event.endpoint))
                 elif isinstance(event, LoopStateChanged):
                     peers = ", ".join(format_node_id(n) for n in event.neighbours) or "none"
                     if event.blocked:
@@ -261,6 +311,8 @@ class NodeDaemon:
             return await self.on_core(self._networks)
         if command == "peers":
             return await self.on_core(self._peers)
+        if command == "roots":
+            return await self.on_core(lambda core: core.roots.view(time.monotonic()))
         if command == "macs":
             return await self.on_core(self._macs)
         if command == "rules":
@@ -274,7 +326,15 @@ class NodeDaemon:
 
     async def _join(self, request: dict[str, Any]) -> dict[str, Any]:
         network_id = parse_network_id(str(request.get("network_id")))
-        endpoint = await resolve_controller(str(request.get("controller") or ""))
+        controller = str(request.get("controller") or "")
+        endpoint: Endpoint | None = None
+        if controller:
+            endpoint = await resolve_endpoint(controller, DEFAULT_CONTROLLER_PORT, "controller")
+        elif not self.options.roots:
+            raise L2meshError(
+                "no --controller given and this daemon has no roots to find the controller through "
+                "(start it with --root ID@HOST:PORT or L2MESH_ROOTS)"
+            )
         self.joined[network_id] = endpoint
         self.state.save_joined(self.joined)
 
@@ -284,7 +344,11 @@ class NodeDaemon:
             self._ensure_tap(network_id, DEFAULT_MTU_BYTES)
 
         await self.on_core(join)
-        return {"id": format_network_id(network_id), "controller": endpoint_text(endpoint), "status": "REQUESTING"}
+        return {
+            "id": format_network_id(network_id),
+            "controller": endpoint_text(endpoint) if endpoint is not None else "found through the roots",
+            "status": "REQUESTING",
+        }
 
     async def _leave(self, request: dict[str, Any]) -> dict[str, Any]:
         network_id = parse_network_id(str(request.get("network_id")))
@@ -303,16 +367,18 @@ class NodeDaemon:
             "id": format_node_id(self.identity.node_id),
             "port": self.options.port,
             "version": __version__,
-            "online": any(p.is_controller and p.last_rx_s is not None for p in core.peers.values()),
+            "online": any((p.is_controller or p.is_root) and p.last_rx_s is not None for p in core.peers.values()),
             "uptime_s": round(time.monotonic() - self.started_s, 1),
             "networks": len(core.networks),
-            "peers": sum(1 for p in core.peers.values() if not p.is_controller),
+            "peers": sum(1 for p in core.peers.values() if not (p.is_controller or p.is_root)),
+            "reachable": self._reachable(core, time.monotonic()),
             "counters": counters,
             "port_mapping": self.port_mapper.status(time.monotonic()) if self.port_mapper is not None else None,
         }
 
     def _networks(self, core: NodeCore) -> list[dict[str, Any]]:
         out = []
+        reachable = self._reachable(core, time.monotonic())
         for network_id, state in core.networks.items():
             config = state.config
             me = config.member(self.identity.node_id) if config else None
@@ -330,6 +396,8 @@ class NodeDaemon:
                     "revision": config.revision if config else None,
                     "members": len(config.members) if config else 0,
                     "controller": endpoint_text(core.membership.controller_endpoint(network_id)),
+                    # False: no root and no controller answers; the config held (if any) stays in use.
+                    "reachable": reachable,
                     "bridge": state.switch.local_is_bridge,
                     "loop_blocked": state.switch.blocked,
                     "tags": sorted(me.tags) if me else [],
@@ -364,8 +432,9 @@ class NodeDaemon:
         return [
             {
                 "id": format_node_id(peer.node_id),
-                "role": "controller" if peer.is_controller else "member",
+                "role": "controller" if peer.is_controller else "root" if peer.is_root else "member",
                 "path": peer.path,
+                "relay": format_node_id(peer.relay_id) if peer.via_relay and peer.relay_id is not None else None,
                 "endpoint": endpoint_text(peer.endpoint) if not peer.via_relay else endpoint_text(core.paths.relay_for(peer)),
                 "latency_ms": None if peer.latency_ms is None else round(peer.latency_ms, 3),
                 "rx_bytes": peer.rx_bytes,
@@ -394,23 +463,21 @@ def _rule_counts(state: NetworkState) -> dict[str, Any]:
     }
 
 
-async def resolve_controller(text: str) -> Endpoint:
-    """HOST:PORT (or HOST, default port 9994) -> (IP, port); names are resolved once, here."""
-    if not text:
-        raise L2meshError("--controller HOST:PORT is required")
+async def resolve_endpoint(text: str, default_port: int, what: str) -> Endpoint:
+    """HOST:PORT (or HOST, default_port) of a controller or root -> (IP, port); names are resolved once, here."""
     try:
         return parse_endpoint(text)
     except NetconfError:
         pass
     host, sep, port_text = text.rpartition(":")
     if not sep:
-        host, port_text = text, str(DEFAULT_CONTROLLER_PORT)
+        host, port_text = text, str(default_port)
     try:
         port = int(port_text)
         if not 0 < port < 65536:
             raise ValueError
     except ValueError:
-        raise L2meshError(f"invalid controller address {text!r}: expected HOST:PORT") from None
+        raise L2meshError(f"invalid {what} address {text!r}: expected HOST:PORT") from None
     try:
         ipaddress.ip_address(host)
         return host, port
@@ -419,7 +486,7 @@ async def resolve_controller(text: str) -> Endpoint:
     try:
         infos = await trio.socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
     except OSError:
-        raise L2meshError(f"cannot resolve controller host {host!r}") from None
+        raise L2meshError(f"cannot resolve {what} host {host!r}") from None
     return str(infos[0][4][0]), port
 
 

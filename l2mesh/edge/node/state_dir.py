@@ -1,4 +1,4 @@
-"""What a node keeps on disk besides its identity: joined networks, cached configs, controller keys.
+"""What a node keeps on disk besides its identity: joined networks, cached configs, controller and root keys.
 
 Joined networks survive restarts; the last signed config of each network and
 the controller keys it is checked against let a restarted node forward at
@@ -19,26 +19,31 @@ from l2mesh.wire.common import Endpoint
 NETWORKS_FILE = "networks.json"
 NETCONF_DIR = "netconf"
 CONTROLLERS_DIR = "controllers"
+ROOTS_FILE = "roots.json"  # keys of roots given as HOST:PORT, pinned on first use, by address
 
 
 class NodeState:
     def __init__(self, state_dir: Path) -> None:
         self.state_dir = state_dir
 
-    def load_joined(self) -> dict[int, Endpoint]:
+    def load_joined(self) -> dict[int, Endpoint | None]:
+        """Joined networks and the controller address given (None: found through the roots)."""
         path = self.state_dir / NETWORKS_FILE
         if not path.exists():
             return {}
         doc = read_json(path)
         try:
-            return {parse_network_id(k): parse_endpoint(v["controller"]) for k, v in doc["networks"].items()}
+            return {
+                parse_network_id(k): parse_endpoint(v["controller"]) if v["controller"] is not None else None
+                for k, v in doc["networks"].items()
+            }
         except (KeyError, TypeError, AttributeError, ValueError) as exc:
             raise StateError(f"{path} is corrupted: {exc}") from None
 
-    def save_joined(self, joined: dict[int, Endpoint]) -> None:
+    def save_joined(self, joined: dict[int, Endpoint | None]) -> None:
         atomic_write_json(
             self.state_dir / NETWORKS_FILE,
-            {"networks": {format_network_id(n): {"controller": _endpoint_text(e)} for n, e in sorted(joined.items())}},
+            {"networks": {format_network_id(n): {"controller": endpoint_text(e)} for n, e in sorted(joined.items())}},
         )
 
     def load_signed_netconf(self, network_id: int) -> bytes | None:
@@ -73,6 +78,23 @@ class NodeState:
         directory = self.state_dir / CONTROLLERS_DIR
         directory.mkdir(mode=0o700, exist_ok=True)
         atomic_write_json(directory / f"{format_node_id(identity.node_id)}.json", identity.to_json())
+
+
+    def load_root_pins(self) -> dict[Endpoint, PublicIdentity]:
+        path = self.state_dir / ROOTS_FILE
+        if not path.exists():
+            return {}
+        try:
+            return {parse_endpoint(k): PublicIdentity.from_json(v) for k, v in read_json(path)["pinned"].items()}
+        except Exception as exc:
+            raise StateError(f"{path} is corrupted ({exc}); remove it to pin the roots again") from None
+
+    def save_root_pin(self, endpoint: Endpoint, identity: PublicIdentity) -> None:
+        pins = self.load_root_pins()
+        pins[endpoint] = identity
+        atomic_write_json(
+            self.state_dir / ROOTS_FILE, {"pinned": {_endpoint_text(e): i.to_json() for e, i in sorted(pins.items())}}
+        )
 
 
 def _endpoint_text(endpoint: Endpoint) -> str:
