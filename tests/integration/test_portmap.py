@@ -78,6 +78,7 @@ def direct_through_the_mapping(topology: Topology, protocol: str) -> None:
     status = a.status()["port_mapping"]
     assert status["protocol"] == protocol and status["state"] == "mapped" and status["lifetime_s"] > 0
     assert f"dnat ip to {a.underlay_ip}:{NODE_PORT}" in miniupnpd_redirects(topology, router_a)
+    assert f"{expected} ({protocol})" in a.l2mesh("status").stdout  # the human table says it too
 
     b.start_daemon()
     ip_a, ip_b = join_network(topology, a, b)
@@ -101,6 +102,7 @@ def test_without_port_mapping_the_same_members_relay(topology: Topology) -> None
     a.start_daemon("--no-port-mapping")
     b.start_daemon()
     assert a.status()["port_mapping"] is None
+    assert "off" in a.l2mesh("status").stdout.splitlines()[-1]
     ip_a, ip_b = join_network(topology, a, b)
     # The first replies may take the relay's few seconds (paths.RELAY_AFTER_S).
     wait_until(lambda: b.ping(ip_a, timeout_s=1), 15, what="b reaches a over the overlay")
