@@ -49,9 +49,10 @@ table inet {table}_filter {{
 
 
 # Added to the ruleset above for port mapping. miniupnpd (nftables backend)
-# writes its rules into chains that must exist, named in its config; these
-# are jumped to from the router's own chains, so a mapping's DNAT and its
-# forward accept pass the forward policy (drop) like established traffic.
+# writes its rules into chains that must exist, named in its config; the
+# router's own chains jump to them, so a mapping's DNAT and miniupnpd's
+# accept for it let inbound traffic through a forward policy (drop) that
+# otherwise passes only connections the LAN opened.
 _PORT_MAPPING_RULESET = """
 table inet {table}_filter {{
     chain miniupnpd {{

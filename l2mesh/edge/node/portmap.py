@@ -38,7 +38,7 @@ from l2mesh.wire.natpmp import NATPMP_PORT
 ROUTE_TABLE = Path("/proc/net/route")
 GATEWAY_SCAN_S = 30.0  # a new default gateway (roaming, DHCP renewal) is noticed within this
 READ_BATCH = 16
-MAX_RESPONSE_BYTES = 1100  # PCP's largest message; anything longer is garbage and is cut, then refused
+MAX_RESPONSE_BYTES = 1100  # PCP's largest message (RFC 6887 section 7)
 RTF_UP = 0x1
 RTF_GATEWAY = 0x2
 PROTOCOLS_VARIABLE = "L2MESH_PORT_MAPPING"
@@ -86,7 +86,7 @@ def protocol_order(text: str | None) -> tuple[str, ...]:
 
 
 class PortMapper:
-    """Keeps a NAT-PMP mapping of the node's UDP port on the current default gateway."""
+    """Keeps a NAT-PMP or PCP mapping of the node's UDP port on the current default gateway."""
 
     def __init__(self, reactor: Reactor, internal_port: int,
                  find_gateway: Callable[[], str | None] = read_default_gateway,
@@ -185,7 +185,8 @@ class PortMapper:
         now = self._clock()
         for _ in range(READ_BATCH):
             try:
-                data = sock.recv(MAX_RESPONSE_BYTES)
+                # One byte more than any answer may have: a longer datagram is seen whole enough to be refused.
+                data = sock.recv(MAX_RESPONSE_BYTES + 1)
             except BlockingIOError:
                 return
             except OSError:
