@@ -7,10 +7,11 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 # Build needs (python-pytun compiles a C extension) and the real programs the
-# tests and benchmarks drive.
+# tests and benchmarks drive. miniupnpd-nftables is the bare binary (no service,
+# no debconf questions): the port-mapping tests run their own, in a lab namespace.
 BUILD_DEBS := python3-venv python3-dev gcc
 TEST_DEBS := iproute2 iputils-ping iputils-arping iperf3 nftables dnsmasq-base tcpdump \
-             tinc avahi-daemon avahi-utils procps kmod
+             tinc avahi-daemon avahi-utils procps kmod miniupnpd-nftables
 .PHONY: all test unit integration bench demo deps clean
 
 all: test

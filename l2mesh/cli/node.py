@@ -47,7 +47,8 @@ def cmd_daemon(args: argparse.Namespace) -> int:
 
     roots = parse_root_list(args.root, os.environ.get(ROOTS_ENV))
     return run_daemon(
-        DaemonOptions(resolve_state_dir(args), args.port, list(args.static_netconf), not args.no_offload, roots)
+        DaemonOptions(resolve_state_dir(args), args.port, list(args.static_netconf), not args.no_offload, roots,
+                      port_mapping=not args.no_port_mapping)
     )
 
 
@@ -56,9 +57,19 @@ def cmd_status(args: argparse.Namespace) -> int:
     return print_data(
         args,
         status,
-        ["node", "version", "UDP port", "networks", "peers", "uptime"],
-        [[status["id"], status["version"], status["port"], status["networks"], status["peers"], f"{status['uptime_s']:.0f} s"]],
+        ["node", "version", "UDP port", "networks", "peers", "uptime", "port mapping"],
+        [[status["id"], status["version"], status["port"], status["networks"], status["peers"], f"{status['uptime_s']:.0f} s",
+          _port_mapping_text(status.get("port_mapping"))]],
     )
+
+
+def _port_mapping_text(mapping: dict[str, Any] | None) -> str:
+    """'198.18.3.2:9993 (nat-pmp)', the state when nothing is mapped ('unavailable'), or 'off'."""
+    if mapping is None:
+        return "off"
+    if mapping.get("external"):
+        return f"{mapping['external']} ({mapping['protocol']})"
+    return str(mapping.get("state"))
 
 
 def cmd_join(args: argparse.Namespace) -> int:
@@ -243,6 +254,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="ID@HOST:PORT",
         help=f"a root to register with and relay through (repeatable; HOST:PORT alone pins its keys on first use; "
         f"default: ${ROOTS_ENV}, comma-separated)",
+    )
+    p.add_argument(
+        "--no-port-mapping",
+        action="store_true",
+        help="do not ask the default gateway (NAT-PMP, PCP) to forward the UDP port",
     )
     p.set_defaults(func=cmd_daemon)
     return parser

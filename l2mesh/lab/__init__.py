@@ -9,7 +9,8 @@
 
 Files: namespaces.py (Lab: names, links, hosts, teardown), processes.py
 (started and stopped by PID), records.py (who owns a run), sweep.py (what
-dead runs left), nat.py (home routers, UDP blocks), commands.py (short
+dead runs left), nat.py (home routers, UDP blocks), portmap.py (miniupnpd on
+a home router) with stun.py (the STUN responder it needs), commands.py (short
 commands, polling), environment.py, errors.py.
 """
 

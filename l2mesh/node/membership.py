@@ -260,7 +260,8 @@ class Membership:
         link = self.controllers.get(controller_id)
         if link is None or link.identity is None:
             return []
-        return [AnnounceEndpoints(controller_id), *self._request_all_of(controller_id, now)]
+        # Requests first: a controller takes endpoints only from a member that has named itself with one.
+        return [*self._request_all_of(controller_id, now), AnnounceEndpoints(controller_id)]
 
     # -- answers -------------------------------------------------------------------------------------
     def identity_response(self, data: memoryview, source: Endpoint, now: float) -> list[Decision]:

@@ -134,9 +134,9 @@ class Topology:
         """A member namespace on its own /24 behind the router: 198.18.N.2, gateway 198.18.N.1."""
         return self._member(name, self.lab.add_host(name))
 
-    def add_nat_host(self, name: str, symmetric: bool = False) -> tuple[Host, NatRouter]:
+    def add_nat_host(self, name: str, symmetric: bool = False, port_mapping: bool = False) -> tuple[Host, NatRouter]:
         """A member behind its own home router (l2mesh.lab.nat); returns the member and its router."""
-        where, router = lab.add_nat_host(self.lab, name, symmetric)
+        where, router = lab.add_nat_host(self.lab, name, symmetric, port_mapping=port_mapping)
         return self._member(name, where), router
 
     def _member(self, name: str, where: NetnsHost) -> Host:

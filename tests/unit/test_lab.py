@@ -347,3 +347,18 @@ def test_bad_prefixes_and_roles_are_refused(tmp_path: Path) -> None:
     with new_lab(tmp_path, FakeIp()) as lab:
         with pytest.raises(LabError, match="role"):
             lab.add_namespace("a/b")
+
+
+def test_the_lab_stun_responder_tells_the_source_it_saw() -> None:
+    from l2mesh.lab.stun import MAGIC_COOKIE, binding_response
+
+    transaction = bytes(range(12))
+    # A Binding request as miniupnpd sends it: one CHANGE-REQUEST attribute (ignored: one address, one port here).
+    request = bytes.fromhex("0001 0008 2112a442") + transaction + bytes.fromhex("0003 0004 00000006")
+    response = binding_response(request, ("198.18.1.2", 37626))
+    assert response is not None and response[:2] == b"\x01\x01" and response[8:20] == transaction
+    x_port, x_address = int.from_bytes(response[26:28], "big"), int.from_bytes(response[28:32], "big")
+    assert x_port ^ (MAGIC_COOKIE >> 16) == 37626
+    assert (x_address ^ MAGIC_COOKIE).to_bytes(4, "big") == bytes([198, 18, 1, 2])
+    assert binding_response(b"\x01\x01" + request[2:], ("198.18.1.2", 1)) is None  # not a request
+    assert binding_response(request[:10], ("198.18.1.2", 1)) is None

@@ -2,7 +2,7 @@
 
 - No import circles anywhere in l2mesh/ (type-checking-only imports count too:
   a circle there is still a circle a reader has to follow).
-- Sans-IO layers (wire, crypto, rules, switch, node, controller and the root modules)
+- Sans-IO layers (wire, crypto, rules, switch, node, controller, portmap and the root modules)
   import neither the I/O edge nor the CLI, nor any module that reaches for
   sockets, threads, trio, files or processes.
 - Nothing but the CLI imports the CLI, and only the edge and the CLI import the edge.
@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[2] / "l2mesh"
-SANS_IO_PACKAGES = ("l2mesh.wire", "l2mesh.crypto", "l2mesh.rules", "l2mesh.switch", "l2mesh.node", "l2mesh.controller", "l2mesh.root")
+SANS_IO_PACKAGES = ("l2mesh.wire", "l2mesh.crypto", "l2mesh.rules", "l2mesh.switch", "l2mesh.node", "l2mesh.controller", "l2mesh.root", "l2mesh.portmap")
 SANS_IO_ROOT_MODULES = (
     "l2mesh.errors",
     "l2mesh.fragments",

@@ -93,12 +93,13 @@ def test_an_unanswered_request_renews_the_controller_session() -> None:
     assert "RenewSession" in kinds
 
 
-def test_a_renewed_controller_session_announces_endpoints_and_asks_again() -> None:
+def test_a_renewed_controller_session_asks_again_then_announces_endpoints() -> None:
     membership, _, _ = membership_with_network()
     membership.join(NET, CONTROLLER_AT, 0.0, controller_identity=CONTROLLER.public)
     decisions = membership.controller_session_renewed(CONTROLLER.node_id, 5.0)
-    assert decisions[0] == AnnounceEndpoints(CONTROLLER.node_id)
-    assert isinstance(decisions[1], SendMessage)
+    # In this order: the controller drops endpoint hints from a session that has not named its node yet.
+    assert isinstance(decisions[0], SendMessage)
+    assert decisions[-1] == AnnounceEndpoints(CONTROLLER.node_id)
 
 
 # -- paths -------------------------------------------------------------------------------------------

@@ -38,6 +38,8 @@ from l2mesh.node.core import (
     NodeCore,
 )
 from l2mesh.edge.node.kernel_groups import GroupWatcher, read_link_groups
+from l2mesh.edge.node.portmap import PortMapper
+from l2mesh.node.decisions import AnnounceEndpoints
 from l2mesh.node.events import ControllerIdentityLearned, FlowRuleMatched, RootPinned
 from l2mesh.node.network_state import NetworkState
 from l2mesh.switch.flow_rules import OUTBOUND
@@ -72,6 +74,7 @@ class DaemonOptions:
     static_netconfs: list[Path] = field(default_factory=list)
     offload: bool = True
     roots: list[RootSpec] = field(default_factory=list)
+    port_mapping: bool = True  # NAT-PMP/PCP on the default gateway (--no-port-mapping turns it off)
 
 
 class NodeDaemon:
@@ -88,6 +91,7 @@ class NodeDaemon:
         self._next_group_poll_s = 0.0
         self._next_endpoint_scan_s = 0.0
         self.reactor.add_reader(self.sock.fileno(), make_socket_drainer(self.sock, self.core.datagram_received, time.monotonic))
+        self.port_mapper = PortMapper(self.reactor, options.port) if options.port_mapping else None
         self.edge = ReactorEdge(self.reactor, self.sock, self.transmit, pause_readers=True)
         self.reactor.after_wakeup = self._after_wakeup
         self.taps: dict[int, TapDevice] = {}  # touched on the reactor thread only
@@ -113,6 +117,8 @@ class NodeDaemon:
                 notify_ready(f"node {format_node_id(self.identity.node_id)} on UDP {self.options.port}")
         finally:
             self.edge.shutdown()
+            if self.port_mapper is not None:
+                self.port_mapper.close()
             self.groups.close()
             for device in self.taps.values():
                 device.close()
@@ -158,10 +164,17 @@ class NodeDaemon:
         if now >= self._next_reachability_check_s:
             self._next_reachability_check_s = now + REACHABILITY_CHECK_S
             self._check_reachability(now)
-        if now >= self._next_endpoint_scan_s:
+        mapping_changed = self.port_mapper is not None and self.port_mapper.tick(now)
+        if now >= self._next_endpoint_scan_s or mapping_changed:
             self._next_endpoint_scan_s = now + LOCAL_ENDPOINT_SCAN_S
             addresses = self.groups.local_ipv4_addresses({d.name for d in self.taps.values()})
-            self.core.paths.local_endpoints = [(a, self.options.port) for a in addresses]
+            # The router's mapping first: it is what reaches us from the Internet.
+            mapped = self.port_mapper.endpoints() if self.port_mapper is not None else []
+            self.core.paths.local_endpoints = [*mapped, *((a, self.options.port) for a in addresses)]
+            if mapping_changed:
+                # Controllers hand our endpoints to peers (hints, configs): tell them now, not at the next refresh.
+                trusted = [link.node_id for link in self.core.membership.controllers.values() if link.identity is not None]
+                self.core.apply([AnnounceEndpoints(node_id) for node_id in trusted], now)
         if now >= self._next_group_poll_s and self.taps:
             self._next_group_poll_s = now + GROUP_POLL_INTERVAL_S
             link_groups = read_link_groups()
@@ -359,6 +372,7 @@ class NodeDaemon:
             "peers": sum(1 for p in core.peers.values() if not (p.is_controller or p.is_root)),
             "reachable": self._reachable(core, time.monotonic()),
             "counters": counters,
+            "port_mapping": self.port_mapper.status(time.monotonic()) if self.port_mapper is not None else None,
         }
 
     def _networks(self, core: NodeCore) -> list[dict[str, Any]]:
