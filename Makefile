@@ -10,7 +10,7 @@ PY := $(VENV)/bin/python
 # tests and benchmarks drive.
 BUILD_DEBS := python3-venv python3-dev gcc
 TEST_DEBS := iproute2 iputils-ping iputils-arping iperf3 nftables dnsmasq-base tcpdump \
-             tinc avahi-daemon avahi-utils procps kmod
+             tinc avahi-daemon avahi-utils procps kmod bind9-dnsutils
 .PHONY: all test unit integration bench demo deps clean
 
 all: test
