@@ -97,6 +97,13 @@ def test_a_lan_host_behind_a_subnet_router_and_a_member_reach_each_other_through
     wait_until(lambda: routes_of(client, network_id) == [], 5, what="the LAN route gone from the client")
     assert LAN_NET not in kernel_routes(client)
     assert not client.ping(LAN_HOST_IP, timeout_s=1)
+    # Back again, then the client is deauthorized: the route goes with its config.
+    controller.ctl("network", "update", network_id, "--route", f"{LAN_NET}@10.147.17.3")
+    wait_until(lambda: wanted in routes_of(client, network_id), 5, what="the LAN route back on the client")
+    controller.ctl("member", "deauthorize", network_id, client.node_id)
+    wait_until(lambda: network_status(client, network_id) == "ACCESS_DENIED", 5, what="the client deauthorized")
+    wait_until(lambda: LAN_NET not in kernel_routes(client), 5, what="the LAN route gone after deauthorization")
+    assert routes_of(client, network_id) == []
 
 
 def test_subnet_router_flags_persist_across_restarts_and_forwarding_is_undone_on_sigterm_and_on_leave(topology: Topology) -> None:

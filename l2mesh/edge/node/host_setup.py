@@ -161,7 +161,7 @@ class HostSetup:
     def _start(self) -> None:
         """Take away what a killed daemon on this port left behind, and see whether resolved is there."""
         self.routes.sweep()
-        for table in tables_named(f"l2mesh_{self.port}_"):
+        for table in tables_named(f"l2mesh_{self.port}_"):  # masquerade tables and the mark restore
             try:
                 delete_table(table)
             except NftError as exc:

@@ -189,13 +189,9 @@ class KernelRoutes:
         return f"l2mesh_{self.table}_mark"
 
     def sweep(self) -> None:
-        """Take away what a killed daemon on this port left: its policy rules and its mark table."""
+        """Take away the policy rules a killed daemon on this port left (its nft tables: host_setup's sweep)."""
         for family in (socket.AF_INET, socket.AF_INET6):
             self._remove_policy_rules(family)
-        try:
-            delete_table(self._mark_table())
-        except NftError:
-            pass
 
     def _remove_policy_rules(self, family: int) -> None:
         """This daemon's mark rule, and the shared suppress rule unless another daemon's mark rule still needs it."""
