@@ -195,6 +195,12 @@ def test_a_route_that_would_override_the_underlay_is_refused_and_logged_and_bad_
     log = (topology.logs / "m1-daemon.log").read_text()
     assert "route 198.18.0.0/16 via 10.147.17.2 refused: it would override the underlay" in log
     assert m1.ping("10.147.17.2", timeout_s=2)  # still connected
+    # An on-link route (another overlay subnet on the same segment) comes and goes like the others.
+    controller.ctl("network", "update", network_id, "--route", "10.147.18.0/24")
+    wait_until(lambda: "10.147.18.0/24 dev" in kernel_routes(m1), 5, what="the on-link route on m1")
+    assert {"target": "10.147.18.0/24", "via": None} in network_entry(m1, network_id)["routes"]
+    controller.ctl("network", "update", network_id, "--no-route", "10.147.18.0/24")
+    wait_until(lambda: "10.147.18.0/24" not in kernel_routes(m1), 5, what="the on-link route gone from m1")
     # Joined again with --no-managed-routes: none installed at all, and none refused either.
     m1.l2mesh("join", network_id, "--controller", controller.endpoint, "--no-managed-routes")
     wait_until(lambda: network_entry(m1, network_id)["managed_routes"] is False, 5, what="m1 joined again")

@@ -41,6 +41,7 @@ from l2mesh.node.route_plan import UnderlayRoute
 ROUTE_PROTOCOL = 147  # rtnetlink protocol of the routes l2mesh makes (unassigned in /etc/iproute2/rt_protos)
 MAIN_TABLE = 254
 RTN_UNICAST = 1
+RT_SCOPE_LINK = 253
 SUPPRESS_RULE_PRIORITY = 32700
 MARK_RULE_PRIORITY = 32701
 FIB_RULE_INVERT = 0x2  # linux/fib_rules.h: the rule matches when its selector does not ("not fwmark")
@@ -116,14 +117,26 @@ class KernelRoutes:
         for network_id in list(self.installed):
             self.sync(network_id, None, ())
 
+    def _route_fields(self, route: ManagedRoute, ifindex: int) -> dict[str, object]:
+        """The netlink fields of a route, the same for adding and deleting (a delete must match its scope)."""
+        fields: dict[str, object] = {
+            "family": socket.AF_INET if route.network.version == 4 else socket.AF_INET6,
+            "dst": route.target,
+            "oif": ifindex,
+            "table": self.table if route.is_default else MAIN_TABLE,
+            "proto": ROUTE_PROTOCOL,
+        }
+        if route.via is not None:
+            fields["gateway"] = route.via
+        elif route.network.version == 4:
+            fields["scope"] = RT_SCOPE_LINK  # on-link, as `ip route add CIDR dev TAP` makes it
+        return fields
+
     def _add(self, ipr: IPRoute, route: ManagedRoute, ifindex: int) -> None:
-        table = self.table if route.is_default else MAIN_TABLE
         if route.is_default:
             self._ensure_policy(route.network.version)
-        family = socket.AF_INET if route.network.version == 4 else socket.AF_INET6
-        extra = {"gateway": route.via} if route.via is not None else {"scope": 253}  # 253: RT_SCOPE_LINK (on-link)
         try:
-            ipr.route("add", family=family, dst=route.target, oif=ifindex, table=table, proto=ROUTE_PROTOCOL, **extra)
+            ipr.route("add", **self._route_fields(route, ifindex))
         except NetlinkError as exc:
             if exc.code == errno.EEXIST:
                 where = "another network's default route" if route.is_default else "a route to the same destination"
@@ -131,10 +144,8 @@ class KernelRoutes:
             raise RouteInstallError(f"the kernel refused it: {exc.args[-1] if exc.args else exc}") from None
 
     def _delete(self, ipr: IPRoute, route: ManagedRoute, ifindex: int) -> None:
-        family = socket.AF_INET if route.network.version == 4 else socket.AF_INET6
-        table = self.table if route.is_default else MAIN_TABLE
         try:
-            ipr.route("del", family=family, dst=route.target, oif=ifindex, table=table, proto=ROUTE_PROTOCOL)
+            ipr.route("del", **self._route_fields(route, ifindex))
         except NetlinkError as exc:
             if exc.code not in (errno.ESRCH, errno.ENODEV):  # gone with its TAP already: what we wanted
                 log.warning("cannot remove route %s: %s", route, exc)
