@@ -174,7 +174,7 @@ def validate_routes(network: Network, routes: list[ManagedRoute]) -> tuple[Manag
         if not any(gateway in subnet for subnet in overlay):
             where = ", ".join(str(s) for s in overlay) or "none: give the network a pool (or an on-link route) first"
             raise ValidationError(f"route {route.spec()}: gateway {gateway} is not an overlay address of the network (pools and on-link routes: {where})")
-        if any(route.network.subnet_of(subnet) for subnet in overlay if subnet.version == route.network.version):
+        if any(route.network.subnet_of(subnet) for subnet in overlay if subnet.version == route.network.version):  # type: ignore[arg-type]
             raise ValidationError(f"route {route.spec()}: {route.target} is on the overlay itself; give it without @VIA")
     return tuple(sorted(routes, key=lambda r: (r.network.version, r.network)))
 

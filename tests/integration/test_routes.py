@@ -182,7 +182,7 @@ def test_a_member_with_allow_default_reaches_the_internet_through_the_exit_node_
 
 def test_a_route_that_would_override_the_underlay_is_refused_and_logged_and_bad_input_is_one_line(topology: Topology) -> None:
     controller, network_id, hosts = joined_network(topology, {"m1": ("10.147.17.1", []), "m2": ("10.147.17.2", [])})
-    m1, m2 = hosts["m1"], hosts["m2"]
+    m1 = hosts["m1"]
     # 198.18.0.0/16 holds m1's underlay gateway and m2's and the controller's addresses: routing it into the
     # overlay would cut m1 off. The other route is fine and is installed beside it. (m2 is their gateway.)
     controller.ctl("network", "update", network_id, "--route", "198.18.0.0/16@10.147.17.2", "--route", "198.19.201.0/24@10.147.17.2")

@@ -86,7 +86,7 @@ def _answer(reply: dns.message.Message, question: dns.rrset.RRset, table: NameTa
         (reply.answer if apex_question else reply.authority).append(soa)
 
 
-def _header_only_error(query_bytes: bytes, rcode: int) -> bytes:
+def _header_only_error(query_bytes: bytes, rcode: dns.rcode.Rcode) -> bytes:
     """A reply with the query's id and the rcode only, for a query too malformed to echo."""
     reply = dns.message.Message(id=int.from_bytes(query_bytes[:2], "big"))
     reply.flags = dns.flags.QR
