@@ -214,6 +214,12 @@ def test_a_route_that_would_override_the_underlay_is_refused_and_logged_and_bad_
         assert result.returncode != 0 and result.stderr.count("\n") == 1 and "Traceback" not in result.stderr, (argv, result.stderr)
     shown = controller.ctl_json("network", "show", network_id)
     assert [r["target"] for r in shown["routes"]] == ["198.18.0.0/16", "198.19.201.0/24"]
+    # Stored durably: a restarted controller has the same routes and domain.
+    controller.ctl("network", "update", network_id, "--dns-domain", "corp.example")
+    controller.stop()
+    controller.start()
+    restarted = controller.ctl_json("network", "show", network_id)
+    assert (restarted["routes"], restarted["dns_domain"]) == (shown["routes"], "corp.example")
 
 
 def member_lan(host: Host) -> int:
