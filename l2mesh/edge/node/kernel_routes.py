@@ -94,20 +94,19 @@ class KernelRoutes:
             for route in sorted(set(installed) - wanted):
                 self._delete(ipr, route, installed.pop(route))
                 log.info("network %s: route %s removed", format_network_id(network_id), route)
-            if wanted - set(installed):
-                assert tap_name is not None
-                links = ipr.link_lookup(ifname=tap_name)
+            links = ipr.link_lookup(ifname=tap_name) if tap_name is not None and wanted - set(installed) else []
+            for route in sorted(wanted - set(installed)):
                 if not links:
-                    return {route: f"interface {tap_name} is gone" for route in wanted}
-                for route in sorted(wanted - set(installed)):
-                    try:
-                        self._add(ipr, route, links[0])
-                    except RouteInstallError as exc:
-                        failed[route] = str(exc)
-                        continue
-                    installed[route] = links[0]
-                    where = f"table {self.table}, behind the policy rules" if route.is_default else "main table"
-                    log.info("network %s: route %s installed on %s (%s)", format_network_id(network_id), route, tap_name, where)
+                    failed[route] = f"interface {tap_name} is gone"
+                    continue
+                try:
+                    self._add(ipr, route, links[0])
+                except RouteInstallError as exc:
+                    failed[route] = str(exc)
+                    continue
+                installed[route] = links[0]
+                where = f"table {self.table}, behind the policy rules" if route.is_default else "main table"
+                log.info("network %s: route %s installed on %s (%s)", format_network_id(network_id), route, tap_name, where)
         if not installed:
             del self.installed[network_id]
         self._sync_policy()
@@ -120,7 +119,7 @@ class KernelRoutes:
     def _route_fields(self, route: ManagedRoute, ifindex: int) -> dict[str, object]:
         """The netlink fields of a route, the same for adding and deleting (a delete must match its scope)."""
         fields: dict[str, object] = {
-            "family": socket.AF_INET if route.network.version == 4 else socket.AF_INET6,
+            "family": _family(route.network.version),
             "dst": route.target,
             "oif": ifindex,
             "table": self.table if route.is_default else MAIN_TABLE,
@@ -152,29 +151,31 @@ class KernelRoutes:
 
     # -- the default route's policy ----------------------------------------------------------------------------
     def _ensure_policy(self, version: int) -> None:
-        family = socket.AF_INET if version == 4 else socket.AF_INET6
+        """The policy a default route of this IP version needs; all of it, or none of it and RouteInstallError."""
+        family = _family(version)
         if family in self._policy_families:
             return
-        if family == socket.AF_INET:
-            # Before any rule sends traffic into the overlay: the daemon's own UDP must already carry the mark.
-            self.sock.setsockopt(socket.SOL_SOCKET, SO_MARK, self.mark)
-            self.settings.hold(SRC_VALID_MARK, "1", owner="default-route")
-            load_table(self._mark_table(), _MARK_RESTORE.format(mark=self.mark))
-        with IPRoute() as ipr:
-            for rule in self._rules(family):
-                try:
-                    ipr.rule("add", **rule)
-                except NetlinkError as exc:
-                    if exc.code != errno.EEXIST:
-                        raise RouteInstallError(f"cannot add the default route's policy rule: {exc}") from None
+        try:
+            if family == socket.AF_INET:
+                # Before any rule sends traffic into the overlay: the daemon's own UDP must already carry the mark.
+                self.sock.setsockopt(socket.SOL_SOCKET, SO_MARK, self.mark)
+                self.settings.hold(SRC_VALID_MARK, "1", owner="default-route")
+                load_table(self._mark_table(), _MARK_RESTORE.format(mark=self.mark))
+            with IPRoute() as ipr:
+                for rule in self._rules(family):
+                    try:
+                        ipr.rule("add", **rule)
+                    except NetlinkError as exc:
+                        if exc.code != errno.EEXIST:
+                            raise
+        except (OSError, NftError, NetlinkError) as exc:
+            self._remove_policy(family)  # what did go in comes out again: the daemon's UDP unmarked, no rules
+            raise RouteInstallError(f"the policy that keeps l2mesh's own traffic on the underlay could not be set: {exc}") from None
         self._policy_families.add(family)
 
     def _sync_policy(self) -> None:
         """Take the policy away for a family once no default route of it is left."""
-        in_use = {
-            socket.AF_INET if route.network.version == 4 else socket.AF_INET6
-            for routes in self.installed.values() for route in routes if route.is_default
-        }
+        in_use = {_family(route.network.version) for routes in self.installed.values() for route in routes if route.is_default}
         for family in sorted(self._policy_families - in_use):
             self._remove_policy(family)
             self._policy_families.discard(family)
@@ -187,7 +188,10 @@ class KernelRoutes:
             except NftError as exc:
                 log.warning("%s", exc)
             self.settings.release("default-route")
-            self.sock.setsockopt(socket.SOL_SOCKET, SO_MARK, 0)
+            try:
+                self.sock.setsockopt(socket.SOL_SOCKET, SO_MARK, 0)
+            except OSError:
+                pass  # never set (no CAP_NET_ADMIN), or the socket is closed at exit: unmarked either way
 
     def _rules(self, family: int) -> list[dict[str, object]]:
         return [
@@ -212,6 +216,10 @@ class KernelRoutes:
             others = [r for r in ipr.get_rules(family=family) if r.get_attr("FRA_PRIORITY") == MARK_RULE_PRIORITY]
             if not others:
                 _delete_rule(ipr, suppress)
+
+
+def _family(version: int) -> int:
+    return socket.AF_INET if version == 4 else socket.AF_INET6
 
 
 def _delete_rule(ipr: IPRoute, rule: dict[str, object]) -> None:
