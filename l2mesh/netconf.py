@@ -2,7 +2,8 @@
 
 One document per (network, member): revision, timestamps, settings and the
 member list with public keys, MACs, managed IPs, bridge flags, tags and
-known endpoints, and the network's flow rules as the operator wrote them. It travels as an Ed25519 signature (64 bytes) followed by
+known endpoints, managed routes, the DNS domain members answer for, and
+the network's flow rules as the operator wrote them. It travels as an Ed25519 signature (64 bytes) followed by
 canonical JSON; members refuse it unsigned, signed by another key, issued to
 someone else or older than the one they hold. JSON (not a construct struct)
 because the document is read rarely, grows new fields, and humans debug it.
@@ -17,9 +18,11 @@ from dataclasses import dataclass, field, replace
 from collections.abc import Iterable
 from typing import Any
 
+from l2mesh.dns_names import DnsNameError, default_dns_domain, normalize_domain
 from l2mesh.errors import L2meshError
 from l2mesh.identity import Identity, PublicIdentity
 from l2mesh.ids import format_mac, format_network_id, format_node_id, member_mac, parse_network_id, parse_node_id
+from l2mesh.managed_routes import MAX_ROUTES_PER_NETWORK, ManagedRoute, route_from_json
 from l2mesh.rules.syntax import NO_RULES, RuleSet, is_valid_tag, parse_rules
 
 DEFAULT_MTU_BYTES = 2800
@@ -65,8 +68,14 @@ class NetworkConfig:
     broadcast: bool = True
     private: bool = True
     members: tuple[MemberConfig, ...] = ()
-    routes: tuple[dict[str, str | None], ...] = field(default_factory=tuple)
+    routes: tuple[ManagedRoute, ...] = field(default_factory=tuple)
     rules: RuleSet = NO_RULES
+    dns_domain: str = ""  # as the controller set it; "" (an older controller's config): the default
+
+    @property
+    def effective_dns_domain(self) -> str:
+        """The domain members answer DNS for: the one given, else `<network name>.l2mesh`."""
+        return self.dns_domain or default_dns_domain(self.name, self.network_id)
 
     def expired(self, now_wall_s: float) -> bool:
         """Past its expiry (plus clock slack). 0 means none: configs from a local file do not expire."""
@@ -93,7 +102,7 @@ class NetworkConfig:
             "multicast_limit": self.multicast_limit,
             "broadcast": self.broadcast,
             "private": self.private,
-            "routes": [dict(route) for route in self.routes],
+            "routes": [route.to_json() for route in self.routes],
             "members": [
                 {
                     "id": format_node_id(m.node_id),
@@ -111,6 +120,8 @@ class NetworkConfig:
         }
         if self.rules.text:
             doc["rules"] = self.rules.text
+        if self.dns_domain:
+            doc["dns_domain"] = self.dns_domain
         return doc
 
     @classmethod
@@ -263,10 +274,14 @@ def _parse_config(doc: Any) -> NetworkConfig:
     members = tuple(_parse_member(m, network_id) for m in doc.get("members", []))
     if len({m.node_id for m in members}) != len(members):
         raise NetconfError("network config lists a member twice")
-    routes = tuple(
-        {"target": str(ipaddress.ip_network(r["target"], strict=False)), "via": r.get("via")}
-        for r in doc.get("routes", [])
-    )
+    route_docs = doc.get("routes", [])
+    if not isinstance(route_docs, list) or len(route_docs) > MAX_ROUTES_PER_NETWORK:
+        raise NetconfError(f"routes must be a list of at most {MAX_ROUTES_PER_NETWORK} routes")
+    routes = tuple(route_from_json(r) for r in route_docs)
+    try:
+        dns_domain = normalize_domain(doc["dns_domain"]) if doc.get("dns_domain") else ""
+    except DnsNameError as exc:
+        raise NetconfError(str(exc)) from None
     return NetworkConfig(
         network_id=network_id,
         revision=_int(doc["revision"], "revision"),
@@ -281,4 +296,5 @@ def _parse_config(doc: Any) -> NetworkConfig:
         members=members,
         routes=routes,
         rules=parse_rules(doc.get("rules", "")),
+        dns_domain=dns_domain,
     )

@@ -23,8 +23,10 @@ from l2mesh.cli.common import (
     run_parser,
 )
 from l2mesh.controller.defaults import API_FILE, DEFAULT_API, DEFAULT_LISTEN, DEFAULT_RELAY_LIMIT_MBPS, TOKEN_FILE
+from l2mesh.dns_names import DnsNameError, normalize_domain
 from l2mesh.errors import L2meshError
 from l2mesh.ids import format_network_id, format_node_id, parse_network_id, parse_node_id
+from l2mesh.managed_routes import RouteError, parse_route_spec
 from l2mesh.netconf import NetconfError, parse_endpoint
 from l2mesh.ports import DEFAULT_ROOT_PORT
 from l2mesh.rules.syntax import MAX_RULES_TEXT_BYTES, TAG_SYNTAX, RuleSyntaxError, is_valid_tag, parse_rules
@@ -105,6 +107,21 @@ def tag_arg(text: str) -> str:
     return text
 
 
+def route_arg(text: str) -> str:
+    """CIDR[@VIA], checked here so that a typo is named before anything is sent (the controller checks the rest)."""
+    try:
+        return parse_route_spec(text).spec()
+    except RouteError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def domain_arg(text: str) -> str:
+    try:
+        return normalize_domain(text)
+    except DnsNameError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -166,7 +183,12 @@ def _network_fields(args: argparse.Namespace) -> dict[str, Any]:
     if args.pool is not None:
         fields["pools"] = args.pool
     if args.route is not None:
-        fields["routes"] = args.route
+        # Create sets the list; update adds to it (and --no-route takes away) on the controller, in one transaction.
+        fields["routes" if args.command_kind == "create" else "add_routes"] = args.route
+    if getattr(args, "no_route", None) is not None:
+        fields["remove_routes"] = args.no_route
+    if args.dns_domain is not None:
+        fields["dns_domain"] = args.dns_domain
     if args.mtu is not None:
         fields["mtu"] = args.mtu
     if args.multicast_limit is not None:
@@ -184,10 +206,16 @@ def _print_network(network: dict[str, Any], as_json: bool) -> None:
         return
     print_table(
         None,
-        ["network", "name", "pools", "MTU", "broadcast", "private", "revision"],
-        [[network["id"], network["name"], ", ".join(network["pools"]) or None, network["mtu"],
-          "on" if network["broadcast"] else "off", "yes" if network["private"] else "no", network["revision"]]],
+        ["network", "name", "pools", "routes", "DNS domain", "MTU", "broadcast", "private", "revision"],
+        [[network["id"], network["name"], ", ".join(network["pools"]) or None, route_texts(network.get("routes", [])),
+          network.get("dns_domain"), network["mtu"], "on" if network["broadcast"] else "off",
+          "yes" if network["private"] else "no", network["revision"]]],
     )
+
+
+def route_texts(routes: list[dict[str, Any]]) -> str | None:
+    """Routes for a table cell: `198.19.200.0/24 via 10.147.17.3`, `10.147.17.0/24` (on-link)."""
+    return ", ".join(r["target"] if r.get("via") is None else f"{r['target']} via {r['via']}" for r in routes) or None
 
 
 def cmd_network_create(args: argparse.Namespace) -> int:
@@ -208,8 +236,9 @@ def cmd_network_list(args: argparse.Namespace) -> int:
         return 0
     print_table(
         None,
-        ["network", "name", "pools", "members", "authorized", "MTU", "revision"],
-        [[n["id"], n["name"], ", ".join(n["pools"]) or None, n["members"], n["authorized"], n["mtu"], n["revision"]] for n in networks],
+        ["network", "name", "pools", "routes", "members", "authorized", "MTU", "revision"],
+        [[n["id"], n["name"], ", ".join(n["pools"]) or None, route_texts(n.get("routes", [])), n["members"], n["authorized"],
+          n["mtu"], n["revision"]] for n in networks],
     )
     return 0
 
@@ -352,9 +381,16 @@ def _common(p: argparse.ArgumentParser, json_output: bool = True) -> None:
         p.add_argument("--json", action="store_true", help="print JSON")
 
 
-def _network_options(p: argparse.ArgumentParser) -> None:
+def _network_options(p: argparse.ArgumentParser, update: bool) -> None:
     p.add_argument("--pool", action="append", metavar="CIDR", help="IPv4/IPv6 pool for automatic addresses (repeatable)")
-    p.add_argument("--route", action="append", metavar="CIDR", help="managed route (repeatable)")
+    p.add_argument(
+        "--route", action="append", type=route_arg, metavar="CIDR[@VIA]",
+        help="managed route, on-link or via a member's overlay address (repeatable; "
+        + ("adds to the network's routes)" if update else "the network's routes)"),
+    )
+    if update:
+        p.add_argument("--no-route", action="append", type=route_arg, metavar="CIDR", help="remove the route to CIDR (repeatable)")
+    p.add_argument("--dns-domain", type=domain_arg, metavar="DOMAIN", help="the domain members answer DNS for (default: <name>.l2mesh)")
     p.add_argument("--mtu", type=positive_int, help="virtual MTU in bytes (default 2800)")
     p.add_argument("--multicast-limit", type=positive_int, help="bound plain broadcast fan-out (default: unlimited)")
     g = p.add_mutually_exclusive_group()
@@ -370,7 +406,7 @@ def _member_options(p: argparse.ArgumentParser) -> None:
     g = p.add_mutually_exclusive_group()
     g.add_argument("--bridge", dest="bridge", action="store_const", const=True, default=None, help="may carry other MACs (a LAN bridge)")
     g.add_argument("--no-bridge", dest="bridge", action="store_const", const=False, help="only its own MAC")
-    p.add_argument("--name", help="a name for people")
+    p.add_argument("--name", help="a name for people, and its DNS name: <name>.<network domain> (lower case, other characters as -)")
     p.add_argument("--tag", action="append", type=tag_arg, metavar="TAG", help="a tag for flow rules (repeatable; replaces the list)")
 
 
@@ -418,8 +454,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = network.add_parser("create", help="create a network; prints its id")
     _common(p)
     p.add_argument("name")
-    _network_options(p)
-    p.set_defaults(func=cmd_network_create)
+    _network_options(p, update=False)
+    p.set_defaults(func=cmd_network_create, command_kind="create")
     p = network.add_parser("list", help="list networks")
     _common(p)
     p.set_defaults(func=cmd_network_list)
@@ -431,8 +467,8 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("network_id", type=network_arg, metavar="NETID")
     p.add_argument("--name")
-    _network_options(p)
-    p.set_defaults(func=cmd_network_update)
+    _network_options(p, update=True)
+    p.set_defaults(func=cmd_network_update, command_kind="update")
     p = network.add_parser("rules", help="set a network's flow rules from a file (pushed at once), or show them")
     _common(p)
     p.add_argument("network_id", type=network_arg, metavar="NETID")

@@ -74,7 +74,13 @@ def _port_mapping_text(mapping: dict[str, Any] | None) -> str:
 
 def cmd_join(args: argparse.Namespace) -> int:
     network_id = format_network_id(parse_network_id(args.network_id))
-    result = ask_daemon(args, "join", network_id=network_id, controller=args.controller or "")
+    options = {
+        "allow_default": args.allow_default,
+        "managed_routes": not args.no_managed_routes,
+        "exit_node": args.exit_node,
+        "subnet_router": args.subnet_router,
+    }
+    result = ask_daemon(args, "join", network_id=network_id, controller=args.controller or "", options=options)
     if args.json:
         print_json(result)
     else:
@@ -97,9 +103,27 @@ def cmd_networks(args: argparse.Namespace) -> int:
     return print_data(
         args,
         networks,
-        ["network", "name", "status", "iface", "MAC", "IPs", "MTU"],
-        [[n["id"], n["name"], n["status"], n["iface"], n["mac"], ", ".join(n["cidrs"]) or None, n["mtu"]] for n in networks],
+        ["network", "name", "status", "iface", "MAC", "IPs", "routes", "DNS", "role", "MTU"],
+        [
+            [n["id"], n["name"], n["status"], n["iface"], n["mac"], ", ".join(n["cidrs"]) or None, _routes_cell(n),
+             n.get("dns_domain") if n.get("dns") else None, _role_cell(n), n["mtu"]]
+            for n in networks
+        ],
     )
+
+
+def _routes_cell(network: dict[str, Any]) -> str | None:
+    """Routes in force, then refused ones marked as such (the daemon's log says why)."""
+    routes = [r["target"] if r["via"] is None else f"{r['target']} via {r['via']}" for r in network.get("routes", [])]
+    routes += [f"{r['target']} (refused)" for r in network.get("routes_refused", [])]
+    return ", ".join(routes) or None
+
+
+def _role_cell(network: dict[str, Any]) -> str | None:
+    roles = [role for key, role in (("exit_node", "exit node"), ("subnet_router", "subnet router")) if network.get(key)]
+    if not roles:
+        return None
+    return " + ".join(roles) + ("" if network.get("forwarding") else " (not forwarding)")
 
 
 def cmd_peers(args: argparse.Namespace) -> int:
@@ -197,6 +221,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="HOST:PORT",
         help="the network's controller (UDP); without it, the daemon's roots find it by the id inside NETID",
     )
+    p.add_argument("--allow-default", action="store_true",
+                   help="install the network's default route (0.0.0.0/0, ::/0: through an exit node); l2mesh's own UDP stays on the underlay")
+    p.add_argument("--no-managed-routes", action="store_true", help="install none of the network's other managed routes")
+    p.add_argument("--exit-node", action="store_true",
+                   help="forward for the network's members and masquerade what leaves through this host's other interfaces")
+    p.add_argument("--subnet-router", action="store_true",
+                   help="forward between the network and a LAN behind this host, addresses kept (no masquerade)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_join)
 

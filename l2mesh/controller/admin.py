@@ -23,14 +23,22 @@ from l2mesh.controller.model import (
     check_no_duplicate_ips,
     assign_from_pools,
     member_interface,
+    route_list,
     validate_network_fields,
+    validate_routes,
     validate_rules,
     validate_tags,
 )
 from l2mesh.controller.storage import Storage
 from l2mesh.ids import format_network_id, format_node_id
+from l2mesh.managed_routes import ManagedRoute
 
-NETWORK_FIELDS = frozenset({"name", "pools", "routes", "mtu", "multicast_limit", "broadcast", "private"})
+# routes: the whole list; add_routes and remove_routes: changes to it, made
+# inside the transaction that writes them, so that two admins adding a route
+# each at the same time both keep theirs.
+NETWORK_FIELDS = frozenset(
+    {"name", "pools", "routes", "add_routes", "remove_routes", "mtu", "multicast_limit", "broadcast", "private", "dns_domain"}
+)
 MEMBER_FIELDS = frozenset({"authorized", "ips", "bridge", "name", "tags"})
 MAX_MEMBER_NAME_CHARS = 64
 
@@ -38,10 +46,12 @@ MAX_MEMBER_NAME_CHARS = 64
 # -- changes (storage writer thread) ------------------------------------------------------------------
 def create_network(storage: Storage, controller_id: int, doc: dict[str, Any]) -> Committed:
     fields = validate_network_fields(
-        name=doc.get("name") or "", pools=doc.get("pools", []), routes=doc.get("routes", []),
-        mtu=doc.get("mtu"), multicast_limit=doc.get("multicast_limit"),
+        name=doc.get("name") or "", pools=doc.get("pools", []),
+        mtu=doc.get("mtu"), multicast_limit=doc.get("multicast_limit"), dns_domain=doc.get("dns_domain"),
     )
     fields.update(_flags(doc))
+    # Checked against the pools given with them (the id is not known yet, nor needed).
+    fields["routes"] = validate_routes(Network(0, "", pools=fields["pools"]), route_list(doc.get("routes", []), "routes"))
     network = storage.create_network(controller_id, fields)
     return Committed(networks=(network,), answer=network)
 
@@ -49,14 +59,33 @@ def create_network(storage: Storage, controller_id: int, doc: dict[str, Any]) ->
 def update_network(storage: Storage, network_id: int, doc: dict[str, Any]) -> Committed:
     _refuse_unknown(doc, NETWORK_FIELDS, "network")
     fields = validate_network_fields(
-        name=doc.get("name"), pools=doc.get("pools"), routes=doc.get("routes"),
-        mtu=doc.get("mtu"), multicast_limit=doc.get("multicast_limit"),
+        name=doc.get("name"), pools=doc.get("pools"),
+        mtu=doc.get("mtu"), multicast_limit=doc.get("multicast_limit"), dns_domain=doc.get("dns_domain"),
     )
     if "multicast_limit" in doc and doc["multicast_limit"] is None:
         fields["multicast_limit"] = None
     fields.update(_flags(doc))
-    network = storage.update_network(network_id, fields)
+    with storage.transaction():
+        current = storage.get_network(network_id)
+        changed = replace(current, **fields)
+        # Routes are checked whenever pools or routes change: a pool change must not strand a gateway.
+        fields["routes"] = validate_routes(changed, _changed_routes(current.routes, doc))
+        network = storage.update_network(network_id, fields)
     return Committed(networks=(network,), push=(network_id,), answer=network)
+
+
+def _changed_routes(current: tuple[ManagedRoute, ...], doc: dict[str, Any]) -> list[ManagedRoute]:
+    """The route list after doc's routes (replace), then remove_routes (by target), then add_routes (a
+    target already there gets the new gateway)."""
+    routes = route_list(doc["routes"], "routes") if "routes" in doc else list(current)
+    if "remove_routes" in doc:
+        for gone in route_list(doc["remove_routes"], "remove_routes"):
+            if not any(r.network == gone.network for r in routes):
+                raise ValidationError(f"no route to {gone.target} on this network")
+            routes = [r for r in routes if r.network != gone.network]
+    for added in route_list(doc.get("add_routes", []), "add_routes"):
+        routes = [r for r in routes if r.network != added.network] + [added]
+    return routes
 
 
 def set_rules(storage: Storage, network_id: int, doc: dict[str, Any]) -> Committed:

@@ -103,6 +103,7 @@ class Issuer:
             broadcast=network.broadcast,
             private=network.private,
             members=tuple(entries),
-            routes=tuple({"target": r, "via": None} for r in network.routes),
+            routes=network.routes,
             rules=network.rules,
+            dns_domain=network.effective_dns_domain,
         )

@@ -10,9 +10,11 @@ import ipaddress
 from dataclasses import dataclass, field
 from typing import Any
 
+from l2mesh.dns_names import DnsNameError, default_dns_domain, normalize_domain
 from l2mesh.errors import L2meshError
 from l2mesh.identity import PublicIdentity
 from l2mesh.ids import format_mac, format_network_id, format_node_id, member_mac
+from l2mesh.managed_routes import MAX_ROUTES_PER_NETWORK, ManagedRoute, RouteError, parse_route_spec
 from l2mesh.netconf import DEFAULT_MTU_BYTES, MAX_MTU_BYTES, MAX_TAGS_PER_MEMBER, MIN_MTU_BYTES
 from l2mesh.rules.syntax import NO_RULES, TAG_SYNTAX, RuleSet, RuleSyntaxError, format_rule, is_valid_tag, parse_rules
 
@@ -35,7 +37,7 @@ class Network:
     network_id: int
     name: str
     pools: tuple[str, ...] = ()
-    routes: tuple[str, ...] = ()
+    routes: tuple[ManagedRoute, ...] = ()
     mtu_bytes: int = DEFAULT_MTU_BYTES
     multicast_limit: int | None = None
     broadcast: bool = True
@@ -43,13 +45,19 @@ class Network:
     revision: int = 1
     created_s: float = 0.0
     rules: RuleSet = NO_RULES  # flow rules, as the operator wrote them (validated when set)
+    dns_domain: str = ""  # as the admin set it; "" follows the name (`<name>.l2mesh`)
+
+    @property
+    def effective_dns_domain(self) -> str:
+        return self.dns_domain or default_dns_domain(self.name, self.network_id)
 
     def to_json(self) -> dict[str, Any]:
         return {
             "id": format_network_id(self.network_id),
             "name": self.name,
             "pools": list(self.pools),
-            "routes": list(self.routes),
+            "routes": [route.to_json() for route in self.routes],
+            "dns_domain": self.effective_dns_domain,
             "mtu": self.mtu_bytes,
             "multicast_limit": self.multicast_limit,
             "broadcast": self.broadcast,
@@ -104,20 +112,26 @@ class Member:
 def validate_network_fields(
     name: str | None = None,
     pools: list[str] | None = None,
-    routes: list[str] | None = None,
     mtu: int | None = None,
     multicast_limit: int | None = None,
+    dns_domain: str | None = None,
 ) -> dict[str, Any]:
-    """Normalized values for the fields given; ValidationError on the first bad one."""
+    """Normalized values for the fields given; ValidationError on the first bad one (routes: validate_routes)."""
     out: dict[str, Any] = {}
     if name is not None:
         if not isinstance(name, str) or not name.strip() or len(name) > 64:
             raise ValidationError("network name must be 1..64 characters")
         out["name"] = name.strip()
     if pools is not None:
+        if not isinstance(pools, list):
+            raise ValidationError("pools must be a list of CIDRs")
         out["pools"] = tuple(_cidr(p, "pool") for p in pools)
-    if routes is not None:
-        out["routes"] = tuple(_cidr(r, "route") for r in routes)
+    if dns_domain is not None:
+        try:
+            # "" puts the default back: the domain follows the network's name again.
+            out["dns_domain"] = normalize_domain(dns_domain) if dns_domain != "" else ""
+        except DnsNameError as exc:
+            raise ValidationError(str(exc)) from None
     if mtu is not None:
         if not isinstance(mtu, int) or not MIN_MTU_BYTES <= mtu <= MAX_MTU_BYTES:
             raise ValidationError(f"MTU must be an integer in {MIN_MTU_BYTES}..{MAX_MTU_BYTES}")
@@ -127,6 +141,42 @@ def validate_network_fields(
             raise ValidationError("multicast limit must be a positive integer")
         out["multicast_limit"] = multicast_limit
     return out
+
+
+def route_list(value: object, what: str) -> list[ManagedRoute]:
+    """Routes as the API takes them: a list of "CIDR[@VIA]" texts or {"target", "via"} objects."""
+    if not isinstance(value, list):
+        raise ValidationError(f"{what} must be a list of routes, each CIDR or CIDR@VIA")
+    routes = []
+    for item in value:
+        try:
+            if isinstance(item, dict):
+                item = item.get("target", "") if item.get("via") is None else f"{item.get('target', '')}@{item['via']}"
+            routes.append(parse_route_spec(item))
+        except RouteError as exc:
+            raise ValidationError(str(exc)) from None
+    return routes
+
+
+def validate_routes(network: Network, routes: list[ManagedRoute]) -> tuple[ManagedRoute, ...]:
+    """The network's route list, checked against its pools: one route per target, each gateway an
+    overlay address (inside a pool or on-link route of the network), no gateway for a pool itself."""
+    targets = [r.network for r in routes]
+    if len(set(targets)) != len(targets):
+        raise ValidationError("a route target is given twice")
+    if len(routes) > MAX_ROUTES_PER_NETWORK:
+        raise ValidationError(f"a network holds at most {MAX_ROUTES_PER_NETWORK} routes")
+    overlay = [ipaddress.ip_network(p) for p in network.pools] + [r.network for r in routes if r.via is None]
+    for route in routes:
+        if route.via is None:
+            continue
+        gateway = route.gateway
+        if not any(gateway in subnet for subnet in overlay):
+            where = ", ".join(str(s) for s in overlay) or "none: give the network a pool (or an on-link route) first"
+            raise ValidationError(f"route {route.spec()}: gateway {gateway} is not an overlay address of the network (pools and on-link routes: {where})")
+        if any(route.network.subnet_of(subnet) for subnet in overlay if subnet.version == route.network.version):  # type: ignore[arg-type]
+            raise ValidationError(f"route {route.spec()}: {route.target} is on the overlay itself; give it without @VIA")
+    return tuple(sorted(routes, key=lambda r: (r.network.version, r.network)))
 
 
 def validate_rules(text: object) -> RuleSet:
@@ -175,7 +225,7 @@ def member_interface(network: Network, ip_text: str) -> str:
     if interface is not None:
         _check_host_address(interface)
         return str(interface)
-    for cidr in (*network.pools, *network.routes):
+    for cidr in (*network.pools, *(r.target for r in network.routes if r.via is None)):
         candidate = ipaddress.ip_network(cidr)
         if address in candidate:
             interface = ipaddress.ip_interface(f"{address}/{candidate.prefixlen}")

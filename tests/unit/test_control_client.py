@@ -142,7 +142,10 @@ def test_cli_join_right_after_the_daemon_starts_waits_for_it(
     out, err = capsys.readouterr()
     assert code == 0 and "200 join OK 8056c2e21c000001" in out
     assert err.count("waiting up to 5 s for the l2mesh daemon") == 1 and err.count("\n") == 1
-    assert daemon.requests == [{"command": "join", "network_id": "8056c2e21c000001", "controller": "198.18.1.2:9994"}]
+    default_flags = {"allow_default": False, "managed_routes": True, "exit_node": False, "subnet_router": False}
+    assert daemon.requests == [
+        {"command": "join", "network_id": "8056c2e21c000001", "controller": "198.18.1.2:9994", "options": default_flags}
+    ]
 
 
 @pytest.mark.parametrize("command", ["status", "networks", "peers", "macs"])

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import re
+from collections import Counter
 from pathlib import Path
 
 import pytest
 
 from l2mesh.controller import admin
 from l2mesh.controller.directory import Directory
+from l2mesh.controller.issuing import Issuer
 from l2mesh.controller.joins import MemberAsked
 from l2mesh.controller.model import Network, NotFound, ValidationError
 from l2mesh.edge.controller.sqlite_storage import SqliteStorage
@@ -115,3 +117,66 @@ def test_views_list_networks_with_counts_and_members_with_online_state(storage: 
         admin.network_doc(directory, net.network_id + 1)
     with pytest.raises(NotFound):
         admin.known_member(directory, net.network_id, 0x1000000009)
+
+
+# -- routes and names (issue 14) ------------------------------------------------------------------------
+def test_routes_are_added_and_removed_one_at_a_time_and_replaced_whole(storage: SqliteStorage) -> None:
+    net = network(storage, routes=["10.147.17.0/24"])
+    assert [r.spec() for r in net.routes] == ["10.147.17.0/24"]
+    change = admin.update_network(storage, net.network_id, {"add_routes": ["198.19.200.0/24@10.147.17.3", "0.0.0.0/0@10.147.17.2"]})
+    assert change.push == (net.network_id,)
+    assert [r.spec() for r in storage.get_network(net.network_id).routes] == [
+        "0.0.0.0/0@10.147.17.2", "10.147.17.0/24", "198.19.200.0/24@10.147.17.3",
+    ]
+    # Adding a route to a target already there changes its gateway; removing goes by target.
+    admin.update_network(storage, net.network_id, {"add_routes": ["198.19.200.0/24@10.147.17.4"], "remove_routes": ["0.0.0.0/0"]})
+    assert [r.spec() for r in storage.get_network(net.network_id).routes] == ["10.147.17.0/24", "198.19.200.0/24@10.147.17.4"]
+    admin.update_network(storage, net.network_id, {"routes": []})
+    assert storage.get_network(net.network_id).routes == ()
+    assert admin.network_doc(Directory.load(storage), net.network_id)["routes"] == []
+
+
+@pytest.mark.parametrize(
+    ("doc", "message"),
+    [
+        ({"add_routes": ["198.19.200.0/24@10.147.99.3"]}, "gateway 10.147.99.3 is not an overlay address of the network"),
+        ({"add_routes": ["10.147.17.128/25@10.147.17.3"]}, "is on the overlay itself; give it without @VIA"),
+        ({"add_routes": ["198.19.200.0/33"]}, "invalid route '198.19.200.0/33'"),
+        ({"add_routes": "198.19.200.0/24"}, "add_routes must be a list of routes"),
+        ({"remove_routes": ["198.19.201.0/24"]}, "no route to 198.19.201.0/24 on this network"),
+        ({"routes": ["198.19.200.0/24", "198.19.200.0/24@10.147.17.3"]}, "a route target is given twice"),
+        ({"pools": ["10.147.18.0/24"]}, "gateway 10.147.17.3 is not an overlay address"),  # a pool change may not strand a gateway
+        ({"dns_domain": "bad_domain.example"}, "invalid DNS domain 'bad_domain.example'"),
+    ],
+)
+def test_bad_routes_and_domains_are_refused_with_one_line_and_write_nothing(storage: SqliteStorage, doc: dict, message: str) -> None:
+    net = network(storage, routes=["198.19.200.0/24@10.147.17.3"])
+    with pytest.raises(ValidationError, match=re.escape(message)) as excinfo:
+        admin.update_network(storage, net.network_id, doc)
+    assert "\n" not in str(excinfo.value)
+    assert storage.get_network(net.network_id) == net
+
+
+def test_a_gateway_needs_a_pool_and_the_dns_domain_follows_the_name_until_set(storage: SqliteStorage) -> None:
+    with pytest.raises(ValidationError, match="give the network a pool"):
+        admin.create_network(storage, CONTROLLER.node_id, {"name": "bare", "routes": ["0.0.0.0/0@10.147.17.2"]})
+    net = network(storage)
+    assert admin.network_doc(Directory.load(storage), net.network_id)["dns_domain"] == "lab.l2mesh"
+    admin.update_network(storage, net.network_id, {"name": "Plant Floor"})
+    assert storage.get_network(net.network_id).effective_dns_domain == "plant-floor.l2mesh"
+    admin.update_network(storage, net.network_id, {"dns_domain": "Corp.Example."})
+    assert storage.get_network(net.network_id).effective_dns_domain == "corp.example"
+    admin.update_network(storage, net.network_id, {"dns_domain": ""})
+    assert storage.get_network(net.network_id).effective_dns_domain == "plant-floor.l2mesh"
+
+
+def test_authorize_on_an_existing_member_renames_it_and_the_config_carries_routes_and_domain(storage: SqliteStorage) -> None:
+    net, node = network(storage, routes=["198.19.200.0/24@10.147.17.3"], dns_domain="corp.example"), Identity.generate()
+    MemberAsked(net.network_id, node.node_id, node.public, "198.18.1.2:9993", False, WALL_S).commit(storage)
+    admin.update_member(storage, net.network_id, node.node_id, {"authorized": True, "name": "n2"}, WALL_S)
+    change = admin.update_member(storage, net.network_id, node.node_id, {"authorized": True, "name": "build-2"}, WALL_S)
+    assert change.push == (net.network_id,) and storage.get_member(net.network_id, node.node_id).name == "build-2"
+    issuer = Issuer(CONTROLLER, lambda: WALL_S, Counter(), Counter())
+    config = issuer.build_config(storage.get_network(net.network_id), storage.list_members(net.network_id), node.node_id, {})
+    assert [m.name for m in config.members] == ["build-2"]
+    assert config.dns_domain == "corp.example" and [r.spec() for r in config.routes] == ["198.19.200.0/24@10.147.17.3"]

@@ -18,10 +18,12 @@ import pytest
 PACKAGE_ROOT = Path(__file__).resolve().parents[2] / "l2mesh"
 SANS_IO_PACKAGES = ("l2mesh.wire", "l2mesh.crypto", "l2mesh.rules", "l2mesh.switch", "l2mesh.node", "l2mesh.controller", "l2mesh.root", "l2mesh.portmap")
 SANS_IO_ROOT_MODULES = (
+    "l2mesh.dns_names",
     "l2mesh.errors",
     "l2mesh.fragments",
     "l2mesh.identity",
     "l2mesh.ids",
+    "l2mesh.managed_routes",
     "l2mesh.netconf",
     "l2mesh.ports",
     "l2mesh.ratelimit",

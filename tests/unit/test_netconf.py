@@ -23,6 +23,7 @@ from l2mesh.netconf import (
     parse_endpoint,
     verify_signed_config,
 )
+from l2mesh.managed_routes import ManagedRoute
 from l2mesh.rules import parse_rules
 
 SETTINGS = settings(max_examples=40, deadline=None)
@@ -55,7 +56,7 @@ def make_config(issued_to: Identity = M1, **changes) -> NetworkConfig:
                 endpoints=(("2001:db8::1", 9993), ("198.18.2.2", 9994)),
             ),
         ),
-        routes=({"target": "10.147.17.0/24", "via": None}, {"target": "192.168.0.0/16", "via": "10.147.17.2"}),
+        routes=(ManagedRoute("10.147.17.0/24"), ManagedRoute("198.19.200.0/24", "10.147.17.2")),
     )
     return config.with_changes(**changes)
 
@@ -377,6 +378,34 @@ def test_bad_member_tags_are_refused(tags) -> None:
 def test_rules_that_are_not_rule_text_are_refused(rules) -> None:
     doc = make_config().to_json()
     doc["rules"] = rules
+    with pytest.raises(NetconfError) as excinfo:
+        NetworkConfig.from_json(doc)
+    assert_one_line_netconf_error(excinfo)
+
+
+# -- routes and DNS domain (issue 14) ---------------------------------------------------------------------
+def test_routes_and_dns_domain_round_trip_and_a_config_without_them_still_parses() -> None:
+    config = make_config(dns_domain="corp.example")
+    doc = config.to_json()
+    assert doc["routes"] == [{"target": "10.147.17.0/24", "via": None}, {"target": "198.19.200.0/24", "via": "10.147.17.2"}]
+    assert NetworkConfig.from_json(doc) == config
+    old = make_config(routes=()).to_json()  # as a controller before issue 14 signed them: no dns_domain
+    old.pop("routes")
+    parsed = NetworkConfig.from_json(old)
+    assert parsed.routes == () and parsed.dns_domain == "" and parsed.effective_dns_domain == "lab.l2mesh"
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"routes": [{"target": "198.19.200.0/24", "via": "fd00::1"}]},
+        {"routes": [{"via": "10.147.17.2"}]},
+        {"routes": "10.147.17.0/24"},
+        {"dns_domain": "not a domain"},
+    ],
+)
+def test_bad_routes_or_domain_refuse_the_config_in_one_line(change: dict) -> None:
+    doc = {**make_config().to_json(), **change}
     with pytest.raises(NetconfError) as excinfo:
         NetworkConfig.from_json(doc)
     assert_one_line_netconf_error(excinfo)

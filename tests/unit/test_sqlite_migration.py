@@ -1,4 +1,4 @@
-"""The controller's SQLite schema: a database from the previous version opens, migrated, with every network and member."""
+"""The controller's SQLite schema: a database from an earlier version opens, migrated, with every network and member."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from l2mesh.edge.controller.sqlite_storage import SCHEMA_VERSION, SqliteStorage
 from l2mesh.errors import StateError
 from l2mesh.identity import Identity
 from l2mesh.ids import make_network_id
+from l2mesh.managed_routes import ManagedRoute
 from l2mesh.rules import NO_RULES, parse_rules
 
 # Version 1 exactly as l2mesh wrote it before flow rules (issue 13).
@@ -54,11 +55,11 @@ def v1_database(path: Path) -> tuple[list[Network], list[Member]]:
     db.executescript(SCHEMA_V1)
     networks = [
         Network(NETWORKS[0], "lab", pools=("10.147.17.0/24",), revision=5, created_s=1000.0),
-        Network(NETWORKS[1], "plant", routes=("10.147.18.0/24",), mtu_bytes=1400, multicast_limit=8, broadcast=False,
+        Network(NETWORKS[1], "plant", routes=(ManagedRoute("10.147.18.0/24"),), mtu_bytes=1400, multicast_limit=8, broadcast=False,
                 private=False, revision=2, created_s=1001.0),
     ]
     for n in networks:
-        settings = {"pools": list(n.pools), "routes": list(n.routes), "mtu": n.mtu_bytes, "multicast_limit": n.multicast_limit,
+        settings = {"pools": list(n.pools), "routes": [r.target for r in n.routes], "mtu": n.mtu_bytes, "multicast_limit": n.multicast_limit,
                     "broadcast": n.broadcast, "private": n.private}
         signed_id = n.network_id - (1 << 64) if n.network_id >= 1 << 63 else n.network_id
         db.execute("INSERT INTO networks VALUES (?, ?, ?, ?, ?)", (signed_id, n.name, json.dumps(settings), n.revision, n.created_s))
@@ -93,7 +94,7 @@ def test_a_version_1_database_opens_migrated_with_every_network_and_member(tmp_p
     path = tmp_path / "controller.db"
     networks, members = v1_database(path)
     storage = SqliteStorage(path)
-    assert schema_of(path) == SCHEMA_VERSION == 2
+    assert schema_of(path) == SCHEMA_VERSION == 3
     assert storage.list_networks() == networks
     assert all(n.rules == NO_RULES for n in storage.list_networks())
     stored = [m for n in networks for m in storage.list_members(n.network_id)]
@@ -110,7 +111,7 @@ def test_a_version_1_database_opens_migrated_with_every_network_and_member(tmp_p
     assert reopened.get_member(NETWORKS[0], members[0].node_id).tags == ("guest",)
     assert len(reopened.list_members(NETWORKS[0])) == 3
     reopened.close()
-    assert schema_of(path) == 2
+    assert schema_of(path) == 3
 
 
 def test_a_fresh_database_and_a_migrated_one_have_the_same_columns(tmp_path: Path) -> None:
@@ -147,8 +148,42 @@ def test_a_database_from_a_newer_version_is_refused_in_one_line(tmp_path: Path) 
     path = tmp_path / "controller.db"
     SqliteStorage(path).close()
     db = sqlite3.connect(str(path))
-    db.execute("UPDATE meta SET value='3' WHERE key='schema'")
+    db.execute("UPDATE meta SET value='4' WHERE key='schema'")
     db.commit()
     db.close()
-    with pytest.raises(StateError, match="schema version 3 is newer than this controller's 2"):
+    with pytest.raises(StateError, match="schema version 4 is newer than this controller's 3"):
         SqliteStorage(path)
+
+
+def v2_database(path: Path) -> None:
+    """A version-2 database as issue 13's l2mesh left it: rules and tags, routes as bare CIDRs, no DNS domain."""
+    v1_database(path)
+    db = sqlite3.connect(str(path))
+    for sql in sqlite_storage.MIGRATIONS[1]:
+        db.execute(sql)
+    db.execute("UPDATE meta SET value='2' WHERE key='schema'")
+    signed_id = NETWORKS[0] - (1 << 64) if NETWORKS[0] >= 1 << 63 else NETWORKS[0]
+    db.execute("UPDATE networks SET rules=? WHERE id=?", ("drop tcp dport 22 src-tag guest\n", signed_id))
+    db.execute("UPDATE members SET tags=? WHERE name='one'", (json.dumps(["guest"]),))
+    db.commit()
+    db.close()
+
+
+def test_a_version_2_database_opens_migrated_with_its_rules_tags_and_routes_and_takes_routes_via_members(tmp_path: Path) -> None:
+    path = tmp_path / "controller.db"
+    v2_database(path)
+    storage = SqliteStorage(path)
+    assert schema_of(path) == 3
+    lab, plant = storage.get_network(NETWORKS[0]), storage.get_network(NETWORKS[1])
+    assert lab.rules.text == "drop tcp dport 22 src-tag guest\n"
+    assert plant.routes == (ManagedRoute("10.147.18.0/24"),)  # a version-2 route: on-link
+    assert (lab.dns_domain, lab.effective_dns_domain) == ("", "lab.l2mesh")
+    assert [m.tags for m in storage.list_members(NETWORKS[0])][0] == ("guest",)
+    routes = (ManagedRoute("0.0.0.0/0", "10.147.17.2"), ManagedRoute("198.19.200.0/24", "10.147.17.3"))
+    storage.update_network(NETWORKS[0], {"routes": routes, "dns_domain": "corp.example"})
+    storage.close()
+    reopened = SqliteStorage(path)
+    assert reopened.get_network(NETWORKS[0]).routes == routes
+    assert reopened.get_network(NETWORKS[0]).effective_dns_domain == "corp.example"
+    assert reopened.get_network(NETWORKS[1]).routes == (ManagedRoute("10.147.18.0/24"),)
+    reopened.close()

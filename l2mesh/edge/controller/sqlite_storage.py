@@ -27,8 +27,9 @@ from l2mesh.errors import StateError
 from l2mesh.rules.syntax import RuleSyntaxError, parse_rules
 from l2mesh.identity import PublicIdentity
 from l2mesh.ids import NETWORK_NUMBER_MASK, format_network_id, format_node_id, make_network_id
+from l2mesh.managed_routes import RouteError, parse_route_spec
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 DATABASE_FILE = "controller.db"
 
 
@@ -40,7 +41,8 @@ CREATE TABLE IF NOT EXISTS networks (
     settings TEXT NOT NULL,
     revision INTEGER NOT NULL,
     created REAL NOT NULL,
-    rules TEXT NOT NULL DEFAULT ''
+    rules TEXT NOT NULL DEFAULT '',
+    dns_domain TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS members (
     network_id INTEGER NOT NULL REFERENCES networks(id) ON DELETE CASCADE,
@@ -65,6 +67,11 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         "ALTER TABLE networks ADD COLUMN rules TEXT NOT NULL DEFAULT ''",
         "ALTER TABLE members ADD COLUMN tags TEXT NOT NULL DEFAULT '[]'",
     ),
+    # Routes and names (issue 14): a network's DNS domain ('' = `<name>.l2mesh`). Routes stay in
+    # settings, now as CIDR[@VIA] texts; the CIDRs version 2 stored are on-link routes in that form.
+    # The version bump itself matters: an older controller refuses this database rather than
+    # rewriting settings without the gateways it cannot read.
+    2: ("ALTER TABLE networks ADD COLUMN dns_domain TEXT NOT NULL DEFAULT ''",),
 }
 
 
@@ -136,14 +143,14 @@ class SqliteStorage:
         while number == 0 or number in used:
             number = secrets.randbelow(NETWORK_NUMBER_MASK) + 1
         network = Network(network_id=make_network_id(controller_id, number), created_s=time.time(), **fields)
-        self._write([("INSERT INTO networks VALUES (?, ?, ?, ?, ?, ?)", self._network_row(network))])
+        self._write([("INSERT INTO networks VALUES (?, ?, ?, ?, ?, ?, ?)", self._network_row(network))])
         return network
 
     @staticmethod
     def _network_row(network: Network) -> tuple[Any, ...]:
         settings = {
             "pools": list(network.pools),
-            "routes": list(network.routes),
+            "routes": [route.spec() for route in network.routes],
             "mtu": network.mtu_bytes,
             "multicast_limit": network.multicast_limit,
             "broadcast": network.broadcast,
@@ -151,7 +158,7 @@ class SqliteStorage:
         }
         return (
             _signed64(network.network_id), network.name, json.dumps(settings), network.revision, network.created_s,
-            network.rules.text,
+            network.rules.text, network.dns_domain,
         )
 
     @staticmethod
@@ -162,11 +169,15 @@ class SqliteStorage:
         except RuleSyntaxError as exc:
             # Checked when set; a stored text that no longer parses is a damaged database, not a reason to drop rules.
             raise StateError(f"network {format_network_id(row[0] & 0xFFFFFFFFFFFFFFFF)}: stored flow {exc}") from None
+        try:
+            routes = tuple(parse_route_spec(spec) for spec in settings["routes"])
+        except RouteError as exc:
+            raise StateError(f"network {format_network_id(row[0] & 0xFFFFFFFFFFFFFFFF)}: stored {exc}") from None
         return Network(
             network_id=row[0] & 0xFFFFFFFFFFFFFFFF,
             name=row[1],
             pools=tuple(settings["pools"]),
-            routes=tuple(settings["routes"]),
+            routes=routes,
             mtu_bytes=settings["mtu"],
             multicast_limit=settings["multicast_limit"],
             broadcast=settings["broadcast"],
@@ -174,6 +185,7 @@ class SqliteStorage:
             revision=row[3],
             created_s=row[4],
             rules=rules,
+            dns_domain=row[6],
         )
 
     def find_network(self, network_id: int) -> Network | None:
@@ -193,7 +205,10 @@ class SqliteStorage:
         current = self.get_network(network_id)
         updated = Network(**{**current.__dict__, **fields, "revision": current.revision + 1})
         row = self._network_row(updated)
-        self._write([("UPDATE networks SET name=?, settings=?, revision=?, rules=? WHERE id=?", (row[1], row[2], row[3], row[5], row[0]))])
+        self._write([(
+            "UPDATE networks SET name=?, settings=?, revision=?, rules=?, dns_domain=? WHERE id=?",
+            (row[1], row[2], row[3], row[5], row[6], row[0]),
+        )])
         return updated
 
     def delete_network(self, network_id: int) -> None:

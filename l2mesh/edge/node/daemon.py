@@ -5,6 +5,8 @@ the signal watcher and the reactor thread (see l2mesh/edge/reactor.py for why
 frames do not go through trio). Network set-up (TAP devices, addresses,
 cached configs) happens on the reactor thread when the core reports a
 change, so the core and the TAP table are only ever touched by one thread.
+What a network changes on the host beyond its TAP (managed routes,
+forwarding, DNS) is host_setup.py's.
 """
 
 from __future__ import annotations
@@ -37,13 +39,15 @@ from l2mesh.node.core import (
     NetworkStatusChanged,
     NodeCore,
 )
+from l2mesh.edge.node.host_setup import HostSetup
 from l2mesh.edge.node.kernel_groups import GroupWatcher, read_link_groups
 from l2mesh.edge.node.portmap import PortMapper
 from l2mesh.node.decisions import AnnounceEndpoints
-from l2mesh.node.events import ControllerIdentityLearned, FlowRuleMatched, RootPinned
+from l2mesh.node.events import ControllerIdentityLearned, FlowRuleMatched, NetworkStatus, RootPinned
+from l2mesh.node.join_options import JoinOptions
 from l2mesh.node.network_state import NetworkState
 from l2mesh.switch.flow_rules import OUTBOUND
-from l2mesh.edge.node.state_dir import NodeState, endpoint_text
+from l2mesh.edge.node.state_dir import JoinedNetwork, NodeState, endpoint_text
 from l2mesh.edge.node.tap import TapDevice, check_tap_support, tap_name_for
 from l2mesh.edge.node.transmit import EdgeTransmit
 from l2mesh.ports import DEFAULT_CONTROLLER_PORT, DEFAULT_NODE_PORT
@@ -95,6 +99,7 @@ class NodeDaemon:
         self.edge = ReactorEdge(self.reactor, self.sock, self.transmit, pause_readers=True)
         self.reactor.after_wakeup = self._after_wakeup
         self.taps: dict[int, TapDevice] = {}  # touched on the reactor thread only
+        self.host = HostSetup(identity.node_id, options.port, self.sock, self.reactor)
         self.started_s = time.monotonic()
         self._static_configs = static_configs
         self._next_reachability_check_s = 0.0
@@ -110,8 +115,8 @@ class NodeDaemon:
                 for config in self._static_configs:
                     await self.on_core(partial(NodeCore.apply_netconf, config=config))
                 await self._add_roots()
-                for network_id, endpoint in list(self.joined.items()):
-                    await self.on_core(partial(self._rejoin, network_id=network_id, endpoint=endpoint))
+                for network_id, joined in list(self.joined.items()):
+                    await self.on_core(partial(self._rejoin, network_id=network_id, endpoint=joined.controller))
                 log.info("node %s listening on UDP %d", format_node_id(self.identity.node_id), self.options.port)
                 # Control socket listening, cached networks rejoined: `systemctl start` may return.
                 notify_ready(f"node {format_node_id(self.identity.node_id)} on UDP {self.options.port}")
@@ -120,6 +125,8 @@ class NodeDaemon:
             if self.port_mapper is not None:
                 self.port_mapper.close()
             self.groups.close()
+            # Before the TAPs go: routes, policy rules, NAT and sysctls are undone while their devices exist.
+            self.host.close()
             for device in self.taps.values():
                 device.close()
             self.taps.clear()
@@ -148,6 +155,7 @@ class NodeDaemon:
             cached_signed=self.state.load_signed_netconf(network_id),
         )
         self._ensure_tap(network_id, DEFAULT_MTU_BYTES)
+        self._update_host(network_id)
 
     async def on_core(self, function: Callable[[NodeCore], T]) -> T:
         """Run function(core) on the reactor thread and wait for its result."""
@@ -218,13 +226,16 @@ class NodeDaemon:
                     )
                     if event.signed is not None:
                         self.state.save_signed_netconf(event.network_id, event.signed)
+                    self._update_host(event.network_id)
                 elif isinstance(event, NetworkStatusChanged):
                     device = self.taps.get(event.network_id)
                     if device is not None:
                         device.set_addresses(set())
                     log.info("network %s: %s", format_network_id(event.network_id), event.status.value)
+                    self._update_host(event.network_id)
                 elif isinstance(event, NetworkRemoved):
                     self._remove_tap(event.network_id)
+                    self.host.left(event.network_id)
                 elif isinstance(event, ControllerIdentityLearned):
                     self.state.save_controller(event.identity)
                 elif isinstance(event, RootPinned):
@@ -258,6 +269,27 @@ class NodeDaemon:
                     )
             except L2meshError as exc:
                 log.error("%s", exc)
+
+    def _update_host(self, network_id: int) -> None:
+        """Hand the network's current config (None unless OK), join flags and underlay peers to the host set-up."""
+        state = self.core.networks.get(network_id)
+        device = self.taps.get(network_id)
+        if state is None or device is None:
+            return
+        config = state.config if state.status is NetworkStatus.OK else None
+        options = self._join_options(network_id)
+        self.host.update(network_id, device.name, config, options, self._underlay_hosts(network_id, config))
+
+    def _underlay_hosts(self, network_id: int, config: NetworkConfig | None) -> tuple[str, ...]:
+        """Where this node's UDP goes on the underlay: the controller and every peer's known endpoints.
+        A managed route holding one of them would pull the overlay's own traffic into itself."""
+        hosts = {peer.endpoint[0] for peer in self.core.peers.values() if peer.endpoint is not None}
+        controller = self.core.membership.controller_endpoint(network_id)
+        if controller is not None:
+            hosts.add(controller[0])
+        if config is not None:
+            hosts.update(host for m in config.members if m.node_id != self.identity.node_id for host, _ in m.endpoints)
+        return tuple(sorted(hosts))
 
     def _ensure_tap(self, network_id: int, mtu_bytes: int) -> TapDevice:
         device = self.taps.get(network_id)
@@ -334,19 +366,23 @@ class NodeDaemon:
                 "no --controller given and this daemon has no roots to find the controller through "
                 "(start it with --root ID@HOST:PORT or L2MESH_ROOTS)"
             )
-        self.joined[network_id] = endpoint
+        # Joining again (with other flags) is how flags change: they are the join's, kept across restarts.
+        options = JoinOptions.from_json(request.get("options"))
+        self.joined[network_id] = JoinedNetwork(endpoint, options)
         self.state.save_joined(self.joined)
 
         def join(core: NodeCore) -> None:
             core.join(network_id, endpoint, time.monotonic(),
                       controller_identity=self.state.load_controller(controller_of(network_id)))
             self._ensure_tap(network_id, DEFAULT_MTU_BYTES)
+            self._update_host(network_id)
 
         await self.on_core(join)
         return {
             "id": format_network_id(network_id),
             "controller": endpoint_text(endpoint) if endpoint is not None else "found through the roots",
             "status": "REQUESTING",
+            "options": options.to_json(),
         }
 
     async def _leave(self, request: dict[str, Any]) -> dict[str, Any]:
@@ -401,9 +437,16 @@ class NodeDaemon:
                     "loop_blocked": state.switch.blocked,
                     "tags": sorted(me.tags) if me else [],
                     "rules": _rule_counts(state)["rules"],
+                    "dns_domain": config.effective_dns_domain if config else None,
+                    **self._join_options(network_id).to_json(),
+                    **self.host.report(network_id),
                 }
             )
         return out
+
+    def _join_options(self, network_id: int) -> JoinOptions:
+        joined = self.joined.get(network_id)
+        return joined.options if joined is not None else JoinOptions()
 
     def _rules(self, core: NodeCore, network_id: int) -> dict[str, Any]:
         """The network's flow rules with this member's match counts per rule."""

@@ -1,18 +1,21 @@
 """What a node keeps on disk besides its identity: joined networks, cached configs, controller keys (root keys: l2mesh/edge/roots.py).
 
-Joined networks survive restarts; the last signed config of each network and
+Joined networks survive restarts, with the flags they were joined with (which
+routes to accept, exit node, subnet router); the last signed config of each network and
 the controller keys it is checked against let a restarted node forward at
 once, even while its controller is down.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from l2mesh.errors import StateError
+from l2mesh.errors import L2meshError, StateError
 from l2mesh.identity import PublicIdentity
 from l2mesh.ids import format_network_id, format_node_id, parse_network_id
 from l2mesh.netconf import parse_endpoint
+from l2mesh.node.join_options import JoinOptions
 from l2mesh.edge.statefile import atomic_write_bytes, atomic_write_json, read_json
 from l2mesh.wire.common import Endpoint
 
@@ -21,28 +24,42 @@ NETCONF_DIR = "netconf"
 CONTROLLERS_DIR = "controllers"
 
 
+@dataclass(frozen=True)
+class JoinedNetwork:
+    controller: Endpoint | None  # None: found through the roots
+    options: JoinOptions = field(default_factory=JoinOptions)
+
+
 class NodeState:
     def __init__(self, state_dir: Path) -> None:
         self.state_dir = state_dir
 
-    def load_joined(self) -> dict[int, Endpoint | None]:
-        """Joined networks and the controller address given (None: found through the roots)."""
+    def load_joined(self) -> dict[int, JoinedNetwork]:
+        """Joined networks: the controller address given (None: found through the roots) and the join's flags."""
         path = self.state_dir / NETWORKS_FILE
         if not path.exists():
             return {}
         doc = read_json(path)
         try:
             return {
-                parse_network_id(k): parse_endpoint(v["controller"]) if v["controller"] is not None else None
+                parse_network_id(k): JoinedNetwork(
+                    parse_endpoint(v["controller"]) if v["controller"] is not None else None,
+                    JoinOptions.from_json(v.get("options")),
+                )
                 for k, v in doc["networks"].items()
             }
-        except (KeyError, TypeError, AttributeError, ValueError) as exc:
+        except (KeyError, TypeError, AttributeError, ValueError, L2meshError) as exc:
             raise StateError(f"{path} is corrupted: {exc}") from None
 
-    def save_joined(self, joined: dict[int, Endpoint | None]) -> None:
+    def save_joined(self, joined: dict[int, JoinedNetwork]) -> None:
         atomic_write_json(
             self.state_dir / NETWORKS_FILE,
-            {"networks": {format_network_id(n): {"controller": endpoint_text(e)} for n, e in sorted(joined.items())}},
+            {
+                "networks": {
+                    format_network_id(n): {"controller": endpoint_text(j.controller), "options": j.options.to_json()}
+                    for n, j in sorted(joined.items())
+                }
+            },
         )
 
     def load_signed_netconf(self, network_id: int) -> bytes | None:
