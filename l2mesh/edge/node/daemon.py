@@ -55,6 +55,7 @@ from l2mesh.root_spec import RootSpec
 from l2mesh.edge.reactor import Reactor
 from l2mesh.edge.sd_notify import notify_ready
 from l2mesh.edge.statefile import ensure_state_dir, read_json
+from l2mesh.edge.node.tcp_fallback import TcpFallback
 from l2mesh.edge.udp import Endpoint, make_socket_drainer, open_udp_socket
 
 DEFAULT_MTU_BYTES = 2800
@@ -94,7 +95,12 @@ class NodeDaemon:
         self.groups = GroupWatcher()
         self._next_group_poll_s = 0.0
         self._next_endpoint_scan_s = 0.0
-        self.reactor.add_reader(self.sock.fileno(), make_socket_drainer(self.sock, self.core.datagram_received, time.monotonic))
+        udp_reader = make_socket_drainer(self.sock, self.core.datagram_received, time.monotonic)
+        self.reactor.add_reader(self.sock.fileno(), udp_reader)
+        self.tcp_fallback = TcpFallback(
+            self.core, self.transmit, self.sock, self.reactor, udp_reader,
+            lambda on_datagram: make_socket_drainer(self.sock, on_datagram, time.monotonic), time.monotonic(),
+        )
         self.port_mapper = PortMapper(self.reactor, options.port) if options.port_mapping else None
         self.edge = ReactorEdge(self.reactor, self.sock, self.transmit, pause_readers=True)
         self.reactor.after_wakeup = self._after_wakeup
@@ -130,6 +136,7 @@ class NodeDaemon:
             for device in self.taps.values():
                 device.close()
             self.taps.clear()
+            self.tcp_fallback.close()
             self.sock.close()
 
     async def _add_roots(self) -> None:
@@ -169,6 +176,8 @@ class NodeDaemon:
 
     def _tick(self, now: float) -> None:
         self.core.tick(now)
+        if self.core.roots.links:
+            self.tcp_fallback.tick(now)
         if now >= self._next_reachability_check_s:
             self._next_reachability_check_s = now + REACHABILITY_CHECK_S
             self._check_reachability(now)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 from l2mesh.edge.node.tap import VNET_HEADER
 from l2mesh.edge.udp import DatagramSender
+from l2mesh.wire.common import Endpoint
 
 
 class EdgeTransmit(DatagramSender):
@@ -16,6 +18,32 @@ class EdgeTransmit(DatagramSender):
         self.tap_fds: dict[int, int] = {}
         self._write = os.write
         self._writev = os.writev
+
+    def divert(
+        self,
+        send: Callable[[bytes | memoryview, Endpoint], bool] | None,
+        send_segments: Callable[[bytes | memoryview, int, Endpoint], bool] | None,
+    ) -> None:
+        """Offer datagrams to send/send_segments first (True: taken; the TCP fallback), or stop (None).
+
+        Swapped in as instance attributes, so the UDP path costs nothing extra while no stream is in use.
+        """
+        if send is None or send_segments is None:
+            self.__dict__.pop("send_datagram", None)
+            self.__dict__.pop("send_segments", None)
+            return
+        udp_send, udp_segments = DatagramSender.send_datagram, DatagramSender.send_segments
+
+        def send_datagram(data: bytes | memoryview, address: Endpoint) -> None:
+            if not send(data, address):
+                udp_send(self, data, address)
+
+        def send_segments_(data: bytes | memoryview, segment_bytes: int, address: Endpoint) -> None:
+            if not send_segments(data, segment_bytes, address):
+                udp_segments(self, data, segment_bytes, address)
+
+        self.send_datagram = send_datagram  # type: ignore[method-assign]
+        self.send_segments = send_segments_  # type: ignore[method-assign]
 
     def write_frame(self, network_id: int, frame: bytes | memoryview) -> None:
         fd = self.tap_fds.get(network_id)
