@@ -73,7 +73,7 @@ def test_a_member_with_no_udp_out_joins_by_network_id_and_carries_traffic_over_t
     peers = {p["id"]: p for p in json.loads(closed_member.l2mesh("peers", "--json").stdout)}
     assert peers[open_member.node_id]["path"] == "relay" and peers[open_member.node_id]["relay"] == root_id, peers
 
-    server = open_member.popen("iperf3", "-s", "-1", "-B", ip_open, log_name="iperf3-server")
+    server = open_member.popen("iperf3", "-s", "-1", "--forceflush", "-B", ip_open, log_name="iperf3-server")
     try:
         wait_until(lambda: "Server listening" in topology.log_of("iperf3-server"), 10, what="iperf3 server")
         result = closed_member.run("iperf3", "-c", ip_open, "-t", "3", "-J", timeout_s=30)
