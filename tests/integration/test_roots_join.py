@@ -11,7 +11,9 @@ from __future__ import annotations
 import json
 import re
 import signal
+import threading
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +32,7 @@ class Root:
     ip: str
     id: str
     process: Proc
+    delayed: bool = False
 
     @property
     def spec(self) -> str:
@@ -37,12 +40,18 @@ class Root:
 
 
 def start_root(topology: Topology, name: str, delay_ms: int | None = None) -> Root:
-    """A standalone root on its own /24 behind the lab router (public, like any underlay host)."""
+    """A standalone root on its own /24 behind the lab router (public, like any underlay host).
+
+    delay_ms: netem delay on the root's only link, inside its own namespace;
+    the root is then `delayed` (False when this kernel has no netem: see Slowdown).
+    """
     lab = topology.lab
     where = lab.add_host(name)
+    delayed = False
     if delay_ms is not None:
-        # Delay inside the root's own namespace, on its only link: every answer it sends is late.
-        lab.run_in(where.namespace, ["tc", "qdisc", "add", "dev", "eth0", "root", "netem", "delay", f"{delay_ms}ms"])
+        result = lab.run_in(where.namespace, ["tc", "qdisc", "add", "dev", "eth0", "root", "netem", "delay", f"{delay_ms}ms"],
+                            check=False)
+        delayed = result.returncode == 0
     state_dir = topology.work_dir / f"{name}-state"
     process = lab.start(where.namespace, [
         L2MESH_CTL, "root", "--state-dir", str(state_dir), "--listen", f"0.0.0.0:{ROOT_PORT}",
@@ -53,7 +62,38 @@ def start_root(topology: Topology, name: str, delay_ms: int | None = None) -> Ro
     assert process.poll() is None, topology.log_of(name)
     shown = json.loads(lab.run_in(where.namespace, [L2MESH_CTL, "root", "--show-id", "--json", "--state-dir", str(state_dir)]).stdout)
     assert json.loads(root_file.read_text())["id"] == shown["id"]
-    return Root(name, where.namespace, where.ip, shown["id"], process)
+    return Root(name, where.namespace, where.ip, shown["id"], process, delayed)
+
+
+class Slowdown:
+    """Where the kernel has no netem: make a root answer late by freezing it (SIGSTOP) most of every period.
+
+    A probe that arrives while it is frozen waits for the SIGCONT, so its
+    smoothed latency stays tens of ms above an unfrozen root's. Only our own
+    root process (by its PID) is signalled; it is always left running.
+    """
+
+    def __init__(self, process: Proc, frozen_s: float = 0.06, period_s: float = 0.1) -> None:
+        self.process, self.frozen_s, self.period_s = process, frozen_s, period_s
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self.done.is_set() and self.process.poll() is None:
+            self.process.send_signal(signal.SIGSTOP)
+            self.done.wait(self.frozen_s)
+            self.process.send_signal(signal.SIGCONT)
+            self.done.wait(self.period_s - self.frozen_s)
+
+    def __enter__(self) -> "Slowdown":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.done.set()
+        self.thread.join(5)
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGCONT)
 
 
 def start_controller(host: Host, state_dir: Path, roots: list[Root]) -> Controller:
@@ -192,6 +232,9 @@ def test_members_relay_through_the_nearest_root_and_move_to_the_other_when_it_di
     a, _ = topology.add_nat_host("a", symmetric=True)
     b, _ = topology.add_nat_host("b", symmetric=True)
     controller = start_controller(ctl_host, topology.work_dir / "ctl-state", [root_a, root_b])
+    slowdown = ExitStack()
+    if not root_b.delayed:
+        slowdown.enter_context(Slowdown(root_b.process))
     try:
         network_id = controller.ctl("network", "create", "roots2", "--pool", "10.147.92.0/24").stdout.strip()
         for host in (a, b):
@@ -213,7 +256,7 @@ def test_members_relay_through_the_nearest_root_and_move_to_the_other_when_it_di
         wait_until(lambda: relays() == (("relay", root_a.id), ("relay", root_a.id)), 15, interval_s=0.5,
                    what=f"both relay through root A ({root_a.id})")
         latencies = {r["id"]: r["latency_ms"] for r in roots_of(a)}
-        print(f"root latencies seen by a: {latencies}")
+        print(f"root latencies seen by a: {latencies} (B slowed by {'netem' if root_b.delayed else 'SIGSTOP duty cycle'})")
 
         pinger = a.popen("ping", "-n", "-D", "-i", "0.2", "-W", "1", "-w", "25", ip_b, log_name="pinger")
         try:
@@ -238,4 +281,5 @@ def test_members_relay_through_the_nearest_root_and_move_to_the_other_when_it_di
         print(diagnostics(topology, [a, b], controller))
         raise
     finally:
+        slowdown.close()
         controller.stop()
