@@ -9,6 +9,7 @@ the next one when it dies.
 from __future__ import annotations
 
 import json
+import random
 import re
 import signal
 import threading
@@ -69,12 +70,15 @@ class Slowdown:
     """Where the kernel has no netem: make a root answer late by freezing it (SIGSTOP) most of every period.
 
     A probe that arrives while it is frozen waits for the SIGCONT, so its
-    smoothed latency stays tens of ms above an unfrozen root's. Only our own
-    root process (by its PID) is signalled; it is always left running.
+    smoothed latency stays tens of ms above an unfrozen root's. The running
+    windows are random: the nodes probe on a steady 1 s beat, and a fixed
+    period would lock in phase with it (every probe landing in a running
+    window). Only our own root process (by its PID) is signalled; it is
+    always left running.
     """
 
-    def __init__(self, process: Proc, frozen_s: float = 0.06, period_s: float = 0.1) -> None:
-        self.process, self.frozen_s, self.period_s = process, frozen_s, period_s
+    def __init__(self, process: Proc, frozen_s: float = 0.06, running_s: tuple[float, float] = (0.005, 0.03)) -> None:
+        self.process, self.frozen_s, self.running_s = process, frozen_s, running_s
         self.done = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
 
@@ -83,7 +87,7 @@ class Slowdown:
             self.process.send_signal(signal.SIGSTOP)
             self.done.wait(self.frozen_s)
             self.process.send_signal(signal.SIGCONT)
-            self.done.wait(self.period_s - self.frozen_s)
+            self.done.wait(random.uniform(*self.running_s))
 
     def __enter__(self) -> "Slowdown":
         self.thread.start()
@@ -257,6 +261,7 @@ def test_members_relay_through_the_nearest_root_and_move_to_the_other_when_it_di
                    what=f"both relay through root A ({root_a.id})")
         latencies = {r["id"]: r["latency_ms"] for r in roots_of(a)}
         print(f"root latencies seen by a: {latencies} (B slowed by {'netem' if root_b.delayed else 'SIGSTOP duty cycle'})")
+        assert latencies[root_a.id] < latencies[root_b.id], latencies
 
         pinger = a.popen("ping", "-n", "-D", "-i", "0.2", "-W", "1", "-w", "25", ip_b, log_name="pinger")
         try:
