@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import ipaddress
+import logging
 import socket
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import trio
@@ -12,6 +14,8 @@ from l2mesh.edge.statefile import atomic_write_json, read_json
 from l2mesh.errors import L2meshError, StateError
 from l2mesh.identity import PublicIdentity
 from l2mesh.netconf import NetconfError, parse_endpoint
+from l2mesh.ports import DEFAULT_NODE_PORT
+from l2mesh.root_spec import RootSpec
 from l2mesh.wire.common import Endpoint
 
 ROOTS_FILE = "roots.json"  # keys of roots fetched from their address, pinned on first use, by address
@@ -64,3 +68,20 @@ def save_root_pin(state_dir: Path, endpoint: Endpoint, identity: PublicIdentity)
     pins = load_root_pins(state_dir)
     pins[endpoint] = identity
     atomic_write_json(state_dir / ROOTS_FILE, {"pinned": {endpoint_text(e): i.to_json() for e, i in sorted(pins.items())}})
+
+
+async def resolved_roots(
+    specs: list[RootSpec], state_dir: Path, log: logging.Logger
+) -> AsyncIterator[tuple[Endpoint, int | None, PublicIdentity | None]]:
+    """Each root given: its address resolved, the id it must have, and its keys if pinned before.
+
+    A root whose name does not resolve is logged and left out: the others still serve.
+    """
+    pins = load_root_pins(state_dir)
+    for spec in specs:
+        try:
+            endpoint = await resolve_endpoint(f"{spec.host}:{spec.port}", DEFAULT_NODE_PORT, "root")
+        except L2meshError as exc:
+            log.error("%s; going on without it", exc)
+            continue
+        yield endpoint, spec.expected_id, pins.get(endpoint)

@@ -13,6 +13,7 @@ zerotier-cli finds its authtoken).
 from __future__ import annotations
 
 import logging
+from functools import partial
 import secrets
 import time
 from collections.abc import Callable
@@ -33,8 +34,7 @@ from l2mesh.edge.controller.api import build_app
 from l2mesh.edge.controller.sqlite_storage import open_storage
 from l2mesh.edge.controller.writer import StorageWriter
 from l2mesh.edge.reactor_edge import ReactorEdge
-from l2mesh.edge.roots import endpoint_text, load_root_pins, resolve_endpoint, save_root_pin
-from l2mesh.ports import DEFAULT_NODE_PORT
+from l2mesh.edge.roots import endpoint_text, resolved_roots, save_root_pin
 from l2mesh.root_spec import RootSpec
 from l2mesh.errors import L2meshError, StateError
 from l2mesh.edge.identity_file import load_or_create_identity
@@ -100,15 +100,8 @@ class ControllerServer:
             log.info("root %s at %s: keys pinned", format_node_id(identity.node_id), endpoint_text(endpoint))
 
     async def _add_roots(self) -> None:
-        pins = load_root_pins(self.options.state_dir)
-        for spec in self.options.roots:
-            try:
-                endpoint = await resolve_endpoint(f"{spec.host}:{spec.port}", DEFAULT_NODE_PORT, "root")
-            except L2meshError as exc:
-                log.error("%s; going on without it", exc)
-                continue
-            pinned = pins.get(endpoint)
-            await self.read(lambda core, e=endpoint, s=spec, p=pinned: core.add_root(e, s.expected_id, p))  # type: ignore[misc]
+        async for endpoint, expected_id, pinned in resolved_roots(self.options.roots, self.options.state_dir, log):
+            await self.read(partial(ControllerCore.add_root, endpoint=endpoint, expected_id=expected_id, identity=pinned))
 
     def _after_wakeup(self) -> None:
         """Reactor thread, after each batch: parked datagrams, and the writes the core asked for."""

@@ -24,9 +24,9 @@ import trio
 
 from l2mesh import __version__
 from l2mesh.edge.reactor_edge import ReactorEdge
-from l2mesh.edge.roots import load_root_pins, resolve_endpoint, save_root_pin
+from l2mesh.edge.roots import resolve_endpoint, resolved_roots, save_root_pin
 from l2mesh.errors import L2meshError
-from l2mesh.identity import Identity
+from l2mesh.identity import Identity, PublicIdentity
 from l2mesh.edge.identity_file import load_or_create_identity
 from l2mesh.ids import controller_of, format_mac, format_network_id, format_node_id, parse_network_id
 from l2mesh.netconf import NetworkConfig
@@ -140,18 +140,11 @@ class NodeDaemon:
             self.sock.close()
 
     async def _add_roots(self) -> None:
-        pins = load_root_pins(self.options.state_dir)
-        for spec in self.options.roots:
-            try:
-                endpoint = await resolve_endpoint(f"{spec.host}:{spec.port}", DEFAULT_NODE_PORT, "root")
-            except L2meshError as exc:
-                log.error("%s; going on without it", exc)
-                continue
-            pinned = pins.get(endpoint)
-            await self.on_core(partial(self._add_root, endpoint=endpoint, spec=spec, pinned=pinned))
+        async for endpoint, expected_id, pinned in resolved_roots(self.options.roots, self.options.state_dir, log):
+            await self.on_core(partial(self._add_root, endpoint=endpoint, expected_id=expected_id, pinned=pinned))
 
-    def _add_root(self, core: NodeCore, endpoint: Endpoint, spec: RootSpec, pinned: Any) -> None:
-        core.add_root(endpoint, spec.expected_id, pinned, time.monotonic())
+    def _add_root(self, core: NodeCore, endpoint: Endpoint, expected_id: int | None, pinned: PublicIdentity | None) -> None:
+        core.add_root(endpoint, expected_id, pinned, time.monotonic())
 
     def _rejoin(self, core: NodeCore, network_id: int, endpoint: Endpoint | None) -> None:
         core.join(
