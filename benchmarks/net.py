@@ -74,6 +74,8 @@ L2MESH_PORT = 9993
 L2MESH_MTU = 2800
 CTL_PORT = 9994  # l2mesh-relay: the controller in the router namespace
 NFT_TABLE = "l2mb_block"  # l2mesh-relay: drops direct UDP h1 <-> h2 in the router (l2mesh.lab.block_udp's name for l2mb-)
+NO_UDP_TABLE = "l2mb_no_udp"  # l2mesh-tcp: drops all UDP from and to h1 in the router
+ROOT_PORT = 9993  # l2mesh-root-relay, l2mesh-tcp: the standalone root in the router namespace, UDP and TCP
 RELAY_TARGET_RATIO = 0.5  # issue target: relayed throughput at least half of direct
 RULES_TARGET_RATIO = 0.9  # issue 13: with 20 rules, at least 90 % of l2mesh without rules
 RULES_FILE = Path(__file__).resolve().parent / "rules20.txt"
@@ -84,10 +86,13 @@ L2MESH_CTL_EXE = BIN / "l2mesh-ctl"
 PY_SPY_EXE = BIN / "py-spy"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
-# l2mesh-relay last: it borrows the router namespace the others route through.
-SYSTEM_NAMES = ("underlay", "vxlan", "tinc", "l2mesh", "l2mesh-rules", "l2mesh-relay")
-# Read as a ratio to l2mesh measured just before them in the same round, and the target for it.
-RATIO_TO_L2MESH_TARGETS = {"l2mesh-rules": RULES_TARGET_RATIO, "l2mesh-relay": RELAY_TARGET_RATIO}
+# The relayed systems last: they borrow the router namespace the others route through.
+SYSTEM_NAMES = ("underlay", "vxlan", "tinc", "l2mesh", "l2mesh-rules", "l2mesh-relay", "l2mesh-root-relay", "l2mesh-tcp")
+# Read as a ratio to l2mesh measured just before them in the same round, and the target for it (None: reported only).
+RATIO_TO_L2MESH_TARGETS: dict[str, float | None] = {
+    "l2mesh-rules": RULES_TARGET_RATIO, "l2mesh-relay": RELAY_TARGET_RATIO, "l2mesh-root-relay": RELAY_TARGET_RATIO,
+    "l2mesh-tcp": None,
+}
 
 
 # ------------------------------------------------------------------ topology
@@ -409,18 +414,13 @@ class L2meshRelay(System):
             raise
 
     def _up(self) -> Overlay:
-        topo = self.ctx.topo
         self.relay_up_s = None
-        for path in (self.ctl_state, self.state_dir("h1"), self.state_dir("h2")):
+        for path in self.state_dirs():
             shutil.rmtree(path, ignore_errors=True)
             path.mkdir(parents=True)
         # Blocked before any member starts, so no direct path is ever proven.
         self.block()
-        self.controller = self.start_daemon(
-            "l2mesh-relay-ctl", topo.rt,
-            [str(L2MESH_CTL_EXE), "serve", "--state-dir", str(self.ctl_state), "--listen", f"0.0.0.0:{CTL_PORT}"],
-        )
-        self.wait("the controller's api.json", lambda: (self.ctl_state / "api.json").exists())
+        self.start_servers()
         created = self.ctl("network", "create", "bench", "--mtu", str(L2MESH_MTU), "--json")
         try:
             self.network_id = json.loads(created)["id"]
@@ -431,21 +431,46 @@ class L2meshRelay(System):
             self.ctl("member", "authorize", self.network_id, self.node_ids[host], "--ip", f"{addr}/{OV_PREFIX}", "--name", host)
         for host in ("h2", "h1"):
             argv = [str(L2MESH_EXE), "daemon", "--state-dir", str(self.state_dir(host)), "--port", str(L2MESH_PORT),
-                    *self.ctx.daemon_args]
-            self.members[host] = self.start_daemon(f"l2mesh-relay-{host}", self.host_ns(host), argv)
+                    *self.member_args(host), *self.ctx.daemon_args]
+            self.members[host] = self.start_daemon(f"{self.name}-{host}", self.host_ns(host), argv)
         for host in ("h2", "h1"):
             self.wait(f"{host}'s control socket", lambda h=host: (self.state_dir(h) / "control.sock").exists())
-        for host, router in (("h1", RT_A), ("h2", RT_B)):
-            self.node(host, "join", self.network_id, "--controller", f"{router}:{CTL_PORT}")
+        for host in ("h1", "h2"):
+            self.node(host, "join", self.network_id, *self.join_args(host))
         self.overlay = Overlay(target=OV_B, device="l2m" + self.network_id[:8], daemons=self.running())
         for host in ("h1", "h2"):
             self.wait(f"{host}'s network status OK", lambda h=host: self.network_status(h) == "OK")
         # The members only meet once a frame needs to go: ping until h1 uses the relay for h2 and gets answers.
         t0 = time.monotonic()
-        self.wait(f"h1 -> h2 relayed (h1's peers list {self.node_ids['h2']} with path relay) and answering ping",
-                  lambda: self.ping_once() and (self.peer_entry() or {}).get("path") == "relay")
+        self.wait(f"h1 -> h2 relayed ({self.relay_wanted()}) and answering ping",
+                  lambda: self.ping_once() and self.relayed_as_wanted(self.peer_entry() or {}))
         self.relay_up_s = round(time.monotonic() - t0, 2)
         return self.overlay
+
+    # -- what the relay variants change -------------------------------------------------------
+    def state_dirs(self) -> list[Path]:
+        return [self.ctl_state, self.state_dir("h1"), self.state_dir("h2")]
+
+    def start_servers(self, *controller_args: str) -> None:
+        """The controller in the router namespace, reachable from both hosts on the router's addresses."""
+        self.controller = self.start_daemon(
+            f"{self.name}-ctl", self.ctx.topo.rt,
+            [str(L2MESH_CTL_EXE), "serve", "--state-dir", str(self.ctl_state), "--listen", f"0.0.0.0:{CTL_PORT}",
+             *controller_args],
+        )
+        self.wait("the controller's api.json", lambda: (self.ctl_state / "api.json").exists())
+
+    def member_args(self, host: str) -> list[str]:
+        return []
+
+    def join_args(self, host: str) -> list[str]:
+        return ["--controller", f"{RT_A if host == 'h1' else RT_B}:{CTL_PORT}"]
+
+    def relay_wanted(self) -> str:
+        return f"h1's peers list {self.node_ids['h2']} with path relay"
+
+    def relayed_as_wanted(self, peer: dict[str, Any]) -> bool:
+        return peer.get("path") == "relay"
 
     def block(self) -> None:
         self.blocked = True  # from here on down() deletes the table, even if nft failed half-way
@@ -511,13 +536,7 @@ class L2meshRelay(System):
 
     def blocked_packets(self) -> int | None:
         """Direct UDP h1 <-> h2 dropped by the block so far (both directions)."""
-        done = run(in_namespace(self.ctx.topo.rt, ["nft", "-j", "list", "table", "inet", NFT_TABLE]), 10, check=False)
-        try:
-            items = json.loads(done.stdout)["nftables"]
-        except (ValueError, KeyError, TypeError):
-            return None
-        return sum(expr["counter"]["packets"] for item in items for expr in item.get("rule", {}).get("expr", [])
-                   if isinstance(expr, dict) and "counter" in expr)
+        return nft_counted_packets(self.ctx.topo.rt, NFT_TABLE)
 
     def down(self) -> None:
         try:
@@ -529,11 +548,148 @@ class L2meshRelay(System):
             try:
                 self.unblock()
             finally:
-                for path in (self.ctl_state, self.state_dir("h1"), self.state_dir("h2")):
+                for path in self.state_dirs():
                     shutil.rmtree(path, ignore_errors=True)
 
 
-SYSTEM_CLASSES: dict[str, type[System]] = {cls.name: cls for cls in (Underlay, Vxlan, Tinc, L2mesh, L2meshRules, L2meshRelay)}
+class L2meshRootRelay(L2meshRelay):
+    """l2mesh through a standalone root (`l2mesh-ctl root`), direct UDP h1 <-> h2 dropped as for l2mesh-relay.
+
+    Root and controller both run in the router namespace; the members are
+    given only the root (`--root ID@ADDR:PORT`) and join by network id, the
+    controller registers with the root, so the members find it there and
+    relay through the root (roots come before the controller as relays).
+    """
+
+    name = "l2mesh-root-relay"
+
+    def __init__(self, ctx: Context) -> None:
+        super().__init__(ctx)
+        self.root: Proc | None = None
+        self.root_id = ""
+
+    @property
+    def root_state(self) -> Path:
+        return self.dir / "root" / "state"
+
+    def state_dirs(self) -> list[Path]:
+        return [*super().state_dirs(), self.root_state]
+
+    def root_spec(self, address: str) -> str:
+        return f"{self.root_id}@{address}:{ROOT_PORT}"
+
+    def start_servers(self, *controller_args: str) -> None:
+        rt = self.ctx.topo.rt
+        shown = run(in_namespace(rt, [str(L2MESH_CTL_EXE), "root", "--show-id", "--json", "--state-dir", str(self.root_state)]),
+                    30).stdout
+        try:
+            self.root_id = json.loads(shown)["id"]
+        except (ValueError, KeyError, TypeError):
+            raise LabError(f"l2mesh-ctl root --show-id --json printed no id: {last_line(shown)}") from None
+        self.root = self.start_daemon(
+            f"{self.name}-root", rt,
+            [str(L2MESH_CTL_EXE), "root", "--state-dir", str(self.root_state), "--listen", f"0.0.0.0:{ROOT_PORT}",
+             "--tcp-listen", f"0.0.0.0:{ROOT_PORT}"],
+        )
+        super().start_servers("--root", self.root_spec(RT_A), *controller_args)
+
+    def member_args(self, host: str) -> list[str]:
+        return ["--root", self.root_spec(RT_A if host == "h1" else RT_B)]
+
+    def join_args(self, host: str) -> list[str]:
+        return []  # found through the root, as `l2mesh join NETID` users do
+
+    def relay_wanted(self) -> str:
+        return f"h1's peers list {self.node_ids['h2']} relayed by the root {self.root_id}"
+
+    def relayed_as_wanted(self, peer: dict[str, Any]) -> bool:
+        return peer.get("path") == "relay" and peer.get("relay") == self.root_id
+
+    def running(self) -> list[Proc]:
+        return [p for p in (self.root, *super().running()) if p is not None]
+
+    def report(self) -> dict[str, Any]:
+        out = super().report()
+        if "h1" in self.members and self.members["h1"].popen.poll() is None:
+            try:
+                out["roots_h1"] = self.node_json("h1", "roots")
+            except LabError as exc:
+                out["roots_h1_error"] = str(exc)
+        return out
+
+    def down(self) -> None:
+        try:
+            super().down()
+        finally:
+            self.root, self.root_id = None, ""
+
+
+class L2meshTcp(L2meshRootRelay):
+    """l2mesh from a member whose network lets no UDP through at all: h1 reaches the root over TCP (the fallback).
+
+    The router drops every UDP packet from and to h1 (forwarded, and to the
+    router's own addresses, where root and controller listen), from before
+    h1 starts. h1 falls back to TCP at the root's address and port, reaches
+    the controller through the root and relays to h2 (UDP) through it.
+    """
+
+    name = "l2mesh-tcp"
+
+    def block(self) -> None:
+        self.blocked = True
+        self.ctx.lab.nft(self.ctx.topo.rt, (
+            f"table inet {NO_UDP_TABLE} {{\n"
+            f"    chain input {{\n"
+            f"        type filter hook input priority filter - 10; policy accept;\n"
+            f"        ip saddr {UL_A} meta l4proto udp counter drop\n"
+            f"    }}\n"
+            f"    chain forward {{\n"
+            f"        type filter hook forward priority filter - 10; policy accept;\n"
+            f"        ip saddr {UL_A} meta l4proto udp counter drop\n"
+            f"        ip daddr {UL_A} meta l4proto udp counter drop\n"
+            f"    }}\n"
+            f"    chain output {{\n"
+            f"        type filter hook output priority filter - 10; policy accept;\n"
+            f"        ip daddr {UL_A} meta l4proto udp counter drop\n"
+            f"    }}\n"
+            f"}}\n"
+        ), "no-udp-h1")
+
+    def unblock(self) -> None:
+        if not self.blocked:
+            return
+        rt = self.ctx.topo.rt
+        run(in_namespace(rt, ["nft", "delete", "table", "inet", NO_UDP_TABLE]), 10, check=False)
+        if run(in_namespace(rt, ["nft", "list", "table", "inet", NO_UDP_TABLE]), 10, check=False).returncode == 0:
+            raise LabError(f"could not delete nft table inet {NO_UDP_TABLE} in {rt}")
+        self.blocked = False
+
+    def blocked_packets(self) -> int | None:
+        return nft_counted_packets(self.ctx.topo.rt, NO_UDP_TABLE)
+
+    def relay_wanted(self) -> str:
+        return f"{super().relay_wanted()}, h1 on TCP to it"
+
+    def relayed_as_wanted(self, peer: dict[str, Any]) -> bool:
+        if not super().relayed_as_wanted(peer):
+            return False
+        return any(r.get("tcp") and r.get("status") == "up" for r in self.node_json("h1", "roots"))
+
+
+SYSTEM_CLASSES: dict[str, type[System]] = {
+    cls.name: cls for cls in (Underlay, Vxlan, Tinc, L2mesh, L2meshRules, L2meshRelay, L2meshRootRelay, L2meshTcp)
+}
+
+
+def nft_counted_packets(ns: str, table: str) -> int | None:
+    """Packets counted by the rules of an nftables table (what a block dropped)."""
+    done = run(in_namespace(ns, ["nft", "-j", "list", "table", "inet", table]), 10, check=False)
+    try:
+        items = json.loads(done.stdout)["nftables"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    return sum(expr["counter"]["packets"] for item in items for expr in item.get("rule", {}).get("expr", [])
+               if isinstance(expr, dict) and "counter" in expr)
 
 
 # --------------------------------------------------------------- measurement
@@ -786,7 +942,7 @@ def summarize(rows: list[dict[str, Any]], names: list[str]) -> dict[str, dict[st
         entry["ratio_to_l2mesh_per_round"] = per_round
         entry["ratio_to_l2mesh"] = median_or_none(per_round)
         entry["ratio_to_l2mesh_target"] = target
-        entry["target_met"] = None if entry["ratio_to_l2mesh"] is None else entry["ratio_to_l2mesh"] >= target
+        entry["target_met"] = None if entry["ratio_to_l2mesh"] is None or target is None else entry["ratio_to_l2mesh"] >= target
     return summary
 
 
@@ -817,8 +973,9 @@ def print_table(summary: dict[str, dict[str, Any]], rounds: int, seconds: int) -
         if entry and entry["ratio_to_l2mesh"] is not None:
             console.print(f"{name} / l2mesh (median of the per-round ratios "
                           f"{', '.join(f'{r:.3f}' for r in entry['ratio_to_l2mesh_per_round'])}): "
-                          f"{entry['ratio_to_l2mesh']:.3f}, target >= {target:g}: "
-                          f"{'met' if entry['target_met'] else 'NOT met'}", markup=False)
+                          f"{entry['ratio_to_l2mesh']:.3f}, "
+                          + ("no target (reported)" if target is None else
+                             f"target >= {target:g}: {'met' if entry['target_met'] else 'NOT met'}"), markup=False)
     for name, s in summary.items():
         if s["errors"]:
             console.print(f"{name}: {len(s['errors'])} failed round(s), last error: {s['errors'][-1]}", markup=False)
@@ -842,6 +999,11 @@ def write_results(path: Path, stamp: str, args: argparse.Namespace, machine: dic
                    "l2mesh-relay": f"controller in the router namespace; direct UDP {UL_A} <-> {UL_B} dropped there "
                                    f"(nft table inet {NFT_TABLE}); ratio_to_l2mesh = relayed / direct l2mesh Gbit/s "
                                    "of the same round, summary: median over the rounds",
+                   "l2mesh-root-relay": "standalone root and controller in the router namespace, members given only "
+                                        "the root and joined by network id; direct UDP dropped as for l2mesh-relay; "
+                                        "relayed through the root",
+                   "l2mesh-tcp": f"as l2mesh-root-relay, and every UDP packet from and to {UL_A} dropped in the router "
+                                 f"(nft table inet {NO_UDP_TABLE}): h1 reaches the root over TCP, h2 over UDP",
                    "l2mesh-rules": f"l2mesh with the flow rules of {RULES_FILE.name} (20; the last accepts the TCP); "
                                    "ratio_to_l2mesh as for l2mesh-relay"},
         "targets": {"relay_ratio_to_l2mesh_min": RELAY_TARGET_RATIO, "rules_ratio_to_l2mesh_min": RULES_TARGET_RATIO},
