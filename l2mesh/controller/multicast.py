@@ -135,9 +135,9 @@ class MulticastRegistry:
     def _pushes(self, network_id: int, network: NetworkSubscriptions, changes: list[tuple[bytes, int, bool]], now: float) -> list[Push]:
         """One SubscribersChanged per changed group, for the members watching it (not the member that changed)."""
         by_group: dict[bytes, tuple[list[int], list[int]]] = {}
-        for group, node_id, added in changes:
+        for group, node_id, subscribed in changes:
             if group in network.watchers:
-                by_group.setdefault(group, ([], []))[0 if added else 1].append(node_id)
+                by_group.setdefault(group, ([], []))[0 if subscribed else 1].append(node_id)
         pushes = []
         for group, (added, removed) in by_group.items():
             changed = set(added) | set(removed)
