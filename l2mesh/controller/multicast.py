@@ -17,7 +17,7 @@ from typing import Any
 
 from l2mesh.ratelimit import KeyedRateLimiter
 from l2mesh.switch.multicast import GATHERED_TTL_S, MulticastGroups, group_fields
-from l2mesh.wire.messages import MulticastGatherReply, MulticastSubscribersChanged
+from l2mesh.wire.messages import MulticastSubscribersChanged, pack_gather_reply_page
 
 MAX_LIKE_TTL_S = 600  # a member cannot make us keep its groups longer than this without a refresh
 MAX_GROUPS_PER_MEMBER = 1024  # per network; a kernel joins a few dozen
@@ -35,6 +35,9 @@ class NetworkSubscriptions:
     """One network's groups: who listens (liked, with expiry) and who asked recently (watching, with expiry)."""
 
     groups: MulticastGroups = field(default_factory=MulticastGroups)
+    # group -> its subscribers' node ids, sorted and packed five bytes each: built once per change,
+    # not per GATHER (a big group is gathered by many members).
+    packed: dict[bytes, bytes] = field(default_factory=dict)
     watchers: dict[bytes, dict[int, float]] = field(default_factory=dict)  # group -> node -> until_s
     watched_by: dict[int, set[bytes]] = field(default_factory=dict)
 
@@ -63,30 +66,30 @@ class MulticastRegistry:
             new = set(sorted(new)[:MAX_GROUPS_PER_MEMBER])
         network.groups.replace(node_id, new, now + min(ttl_s, MAX_LIKE_TTL_S))
         changes = [(g, node_id, True) for g in new - old] + [(g, node_id, False) for g in old - new]
+        for group in new ^ old:
+            network.packed.pop(group, None)
         return self._pushes(network_id, network, changes, now)
 
     def gather(self, network_id: int, asker: int, group: bytes, gather_id: int, limit: int, now: float) -> list[bytes]:
-        """The reply pages for a member's GATHER (the asker left out); it is told of changes for WATCH_S."""
+        """The reply pages for a member's GATHER (the asker included if subscribed; it
+        skips itself); the asker is told of changes to the group for WATCH_S."""
         if not self._gathers.take(asker, now):
             self.drops["multicast_gather_rate_limited"] += 1
             return []
         network = self.networks.setdefault(network_id, NetworkSubscriptions())
-        subscribers = sorted(n for n in network.groups.subscribers(group, now) if n != asker)
+        packed = network.packed.get(group)
+        if packed is None:
+            ids = sorted(network.groups.subscribers(group, now))
+            packed = b"".join(n.to_bytes(5, "big") for n in ids)
+            if ids:  # only groups that exist are cached: gathering random groups grows nothing
+                network.packed[group] = packed
         if limit:
-            subscribers = subscribers[:limit]
+            packed = packed[: limit * 5]
         self._watch(network, asker, group, now)
-        pages = [subscribers[i : i + GATHER_PAGE_SUBSCRIBERS] for i in range(0, len(subscribers), GATHER_PAGE_SUBSCRIBERS)] or [[]]
+        page_bytes = GATHER_PAGE_SUBSCRIBERS * 5
+        pages = [packed[i : i + page_bytes] for i in range(0, len(packed), page_bytes)] or [b""]
         return [
-            MulticastGatherReply.build(
-                {
-                    "network_id": network_id,
-                    "group": group_fields(group),
-                    "gather_id": gather_id,
-                    "page_index": index,
-                    "page_count": len(pages),
-                    "subscribers": page,
-                }
-            )
+            pack_gather_reply_page(network_id, group, gather_id, index, len(pages), page)
             for index, page in enumerate(pages)
         ]
 
@@ -101,6 +104,8 @@ class MulticastRegistry:
                 for node_id in [n for n, until_s in watchers.items() if until_s <= now]:
                     self._unwatch(network, node_id, group)
             lapsed = [(group, node_id, False) for group, node_id in network.groups.expire(now)]
+            for group, _, _ in lapsed:
+                network.packed.pop(group, None)
             pushes += self._pushes(network_id, network, lapsed, now)
             if not network.groups.group_count() and not network.watchers:
                 del self.networks[network_id]

@@ -268,7 +268,22 @@ MulticastGatherReply = "MulticastGatherReply" / c.Struct(
     "subscribers" / c.PrefixedArray(c.Int16ub, NodeIdField),
     c.Terminated,
 )
-"""Controller -> member: one page of a group's subscribers (the asker left out)."""
+"""Controller -> member: one page of a group's subscribers."""
+
+GATHER_REPLY_HEADER = struct.Struct(">BQ6sIIHHH")
+"""Hot-path equivalent of MulticastGatherReply up to its subscribers (tests prove the bytes identical):
+a 10,000-member group's 50 pages built by construct cost the controller ~25 ms per GATHER."""
+
+
+def pack_gather_reply_page(
+    network_id: int, group: bytes, gather_id: int, page_index: int, page_count: int, packed_ids: bytes
+) -> bytes:
+    """One MulticastGatherReply page from node ids already packed five bytes each."""
+    header = GATHER_REPLY_HEADER.pack(
+        MessageKind.MULTICAST_GATHER_REPLY, network_id, group[:6], int.from_bytes(group[6:10], "big"),
+        gather_id, page_index, page_count, len(packed_ids) // 5,
+    )
+    return header + packed_ids
 
 MulticastSubscribersChanged = "MulticastSubscribersChanged" / c.Struct(
     _kind(MessageKind.MULTICAST_SUBSCRIBERS_CHANGED),

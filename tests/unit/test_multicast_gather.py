@@ -8,8 +8,10 @@ pushes changes to recent gatherers, and hostile input is dropped and counted.
 
 from __future__ import annotations
 
+import socket
 from collections import Counter
 
+import dpkt
 import pytest
 
 from l2mesh.controller import multicast as controller_multicast
@@ -21,7 +23,7 @@ from l2mesh.controller.multicast import (
     MulticastRegistry,
 )
 from l2mesh.node.core import GROUP_TTL_S
-from l2mesh.switch.multicast import GATHER_REFRESH_S, GATHERED_TTL_S, GatheredGroups, group_fields, group_key
+from l2mesh.switch.multicast import GATHER_REFRESH_S, GATHERED_TTL_S, GatheredGroups, arp_group, group_fields, group_key
 from l2mesh.wire.messages import (
     MulticastGather,
     MulticastGatherReply,
@@ -29,6 +31,10 @@ from l2mesh.wire.messages import (
     MulticastSubscribersChanged,
     MulticastSubscriptions,
 )
+from hypothesis import given
+from hypothesis import strategies as st
+
+from l2mesh.wire.messages import pack_gather_reply_page
 from tests.unit.harness import Member, World, controller_of
 from tests.unit.test_control_plane import authorized_members
 
@@ -49,14 +55,18 @@ def parse_pages(pages: list[bytes]) -> list[list[int]]:
 # -- the controller's registry ------------------------------------------------------------------------------
 
 
-def test_a_gather_returns_every_subscriber_but_the_asker() -> None:
+def test_a_gather_returns_every_subscriber() -> None:
     registry = MulticastRegistry(Counter())
     for node_id in (2, 3, 4):
         registry.like(NET, node_id, [MDNS], True, 180, 0.0)
     registry.like(NET, 5, [OTHER], True, 180, 0.0)
-    assert parse_pages(registry.gather(NET, 3, MDNS, 1, 0, 1.0)) == [[2, 4]]
+    assert parse_pages(registry.gather(NET, 3, MDNS, 1, 0, 1.0)) == [[2, 3, 4]]  # the asker skips itself
+    registry.like(NET, 4, [], True, 180, 1.0)
+    assert parse_pages(registry.gather(NET, 3, MDNS, 1, 0, 1.0)) == [[2, 3]]  # the cached answer follows changes
     assert parse_pages(registry.gather(NET, 3, OTHER, 2, 0, 1.0)) == [[5]]
     assert parse_pages(registry.gather(NET, 3, group_key(b"\x01\x00\x5e\x7f\x00\x01"), 3, 0, 1.0)) == [[]]
+    registry.expire(181.0)
+    assert parse_pages(registry.gather(NET, 3, MDNS, 1, 0, 181.0)) == [[]]  # ...and lapses
 
 
 def test_a_group_with_more_subscribers_than_one_page_is_gathered_in_pages_with_no_cap() -> None:
@@ -118,6 +128,22 @@ def test_a_hostile_member_cannot_grow_the_tables_without_bound() -> None:
     # The TTL is capped: the subscriptions lapse within ten minutes whatever the member asked.
     registry.expire(601.0)
     assert registry.counts()["groups"] == 0
+
+
+@given(
+    network_id=st.integers(0, 2**64 - 1),
+    group=st.binary(min_size=10, max_size=10),
+    gather_id=st.integers(0, 2**32 - 1),
+    page=st.integers(1, 4096).flatmap(lambda count: st.tuples(st.integers(0, count - 1), st.just(count))),
+    ids=st.lists(st.integers(0, 2**40 - 1), max_size=GATHER_PAGE_SUBSCRIBERS),
+)
+def test_the_packed_gather_reply_is_byte_identical_to_the_construct(network_id, group, gather_id, page, ids) -> None:
+    packed = pack_gather_reply_page(network_id, group, gather_id, page[0], page[1], b"".join(n.to_bytes(5, "big") for n in ids))
+    built = MulticastGatherReply.build(
+        {"network_id": network_id, "group": group_fields(group), "gather_id": gather_id,
+         "page_index": page[0], "page_count": page[1], "subscribers": ids}
+    )
+    assert packed == built
 
 
 # -- the member's cache ---------------------------------------------------------------------------------------
@@ -253,6 +279,29 @@ def test_a_restarted_controller_learns_the_groups_again(world: World) -> None:
     subscribe(world, members[3], MDNS)  # the new process pushes it: member 1 gathered again
     world.run(0.3)
     assert receivers(world, members[0], multicast_frame(members[0])) == {2, 3, 4}
+
+
+def arp_request(sender: Member, target_ip: str) -> bytes:
+    arp = dpkt.arp.ARP(
+        op=dpkt.arp.ARP_OP_REQUEST, sha=sender.mac(), spa=socket.inet_aton("10.147.99.1"),
+        tha=b"\x00" * 6, tpa=socket.inet_aton(target_ip),
+    )
+    return bytes(dpkt.ethernet.Ethernet(dst=BROADCAST, src=sender.mac(), type=dpkt.ethernet.ETH_TYPE_ARP, data=arp))
+
+
+def test_arp_for_an_address_a_member_holds_outside_the_config_is_gathered_then_answered_locally(world: World) -> None:
+    _, members = authorized_members(world, 4)
+    leased = "10.147.17.200"  # on member 3's TAP (a DHCP lease, say), not in the config
+    subscribe(world, members[2], arp_group(socket.inet_aton(leased)))
+    world.run(0.5)
+    request = arp_request(members[0], leased)
+    # Nobody known to hold it yet: asked of everyone, as on a plain LAN; and the owner gathered.
+    assert receivers(world, members[0], request) == {2, 3, 4}
+    world.run(0.3)
+    assert receivers(world, members[0], request) == set()
+    [reply] = members[0].frames()
+    assert dpkt.arp.ARP(reply[14:]).sha == members[2].mac()
+    assert members[0].switch_counters()["forwarded"]["arp_answered_locally"] == 1
 
 
 # -- hostile input ------------------------------------------------------------------------------------------
