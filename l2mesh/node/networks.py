@@ -7,6 +7,7 @@ from __future__ import annotations
 import ipaddress
 from collections import Counter, deque
 
+from l2mesh.ids import controller_of
 from l2mesh.netconf import MemberConfig, NetworkConfig
 from l2mesh.node.events import (
     BroadcastStorm,
@@ -24,9 +25,8 @@ from l2mesh.node.send import SendPath
 from l2mesh.rules.syntax import format_rule
 from l2mesh.switch import MemberPort
 from l2mesh.switch.loops import HELLO_INTERVAL_S, build_hello, build_topology_change
-from l2mesh.wire.errors import parse_or_none
-from l2mesh.ids import controller_of
 from l2mesh.switch.multicast import group_fields, group_key
+from l2mesh.wire.errors import parse_or_none
 from l2mesh.wire.messages import (
     MessageKind,
     MulticastGather,
