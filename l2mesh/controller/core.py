@@ -33,6 +33,7 @@ from l2mesh.controller.directory import Directory
 from l2mesh.controller.issuing import Issuer
 from l2mesh.controller.joins import MemberAsked
 from l2mesh.controller.model import Member, Network
+from l2mesh.controller.multicast import MulticastRegistry, Push
 from l2mesh.controller.relay import Relay
 from l2mesh.controller.seen import SeenTracker
 from l2mesh.errors import L2meshError
@@ -44,6 +45,7 @@ from l2mesh.ratelimit import KeyedRateLimiter
 from l2mesh.relaying import envelope_run_packets
 from l2mesh.session import SessionError
 from l2mesh.session_server import IdentityDesk
+from l2mesh.switch.multicast import group_key
 from l2mesh.wire.codec import parse_message
 from l2mesh.wire.common import Endpoint
 from l2mesh.wire.errors import ParseError, parse_or_none
@@ -53,6 +55,7 @@ from l2mesh.wire.packets import MAX_RELAY_HOPS, RELAY_HEADER, RELAY_HEADER_BYTES
 
 PUNCHES_PER_MEMBER_PER_S = 1.0
 MAX_PUNCH_ENDPOINTS = 8
+MULTICAST_EXPIRE_INTERVAL_S = 5.0
 ROOT_SILENT_S = 60.0  # a root unheard this long is shown as connecting again (keepalives come every ~10 s)
 
 ENDPOINT_PUSHES_PER_MEMBER_PER_S = 0.1
@@ -99,6 +102,8 @@ class ControllerCore:
         self._now_s = 0.0
         self.roots: list[RootLink] = []
         self.local_endpoints: list[Endpoint] = []  # the edge's addresses, registered with the roots
+        self.multicast = MulticastRegistry(self.drops)
+        self._next_multicast_expiry_s = 0.0
 
     # -- datagrams --------------------------------------------------------------------------------
     def datagram_received(self, data: memoryview, source: Endpoint, now: float) -> None:
@@ -197,11 +202,34 @@ class ControllerCore:
                 self._send(one, message)
             if hints:
                 self.sent["rendezvous"] += 1
+        elif kind == MessageKind.MULTICAST_LIKE or kind == MessageKind.MULTICAST_GATHER:
+            self._multicast(client, kind, parsed, now)
         elif kind == MessageKind.PATH_PROBE:
             # The reply tells the member its address as seen from here (its NAT mapping).
             self._send(client, PathProbeReply.build({"probe_id": parsed.probe_id, "observed": source}))
         else:
             self.drops["unhandled_message"] += 1
+
+    def _multicast(self, client: Client, kind: MessageKind, parsed: Any, now: float) -> None:
+        """A member likes its groups, or gathers a group's subscribers: only on a network it is authorized on."""
+        member = None if client.node_id is None else self.directory.member(parsed.network_id, client.node_id)
+        if member is None or not member.authorized or self._find_network(parsed.network_id) is None:
+            self.drops["multicast_from_non_member"] += 1
+            return
+        if kind == MessageKind.MULTICAST_LIKE:
+            groups = [group_key(bytes(g.mac), g.adi) for g in parsed.groups]
+            self._push_multicast(self.multicast.like(parsed.network_id, member.node_id, groups, parsed.complete, parsed.ttl_s, now))
+        else:
+            group = group_key(bytes(parsed.group.mac), parsed.group.adi)
+            self._send_all(client, self.multicast.gather(parsed.network_id, member.node_id, group, parsed.gather_id, parsed.limit, now))
+
+    def _push_multicast(self, pushes: list[Push]) -> None:
+        for push in pushes:
+            for node_id in push.node_ids:
+                client = self.clients.online(node_id, self._now_s)
+                if client is not None:
+                    self._send(client, push.message)
+                    self.sent["multicast_push"] += 1
 
     def _netconf_request(self, client: Client, request: Any) -> None:
         identity = PublicIdentity(client.session.remote_static, request.ed25519)
@@ -449,6 +477,9 @@ class ControllerCore:
             self._root_tick(now)
         for client in self.clients.poll(now):
             self._send(client, Keepalive.build({}))
+        if now >= self._next_multicast_expiry_s:
+            self._next_multicast_expiry_s = now + MULTICAST_EXPIRE_INTERVAL_S
+            self._push_multicast(self.multicast.expire(now))
         seen = self.seen.due(now, self.online_since)
         if seen is not None:
             self._writes.append(seen)
@@ -490,4 +521,5 @@ class ControllerCore:
             "relayed_packets": self.relay.relayed_packets,
             "relayed_bytes": self.relay.relayed_bytes,
             "roots": self.roots_view(self._now_s),
+            "multicast": self.multicast.counts(),
         }

@@ -210,6 +210,8 @@ class NodeCore:
         kind = message[0]
         if kind == MessageKind.MULTICAST_SUBSCRIPTIONS:
             self.nets.subscriptions_received(peer, message, now)
+        elif (kind == MessageKind.MULTICAST_GATHER_REPLY or kind == MessageKind.MULTICAST_SUBSCRIBERS_CHANGED) and peer.is_controller:
+            self.nets.gathered_received(peer, message, now)
         elif kind == MessageKind.PATH_PROBE:
             self.apply(self.paths.probe_received(peer, message, note.source, note.relayed), now)
         elif kind == MessageKind.PATH_PROBE_REPLY:

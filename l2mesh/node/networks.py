@@ -1,11 +1,13 @@
 """The networks a node is on: applying and refusing configs, the peer set they imply, multicast
-subscriptions announced member to member, bridge hellos, and the switch's timers."""
+subscriptions (liked to and gathered from the network's controller; announced member to member on
+static networks, which have none), bridge hellos, and the switch's timers."""
 
 from __future__ import annotations
 
 import ipaddress
 from collections import Counter, deque
 
+from l2mesh.ids import controller_of
 from l2mesh.netconf import MemberConfig, NetworkConfig
 from l2mesh.node.events import (
     BroadcastStorm,
@@ -23,11 +25,20 @@ from l2mesh.node.send import SendPath
 from l2mesh.rules.syntax import format_rule
 from l2mesh.switch import MemberPort
 from l2mesh.switch.loops import HELLO_INTERVAL_S, build_hello, build_topology_change
+from l2mesh.switch.multicast import group_fields, group_key
 from l2mesh.wire.errors import parse_or_none
-from l2mesh.wire.messages import MulticastSubscriptions
+from l2mesh.wire.messages import (
+    MessageKind,
+    MulticastGather,
+    MulticastGatherReply,
+    MulticastLike,
+    MulticastSubscribersChanged,
+    MulticastSubscriptions,
+)
 
 GROUP_TTL_S = 180  # subscriptions announced live this long unless refreshed
 GROUP_REFRESH_S = 60.0
+LIKE_GROUPS_PER_MESSAGE = 100  # 1 KiB of groups: one LIKE fits one datagram
 SWITCH_EXPIRE_INTERVAL_S = 5.0
 
 
@@ -131,22 +142,47 @@ class Networks:
 
     # -- multicast subscriptions ----------------------------------------------------------------------
     def set_local_groups(self, network_id: int, groups: frozenset[bytes], now: float) -> None:
-        """The groups our TAP listens to (from the kernel); announced to every member when they change."""
+        """The groups our TAP listens to (from the kernel); told to the controller (or every member) when they change."""
         state = self.states.get(network_id)
         if state is None or groups == state.local_groups:
             return
         state.local_groups = groups
-        self._announce_groups(state, state.switch.remote_ids, now)
+        self._publish_groups(state, now)
+
+    def _controller_peer(self, network_id: int) -> Peer | None:
+        """The network's controller, when we joined through it (a static network has none)."""
+        peer = self.peers.by_id.get(controller_of(network_id))
+        return peer if peer is not None and peer.is_controller else None
+
+    def _publish_groups(self, state: NetworkState, now: float) -> None:
+        if self._controller_peer(state.network_id) is not None:
+            self._like(state, now)
+        else:
+            self._announce_groups(state, state.switch.remote_ids, now)
+
+    def _like(self, state: NetworkState, now: float) -> None:
+        """Our complete group set to the controller (MULTICAST_LIKE), in as many messages as it takes."""
+        if state.status is not NetworkStatus.OK:
+            return
+        groups = [group_fields(g) for g in sorted(state.local_groups)]
+        pages = [groups[i : i + LIKE_GROUPS_PER_MESSAGE] for i in range(0, len(groups), LIKE_GROUPS_PER_MESSAGE)] or [[]]
+        for index, page in enumerate(pages):
+            message = MulticastLike.build(
+                {"network_id": state.network_id, "ttl_s": GROUP_TTL_S, "complete": index == 0, "groups": page}
+            )
+            self.send.send_message(controller_of(state.network_id), message, now)
+        state.next_group_refresh_s = now + GROUP_REFRESH_S
 
     def _announce_groups(self, state: NetworkState, node_ids: "tuple[int, ...] | list[int]", now: float) -> None:
-        if state.status is not NetworkStatus.OK:
+        """Our groups to members, on a network without a controller to gather them."""
+        if state.status is not NetworkStatus.OK or self._controller_peer(state.network_id) is not None:
             return
         message = MulticastSubscriptions.build(
             {
                 "network_id": state.network_id,
                 "ttl_s": GROUP_TTL_S,
                 "complete": True,
-                "groups": [{"mac": g[:6], "adi": int.from_bytes(g[6:], "big")} for g in sorted(state.local_groups)],
+                "groups": [group_fields(g) for g in sorted(state.local_groups)],
             }
         )
         for node_id in node_ids:
@@ -155,6 +191,7 @@ class Networks:
             state.next_group_refresh_s = now + GROUP_REFRESH_S
 
     def subscriptions_received(self, peer: Peer, message: bytes, now: float) -> None:
+        """A member's own groups (a static network's members, or an older peer on any network): used as announced."""
         announcement = parse_or_none(MulticastSubscriptions, message)
         if announcement is None:
             self.drops["subscriptions_malformed"] += 1
@@ -163,14 +200,51 @@ class Networks:
         if state is None or announcement.network_id not in peer.networks:
             self.drops["subscriptions_for_unshared_network"] += 1
             return
-        groups = {bytes(g.mac) + g.adi.to_bytes(4, "big") for g in announcement.groups}
+        groups = {group_key(bytes(g.mac), g.adi) for g in announcement.groups}
         if not announcement.complete:
             groups |= state.switch.groups.groups_of(peer.node_id)
         state.switch.groups.replace(peer.node_id, groups, now + announcement.ttl_s)
 
+    def gathered_received(self, peer: Peer, message: bytes, now: float) -> None:
+        """The controller's answer to a GATHER (one page), or its push of a change to a group we gathered."""
+        is_reply = message[0] == MessageKind.MULTICAST_GATHER_REPLY
+        parsed = parse_or_none(MulticastGatherReply if is_reply else MulticastSubscribersChanged, message)
+        if parsed is None:
+            self.drops["gathered_malformed"] += 1
+            return
+        state = self.states.get(parsed.network_id)
+        if state is None or controller_of(parsed.network_id) != peer.node_id:
+            self.drops["gathered_from_other_than_controller"] += 1
+            return
+        group = group_key(bytes(parsed.group.mac), parsed.group.adi)
+        if is_reply:
+            state.switch.gathered_page(group, parsed.gather_id, parsed.page_index, parsed.page_count, list(parsed.subscribers), now)
+        else:
+            state.switch.subscribers_changed(group, list(parsed.added), list(parsed.removed))
+
+    def _gather(self, state: NetworkState, now: float) -> None:
+        """Ask the controller for the groups our TAP sends to that have no (fresh) answer."""
+        gathered = state.switch.gathered
+        if state.status is not NetworkStatus.OK:
+            gathered.wanted.clear()
+            return
+        controller_id = controller_of(state.network_id)
+        for group, gather_id in gathered.due(now):
+            message = MulticastGather.build(
+                # limit 0: every subscriber, however many (no fixed fan-out cap).
+                {"network_id": state.network_id, "group": group_fields(group), "gather_id": gather_id, "limit": 0}
+            )
+            self.send.send_message(controller_id, message, now)
+
     def _refresh_groups(self, now: float) -> None:
         for state in self.states.values():
-            if state.local_groups and now >= state.next_group_refresh_s:
+            gathering = self._controller_peer(state.network_id) is not None
+            state.switch.gathering = gathering
+            if gathering:
+                self._gather(state, now)
+                if now >= state.next_group_refresh_s:
+                    self._like(state, now)
+            elif state.local_groups and now >= state.next_group_refresh_s:
                 self._announce_groups(state, state.switch.remote_ids, now)
         # A peer with a new session may have restarted and forgotten our groups.
         for peer in self.peers.by_id.values():
@@ -178,10 +252,19 @@ class Networks:
             if session is None or session.established_count == peer.groups_sent_session or not session.established:
                 continue
             peer.groups_sent_session = session.established_count
+            if peer.is_controller:
+                self._controller_session_renewed(peer.node_id, now)
             for network_id in peer.networks:
                 shared = self.states.get(network_id)
                 if shared is not None and shared.local_groups:
                     self._announce_groups(shared, [peer.node_id], now)
+
+    def _controller_session_renewed(self, controller_id: int, now: float) -> None:
+        """A (maybe restarted) controller: like our groups again, and gather again what we send to, to be told of changes."""
+        for state in self.states.values():
+            if controller_of(state.network_id) == controller_id and state.switch.gathering:
+                self._like(state, now)
+                state.switch.gathered.ask_all_again()
 
     # -- bridges ---------------------------------------------------------------------------------
     def _bridge_duties(self, state: NetworkState, now: float) -> None:

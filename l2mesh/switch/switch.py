@@ -26,7 +26,7 @@ from l2mesh.switch.arp import ETHERTYPE_ARP, ARP_REQUEST, ArpRequest, ArpTable, 
 from l2mesh.switch.flow_rules import FlowRules
 from l2mesh.switch.loops import LISTEN_S, LoopGuard, parse_hello, parse_topology_change
 from l2mesh.switch.mactable import DEFAULT_MAC_AGING_S, MacTable
-from l2mesh.switch.multicast import BROADCAST_MAC, MulticastGroups, arp_group
+from l2mesh.switch.multicast import BROADCAST_MAC, GatheredGroups, MulticastGroups, arp_group
 from l2mesh.wire.bridge import HELLO_MAC
 
 ETHERNET_HEADER_BYTES = 14
@@ -71,7 +71,11 @@ class NetworkSwitch:
         self.bridges: tuple[int, ...] = ()
         self.remote_ids: tuple[int, ...] = ()
         self.learned = MacTable(mac_aging_s)
-        self.groups = MulticastGroups()
+        self.groups = MulticastGroups()  # announced by members themselves (static networks, older peers)
+        self.drops: Counter[str] = Counter()
+        # On a network with a controller, subscribers are gathered from it instead (ZeroTier's GATHER).
+        self.gathering = False
+        self.gathered = GatheredGroups(self.drops)
         self.arp = ArpTable()
         # Frames the switch answers itself (ARP replies); the caller writes them to the TAP.
         self.local_replies: list[bytes] = []
@@ -80,7 +84,6 @@ class NetworkSwitch:
         self.loop_guard = LoopGuard(local_node_id)
         self.blocked = False  # a bridge sharing our LAN with a lower id carries it; we stand down
         self.listening_until_s: float | None = None  # a new bridge listens for hellos before carrying
-        self.drops: Counter[str] = Counter()
         self.forwarded: Counter[str] = Counter()
         # None when the network has no rules: the only cost rules add to such a network is testing this.
         self.rules: FlowRules | None = None
@@ -102,6 +105,7 @@ class NetworkSwitch:
                 del self.learned.entries[mac]
         self.arp.set_managed({ip: (m.mac, m.node_id) for m in members for ip in m.ipv4s})
         self.groups.keep_only(set(self.remote_ids))
+        self.gathered.keep_only(set(self.remote_ids))
         for node_id in {e[1] for e in self.arp.learned.values()} - set(self.members):
             self.arp.forget_node(node_id)
         if self.rules is not None:
@@ -234,8 +238,12 @@ class NetworkSwitch:
         return targets
 
     def _multicast(self, destination: bytes, now: float) -> tuple[int, ...] | None:
-        subscribers = self.groups.subscribers(destination + _NO_ADI, now)
-        targets = set(subscribers)
+        group = destination + _NO_ADI
+        targets = set(self.groups.subscribers(group, now))
+        if self.gathering:
+            # Sent to the subscribers known now (none before the first answer); the
+            # answer, or the controller's push, covers the frames that follow.
+            targets.update(self.gathered.subscribers(group, now))
         targets.update(self.bridges)
         targets.discard(self.local_node_id)
         if not targets:
@@ -253,7 +261,7 @@ class NetworkSwitch:
             # Replies sent to broadcast and gratuitous announcements refresh everyone's caches.
             return self._to_all("arp_announce")
         request = ArpRequest(arp.sha, arp.spa, arp.tpa)
-        owners = [n for n in self.groups.subscribers(arp_group(request.target_ip), now) if n != self.local_node_id]
+        owners = self._arp_owners(request.target_ip, now)
         entry = self.arp.lookup(request.target_ip, now)
         if entry is not None and owners and entry[1] not in owners and request.target_ip not in self.arp.managed:
             # Learned from traffic, but the address is now announced by someone
@@ -279,6 +287,24 @@ class NetworkSwitch:
             return None
         # Nobody claims the address: ask everyone, as a plain LAN would.
         return self._to_all("arp_flooded")
+
+    def _arp_owners(self, ipv4: bytes, now: float) -> list[int]:
+        """Members that announced they hold an address (not from the config: DHCP on their TAP, say)."""
+        group = arp_group(ipv4)
+        owners = set(self.groups.subscribers(group, now))
+        if self.gathering and ipv4 not in self.arp.managed:
+            owners.update(self.gathered.subscribers(group, now))
+        owners.discard(self.local_node_id)
+        return sorted(owners)
+
+    # -- gathered subscribers (from the controller) ---------------------------------------------
+    def gathered_page(self, group: bytes, gather_id: int, index: int, count: int, subscribers: list[int], now: float) -> bool:
+        """One page of the controller's answer; only members of our config are kept."""
+        members = [n for n in subscribers if n in self.members and n != self.local_node_id]
+        return self.gathered.page(group, gather_id, index, count, members, now)
+
+    def subscribers_changed(self, group: bytes, added: list[int], removed: list[int]) -> bool:
+        return self.gathered.changed(group, [n for n in added if n in self.members and n != self.local_node_id], removed)
 
     def _storm(self, source: int) -> None:
         self.drops["broadcast_storm"] += 1
@@ -406,6 +432,7 @@ class NetworkSwitch:
         self.learned.expire(now)
         self.arp.expire(now)
         self.groups.expire(now)
+        self.gathered.expire(now)
 
     def counters(self) -> dict[str, dict[str, int]]:
         out = {

@@ -33,6 +33,12 @@ class MessageKind(enum.IntEnum):
     ROOT_REGISTERED = 13
     ROOT_LOOKUP = 14
     ROOT_LOOKUP_REPLY = 15
+    # Multicast subscriptions through the controller (LIKE / GATHER, as ZeroTier's);
+    # numbered from 20 so kinds other work appends after 15 do not collide.
+    MULTICAST_LIKE = 20
+    MULTICAST_GATHER = 21
+    MULTICAST_GATHER_REPLY = 22
+    MULTICAST_SUBSCRIBERS_CHANGED = 23
 
 
 class NetconfStatus(enum.IntEnum):
@@ -221,6 +227,74 @@ RootLookupReply = "RootLookupReply" / c.Struct(
 )
 """Root -> node: what a node registered (only that), or that it is not registered."""
 
+MAX_GATHER_PAGES = 4096
+
+MulticastLike = "MulticastLike" / c.Struct(
+    _kind(MessageKind.MULTICAST_LIKE),
+    "network_id" / NetworkIdField,
+    # The controller forgets the groups after this long unless they are liked again.
+    "ttl_s" / c.Int16ub,
+    # True on the first message of the sender's complete set (the groups it
+    # had before are dropped); False on the messages that continue a set too
+    # big for one packet.
+    "complete" / c.Flag,
+    "groups" / c.PrefixedArray(c.Int16ub, MulticastGroup),
+    c.Terminated,
+)
+"""Member -> controller: the multicast groups its TAP listens to on one network (the controller serves them on GATHER)."""
+
+MulticastGather = "MulticastGather" / c.Struct(
+    _kind(MessageKind.MULTICAST_GATHER),
+    "network_id" / NetworkIdField,
+    "group" / MulticastGroup,
+    # Echoed in every reply page, so pages of an older question are told apart.
+    "gather_id" / c.Int32ub,
+    # At most this many subscribers (0: all of them; l2mesh members ask for all).
+    "limit" / c.Int32ub,
+    c.Terminated,
+)
+"""Member -> controller: who subscribes to this group? (asked before sending to it, and again while in use)."""
+
+MulticastGatherReply = "MulticastGatherReply" / c.Struct(
+    _kind(MessageKind.MULTICAST_GATHER_REPLY),
+    "network_id" / NetworkIdField,
+    "group" / MulticastGroup,
+    "gather_id" / c.Int32ub,
+    # A big group's subscribers span several packets; the asker uses the
+    # answer once it holds every page of it.
+    "page_index" / c.Int16ub,
+    "page_count" / c.Int16ub,
+    c.Check(lambda ctx: ctx.page_index < ctx.page_count <= MAX_GATHER_PAGES),
+    "subscribers" / c.PrefixedArray(c.Int16ub, NodeIdField),
+    c.Terminated,
+)
+"""Controller -> member: one page of a group's subscribers."""
+
+GATHER_REPLY_HEADER = struct.Struct(">BQ6sIIHHH")
+"""Hot-path equivalent of MulticastGatherReply up to its subscribers (tests prove the bytes identical):
+a 10,000-member group's 50 pages built by construct cost the controller ~25 ms per GATHER."""
+
+
+def pack_gather_reply_page(
+    network_id: int, group: bytes, gather_id: int, page_index: int, page_count: int, packed_ids: bytes
+) -> bytes:
+    """One MulticastGatherReply page from node ids already packed five bytes each."""
+    header = GATHER_REPLY_HEADER.pack(
+        MessageKind.MULTICAST_GATHER_REPLY, network_id, group[:6], int.from_bytes(group[6:10], "big"),
+        gather_id, page_index, page_count, len(packed_ids) // 5,
+    )
+    return header + packed_ids
+
+MulticastSubscribersChanged = "MulticastSubscribersChanged" / c.Struct(
+    _kind(MessageKind.MULTICAST_SUBSCRIBERS_CHANGED),
+    "network_id" / NetworkIdField,
+    "group" / MulticastGroup,
+    "added" / c.PrefixedArray(c.Int16ub, NodeIdField),
+    "removed" / c.PrefixedArray(c.Int16ub, NodeIdField),
+    c.Terminated,
+)
+"""Controller -> member: a group the member recently gathered gained or lost subscribers (pushed at once)."""
+
 MESSAGES: dict[MessageKind, c.Construct] = {
     MessageKind.FRAME: Frame,
     MessageKind.NETCONF_REQUEST: NetconfRequest,
@@ -235,4 +309,8 @@ MESSAGES: dict[MessageKind, c.Construct] = {
     MessageKind.ROOT_REGISTERED: RootRegistered,
     MessageKind.ROOT_LOOKUP: RootLookup,
     MessageKind.ROOT_LOOKUP_REPLY: RootLookupReply,
+    MessageKind.MULTICAST_LIKE: MulticastLike,
+    MessageKind.MULTICAST_GATHER: MulticastGather,
+    MessageKind.MULTICAST_GATHER_REPLY: MulticastGatherReply,
+    MessageKind.MULTICAST_SUBSCRIBERS_CHANGED: MulticastSubscribersChanged,
 }

@@ -135,6 +135,37 @@ MESSAGE_FIELDS: dict[MessageKind, st.SearchStrategy[dict]] = {
             "endpoints": st.lists(endpoints, max_size=16),
         }
     ),
+    MessageKind.MULTICAST_LIKE: st.fixed_dictionaries(
+        {
+            "network_id": u64,
+            "ttl_s": u16,
+            "complete": st.booleans(),
+            "groups": st.lists(st.fixed_dictionaries({"mac": fixed(6), "adi": u32}), max_size=12),
+        }
+    ),
+    MessageKind.MULTICAST_GATHER: st.fixed_dictionaries(
+        {"network_id": u64, "group": st.fixed_dictionaries({"mac": fixed(6), "adi": u32}), "gather_id": u32, "limit": u32}
+    ),
+    MessageKind.MULTICAST_GATHER_REPLY: st.fixed_dictionaries(
+        {
+            "network_id": u64,
+            "group": st.fixed_dictionaries({"mac": fixed(6), "adi": u32}),
+            "gather_id": u32,
+            "subscribers": st.lists(u40, max_size=20),
+        }
+    ).flatmap(
+        lambda d: st.integers(1, 4096).flatmap(
+            lambda count: st.integers(0, count - 1).map(lambda index: {**d, "page_index": index, "page_count": count})
+        )
+    ),
+    MessageKind.MULTICAST_SUBSCRIBERS_CHANGED: st.fixed_dictionaries(
+        {
+            "network_id": u64,
+            "group": st.fixed_dictionaries({"mac": fixed(6), "adi": u32}),
+            "added": st.lists(u40, max_size=20),
+            "removed": st.lists(u40, max_size=20),
+        }
+    ),
 }
 
 # Constructs ending in GreedyBytes: name of the tail field and the shortest valid encoding.
@@ -253,6 +284,14 @@ def _minimal_fields(kind: str, tag) -> dict:
         MessageKind.ROOT_LOOKUP_REPLY: dict(
             node_id=1, registered=True, x25519=bytes(32), ed25519=bytes(32), endpoints=[("198.18.1.2", 9993)]
         ),
+        MessageKind.MULTICAST_LIKE: dict(network_id=1, ttl_s=60, complete=True, groups=[dict(mac=b"\x01" * 6, adi=0)]),
+        MessageKind.MULTICAST_GATHER: dict(network_id=1, group=dict(mac=b"\x01" * 6, adi=0), gather_id=3, limit=0),
+        MessageKind.MULTICAST_GATHER_REPLY: dict(
+            network_id=1, group=dict(mac=b"\x01" * 6, adi=0), gather_id=3, page_index=0, page_count=1, subscribers=[2, 3]
+        ),
+        MessageKind.MULTICAST_SUBSCRIBERS_CHANGED: dict(
+            network_id=1, group=dict(mac=b"\x01" * 6, adi=0), added=[2], removed=[3]
+        ),
     }
     return (packets if kind == "packet" else messages)[tag]
 
@@ -326,7 +365,7 @@ def test_appending_bytes_to_a_greedy_message_extends_its_tail(kind, tag, definit
 
 
 def test_terminated_and_greedy_lists_cover_all_constructs() -> None:
-    assert len(TERMINATED) == 15
+    assert len(TERMINATED) == 19
     assert len(GREEDY) == 5
 
 
