@@ -474,45 +474,49 @@ class NodeDaemon:
         return out
 
     def _peers(self, core: NodeCore) -> list[dict[str, Any]]:
-        now = time.monotonic()
-        listing = [
-            {
-                "id": format_node_id(peer.node_id),
-                "role": "controller" if peer.is_controller else "root" if peer.is_root else "member",
-                "path": peer.path,
-                "relay": format_node_id(peer.relay_id) if peer.via_relay and peer.relay_id is not None else None,
-                "endpoint": endpoint_text(peer.endpoint) if not peer.via_relay else endpoint_text(core.paths.relay_for(peer)),
-                "latency_ms": None if peer.latency_ms is None else round(peer.latency_ms, 3),
-                "rx_bytes": peer.rx_bytes,
-                "tx_bytes": peer.tx_bytes,
-                "last_handshake_s": None
-                if peer.session is None or peer.session.last_handshake_s is None
-                else round(now - peer.session.last_handshake_s, 1),
-                "networks": [format_network_id(n) for n in sorted(peer.networks)],
-                "direct_endpoint": endpoint_text(peer.endpoint),
-                "path_changes": peer.path_changes,
-            }
-            for peer in core.peers.values()
-        ]
-        # Known members without traffic lately have no session, path or counters: listed with path "none".
-        listing.extend(
-            {
-                "id": format_node_id(member.node_id),
-                "role": "member",
-                "path": "none",
-                "relay": None,
-                "endpoint": endpoint_text(member.first_endpoint),
-                "latency_ms": None,
-                "rx_bytes": 0,
-                "tx_bytes": 0,
-                "last_handshake_s": None,
-                "networks": [format_network_id(n) for n in sorted(member.networks)],
-                "direct_endpoint": endpoint_text(member.first_endpoint),
-                "path_changes": 0,
-            }
-            for member in core.peer_table.idle_members()
-        )
-        return sorted(listing, key=lambda entry: entry["id"])
+        return peer_listing(core, time.monotonic())
+
+
+def peer_listing(core: NodeCore, now: float) -> list[dict[str, Any]]:
+    """What `l2mesh peers` shows: peers in use with their path and counters, idle known members with path "none"."""
+    listing = [
+        {
+            "id": format_node_id(peer.node_id),
+            "role": "controller" if peer.is_controller else "root" if peer.is_root else "member",
+            "path": peer.path,
+            "relay": format_node_id(peer.relay_id) if peer.via_relay and peer.relay_id is not None else None,
+            "endpoint": endpoint_text(peer.endpoint) if not peer.via_relay else endpoint_text(core.paths.relay_for(peer)),
+            "latency_ms": None if peer.latency_ms is None else round(peer.latency_ms, 3),
+            "rx_bytes": peer.rx_bytes,
+            "tx_bytes": peer.tx_bytes,
+            "last_handshake_s": None
+            if peer.session is None or peer.session.last_handshake_s is None
+            else round(now - peer.session.last_handshake_s, 1),
+            "networks": [format_network_id(n) for n in sorted(peer.networks)],
+            "direct_endpoint": endpoint_text(peer.endpoint),
+            "path_changes": peer.path_changes,
+        }
+        for peer in core.peers.values()
+    ]
+    # Known members without traffic lately have no session, path or counters: listed with path "none".
+    listing.extend(
+        {
+            "id": format_node_id(member.node_id),
+            "role": "member",
+            "path": "none",
+            "relay": None,
+            "endpoint": endpoint_text(member.first_endpoint),
+            "latency_ms": None,
+            "rx_bytes": 0,
+            "tx_bytes": 0,
+            "last_handshake_s": None,
+            "networks": [format_network_id(n) for n in sorted(member.networks)],
+            "direct_endpoint": endpoint_text(member.first_endpoint),
+            "path_changes": 0,
+        }
+        for member in core.peer_table.idle_members()
+    )
+    return sorted(listing, key=lambda entry: entry["id"])
 
 
 def _rule_counts(state: NetworkState) -> dict[str, Any]:
