@@ -141,6 +141,11 @@ class Session:
     def established(self) -> bool:
         return self.current is not None
 
+    @property
+    def spent(self) -> bool:
+        """No keys left that could seal or open a packet, and no handshake under way."""
+        return self.current is None and self.previous is None and self.next is None and self.pending is None
+
     def create_initiation(self, now: float) -> bytes:
         """A HandshakeInit packet; starts (or restarts) a handshake with a fresh ephemeral and index."""
         table = self.table

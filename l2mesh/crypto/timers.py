@@ -19,6 +19,12 @@ class SessionLimits:
     # A session with no traffic either way for this long is forgotten
     # (keys wiped, state freed); the next frame sets it up again.
     idle_expiry_s: float = 540.0
+    # A member peer (not a controller or root) with no traffic either way for
+    # this long shrinks back to its config entry (node/peers.py KnownMember, a
+    # few hundred bytes); its next message makes it a full peer again. Only
+    # once its keys have expired too (reject_after_time_s after they were
+    # made) and no handshake is under way: nothing usable is thrown away.
+    idle_peer_forget_s: float = 180.0
     # Handshake retransmission: first retry after the initial delay, then
     # doubling up to the maximum, giving up after give_up_s.
     handshake_retry_initial_s: float = 0.5

@@ -192,7 +192,7 @@ class NodeCore:
             if note.peer.is_root:
                 self.roots.session_renewed(note.peer.node_id)
         elif note.data[0] == PacketType.RELAY:
-            origin = self.paths.relay_origin(note.data, note.source)
+            origin = self.paths.relay_origin(note.data, note.source, now)
             if origin is not None:
                 inner = self.receive.dispatch(note.data[RELAY_HEADER_BYTES:], note.source, now, origin)
                 if inner is not None:
@@ -311,12 +311,12 @@ class NodeCore:
                 peer.session = None
                 continue
             if action & SessionAction.HANDSHAKE_FAILED:
-                self.drops["handshake_failed_queue_dropped"] += len(peer.queue)
-                peer.queue.clear()
+                self.drops["handshake_failed_queue_dropped"] += peer.drop_queue()
             if action & SessionAction.SEND_INITIATION:
                 send.send_initiation(peer, session, now)
             if action & SessionAction.SEND_KEEPALIVE:
                 send.send_message(peer.node_id, KEEPALIVE_MESSAGE, now)
+        self.peer_table.forget_idle(now)
         self._now_s = now
         self.receive.reassembler.expire(now)
         self.apply(self.membership.tick(now), now)

@@ -4,7 +4,6 @@ static networks, which have none), bridge hellos, and the switch's timers."""
 
 from __future__ import annotations
 
-import ipaddress
 from collections import Counter, deque
 
 from l2mesh.ids import controller_of
@@ -116,7 +115,10 @@ class Networks:
             self.events.append(NetworkRemoved(network_id))
 
     def sync_peers(self) -> None:
-        """Make the peer set the union of members over all networks; peers no longer shared are cut off."""
+        """Make the known members the union of members over all networks; those no longer shared are cut off.
+
+        Members are only recorded here (peer_table.py): a Peer, a session and
+        a handshake wait for traffic to or from the member."""
         wanted: dict[int, tuple[MemberConfig, list[int]]] = {}
         for network_id, state in self.states.items():
             if state.config is None or not state.forwarding:
@@ -125,20 +127,11 @@ class Networks:
                 if member.node_id != self.node_id:
                     wanted.setdefault(member.node_id, (member, []))[1].append(network_id)
         peers = self.peers
-        for gone in [p for n, p in peers.by_id.items() if n not in wanted and not (p.is_controller or p.is_root)]:
-            peers.forget(gone)
+        peers.keep_only(wanted)
+        shared: dict[tuple[int, ...], tuple[int, ...]] = {}  # one tuple per set of networks, not one per member
         for node_id, (member, network_ids) in wanted.items():
-            peer = peers.by_id.get(node_id)
-            if peer is not None and peer.identity != member.identity:
-                peers.forget(peer)
-                peer = None
-            if peer is None:
-                peer = Peer(node_id, member.identity)
-                peers.add(peer)
-            peer.networks = set(network_ids)
-            peer.candidates = list(member.endpoints)
-            if peer.endpoint is None and peer.candidates:
-                peers.set_endpoint(peer, peer.candidates[0])
+            networks = tuple(network_ids)
+            peers.know(node_id, member.identity, member.endpoints, shared.setdefault(networks, networks))
 
     # -- multicast subscriptions ----------------------------------------------------------------------
     def set_local_groups(self, network_id: int, groups: frozenset[bytes], now: float) -> None:
@@ -310,9 +303,10 @@ class Networks:
 
 
 def _member_port(member: MemberConfig, network_id: int) -> MemberPort:
-    ipv4s = tuple(
-        ipaddress.ip_interface(ip).ip.packed for ip in member.ips if ipaddress.ip_interface(ip).version == 4
-    )
+    # The config holds canonical CIDRs (netconf.py normalizes them): dotted quads read directly, not by
+    # ipaddress, which was most of the cost of applying a config of thousands of members.
+    addresses = [ip.partition("/")[0] for ip in member.ips]
+    ipv4s = tuple(bytes(map(int, address.split("."))) for address in addresses if ":" not in address)
     return MemberPort(member.node_id, member.mac(network_id), member.bridge, ipv4s, member.tags)
 
 

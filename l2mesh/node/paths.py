@@ -100,7 +100,7 @@ class Paths:
                 return link.node_id, link.endpoint
         return None
 
-    def relay_origin(self, data: memoryview, source: Endpoint) -> Peer | None:
+    def relay_origin(self, data: memoryview, source: Endpoint, now: float) -> Peer | None:
         """The peer that sent this relay envelope, if it is for us and came from one of our controllers."""
         if len(data) <= RELAY_HEADER_BYTES:
             self.drops["relay_malformed"] += 1
@@ -112,7 +112,8 @@ class Paths:
         if not any(link.endpoint == source for link in self.controllers.values()) and not self.roots.is_root_endpoint(source):
             self.drops["relay_from_stranger"] += 1
             return None
-        peer = self.peers.by_id.get(int.from_bytes(origin, "big"))
+        # An idle member may start traffic through the relay (a handshake, or packets on keys we lost by restarting).
+        peer = self.peers.peer(int.from_bytes(origin, "big"), now)
         if peer is None:
             self.drops["relay_from_unknown_peer"] += 1
         return peer
@@ -182,7 +183,9 @@ class Paths:
         if hints is None:
             self.drops["hints_malformed"] += 1
             return []
-        peer = self.peers.by_id.get(hints.node_id)
+        # Endpoints for an idle member wait for traffic (its config and our roots tell them then); a punch
+        # request means it is trying to reach us: traffic starts.
+        peer = self.peers.peer(hints.node_id, now) if hints.punch else self.peers.by_id.get(hints.node_id)
         if peer is None or peer.is_root:
             return []
         self.add_candidates(peer, [tuple(e) for e in hints.endpoints])  # type: ignore[misc]
@@ -258,10 +261,13 @@ class Paths:
         session = peer.session
         if session is None or not session.established:
             return []
-        if len(peer.probes) >= MAX_PROBES_IN_FLIGHT:
-            peer.probes.pop(next(iter(peer.probes)))
+        probes = peer.probes
+        if probes is None:
+            probes = peer.probes = {}
+        elif len(probes) >= MAX_PROBES_IN_FLIGHT:
+            probes.pop(next(iter(probes)))
         probe_id = int.from_bytes(os.urandom(8), "big")
-        peer.probes[probe_id] = now
+        probes[probe_id] = now
         message = PathProbe.build({"probe_id": probe_id})
         if direct_to is None:
             return [SendMessage(peer.node_id, message)]
@@ -281,7 +287,7 @@ class Paths:
         if reply is None:
             self.drops["probe_malformed"] += 1
             return []
-        sent_s = peer.probes.pop(reply.probe_id, None)
+        sent_s = peer.probes.pop(reply.probe_id, None) if peer.probes is not None else None
         if sent_s is None:
             return []
         sample_ms = (now - sent_s) * 1000.0
@@ -291,15 +297,13 @@ class Paths:
             self.observed_endpoint = tuple(reply.observed)
         if relayed:
             return self.proven(peer, None, now)
-        known = peer.endpoint_rtt_ms.get(source)
-        peer.endpoint_rtt_ms[source] = sample_ms if known is None else known + LATENCY_SMOOTHING * (sample_ms - known)
-        current_ms = peer.endpoint_rtt_ms.get(peer.endpoint) if peer.endpoint is not None else None
-        if (
-            peer.via_relay
-            or source == peer.endpoint
-            or current_ms is None
-            or peer.endpoint_rtt_ms[source] < current_ms * BETTER_PATH_RATIO
-        ):
+        rtt_ms = peer.endpoint_rtt_ms
+        if rtt_ms is None:
+            rtt_ms = peer.endpoint_rtt_ms = {}
+        known = rtt_ms.get(source)
+        rtt_ms[source] = sample_ms if known is None else known + LATENCY_SMOOTHING * (sample_ms - known)
+        current_ms = rtt_ms.get(peer.endpoint) if peer.endpoint is not None else None
+        if peer.via_relay or source == peer.endpoint or current_ms is None or rtt_ms[source] < current_ms * BETTER_PATH_RATIO:
             # Direct beats the relay; among direct endpoints, the clearly faster one wins.
             return self.proven(peer, source, now)
         peer.direct_rx_s = now
@@ -309,7 +313,7 @@ class Paths:
     def tick(self, now: float) -> list[Send]:
         self.now_s = now
         plan: list[Send] = []
-        for peer in self.peers.by_id.values():
+        for peer in self.peers.by_id.values():  # peers in use, controllers and roots: idle members have no Peer
             session = peer.session
             if session is None or not session.established:
                 continue

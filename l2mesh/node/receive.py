@@ -142,7 +142,7 @@ class ReceivePath:
             session, plaintext = self.sessions.open(data, now)
         except SessionError:
             self.drops["transport_rejected"] += 1
-            self._maybe_peer_lost_keys(relayed_from or self.peers.at.get(source), now)
+            self._maybe_peer_lost_keys(relayed_from.node_id if relayed_from is not None else self.peers.node_at(source), now)
             return None
         peer = self.peers.by_static.get(session.remote_static)
         if peer is None or (relayed_from is not None and relayed_from is not peer):
@@ -188,16 +188,18 @@ class ReceivePath:
             return None
         return ControlMessage(peer, bytes(plaintext), source, relayed_from is not None)
 
-    def _maybe_peer_lost_keys(self, peer: Peer | None, now: float) -> None:
+    def _maybe_peer_lost_keys(self, node_id: int | None, now: float) -> None:
         """Undecryptable traffic from a peer (by its address, or its relay envelope): it probably restarted.
 
         Waiting for our keys to expire would cut the peer off for minutes;
         a new handshake (rate-limited, since the hint is unauthenticated)
         heals it in one round trip.
         """
-        if peer is None or not self._unknown_index_hints.take(peer.node_id, now):
+        if node_id is None or not self._unknown_index_hints.take(node_id, now):
             return
-        self.send.renew_session(peer, now)
+        peer = self.peers.peer(node_id, now)  # an idle member (we restarted, or forgot it): traffic starts
+        if peer is not None:
+            self.send.renew_session(peer, now)
 
     def _initiation(self, data: memoryview, source: Endpoint, now: float, relayed_from: Peer | None) -> Note | None:
         rate_key = source[0] if relayed_from is None else ("relay", relayed_from.node_id)
@@ -206,8 +208,8 @@ class ReceivePath:
         except (SessionError, ParseError):
             self.drops["initiation_rejected"] += 1
             return None
-        peer = self.peers.by_static[result.session.remote_static]
-        if relayed_from is not None and relayed_from is not peer:
+        peer = self.peers.peer_by_static(result.session.remote_static, now)  # an idle member's: traffic starts
+        if peer is None or (relayed_from is not None and relayed_from is not peer):
             self.drops["relayed_handshake_mismatch"] += 1
             return None
         peer.session = result.session

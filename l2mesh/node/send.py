@@ -109,8 +109,10 @@ class SendPath:
         """Encrypt an inner message to a peer and send it, or queue it behind a handshake."""
         peer = self.peers.by_id.get(node_id)
         if peer is None:
-            self.drops["no_such_peer"] += 1
-            return
+            peer = self.peers.peer(node_id, now)  # an idle member: traffic starts
+            if peer is None:
+                self.drops["no_such_peer"] += 1
+                return
         if is_frame:
             peer.last_frame_s = now
         session = peer.session
@@ -164,9 +166,8 @@ class SendPath:
 
     # -- handshakes ---------------------------------------------------------------------------------------
     def _queue_and_handshake(self, peer: Peer, plaintext: bytes, now: float) -> None:
-        if len(peer.queue) == peer.queue.maxlen:
+        if not peer.enqueue(bytes(plaintext)):
             self.drops["queue_full"] += 1
-        peer.queue.append(bytes(plaintext))
         session = self.peers.session_of(peer)
         if session.pending is None:
             self.send_initiation(peer, session, now)
@@ -181,13 +182,16 @@ class SendPath:
             self.send_initiation(peer, session, now)
 
     def flush_queue(self, peer: Peer, now: float) -> None:
-        session = peer.session
-        while peer.queue and session is not None:
-            packet = session.seal(peer.queue[0], now)
+        session, queue = peer.session, peer.queue
+        if session is None or queue is None:
+            return
+        while queue:
+            packet = session.seal(queue[0], now)
             if packet is None:
                 return
-            peer.queue.popleft()
+            queue.popleft()
             self.put_on_path(peer, packet)
+        peer.queue = None  # most peers never queue again: no empty deque kept per peer
 
     def flush_or_confirm(self, peer: Peer, now: float) -> None:
         """After our handshake completed: send what waited, or a keepalive so the responder may send at once."""

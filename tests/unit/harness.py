@@ -290,18 +290,23 @@ class Member:
         return set() if config is None else {m.node_id for m in config.members}
 
     def peer_ids(self, with_controllers: bool = False) -> set[int]:
-        """Nodes this member holds as peers (controllers only if asked)."""
-        return {node_id for node_id, peer in self.core.peers.items() if with_controllers or not peer.is_controller}
+        """Nodes this member holds as peers, idle members included (controllers only if asked)."""
+        table = self.core.peer_table
+        active = {node_id for node_id, peer in table.by_id.items() if with_controllers or not peer.is_controller}
+        return active | set(table.known)
 
     def path_to(self, other: "Member") -> str:
-        """'direct', 'relay' or 'none' (no established session); 'none' also when other is no peer."""
+        """'direct', 'relay' or 'none' (no established session); 'none' also when other is no peer or idle."""
         peer = self.core.peers.get(other.node_id)
         return "none" if peer is None else peer.path
 
     def endpoint_of(self, other: "Member") -> Endpoint | None:
-        """Where this member sends to other directly."""
+        """Where this member sends to other directly (an idle member: where traffic to it will go first)."""
         peer = self.core.peers.get(other.node_id)
-        return None if peer is None else peer.endpoint
+        if peer is not None:
+            return peer.endpoint
+        member = self.core.peer_table.known.get(other.node_id)
+        return None if member is None else member.first_endpoint
 
     def set_local_addresses(self, endpoints: list[Endpoint]) -> None:
         """What the daemon reads from its interfaces: announced to the controller as LAN candidates."""

@@ -125,7 +125,7 @@ def test_unicast_frame_triggers_a_handshake_is_queued_then_delivered_exactly_onc
     m1.core.frame_from_tap(NET, frame, 0.0)
     # Nothing to encrypt with yet: only a handshake initiation leaves, and the frame waits.
     assert [(d[0], address) for d, address in m1.transmit.datagrams] == [(PacketType.HANDSHAKE_INIT, m2.endpoint)]
-    assert len(m1.core.peers[m2.node_id].queue) == 1
+    assert m1.core.peers[m2.node_id].queued == 1
     delivered = mesh.deliver(0.0)
     assert [s.kind for s in delivered] == [PacketType.HANDSHAKE_INIT, PacketType.HANDSHAKE_RESPONSE, PacketType.TRANSPORT]
     assert m2.transmit.frames == [(NET, frame)]
@@ -236,7 +236,7 @@ def test_peer_removed_from_the_config_is_cut_off() -> None:
     m1_static = m1.identity.x25519_public
     assert m1_static in m2.core.table.sessions
     assert m2.core.apply_netconf(mesh.config_for(m2, revision=2, others=[m3]))
-    assert m1.node_id not in m2.core.peers
+    assert m1.node_id not in m2.peer_ids()
     assert m1_static not in m2.core.table.sessions
     # m1 still holds the old config and keys: its frames no longer open.
     m1.core.frame_from_tap(NET, udp_frame(m1, m2.mac()), 1.0)
@@ -273,7 +273,7 @@ def test_stale_netconf_revision_is_refused() -> None:
     assert m1.core.drops["stale_netconf"] == 1
     assert m1.core.networks[NET].config is newer
     assert not m1.core.events
-    assert set(m1.core.peers) == {m3.node_id}
+    assert m1.peer_ids() == {m3.node_id}
     # The same revision again is not stale.
     assert m1.core.apply_netconf(newer)
 
@@ -300,7 +300,7 @@ def test_removing_the_only_shared_network_forgets_the_peers() -> None:
     m1, m2, _ = mesh.members
     established(mesh, m1, m2)
     m1.core.remove_network(NET)
-    assert not m1.core.peers
+    assert not m1.peer_ids()
     assert not m1.core.table.sessions
 
 
@@ -423,7 +423,7 @@ def test_tick_retransmits_a_lost_initiation_then_delivers_the_queued_frame() -> 
     frame = udp_frame(m1, m2.mac())
     m1.core.frame_from_tap(NET, frame, 0.0)
     mesh.deliver(0.0, drop=drop_first(1, PacketType.HANDSHAKE_INIT))
-    assert m2.transmit.frames == [] and len(m1.core.peers[m2.node_id].queue) == 1
+    assert m2.transmit.frames == [] and m1.core.peers[m2.node_id].queued == 1
     m1.core.tick(0.49)
     assert not m1.transmit.datagrams
     m1.core.tick(0.5)
@@ -472,7 +472,7 @@ def test_retries_to_an_unanswering_peer_reach_its_other_endpoint() -> None:
     m1, m2, _ = mesh.members
     dead = ("198.18.222.2", 9993)
     m1 = with_two_endpoints_for(mesh, m1, m2, dead)
-    assert m1.core.peers[m2.node_id].endpoint == dead
+    assert m1.endpoint_of(m2) == dead
     frame = udp_frame(m1, m2.mac())
     m1.core.frame_from_tap(NET, frame, 0.0)
     for step in range(1, 1001):

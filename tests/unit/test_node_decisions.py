@@ -112,7 +112,7 @@ def paths_with_peer(candidates: list[tuple[str, int]]) -> tuple[Paths, Peer, Cou
     controller = Peer(CONTROLLER.node_id, CONTROLLER.public, is_controller=True, last_rx_s=0.0)
     table.add(controller)
     other = Identity.generate()
-    peer = Peer(other.node_id, other.public, candidates=list(candidates), networks={NET})
+    peer = Peer(other.node_id, other.public, candidates=list(candidates), networks=(NET,))
     table.add(peer)
     table.set_endpoint(peer, candidates[0])
     return Paths(ME.node_id, table, membership.controllers, Roots(ME, table, drops), drops), peer, drops
@@ -151,9 +151,9 @@ def test_a_relay_envelope_is_accepted_only_for_us_from_our_controller() -> None:
 
     paths, peer, drops = paths_with_peer([("198.18.2.2", 9993)])
     envelope = RELAY_HEADER.pack(PacketType.RELAY, 0, ME.node_id.to_bytes(5, "big"), peer.node_id.to_bytes(5, "big")) + b"x"
-    assert paths.relay_origin(memoryview(envelope), CONTROLLER_AT) is peer
-    assert paths.relay_origin(memoryview(envelope), ("198.18.66.6", 9994)) is None
+    assert paths.relay_origin(memoryview(envelope), CONTROLLER_AT, 0.0) is peer
+    assert paths.relay_origin(memoryview(envelope), ("198.18.66.6", 9994), 0.0) is None
     assert drops["relay_from_stranger"] == 1
     not_ours = RELAY_HEADER.pack(PacketType.RELAY, 0, peer.node_id.to_bytes(5, "big"), ME.node_id.to_bytes(5, "big")) + b"x"
-    assert paths.relay_origin(memoryview(not_ours), CONTROLLER_AT) is None
+    assert paths.relay_origin(memoryview(not_ours), CONTROLLER_AT, 0.0) is None
     assert drops["relay_not_for_us"] == 1

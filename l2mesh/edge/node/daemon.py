@@ -286,6 +286,7 @@ class NodeDaemon:
         """Where this node's UDP goes on the underlay: the controller and every peer's known endpoints.
         A managed route holding one of them would pull the overlay's own traffic into itself."""
         hosts = {peer.endpoint[0] for peer in self.core.peers.values() if peer.endpoint is not None}
+        hosts.update(m.last_endpoint[0] for m in self.core.peer_table.idle_members() if m.last_endpoint is not None)
         controller = self.core.membership.controller_endpoint(network_id)
         if controller is not None:
             hosts.add(controller[0])
@@ -407,7 +408,8 @@ class NodeDaemon:
             "online": any((p.is_controller or p.is_root) and p.last_rx_s is not None for p in core.peers.values()),
             "uptime_s": round(time.monotonic() - self.started_s, 1),
             "networks": len(core.networks),
-            "peers": sum(1 for p in core.peers.values() if not (p.is_controller or p.is_root)),
+            "peers": sum(1 for p in core.peers.values() if not (p.is_controller or p.is_root))
+            + len(core.peer_table.idle_members()),
             "reachable": self._reachable(core, time.monotonic()),
             "counters": counters,
             "port_mapping": self.port_mapper.status(time.monotonic()) if self.port_mapper is not None else None,
@@ -472,26 +474,49 @@ class NodeDaemon:
         return out
 
     def _peers(self, core: NodeCore) -> list[dict[str, Any]]:
-        now = time.monotonic()
-        return [
-            {
-                "id": format_node_id(peer.node_id),
-                "role": "controller" if peer.is_controller else "root" if peer.is_root else "member",
-                "path": peer.path,
-                "relay": format_node_id(peer.relay_id) if peer.via_relay and peer.relay_id is not None else None,
-                "endpoint": endpoint_text(peer.endpoint) if not peer.via_relay else endpoint_text(core.paths.relay_for(peer)),
-                "latency_ms": None if peer.latency_ms is None else round(peer.latency_ms, 3),
-                "rx_bytes": peer.rx_bytes,
-                "tx_bytes": peer.tx_bytes,
-                "last_handshake_s": None
-                if peer.session is None or peer.session.last_handshake_s is None
-                else round(now - peer.session.last_handshake_s, 1),
-                "networks": [format_network_id(n) for n in sorted(peer.networks)],
-                "direct_endpoint": endpoint_text(peer.endpoint),
-                "path_changes": peer.path_changes,
-            }
-            for peer in sorted(core.peers.values(), key=lambda p: p.node_id)
-        ]
+        return peer_listing(core, time.monotonic())
+
+
+def peer_listing(core: NodeCore, now: float) -> list[dict[str, Any]]:
+    """What `l2mesh peers` shows: peers in use with their path and counters, idle known members with path "none"."""
+    listing = [
+        {
+            "id": format_node_id(peer.node_id),
+            "role": "controller" if peer.is_controller else "root" if peer.is_root else "member",
+            "path": peer.path,
+            "relay": format_node_id(peer.relay_id) if peer.via_relay and peer.relay_id is not None else None,
+            "endpoint": endpoint_text(peer.endpoint) if not peer.via_relay else endpoint_text(core.paths.relay_for(peer)),
+            "latency_ms": None if peer.latency_ms is None else round(peer.latency_ms, 3),
+            "rx_bytes": peer.rx_bytes,
+            "tx_bytes": peer.tx_bytes,
+            "last_handshake_s": None
+            if peer.session is None or peer.session.last_handshake_s is None
+            else round(now - peer.session.last_handshake_s, 1),
+            "networks": [format_network_id(n) for n in sorted(peer.networks)],
+            "direct_endpoint": endpoint_text(peer.endpoint),
+            "path_changes": peer.path_changes,
+        }
+        for peer in core.peers.values()
+    ]
+    # Known members without traffic lately have no session, path or counters: listed with path "none".
+    listing.extend(
+        {
+            "id": format_node_id(member.node_id),
+            "role": "member",
+            "path": "none",
+            "relay": None,
+            "endpoint": endpoint_text(member.first_endpoint),
+            "latency_ms": None,
+            "rx_bytes": 0,
+            "tx_bytes": 0,
+            "last_handshake_s": None,
+            "networks": [format_network_id(n) for n in sorted(member.networks)],
+            "direct_endpoint": endpoint_text(member.first_endpoint),
+            "path_changes": 0,
+        }
+        for member in core.peer_table.idle_members()
+    )
+    return sorted(listing, key=lambda entry: entry["id"])
 
 
 def _rule_counts(state: NetworkState) -> dict[str, Any]:
