@@ -38,7 +38,7 @@ STORM_FRAMES_PER_S = 2000.0
 STORM_BURST_FRAMES = 5000.0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class MemberPort:
     """What the switch knows of a member: its MAC, whether it may carry other MACs, its managed IPv4s, its tags."""
 
