@@ -24,6 +24,7 @@ from l2mesh import __version__
 from l2mesh.identity import Identity, PublicIdentity
 from l2mesh.ids import controller_of
 from l2mesh.netconf import NetconfError, NetworkConfig, verify_signed_config
+from l2mesh.netconf_delta import apply_delta, members_sum, verify_signed_delta
 from l2mesh.node.decisions import (
     AnnounceEndpoints,
     ApplyConfig,
@@ -45,6 +46,7 @@ from l2mesh.wire.errors import parse_or_none
 from l2mesh.wire.messages import (
     MAX_NETCONF_CHUNKS,
     NETCONF_PROOF_CONTEXT,
+    NetconfDelta,
     NetconfRequest,
     NetconfResponse,
     NetconfStatus,
@@ -102,6 +104,8 @@ class Membership:
         self.controllers: dict[int, ControllerLink] = {}
         self.joined: dict[int, Joined] = {}
         self._chunks: dict[int, PendingChunks] = {}
+        # The member-list digest part of the config each network holds (netconf_delta), so a delta updates it.
+        self._sums: dict[int, tuple[NetworkConfig, int]] = {}
 
     # -- joining ---------------------------------------------------------------------------------
     def join(
@@ -150,6 +154,7 @@ class Membership:
     def leave(self, network_id: int) -> list[Decision]:
         """Forget a network (the core has removed its state); its controller too, if it governs no other."""
         self._chunks.pop(network_id, None)
+        self._sums.pop(network_id, None)
         self.joined.pop(network_id, None)
         controller_id = controller_of(network_id)
         if any(controller_of(n) == controller_id for n in self.networks):
@@ -315,6 +320,56 @@ class Membership:
         if joined is not None:
             joined.next_request_s = now + NETCONF_REFRESH_S
         return [ApplyConfig(config, signed)]
+
+    def netconf_delta(self, controller_id: int, message: bytes, now: float) -> list[Decision]:
+        """What changed since a revision: applied to the config held if it is that revision, else we ask again."""
+        parsed = parse_or_none(NetconfDelta, message)
+        if parsed is None:
+            self.drops["netconf_delta_malformed"] += 1
+            return []
+        network_id = parsed.network_id
+        link = self.controllers.get(controller_id)
+        state = self.networks.get(network_id)
+        if state is None or controller_of(network_id) != controller_id or link is None or link.identity is None:
+            self.drops["netconf_from_wrong_controller"] += 1
+            return []
+        link.awaiting_answer_since_s = None
+        try:
+            delta = verify_signed_delta(bytes(parsed.signed_delta), link.identity, network_id)
+        except NetconfError:
+            self.drops["netconf_delta_rejected"] += 1
+            return []
+        if (delta.from_revision, delta.to_revision) != (parsed.from_revision, parsed.to_revision):
+            self.drops["netconf_delta_rejected"] += 1
+            return []
+        held = state.config
+        if held is None:
+            self.drops["netconf_delta_without_config"] += 1  # our request for a full one is out already
+            return []
+        if delta.to_revision < held.revision or (delta.to_revision == held.revision and delta.timestamp_s <= held.timestamp_s):
+            self.drops["netconf_delta_stale"] += 1
+            return []
+        if delta.from_revision != held.revision:
+            # We missed one: the controller answers our revision with what we lack (or a full config).
+            self.drops["netconf_delta_gap"] += 1
+            return self._request(network_id, now, held)
+        try:
+            config, total = apply_delta(held, self._members_sum(network_id, held), delta)
+        except NetconfError:
+            # Our copy is not what the controller thinks we hold: start again from a full config.
+            self.drops["netconf_delta_diverged"] += 1
+            return self._request(network_id, now, None)
+        self._sums[network_id] = (config, total)
+        joined = self.joined.get(network_id)
+        if joined is not None:
+            joined.next_request_s = now + NETCONF_REFRESH_S
+        return [ApplyConfig(config, None)]  # no signed full config to cache: the edge keeps the last one
+
+    def _members_sum(self, network_id: int, held: NetworkConfig) -> int:
+        cached = self._sums.get(network_id)
+        if cached is not None and cached[0] is held:
+            return cached[1]
+        return members_sum(held.members, network_id)
 
     def _collect(self, network_id: int, response: Any) -> bytes | None:
         if response.chunk_count == 1:

@@ -33,6 +33,7 @@ class MessageKind(enum.IntEnum):
     ROOT_REGISTERED = 13
     ROOT_LOOKUP = 14
     ROOT_LOOKUP_REPLY = 15
+    NETCONF_DELTA = 16
 
 
 class NetconfStatus(enum.IntEnum):
@@ -221,6 +222,22 @@ RootLookupReply = "RootLookupReply" / c.Struct(
 )
 """Root -> node: what a node registered (only that), or that it is not registered."""
 
+NetconfDelta = "NetconfDelta" / c.Struct(
+    _kind(MessageKind.NETCONF_DELTA),
+    "network_id" / NetworkIdField,
+    # Applies to a member holding from_revision exactly (to_revision equal to it:
+    # the same config with new times); repeated inside the signed document.
+    "from_revision" / c.Int64ub,
+    "to_revision" / c.Int64ub,
+    # Ed25519 signature (64 bytes, over a delta-only context and the JSON) followed
+    # by the JSON (l2mesh/netconf_delta.py). Never chunked: a change this large
+    # goes out as full configs instead.
+    "signed_delta" / c.Prefixed(c.Int32ub, c.GreedyBytes),
+    c.Check(lambda ctx: len(ctx.signed_delta) <= NETCONF_CHUNK_BYTES),
+    c.Terminated,
+)
+"""Controller -> member: what changed in a network's config since a revision, signed once for every member."""
+
 MESSAGES: dict[MessageKind, c.Construct] = {
     MessageKind.FRAME: Frame,
     MessageKind.NETCONF_REQUEST: NetconfRequest,
@@ -235,4 +252,5 @@ MESSAGES: dict[MessageKind, c.Construct] = {
     MessageKind.ROOT_REGISTERED: RootRegistered,
     MessageKind.ROOT_LOOKUP: RootLookup,
     MessageKind.ROOT_LOOKUP_REPLY: RootLookupReply,
+    MessageKind.NETCONF_DELTA: NetconfDelta,
 }

@@ -135,6 +135,9 @@ MESSAGE_FIELDS: dict[MessageKind, st.SearchStrategy[dict]] = {
             "endpoints": st.lists(endpoints, max_size=16),
         }
     ),
+    MessageKind.NETCONF_DELTA: st.fixed_dictionaries(
+        {"network_id": u64, "from_revision": u64, "to_revision": u64, "signed_delta": st.binary(max_size=300)}
+    ),
 }
 
 # Constructs ending in GreedyBytes: name of the tail field and the shortest valid encoding.
@@ -253,6 +256,7 @@ def _minimal_fields(kind: str, tag) -> dict:
         MessageKind.ROOT_LOOKUP_REPLY: dict(
             node_id=1, registered=True, x25519=bytes(32), ed25519=bytes(32), endpoints=[("198.18.1.2", 9993)]
         ),
+        MessageKind.NETCONF_DELTA: dict(network_id=1, from_revision=3, to_revision=4, signed_delta=b"sig"),
     }
     return (packets if kind == "packet" else messages)[tag]
 
