@@ -330,7 +330,7 @@ def test_appending_bytes_to_a_greedy_message_extends_its_tail(kind, tag, definit
 
 
 def test_terminated_and_greedy_lists_cover_all_constructs() -> None:
-    assert len(TERMINATED) == 15
+    assert len(TERMINATED) == 16
     assert len(GREEDY) == 5
 
 
