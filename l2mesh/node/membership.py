@@ -24,7 +24,7 @@ from l2mesh import __version__
 from l2mesh.identity import Identity, PublicIdentity
 from l2mesh.ids import controller_of
 from l2mesh.netconf import NetconfError, NetworkConfig, verify_signed_config
-from l2mesh.netconf_delta import apply_delta, members_sum, verify_signed_delta
+from l2mesh.netconf_delta import DeltaBase, apply_delta, verify_signed_delta
 from l2mesh.node.decisions import (
     AnnounceEndpoints,
     ApplyConfig,
@@ -104,8 +104,8 @@ class Membership:
         self.controllers: dict[int, ControllerLink] = {}
         self.joined: dict[int, Joined] = {}
         self._chunks: dict[int, PendingChunks] = {}
-        # The member-list digest part of the config each network holds (netconf_delta), so a delta updates it.
-        self._sums: dict[int, tuple[NetworkConfig, int]] = {}
+        # What deltas need of the config each network holds (its digest sum, its member ids), kept across deltas.
+        self._delta_bases: dict[int, DeltaBase] = {}
 
     # -- joining ---------------------------------------------------------------------------------
     def join(
@@ -154,7 +154,7 @@ class Membership:
     def leave(self, network_id: int) -> list[Decision]:
         """Forget a network (the core has removed its state); its controller too, if it governs no other."""
         self._chunks.pop(network_id, None)
-        self._sums.pop(network_id, None)
+        self._delta_bases.pop(network_id, None)
         self.joined.pop(network_id, None)
         controller_id = controller_of(network_id)
         if any(controller_of(n) == controller_id for n in self.networks):
@@ -354,22 +354,22 @@ class Membership:
             self.drops["netconf_delta_gap"] += 1
             return self._request(network_id, now, held)
         try:
-            config, total = apply_delta(held, self._members_sum(network_id, held), delta)
+            base = apply_delta(self._delta_base(network_id, held), delta)
         except NetconfError:
             # Our copy is not what the controller thinks we hold: start again from a full config.
             self.drops["netconf_delta_diverged"] += 1
             return self._request(network_id, now, None)
-        self._sums[network_id] = (config, total)
+        self._delta_bases[network_id] = base
         joined = self.joined.get(network_id)
         if joined is not None:
             joined.next_request_s = now + NETCONF_REFRESH_S
-        return [ApplyConfig(config, None)]  # no signed full config to cache: the edge keeps the last one
+        return [ApplyConfig(base.config, None)]  # no signed full config to cache: the edge keeps the last one
 
-    def _members_sum(self, network_id: int, held: NetworkConfig) -> int:
-        cached = self._sums.get(network_id)
-        if cached is not None and cached[0] is held:
-            return cached[1]
-        return members_sum(held.members, network_id)
+    def _delta_base(self, network_id: int, held: NetworkConfig) -> DeltaBase:
+        base = self._delta_bases.get(network_id)
+        if base is not None and base.config is held:
+            return base
+        return DeltaBase.of(held)  # a full config since the last delta (or none yet)
 
     def _collect(self, network_id: int, response: Any) -> bytes | None:
         if response.chunk_count == 1:

@@ -25,7 +25,7 @@ from l2mesh.controller.model import Network
 from l2mesh.identity import Identity, PublicIdentity
 from l2mesh.ids import is_reserved_node_id, make_network_id
 from l2mesh.netconf import NetconfError, NetworkConfig
-from l2mesh.netconf_delta import ConfigDelta, apply_delta, content_digest, members_sum, verify_signed_delta
+from l2mesh.netconf_delta import ConfigDelta, DeltaBase, apply_delta, content_digest, members_sum, verify_signed_delta
 from l2mesh.node.decisions import ApplyConfig, SendMessage
 from l2mesh.wire.messages import NetconfDelta, NetconfRequest
 from tests.unit.harness import Member, World, controller_of
@@ -299,25 +299,27 @@ def test_members_following_deltas_end_where_a_fresh_full_config_is(steps: list[t
     def snapshot() -> NetworkConfig:
         return issuer.history.current(network, lambda: issuer.build_config(network, list(members.values()), 0, {})).config
 
-    def follow(held: NetworkConfig) -> NetworkConfig:
+    def follow(held: DeltaBase) -> DeltaBase:
         """What a member holding held ends with: the delta the controller has for it, else a full config."""
-        message = issuer.history.delta_from(NETWORK_ID, held.revision)
+        message = issuer.history.delta_from(NETWORK_ID, held.config.revision)
         if message is None:
-            return snapshot()
+            return DeltaBase.of(snapshot())
         parsed = NetconfDelta.parse(message)
         delta = verify_signed_delta(parsed.signed_delta, CONTROLLER.public, NETWORK_ID)
-        return apply_delta(held, members_sum(held.members, NETWORK_ID), delta)[0].with_changes(timestamp_s=0.0, expires_s=0.0)
+        base = apply_delta(held, delta)
+        assert base == DeltaBase.of(base.config)  # what it keeps for the next delta is right too
+        return replace(base, config=base.config.with_changes(timestamp_s=0.0, expires_s=0.0))
 
-    followers = [snapshot()] * 3
+    followers = [DeltaBase.of(snapshot())] * 3
     for operation, catch_up in steps:
         network = _apply_operation(network, members, operation)
         current = snapshot()
         followers = [follow(held) if move else held for held, move in zip(followers, catch_up)]
-        assert all(f == current for f, move in zip(followers, catch_up) if move)
+        assert all(f.config == current for f, move in zip(followers, catch_up) if move)
     final = snapshot()
     fresh = issuer.build_config(network, list(members.values()), 0, {})
     for held in followers:
-        assert (follow(held) if held.revision != final.revision else held) == final
+        assert (follow(held) if held.config.revision != final.revision else held).config == final
     # The same content as built from scratch (members as members parse them; order aside).
     parsed_fresh = NetworkConfig.from_json(fresh.with_changes(issued_to=CONTROLLER.node_id).to_json())
     assert content(final) == content(parsed_fresh)
@@ -327,4 +329,4 @@ def test_a_delta_onto_another_revision_is_refused() -> None:
     config = NetworkConfig(NETWORK_ID, 3, 0)
     delta = ConfigDelta(NETWORK_ID, 4, 5, 0.0, 0.0, bytes(32))
     with pytest.raises(NetconfError):
-        apply_delta(config, 0, delta)
+        apply_delta(DeltaBase.of(config), delta)
