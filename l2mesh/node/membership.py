@@ -59,6 +59,11 @@ IDENTITY_RETRY_S = 1.0
 # A request unanswered this long means the controller lost our session
 # (it restarted): open a new one rather than wait for session timers.
 NETCONF_ANSWER_TIMEOUT_S = 3.0
+# Deltas keep the config in memory current, but the edge caches only whole
+# signed configs (to forward on while the controller is away after a
+# restart): one is fetched again when the cached one is this old, well
+# before it expires (NETCONF_TTL_S).
+NETCONF_FULL_REFRESH_S = 3 * 24 * 3600.0
 
 
 @dataclass
@@ -79,6 +84,7 @@ class Joined:
     controller_endpoint: Endpoint | None  # None: found through the roots
     next_request_s: float = 0.0
     requests_sent: int = 0
+    signed_wall_s: float = 0.0  # wall time of the last whole signed config (the one the edge caches)
 
 
 @dataclass
@@ -146,6 +152,7 @@ class Membership:
             else:
                 if held is None or config.revision >= held.revision:
                     held = config
+                joined.signed_wall_s = max(joined.signed_wall_s, config.timestamp_s)
                 decisions.append(ApplyConfig(config, cached_signed))
         joined.next_request_s = now
         decisions.extend(self._request(network_id, now, held))
@@ -217,7 +224,8 @@ class Membership:
         request = NetconfRequest.build(
             {
                 "network_id": network_id,
-                "have_revision": held.revision if held is not None else 0,
+                # 0 asks for a whole config: none held, or the cached one is due.
+                "have_revision": held.revision if held is not None and not self._whole_config_due(joined) else 0,
                 "ed25519": self.identity.ed25519_public,
                 "proof": self.identity.sign(
                     NETCONF_PROOF_CONTEXT + self.identity.x25519_public + network_id.to_bytes(8, "big")
@@ -233,6 +241,9 @@ class Membership:
         joined.requests_sent += 1
         joined.next_request_s = now + (NETCONF_REFRESH_S if held is not None else NETCONF_RETRY_S)
         return decisions
+
+    def _whole_config_due(self, joined: Joined) -> bool:
+        return self.wall_clock_s() - joined.signed_wall_s >= NETCONF_FULL_REFRESH_S
 
     def _request_all_of(self, controller_id: int, now: float) -> list[Decision]:
         decisions: list[Decision] = []
@@ -319,6 +330,7 @@ class Membership:
             return []
         if joined is not None:
             joined.next_request_s = now + NETCONF_REFRESH_S
+            joined.signed_wall_s = self.wall_clock_s()
         return [ApplyConfig(config, signed)]
 
     def netconf_delta(self, controller_id: int, message: bytes, now: float) -> list[Decision]:

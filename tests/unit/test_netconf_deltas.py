@@ -28,7 +28,8 @@ from l2mesh.netconf import NetconfError, NetworkConfig
 from l2mesh.netconf_delta import ConfigDelta, DeltaBase, apply_delta, content_digest, members_sum, verify_signed_delta
 from l2mesh.node.decisions import ApplyConfig, SendMessage
 from l2mesh.wire.messages import NetconfDelta, NetconfRequest
-from tests.unit.harness import Member, World, controller_of
+from l2mesh.node.membership import NETCONF_FULL_REFRESH_S
+from tests.unit.harness import NETCONF_REFRESH_S, Member, World, controller_of
 
 POOL = "10.147.17.0/24"
 
@@ -159,6 +160,21 @@ def test_unchanged_configs_get_new_times_from_one_empty_delta(world: World, monk
     assert all(m.config().revision == revision for m in members)
     assert all(m.config().timestamp_s > t for m, t in zip(members, stamped))
     assert all(m.config().expires_s > m.config().timestamp_s for m in members)
+
+
+def test_a_member_fetches_a_whole_signed_config_again_before_its_cached_one_expires(world: World) -> None:
+    network_id, members = network_of(world, 2)
+    controller = controller_of(world)
+    controller.set_ips(network_id, members[0], "10.147.17.10")
+    world.run(1.0)
+    before = Counter(controller.sent)
+    world.run(NETCONF_REFRESH_S + 1)
+    assert (Counter(controller.sent) - before)["netconf"] == 0  # refreshes: "yours is current"
+    members[1].core.membership.joined[network_id].signed_wall_s -= NETCONF_FULL_REFRESH_S  # days pass
+    before = Counter(controller.sent)
+    world.run(NETCONF_REFRESH_S + 1)
+    assert (Counter(controller.sent) - before)["netconf"] == 1
+    assert content(members[1].config()) == content(members[0].config())
 
 
 # -- hostile deltas, at the membership seam ---------------------------------------------------------------
