@@ -7,6 +7,7 @@ the network's flow rules as the operator wrote them. It travels as an Ed25519 si
 canonical JSON; members refuse it unsigned, signed by another key, issued to
 someone else or older than the one they hold. JSON (not a construct struct)
 because the document is read rarely, grows new fields, and humans debug it.
+A member holding a recent revision is sent only what changed (netconf_delta.py).
 """
 
 from __future__ import annotations

@@ -302,8 +302,10 @@ class ControllerCore:
         """New times for configs unchanged a long while: one signed empty delta to the members holding them."""
         for network_id, message in self.issuer.history.stamps_due():
             network = self._find_network(network_id)
+            if network is None:
+                continue
             for client in self.clients.online_in(network_id, self._now_s):
-                if network is not None and self.issuer.history.holds(network_id, client.node_id or 0) == network.revision:
+                if client.node_id is not None and self.issuer.history.holds(network_id, client.node_id) == network.revision:
                     self._send(client, message)
 
     def _answer(

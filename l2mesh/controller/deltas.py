@@ -106,6 +106,7 @@ class DeltaHistory:
             while len(history.changes) > MAX_DELTAS:
                 del history.changes[next(iter(history.changes))]
         history.snapshot = snapshot
+        history.stamp_s = self.wall_clock_s()  # its members get new times with the delta
         history.messages.clear()
         history.held = {n: r for n, r in history.held.items() if n in snapshot.by_id}
         return snapshot
@@ -155,10 +156,10 @@ class DeltaHistory:
             if now - history.stamp_s < STAMP_REFRESH_S:
                 continue
             revision = history.snapshot.revision
+            history.stamp_s = now
+            history.messages.clear()  # those carry older times
             message = self._sign(history, Change(revision, revision, {}, frozenset(), None))
             if message is not None:
-                history.stamp_s = now
-                history.messages.clear()  # those carry older times
                 due.append((network_id, message))
         return due
 

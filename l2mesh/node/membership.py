@@ -7,6 +7,9 @@ only if they hash to that id. Configs are requested over a normal Noise session 
 controller, accepted only when signed by its key, issued to this node and
 not older than the one held; they are refreshed periodically (which also
 keeps NAT mappings open), while pushes from the controller apply at once.
+After the first config, changes mostly come as deltas (netconf_delta.py):
+applied onto the revision they name, checked against their digest, and
+when they do not fit (a gap, a diverged copy) we ask again.
 
 Membership reads the networks' states (held by the core) and answers with
 decisions (decisions.py): send this request, trust this controller, apply

@@ -346,3 +346,27 @@ def test_a_delta_onto_another_revision_is_refused() -> None:
     delta = ConfigDelta(NETWORK_ID, 4, 5, 0.0, 0.0, bytes(32))
     with pytest.raises(NetconfError):
         apply_delta(DeltaBase.of(config), delta)
+
+
+def _history_with(count: int) -> tuple[Issuer, Network, dict[int, StoredMember]]:
+    issuer = Issuer(CONTROLLER, lambda: WALL_S, Counter(), Counter())
+    members = {i.node_id: StoredMember(NETWORK_ID, i.node_id, i, authorized=True) for i in _identities(count)}
+    network = Network(NETWORK_ID, "lab", revision=1)
+    issuer.history.current(network, lambda: issuer.build_config(network, list(members.values()), 0, {}))
+    return issuer, network, members
+
+
+def test_a_bulk_change_and_a_member_too_far_behind_get_full_configs() -> None:
+    issuer, network, members = _history_with(2)
+    bulk = {i.node_id: StoredMember(NETWORK_ID, i.node_id, i, authorized=True) for i in _identities(deltas.MAX_DELTA_ENTRIES + 1)}
+    network = replace(network, revision=2)
+    issuer.history.current(network, lambda: issuer.build_config(network, [*members.values(), *bulk.values()], 0, {}))
+    assert issuer.history.delta_from(NETWORK_ID, 1) is None
+    network = replace(network, revision=3)  # the bulk gone again: as large a change
+    issuer.history.current(network, lambda: issuer.build_config(network, list(members.values()), 0, {}))
+    assert issuer.history.delta_from(NETWORK_ID, 2) is None
+    for revision in range(4, 4 + deltas.MAX_DELTAS + 1):  # one change more than is kept
+        network = replace(network, revision=revision, name=f"lab{revision}")
+        issuer.history.current(network, lambda: issuer.build_config(network, list(members.values()), 0, {}))
+    assert issuer.history.delta_from(NETWORK_ID, 3) is None  # too far behind
+    assert issuer.history.delta_from(NETWORK_ID, 4) is not None
