@@ -79,6 +79,9 @@ class NetworkHistory:
     changes: dict[int, Change] = field(default_factory=dict)  # by from_revision, oldest first
     messages: dict[int, bytes | None] = field(default_factory=dict)  # base revision -> signed delta (None: too large)
     held: dict[int, int] = field(default_factory=dict)  # node id -> revision it holds, as far as we know
+    # node id -> base of the last delta sent to it. Asked again from that base, it
+    # could not use the delta (lost, or a member too old to know deltas): a full config then.
+    delta_sent_from: dict[int, int] = field(default_factory=dict)
 
 
 class DeltaHistory:
@@ -109,6 +112,7 @@ class DeltaHistory:
         history.stamp_s = self.wall_clock_s()  # its members get new times with the delta
         history.messages.clear()
         history.held = {n: r for n, r in history.held.items() if n in snapshot.by_id}
+        history.delta_sent_from = {n: r for n, r in history.delta_sent_from.items() if n in snapshot.by_id}
         return snapshot
 
     def forget(self, network_id: int, node_id: int | None = None) -> None:
@@ -119,6 +123,7 @@ class DeltaHistory:
         history = self.networks.get(network_id)
         if history is not None:
             history.held.pop(node_id, None)
+            history.delta_sent_from.pop(node_id, None)
 
     def holds(self, network_id: int, node_id: int) -> int | None:
         history = self.networks.get(network_id)
@@ -128,6 +133,24 @@ class DeltaHistory:
         history = self.networks.get(network_id)
         if history is not None:
             history.held[node_id] = revision
+
+    def delta_for(self, network_id: int, node_id: int, base_revision: int, asked: bool) -> bytes | None:
+        """The delta a member holding base_revision is sent, or None: it gets a full config.
+
+        asked: it asked from that base (a request), rather than being pushed to.
+        """
+        history = self.networks.get(network_id)
+        if history is None:
+            return None
+        if asked and history.delta_sent_from.get(node_id) == base_revision:
+            history.delta_sent_from.pop(node_id)
+            return None
+        message = self.delta_from(network_id, base_revision)
+        if message is None:
+            history.delta_sent_from.pop(node_id, None)
+        else:
+            history.delta_sent_from[node_id] = base_revision
+        return message
 
     def delta_from(self, network_id: int, base_revision: int) -> bytes | None:
         """The NetconfDelta message taking base_revision to the current one, if we still know the way."""

@@ -71,7 +71,7 @@ class Issuer:
             # OK with no config: the member's copy is current (cheap periodic refreshes).
             return self.status(network_id, NetconfStatus.OK, network.revision)
         if base is not None:
-            delta = self.history.delta_from(network_id, base)
+            delta = self.history.delta_for(network_id, node_id, base, asked=have_revision is not None)
             if delta is not None:
                 self.sent["netconf_delta"] += 1
                 return [delta]

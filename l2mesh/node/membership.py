@@ -374,6 +374,9 @@ class Membership:
             # Our copy is not what the controller thinks we hold: start again from a full config.
             self.drops["netconf_delta_diverged"] += 1
             return self._request(network_id, now, None)
+        if base.config.expired(self.wall_clock_s()):
+            self.drops["netconf_delta_expired"] += 1
+            return []
         self._delta_bases[network_id] = base
         joined = self.joined.get(network_id)
         if joined is not None:

@@ -124,6 +124,22 @@ def test_a_member_that_missed_a_delta_asks_and_gets_the_rest_as_one(world: World
     assert content(lagging.config()) == content(members[0].config())
 
 
+def test_a_member_that_cannot_use_deltas_gets_a_full_config_when_it_asks_again(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    network_id, members = network_of(world, 2)
+    controller = controller_of(world)
+    older = members[1]  # a member from before deltas: it drops them as unknown messages
+    monkeypatch.setattr(older.core.membership, "netconf_delta", lambda *args: [])
+    controller.set_ips(network_id, members[0], "10.147.17.10")
+    world.run(1.0)
+    assert older.config().member(members[0].node_id).ips != ("10.147.17.10/24",)
+    before = Counter(controller.sent)
+    world.run(NETCONF_REFRESH_S)
+    assert (Counter(controller.sent) - before)["netconf"] == 1
+    assert content(older.config()) == content(members[0].config())
+
+
 def test_after_a_controller_restart_only_revisions_it_never_issued_get_full_configs(world: World) -> None:
     network_id, members = network_of(world, 3)
     controller = controller_of(world)
