@@ -10,7 +10,9 @@ revisions gets all the differences since merged into one delta, signed
 once and sent as the same bytes to every member that holds that revision.
 Anything older or unknown (after a restart: nothing is kept) gets a full
 config. Which revision each member holds is what we last sent it or it
-last told us (have_revision); the delta's digest catches a wrong guess.
+last told us (have_revision); the delta's digest catches a wrong guess,
+and a member asking again from the base of the delta it was sent (lost,
+or a member too old to know deltas) gets a full config.
 
 Members keep their configs fresh with deltas too: once a config has gone
 STAMP_REFRESH_S without a change, an empty delta (same revision, new
