@@ -7,6 +7,7 @@ the network's flow rules as the operator wrote them. It travels as an Ed25519 si
 canonical JSON; members refuse it unsigned, signed by another key, issued to
 someone else or older than the one they hold. JSON (not a construct struct)
 because the document is read rarely, grows new fields, and humans debug it.
+A member holding a recent revision is sent only what changed (netconf_delta.py).
 """
 
 from __future__ import annotations
@@ -89,40 +90,15 @@ class NetworkConfig:
 
     # -- JSON ----------------------------------------------------------------
     def to_json(self) -> dict[str, Any]:
-        # Rules and tags only when there are some: configs stay as older members
-        # knew them, and a config without them means no rules and no tags.
-        doc = {
+        return {
             "id": format_network_id(self.network_id),
             "revision": self.revision,
             "issued_to": format_node_id(self.issued_to),
-            "name": self.name,
             "timestamp": self.timestamp_s,
             "expires": self.expires_s,
-            "mtu": self.mtu_bytes,
-            "multicast_limit": self.multicast_limit,
-            "broadcast": self.broadcast,
-            "private": self.private,
-            "routes": [route.to_json() for route in self.routes],
-            "members": [
-                {
-                    "id": format_node_id(m.node_id),
-                    "x25519": m.identity.x25519_public.hex(),
-                    "ed25519": m.identity.ed25519_public.hex(),
-                    "mac": format_mac(m.mac(self.network_id)),
-                    "ips": list(m.ips),
-                    "bridge": m.bridge,
-                    "endpoints": [f"{_host_for_endpoint(h)}:{p}" for h, p in m.endpoints],
-                    "name": m.name,
-                    **({"tags": sorted(m.tags)} if m.tags else {}),
-                }
-                for m in self.members
-            ],
+            **network_fields_json(self),
+            "members": [member_json(m, self.network_id) for m in self.members],
         }
-        if self.rules.text:
-            doc["rules"] = self.rules.text
-        if self.dns_domain:
-            doc["dns_domain"] = self.dns_domain
-        return doc
 
     @classmethod
     def from_json(cls, doc: Any) -> "NetworkConfig":
@@ -134,7 +110,7 @@ class NetworkConfig:
             raise NetconfError(f"malformed network config: {exc}") from None
 
     def canonical_bytes(self) -> bytes:
-        return json.dumps(self.to_json(), sort_keys=True, separators=(",", ":")).encode()
+        return canonical_json(self.to_json())
 
     def sign(self, controller: Identity) -> bytes:
         body = self.canonical_bytes()
@@ -142,6 +118,43 @@ class NetworkConfig:
 
     def with_changes(self, **changes: Any) -> "NetworkConfig":
         return replace(self, **changes)
+
+
+def network_fields_json(config: NetworkConfig) -> dict[str, Any]:
+    """The network-wide settings of a config as JSON: everything but its id, revision, recipient, times and members."""
+    # Rules and DNS domain only when there are some: configs stay as older members
+    # knew them, and a config without them means no rules and the default domain.
+    doc: dict[str, Any] = {
+        "name": config.name,
+        "mtu": config.mtu_bytes,
+        "multicast_limit": config.multicast_limit,
+        "broadcast": config.broadcast,
+        "private": config.private,
+        "routes": [route.to_json() for route in config.routes],
+    }
+    if config.rules.text:
+        doc["rules"] = config.rules.text
+    if config.dns_domain:
+        doc["dns_domain"] = config.dns_domain
+    return doc
+
+
+def member_json(member: MemberConfig, network_id: int) -> dict[str, Any]:
+    return {
+        "id": format_node_id(member.node_id),
+        "x25519": member.identity.x25519_public.hex(),
+        "ed25519": member.identity.ed25519_public.hex(),
+        "mac": format_mac(member.mac(network_id)),
+        "ips": list(member.ips),
+        "bridge": member.bridge,
+        "endpoints": [f"{_host_for_endpoint(h)}:{p}" for h, p in member.endpoints],
+        "name": member.name,
+        **({"tags": sorted(member.tags)} if member.tags else {}),
+    }
+
+
+def canonical_json(doc: Any) -> bytes:
+    return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
 
 
 def verify_signed_config(
@@ -229,7 +242,7 @@ def _host_for_endpoint(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
-def _parse_member(doc: Any, network_id: int) -> MemberConfig:
+def parse_member(doc: Any, network_id: int) -> MemberConfig:
     if not isinstance(doc, dict):
         raise NetconfError("member entry must be an object")
     identity = PublicIdentity.from_json(doc)
@@ -265,15 +278,30 @@ def _parse_config(doc: Any) -> NetworkConfig:
     if not isinstance(doc, dict):
         raise NetconfError("network config must be a JSON object")
     network_id = parse_network_id(doc["id"])
+    members = tuple(parse_member(m, network_id) for m in doc.get("members", []))
+    if len({m.node_id for m in members}) != len(members):
+        raise NetconfError("network config lists a member twice")
+    return NetworkConfig(
+        network_id=network_id,
+        revision=_int(doc["revision"], "revision"),
+        issued_to=parse_node_id(doc["issued_to"]),
+        timestamp_s=float(doc.get("timestamp", 0.0)),
+        expires_s=float(doc.get("expires", 0.0)),
+        members=members,
+        **parse_network_fields(doc),
+    )
+
+
+def parse_network_fields(doc: Any) -> dict[str, Any]:
+    """NetworkConfig's network-wide fields (keyword arguments) from their JSON (see network_fields_json)."""
+    if not isinstance(doc, dict):
+        raise NetconfError("network settings must be a JSON object")
     mtu = _int(doc.get("mtu", DEFAULT_MTU_BYTES), "mtu")
     if not MIN_MTU_BYTES <= mtu <= MAX_MTU_BYTES:
         raise NetconfError(f"MTU {mtu} out of range {MIN_MTU_BYTES}..{MAX_MTU_BYTES}")
     limit = doc.get("multicast_limit")
     if limit is not None and _int(limit, "multicast_limit") < 1:
         raise NetconfError("multicast_limit must be a positive integer or null")
-    members = tuple(_parse_member(m, network_id) for m in doc.get("members", []))
-    if len({m.node_id for m in members}) != len(members):
-        raise NetconfError("network config lists a member twice")
     route_docs = doc.get("routes", [])
     if not isinstance(route_docs, list) or len(route_docs) > MAX_ROUTES_PER_NETWORK:
         raise NetconfError(f"routes must be a list of at most {MAX_ROUTES_PER_NETWORK} routes")
@@ -282,19 +310,13 @@ def _parse_config(doc: Any) -> NetworkConfig:
         dns_domain = normalize_domain(doc["dns_domain"]) if doc.get("dns_domain") else ""
     except DnsNameError as exc:
         raise NetconfError(str(exc)) from None
-    return NetworkConfig(
-        network_id=network_id,
-        revision=_int(doc["revision"], "revision"),
-        issued_to=parse_node_id(doc["issued_to"]),
-        name=str(doc.get("name", "")),
-        timestamp_s=float(doc.get("timestamp", 0.0)),
-        expires_s=float(doc.get("expires", 0.0)),
-        mtu_bytes=mtu,
-        multicast_limit=None if limit is None else int(limit),
-        broadcast=bool(doc.get("broadcast", True)),
-        private=bool(doc.get("private", True)),
-        members=members,
-        routes=routes,
-        rules=parse_rules(doc.get("rules", "")),
-        dns_domain=dns_domain,
-    )
+    return {
+        "name": str(doc.get("name", "")),
+        "mtu_bytes": mtu,
+        "multicast_limit": None if limit is None else int(limit),
+        "broadcast": bool(doc.get("broadcast", True)),
+        "private": bool(doc.get("private", True)),
+        "routes": routes,
+        "rules": parse_rules(doc.get("rules", "")),
+        "dns_domain": dns_domain,
+    }

@@ -254,6 +254,7 @@ class ControllerCore:
         # Only now, with the keys matching what we hold, does this client speak for the id.
         self.clients.identify(client, node_id, identity, network_id)
         self.seen.heard(network_id, node_id)
+        self.issuer.history.note_held(network_id, node_id, request.have_revision)  # what the commit's answer builds on
         if (network_id, node_id) in self._asked:
             return  # its write is on the way to storage; the commit answers
         # A member we hear only through a root has no address of its own here: peers find it through the roots.
@@ -261,11 +262,7 @@ class ControllerCore:
         if member is None or member.identity is None or member.endpoint != observed:
             self._ask_storage(member, network_id, node_id, identity, observed)
             return
-        if member.authorized and request.have_revision == network.revision:
-            # OK with no config: the member's copy is current (cheap periodic refreshes).
-            self._send_all(client, self.issuer.status(network_id, NetconfStatus.OK, network.revision))
-        else:
-            self._answer(client, network)
+        self._answer(client, network, have_revision=request.have_revision)
 
     def _ask_storage(self, member: Member | None, network_id: int, node_id: int, identity: PublicIdentity, observed: str) -> None:
         """Hand the member's write (join, keys, endpoint) to storage; its commit answers the member."""
@@ -312,9 +309,15 @@ class ControllerCore:
         return self.directory.network(network_id)
 
     def push(self, network_id: int) -> int:
-        """Send the current state of a network to every online client that asked for it; returns how many."""
+        """Send the current state of a network to every online client that asked for it; returns how many.
+
+        Members holding a recent revision get the same signed delta (signed
+        once, sealed per session); others a full config.
+        """
         clients = self.clients.online_in(network_id, self._now_s)
         network = self._find_network(network_id)
+        if network is None:
+            self.issuer.history.forget(network_id)
         members = self.directory.members(network_id)
         for client in clients:
             if network is None:
@@ -323,12 +326,24 @@ class ControllerCore:
                 self._answer(client, network, members)
         return len(clients)
 
-    def _answer(self, client: Client, network: Network, members: list[Member] | None = None) -> None:
+    def _push_stamps(self) -> None:
+        """New times for configs unchanged a long while: one signed empty delta to the members holding them."""
+        for network_id, message in self.issuer.history.stamps_due():
+            network = self._find_network(network_id)
+            if network is None:
+                continue
+            for client in self.clients.online_in(network_id, self._now_s):
+                if client.node_id is not None and self.issuer.history.holds(network_id, client.node_id) == network.revision:
+                    self._send(client, message)
+
+    def _answer(
+        self, client: Client, network: Network, members: list[Member] | None = None, have_revision: int | None = None
+    ) -> None:
         assert client.node_id is not None
         me = self.directory.member(network.network_id, client.node_id)
         if members is None:
             members = self.directory.members(network.network_id)
-        self._send_all(client, self.issuer.answer(network, members, me, client, self.clients.by_node))
+        self._send_all(client, self.issuer.answer(network, members, me, client, self.clients.by_node, have_revision))
 
     def _send_all(self, client: Client, messages: list[bytes]) -> None:
         for message in messages:
@@ -475,6 +490,7 @@ class ControllerCore:
         self._now_s = now
         if self.roots:
             self._root_tick(now)
+        self._push_stamps()
         for client in self.clients.poll(now):
             self._send(client, Keepalive.build({}))
         if now >= self._next_multicast_expiry_s:

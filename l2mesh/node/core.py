@@ -224,6 +224,8 @@ class NodeCore:
             self.apply(self.roots.lookup_reply(peer.node_id, message, now), now)
         elif kind == MessageKind.NETCONF_RESPONSE and peer.is_controller:
             self.apply(self.membership.netconf_response(peer.node_id, message, now), now)
+        elif kind == MessageKind.NETCONF_DELTA and peer.is_controller:
+            self.apply(self.membership.netconf_delta(peer.node_id, message, now), now)
         else:
             self.drops["unhandled_message"] += 1
 

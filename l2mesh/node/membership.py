@@ -7,6 +7,9 @@ only if they hash to that id. Configs are requested over a normal Noise session 
 controller, accepted only when signed by its key, issued to this node and
 not older than the one held; they are refreshed periodically (which also
 keeps NAT mappings open), while pushes from the controller apply at once.
+After the first config, changes mostly come as deltas (netconf_delta.py):
+applied onto the revision they name, checked against their digest, and
+when they do not fit (a gap, a diverged copy) we ask again.
 
 Membership reads the networks' states (held by the core) and answers with
 decisions (decisions.py): send this request, trust this controller, apply
@@ -24,6 +27,7 @@ from l2mesh import __version__
 from l2mesh.identity import Identity, PublicIdentity
 from l2mesh.ids import controller_of
 from l2mesh.netconf import NetconfError, NetworkConfig, verify_signed_config
+from l2mesh.netconf_delta import DeltaBase, apply_delta, verify_signed_delta
 from l2mesh.node.decisions import (
     AnnounceEndpoints,
     ApplyConfig,
@@ -45,6 +49,7 @@ from l2mesh.wire.errors import parse_or_none
 from l2mesh.wire.messages import (
     MAX_NETCONF_CHUNKS,
     NETCONF_PROOF_CONTEXT,
+    NetconfDelta,
     NetconfRequest,
     NetconfResponse,
     NetconfStatus,
@@ -57,6 +62,11 @@ IDENTITY_RETRY_S = 1.0
 # A request unanswered this long means the controller lost our session
 # (it restarted): open a new one rather than wait for session timers.
 NETCONF_ANSWER_TIMEOUT_S = 3.0
+# Deltas keep the config in memory current, but the edge caches only whole
+# signed configs (to forward on while the controller is away after a
+# restart): one is fetched again when the cached one is this old, well
+# before it expires (NETCONF_TTL_S).
+NETCONF_FULL_REFRESH_S = 3 * 24 * 3600.0
 
 
 @dataclass
@@ -77,6 +87,7 @@ class Joined:
     controller_endpoint: Endpoint | None  # None: found through the roots
     next_request_s: float = 0.0
     requests_sent: int = 0
+    signed_wall_s: float = 0.0  # wall time of the last whole signed config (the one the edge caches)
 
 
 @dataclass
@@ -102,6 +113,8 @@ class Membership:
         self.controllers: dict[int, ControllerLink] = {}
         self.joined: dict[int, Joined] = {}
         self._chunks: dict[int, PendingChunks] = {}
+        # What deltas need of the config each network holds (its digest sum, its member ids), kept across deltas.
+        self._delta_bases: dict[int, DeltaBase] = {}
 
     # -- joining ---------------------------------------------------------------------------------
     def join(
@@ -142,6 +155,7 @@ class Membership:
             else:
                 if held is None or config.revision >= held.revision:
                     held = config
+                joined.signed_wall_s = max(joined.signed_wall_s, config.timestamp_s)
                 decisions.append(ApplyConfig(config, cached_signed))
         joined.next_request_s = now
         decisions.extend(self._request(network_id, now, held))
@@ -150,6 +164,7 @@ class Membership:
     def leave(self, network_id: int) -> list[Decision]:
         """Forget a network (the core has removed its state); its controller too, if it governs no other."""
         self._chunks.pop(network_id, None)
+        self._delta_bases.pop(network_id, None)
         self.joined.pop(network_id, None)
         controller_id = controller_of(network_id)
         if any(controller_of(n) == controller_id for n in self.networks):
@@ -212,7 +227,8 @@ class Membership:
         request = NetconfRequest.build(
             {
                 "network_id": network_id,
-                "have_revision": held.revision if held is not None else 0,
+                # 0 asks for a whole config: none held, or the cached one is due.
+                "have_revision": held.revision if held is not None and not self._whole_config_due(joined) else 0,
                 "ed25519": self.identity.ed25519_public,
                 "proof": self.identity.sign(
                     NETCONF_PROOF_CONTEXT + self.identity.x25519_public + network_id.to_bytes(8, "big")
@@ -228,6 +244,9 @@ class Membership:
         joined.requests_sent += 1
         joined.next_request_s = now + (NETCONF_REFRESH_S if held is not None else NETCONF_RETRY_S)
         return decisions
+
+    def _whole_config_due(self, joined: Joined) -> bool:
+        return self.wall_clock_s() - joined.signed_wall_s >= NETCONF_FULL_REFRESH_S
 
     def _request_all_of(self, controller_id: int, now: float) -> list[Decision]:
         decisions: list[Decision] = []
@@ -314,7 +333,61 @@ class Membership:
             return []
         if joined is not None:
             joined.next_request_s = now + NETCONF_REFRESH_S
+            joined.signed_wall_s = self.wall_clock_s()
         return [ApplyConfig(config, signed)]
+
+    def netconf_delta(self, controller_id: int, message: bytes, now: float) -> list[Decision]:
+        """What changed since a revision: applied to the config held if it is that revision, else we ask again."""
+        parsed = parse_or_none(NetconfDelta, message)
+        if parsed is None:
+            self.drops["netconf_delta_malformed"] += 1
+            return []
+        network_id = parsed.network_id
+        link = self.controllers.get(controller_id)
+        state = self.networks.get(network_id)
+        if state is None or controller_of(network_id) != controller_id or link is None or link.identity is None:
+            self.drops["netconf_from_wrong_controller"] += 1
+            return []
+        link.awaiting_answer_since_s = None
+        try:
+            delta = verify_signed_delta(bytes(parsed.signed_delta), link.identity, network_id)
+        except NetconfError:
+            self.drops["netconf_delta_rejected"] += 1
+            return []
+        if (delta.from_revision, delta.to_revision) != (parsed.from_revision, parsed.to_revision):
+            self.drops["netconf_delta_rejected"] += 1
+            return []
+        held = state.config
+        if held is None:
+            self.drops["netconf_delta_without_config"] += 1  # our request for a full one is out already
+            return []
+        if delta.to_revision < held.revision or (delta.to_revision == held.revision and delta.timestamp_s <= held.timestamp_s):
+            self.drops["netconf_delta_stale"] += 1
+            return []
+        if delta.from_revision != held.revision:
+            # We missed one: the controller answers our revision with what we lack (or a full config).
+            self.drops["netconf_delta_gap"] += 1
+            return self._request(network_id, now, held)
+        try:
+            base = apply_delta(self._delta_base(network_id, held), delta)
+        except NetconfError:
+            # Our copy is not what the controller thinks we hold: start again from a full config.
+            self.drops["netconf_delta_diverged"] += 1
+            return self._request(network_id, now, None)
+        if base.config.expired(self.wall_clock_s()):
+            self.drops["netconf_delta_expired"] += 1
+            return []
+        self._delta_bases[network_id] = base
+        joined = self.joined.get(network_id)
+        if joined is not None:
+            joined.next_request_s = now + NETCONF_REFRESH_S
+        return [ApplyConfig(base.config, None)]  # no signed full config to cache: the edge keeps the last one
+
+    def _delta_base(self, network_id: int, held: NetworkConfig) -> DeltaBase:
+        base = self._delta_bases.get(network_id)
+        if base is not None and base.config is held:
+            return base
+        return DeltaBase.of(held)  # a full config since the last delta (or none yet)
 
     def _collect(self, network_id: int, response: Any) -> bytes | None:
         if response.chunk_count == 1:

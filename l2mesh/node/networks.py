@@ -82,7 +82,7 @@ class Networks:
         switch.broadcast_enabled = config.broadcast
         switch.broadcast_limit = config.multicast_limit
         old_members = set(switch.remote_ids)
-        switch.set_members([_member_port(m, config.network_id) for m in config.members])
+        switch.set_members(_member_ports(config, current, switch.members))
         switch.set_rules(config.rules)  # compiled here, once per config, never per frame
         self.sync_peers()
         newcomers = [n for n in switch.remote_ids if n not in old_members]
@@ -300,6 +300,16 @@ class Networks:
                         FlowRuleMatched(state.network_id, rule.line, format_rule(rule), rule.action, direction, peer)
                     )
                 rules.new_causes.clear()
+
+
+def _member_ports(config: NetworkConfig, current: NetworkConfig | None, ports: dict[int, MemberPort]) -> list[MemberPort]:
+    """The switch's ports for config's members: those the config held already (a delta keeps the very
+    objects) keep their port, so a change costs per member changed, not per member (addresses parsed)."""
+    held = {m.node_id: m for m in current.members} if current is not None else {}
+    return [
+        ports[m.node_id] if held.get(m.node_id) is m and m.node_id in ports else _member_port(m, config.network_id)
+        for m in config.members
+    ]
 
 
 def _member_port(member: MemberConfig, network_id: int) -> MemberPort:

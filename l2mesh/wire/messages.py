@@ -33,8 +33,9 @@ class MessageKind(enum.IntEnum):
     ROOT_REGISTERED = 13
     ROOT_LOOKUP = 14
     ROOT_LOOKUP_REPLY = 15
+    NETCONF_DELTA = 16
     # Multicast subscriptions through the controller (LIKE / GATHER, as ZeroTier's);
-    # numbered from 20 so kinds other work appends after 15 do not collide.
+    # numbered from 20, leaving room after the netconf kinds.
     MULTICAST_LIKE = 20
     MULTICAST_GATHER = 21
     MULTICAST_GATHER_REPLY = 22
@@ -294,6 +295,21 @@ MulticastSubscribersChanged = "MulticastSubscribersChanged" / c.Struct(
     c.Terminated,
 )
 """Controller -> member: a group the member recently gathered gained or lost subscribers (pushed at once)."""
+NetconfDelta = "NetconfDelta" / c.Struct(
+    _kind(MessageKind.NETCONF_DELTA),
+    "network_id" / NetworkIdField,
+    # Applies to a member holding from_revision exactly (to_revision equal to it:
+    # the same config with new times); repeated inside the signed document.
+    "from_revision" / c.Int64ub,
+    "to_revision" / c.Int64ub,
+    # Ed25519 signature (64 bytes, over a delta-only context and the JSON) followed
+    # by the JSON (l2mesh/netconf_delta.py). Never chunked: a change this large
+    # goes out as full configs instead.
+    "signed_delta" / c.Prefixed(c.Int32ub, c.GreedyBytes),
+    c.Check(lambda ctx: len(ctx.signed_delta) <= NETCONF_CHUNK_BYTES),
+    c.Terminated,
+)
+"""Controller -> member: what changed in a network's config since a revision, signed once for every member."""
 
 MESSAGES: dict[MessageKind, c.Construct] = {
     MessageKind.FRAME: Frame,
@@ -313,4 +329,5 @@ MESSAGES: dict[MessageKind, c.Construct] = {
     MessageKind.MULTICAST_GATHER: MulticastGather,
     MessageKind.MULTICAST_GATHER_REPLY: MulticastGatherReply,
     MessageKind.MULTICAST_SUBSCRIBERS_CHANGED: MulticastSubscribersChanged,
+    MessageKind.NETCONF_DELTA: NetconfDelta,
 }

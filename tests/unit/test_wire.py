@@ -166,6 +166,9 @@ MESSAGE_FIELDS: dict[MessageKind, st.SearchStrategy[dict]] = {
             "removed": st.lists(u40, max_size=20),
         }
     ),
+    MessageKind.NETCONF_DELTA: st.fixed_dictionaries(
+        {"network_id": u64, "from_revision": u64, "to_revision": u64, "signed_delta": st.binary(max_size=300)}
+    ),
 }
 
 # Constructs ending in GreedyBytes: name of the tail field and the shortest valid encoding.
@@ -292,6 +295,7 @@ def _minimal_fields(kind: str, tag) -> dict:
         MessageKind.MULTICAST_SUBSCRIBERS_CHANGED: dict(
             network_id=1, group=dict(mac=b"\x01" * 6, adi=0), added=[2], removed=[3]
         ),
+        MessageKind.NETCONF_DELTA: dict(network_id=1, from_revision=3, to_revision=4, signed_delta=b"sig"),
     }
     return (packets if kind == "packet" else messages)[tag]
 
@@ -365,7 +369,7 @@ def test_appending_bytes_to_a_greedy_message_extends_its_tail(kind, tag, definit
 
 
 def test_terminated_and_greedy_lists_cover_all_constructs() -> None:
-    assert len(TERMINATED) == 19
+    assert len(TERMINATED) == 20
     assert len(GREEDY) == 5
 
 
