@@ -1,0 +1,110 @@
+"""A throw-away PostgreSQL server for tests: Debian's binaries, one data directory under /tmp, a Unix socket only.
+
+initdb and postgres refuse to run as root, and `make test` runs as root: then
+both run as the `postgres` user the Debian package creates, in a directory
+made for it under /tmp (root's home, where the repository may live, can be
+0700). Durability is switched off server-wide (fsync=off): the tests check
+the storage's logic, not the disk, and a database per test stays cheap.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import pwd
+import shutil
+import subprocess
+import tempfile
+import time
+from itertools import count
+from pathlib import Path
+
+import psycopg
+
+SERVER_USER = "postgres"  # created by Debian's postgresql package
+START_TIMEOUT_S = 30.0
+
+
+class PgUnavailable(Exception):
+    """No PostgreSQL binaries here, or the server did not start: the tests that need it skip."""
+
+
+def find_bin_dir() -> Path:
+    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin/postgres"), key=lambda p: int(Path(p).parent.parent.name))
+    if not candidates:
+        raise PgUnavailable("PostgreSQL is not installed (/usr/lib/postgresql/*/bin/postgres; `scripts/install-debs.sh postgresql`)")
+    return Path(candidates[-1]).parent
+
+
+class PgServer:
+    """One postgres process; databases made on demand, each reachable by a libpq URL over the socket."""
+
+    def __init__(self) -> None:
+        self.bin_dir = find_bin_dir()
+        self.as_root = os.geteuid() == 0
+        if self.as_root:
+            try:
+                self.owner = pwd.getpwnam(SERVER_USER)
+            except KeyError:
+                raise PgUnavailable(f"no `{SERVER_USER}` user to run PostgreSQL as (running as root)") from None
+        self.dir = Path(tempfile.mkdtemp(prefix="l2mt-pg-", dir="/tmp"))
+        self.data_dir = self.dir / "data"
+        self.process: subprocess.Popen[bytes] | None = None
+        self._names = count()
+        self.user = SERVER_USER if self.as_root else pwd.getpwuid(os.geteuid()).pw_name
+
+    def _command(self, program: str, *args: str) -> list[str]:
+        command = [str(self.bin_dir / program), *args]
+        return ["runuser", "-u", SERVER_USER, "--", *command] if self.as_root else command
+
+    def start(self) -> PgServer:
+        if self.as_root:
+            os.chown(self.dir, self.owner.pw_uid, self.owner.pw_gid)
+        os.chmod(self.dir, 0o700)
+        initdb = subprocess.run(
+            self._command("initdb", "-D", str(self.data_dir), "-U", self.user, "--auth=trust", "--no-sync", "-E", "UTF8", "--locale=C"),
+            capture_output=True,
+        )
+        if initdb.returncode != 0:
+            raise PgUnavailable(f"initdb failed: {initdb.stderr.decode(errors='replace').strip().splitlines()[-1:]}")
+        log = open(self.dir / "postgres.log", "wb")
+        self.process = subprocess.Popen(
+            self._command(
+                "postgres", "-D", str(self.data_dir), "-c", "listen_addresses=", "-c", f"unix_socket_directories={self.dir}",
+                "-c", "fsync=off", "-c", "full_page_writes=off", "-c", "max_connections=50",
+            ),
+            stdout=log, stderr=subprocess.STDOUT,
+        )
+        log.close()
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while True:
+            try:
+                psycopg.connect(self.url("postgres"), connect_timeout=2).close()
+                return self
+            except psycopg.OperationalError:
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    tail = (self.dir / "postgres.log").read_text(errors="replace").strip().splitlines()[-1:]
+                    self.stop()
+                    raise PgUnavailable(f"postgres did not start: {tail}") from None
+                time.sleep(0.05)
+
+    def url(self, database: str) -> str:
+        return f"postgresql:///{database}?host={self.dir}&user={self.user}"
+
+    def create_database(self, prefix: str = "t") -> str:
+        """A new empty database; its URL."""
+        name = f"{prefix}{next(self._names)}"
+        with psycopg.connect(self.url("postgres"), autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        return self.url(name)
+
+    def stop(self) -> None:
+        """pg_ctl stop -m fast (by the postmaster.pid of this data directory), then the directory."""
+        if self.process is not None and self.process.poll() is None:
+            subprocess.run(self._command("pg_ctl", "stop", "-D", str(self.data_dir), "-m", "fast", "-w"), capture_output=True)
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()  # our own child, by its PID
+                self.process.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
