@@ -22,5 +22,5 @@ def pg_server() -> Iterator[PgServer]:
 
 @pytest.fixture
 def pg_url(pg_server: PgServer) -> str:
-    """A new empty database on the worker's server: its libpq URL."""
-    return pg_server.create_database()
+    """A new empty schema on the worker's server: the libpq URL of a session in it."""
+    return pg_server.create_schema()

@@ -82,11 +82,15 @@ class PgStorage(SqlStorage):
     def __init__(self, url: str) -> None:
         self.url = url
         self.conn = self._connect()
+        where = f"PostgreSQL database {self.conn.info.dbname}"
         try:
             with self.transaction():  # the write lock: two instances starting on a new database create it once
                 for statement in _SCHEMA:
                     self._execute(statement)
-                self._init_schema(f"PostgreSQL database {self.conn.info.dbname}")
+                self._init_schema(where)
+        except psycopg.Error as exc:
+            self.conn.close()
+            raise StateError(f"cannot open the {where}: {one_line(exc)}") from None
         except BaseException:
             self.conn.close()
             raise
