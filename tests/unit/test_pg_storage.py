@@ -4,6 +4,11 @@ connection, and `serve --db URL` choosing and opening the back-end with one-line
 
 from __future__ import annotations
 
+import os
+import signal
+import socket
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -174,3 +179,40 @@ def test_serve_with_an_unreachable_database_exits_with_one_line(tmp_path: Path, 
     assert exit_info.value.code != 0
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "cannot connect to the PostgreSQL database" in err and "Traceback" not in err
+
+
+L2MESH_CTL = str(Path(sys.executable).parent / "l2mesh-ctl")
+
+
+def free_port(kind: int) -> int:
+    with socket.socket(socket.AF_INET, kind) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_serve_with_a_postgresql_url_keeps_its_networks_there(pg_url: str, tmp_path: Path) -> None:
+    """The whole `serve --db` path on loopback: a network created through the admin API is a row in PostgreSQL."""
+    state_dir = tmp_path / "state"
+    command = [L2MESH_CTL, "serve", "--state-dir", str(state_dir), "--db", pg_url,
+               "--listen", f"127.0.0.1:{free_port(socket.SOCK_DGRAM)}", "--api", f"127.0.0.1:{free_port(socket.SOCK_STREAM)}"]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])}
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 30
+        while not (state_dir / "api.json").exists():
+            assert process.poll() is None, process.stderr.read().decode() if process.stderr else ""
+            assert time.monotonic() < deadline, "the controller did not start"
+            time.sleep(0.05)
+        created = subprocess.run([L2MESH_CTL, "network", "create", "plant", "--state-dir", str(state_dir)],
+                                 env=env, capture_output=True, text=True, timeout=30)
+        assert created.returncode == 0, created.stderr
+        network_id = int(created.stdout.strip(), 16)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(30)
+    assert process.returncode == 0
+    assert query(pg_url, "SELECT name FROM networks") == [("plant",)]
+    storage = PgStorage(pg_url)
+    assert storage.get_network(network_id).name == "plant"
+    storage.close()
+    assert not (state_dir / "controller.db").exists()
