@@ -72,7 +72,14 @@ class PgServer:
         )
         if initdb.returncode != 0:
             raise PgUnavailable(f"initdb failed: {initdb.stderr.decode(errors='replace').strip().splitlines()[-1:]}")
-        log = open(self.dir / "postgres.log", "wb")
+        self._run_postgres()
+        with psycopg.connect(self.url("postgres"), autocommit=True) as conn:
+            conn.execute(f"CREATE DATABASE {TEST_DATABASE}")
+        return self
+
+    def _run_postgres(self) -> None:
+        """Start the server on the data directory and return once it takes connections."""
+        log = open(self.dir / "postgres.log", "ab")
         self.process = subprocess.Popen(
             self._command(
                 "postgres", "-D", str(self.data_dir), "-c", "listen_addresses=", "-c", f"unix_socket_directories={self.dir}",
@@ -84,15 +91,20 @@ class PgServer:
         deadline = time.monotonic() + START_TIMEOUT_S
         while True:
             try:
-                with psycopg.connect(self.url("postgres"), connect_timeout=2, autocommit=True) as conn:
-                    conn.execute(f"CREATE DATABASE {TEST_DATABASE}")
-                return self
+                psycopg.connect(self.url("postgres"), connect_timeout=2).close()
+                return
             except psycopg.OperationalError:
                 if self.process.poll() is not None or time.monotonic() > deadline:
                     tail = (self.dir / "postgres.log").read_text(errors="replace").strip().splitlines()[-1:]
                     self.stop()
                     raise PgUnavailable(f"postgres did not start: {tail}") from None
                 time.sleep(0.05)
+
+    def restart(self, down_s: float = 0.0) -> None:
+        """Stop the server (every session ends), stay down down_s, start it again on the same data."""
+        self._stop_postgres()
+        time.sleep(down_s)
+        self._run_postgres()
 
     def url(self, database: str, **settings: str) -> str:
         """A libpq URL for the database; settings (search_path=...) are set for each session it opens."""
@@ -108,8 +120,8 @@ class PgServer:
             conn.execute(f"CREATE SCHEMA {name}")
         return self.url(TEST_DATABASE, search_path=name, **settings)
 
-    def stop(self) -> None:
-        """pg_ctl stop -m fast (by the postmaster.pid of this data directory), then the directory."""
+    def _stop_postgres(self) -> None:
+        """pg_ctl stop -m fast (by the postmaster.pid of this data directory)."""
         if self.process is not None and self.process.poll() is None:
             subprocess.run(self._command("pg_ctl", "stop", "-D", str(self.data_dir), "-m", "fast", "-w"), capture_output=True)
             try:
@@ -117,4 +129,8 @@ class PgServer:
             except subprocess.TimeoutExpired:
                 self.process.kill()  # our own child, by its PID
                 self.process.wait()
+
+    def stop(self) -> None:
+        """The server, then its directory."""
+        self._stop_postgres()
         shutil.rmtree(self.dir, ignore_errors=True)

@@ -14,6 +14,7 @@ from l2mesh.edge.controller.pg_listen import listen_changes
 from l2mesh.edge.controller.pg_storage import CHANGES_CHANNEL, PgStorage
 from l2mesh.errors import StateError
 from l2mesh.identity import Identity
+from tests.pg_server import PgServer
 
 CONTROLLER = Identity.generate()
 A = 0x1000000001
@@ -94,6 +95,19 @@ async def test_a_listener_whose_connection_is_killed_listens_again_and_resyncs(p
         await heard.wait_for(lambda: heard.changes == [created.answer.network_id])  # type: ignore[attr-defined]
         nursery.cancel_scope.cancel()
     storage.close()
+
+
+async def test_a_listener_outlives_a_server_restart_and_resyncs(pg_server: PgServer, pg_url: str) -> None:
+    heard = Heard()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(lambda task_status: listen_changes(pg_url, heard.changed, on_resync=heard.resynced, task_status=task_status))
+        await in_thread(pg_server.restart, 0.5)  # down long enough for a failed reconnection or two
+        await heard.wait_for(lambda: heard.resyncs == 1)
+        storage = PgStorage(pg_url)
+        created = await in_thread(lambda: admin.create_network(storage, CONTROLLER.node_id, {"name": "lab"}))
+        await heard.wait_for(lambda: heard.changes == [created.answer.network_id])  # type: ignore[attr-defined]
+        storage.close()
+        nursery.cancel_scope.cancel()
 
 
 async def test_a_payload_that_is_no_network_id_is_dropped_and_counted(pg_url: str) -> None:

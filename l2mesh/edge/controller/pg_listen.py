@@ -88,14 +88,18 @@ async def _receive(conn: psycopg.Connection[Any], deliver: Callable[[psycopg.Not
     """Deliver notifications as they arrive; return when the connection is lost."""
     pgconn = conn.pgconn
     while True:
+        # First what libpq already holds: bytes read along with LISTEN's answer are parsed here, not signalled by the socket.
+        while (raw := pgconn.notifies()) is not None:
+            deliver(psycopg.Notify(raw.relname.decode(), raw.extra.decode(errors="replace"), raw.be_pid))
         await trio.lowlevel.wait_readable(conn.fileno())
         try:
             pgconn.consume_input()  # reads what the socket holds; never blocks
         except psycopg.OperationalError as exc:
             log.warning("change notifications: connection lost (%s); reconnecting", one_line(exc))
             return
-        while (raw := pgconn.notifies()) is not None:
-            deliver(psycopg.Notify(raw.relname.decode(), raw.extra.decode(errors="replace"), raw.be_pid))
+        if pgconn.status != psycopg.pq.ConnStatus.OK:  # the server said goodbye (a FATAL message) and libpq hung up
+            log.warning("change notifications: the server ended the connection; reconnecting")
+            return
 
 
 async def _reconnect(url: str, deliver: Callable[[psycopg.Notify], None]) -> psycopg.Connection[Any]:
