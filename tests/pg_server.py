@@ -21,6 +21,7 @@ import tempfile
 import time
 from itertools import count
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import psycopg
@@ -55,6 +56,7 @@ class PgServer:
         self.dir = Path(tempfile.mkdtemp(prefix="l2mt-pg-", dir="/tmp"))
         self.data_dir = self.dir / "data"
         self.process: subprocess.Popen[bytes] | None = None
+        self._admin_conn: psycopg.Connection[Any] | None = None
         self._names = count()
         self.user = SERVER_USER if self.as_root else pwd.getpwuid(os.geteuid()).pw_name
 
@@ -76,6 +78,12 @@ class PgServer:
         with psycopg.connect(self.url("postgres"), autocommit=True) as conn:
             conn.execute(f"CREATE DATABASE {TEST_DATABASE}")
         return self
+
+    def _admin(self) -> psycopg.Connection[Any]:
+        """A session in the test database kept for creating schemas (a connection per test would fork a backend each)."""
+        if self._admin_conn is None or self._admin_conn.closed:
+            self._admin_conn = psycopg.connect(self.url(TEST_DATABASE), autocommit=True)
+        return self._admin_conn
 
     def _run_postgres(self) -> None:
         """Start the server on the data directory and return once it takes connections."""
@@ -116,12 +124,13 @@ class PgServer:
     def create_schema(self, **settings: str) -> str:
         """A new empty schema in the test database: the URL of a session that works in it."""
         name = f"t{next(self._names)}"
-        with psycopg.connect(self.url(TEST_DATABASE), autocommit=True) as conn:
-            conn.execute(f"CREATE SCHEMA {name}")
+        self._admin().execute(f"CREATE SCHEMA {name}")
         return self.url(TEST_DATABASE, search_path=name, **settings)
 
     def _stop_postgres(self) -> None:
         """pg_ctl stop -m fast (by the postmaster.pid of this data directory)."""
+        if self._admin_conn is not None:
+            self._admin_conn.close()
         if self.process is not None and self.process.poll() is None:
             subprocess.run(self._command("pg_ctl", "stop", "-D", str(self.data_dir), "-m", "fast", "-w"), capture_output=True)
             try:

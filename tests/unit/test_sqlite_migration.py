@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -67,7 +68,7 @@ def signed(value: int) -> int:
     return value - (1 << 64) if value >= 1 << 63 else value
 
 
-def v1_rows() -> tuple[list[tuple[object, ...]], list[tuple[object, ...]]]:
+def v1_rows() -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
     """The rows of V1_NETWORKS and V1_MEMBERS as version 1 wrote them (booleans as bools: SQLite stores 1/0)."""
     networks = []
     for n in V1_NETWORKS:

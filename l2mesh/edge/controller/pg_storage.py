@@ -81,6 +81,7 @@ def connect(url: str, **kwargs: Any) -> psycopg.Connection[Any]:
 class PgStorage(SqlStorage):
     def __init__(self, url: str) -> None:
         self.url = url
+        self._announcements: set[int] = set()  # networks this transaction changed, notified with its COMMIT
         self.conn = self._connect()
         where = f"PostgreSQL database {self.conn.info.dbname}"
         try:
@@ -117,18 +118,24 @@ class PgStorage(SqlStorage):
         except psycopg.OperationalError as exc:
             raise StateError(f"PostgreSQL: {one_line(exc)}") from None
 
+    # A transaction's round trips: one to begin and lock, one per statement, one to notify and commit
+    # (statements without parameters go together, as one simple query).
     def _begin(self) -> None:
-        self._execute("BEGIN")
-        self._execute("SELECT pg_advisory_xact_lock(?)", (WRITE_LOCK_KEY,))
+        self._announcements.clear()
+        self._execute(f"BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK_KEY})")
 
     def _commit(self) -> None:
-        self._execute("COMMIT")
+        # Payloads are 16 hex digits (format_network_id), so they are safe as literals.
+        notify = "".join(f"SELECT pg_notify('{CHANGES_CHANNEL}', '{format_network_id(n)}'); " for n in sorted(self._announcements))
+        self._announcements.clear()
+        self._execute(notify + "COMMIT")
 
     def _rollback(self) -> None:
+        self._announcements.clear()
         try:
             self.conn.execute("ROLLBACK")
         except psycopg.Error:
             pass  # the connection is gone, and the transaction with it
 
     def _announce(self, network_id: int) -> None:
-        self._execute("SELECT pg_notify(?, ?)", (CHANGES_CHANNEL, format_network_id(network_id)))
+        self._announcements.add(network_id)
