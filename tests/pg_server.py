@@ -27,6 +27,8 @@ from urllib.parse import quote
 import psycopg
 
 SERVER_USER = "postgres"  # created by Debian's postgresql package
+DIR_PREFIX = "l2mt-pg-"
+OWNER_FILE = "owner.pid"  # the test process that started the server: when it is gone, so should the server be
 START_TIMEOUT_S = 60.0
 TEST_DATABASE = "l2mt"
 
@@ -53,12 +55,26 @@ class PgServer:
                 self.owner = pwd.getpwnam(SERVER_USER)
             except KeyError:
                 raise PgUnavailable(f"no `{SERVER_USER}` user to run PostgreSQL as (running as root)") from None
-        self.dir = Path(tempfile.mkdtemp(prefix="l2mt-pg-", dir="/tmp"))
+        self._remove_abandoned()
+        self.dir = Path(tempfile.mkdtemp(prefix=DIR_PREFIX, dir="/tmp"))
+        (self.dir / OWNER_FILE).write_text(f"{os.getpid()}\n")
         self.data_dir = self.dir / "data"
         self.process: subprocess.Popen[bytes] | None = None
         self._admin_conn: psycopg.Connection[Any] | None = None
         self._names = count()
         self.user = SERVER_USER if self.as_root else pwd.getpwuid(os.geteuid()).pw_name
+
+    def _remove_abandoned(self) -> None:
+        """Servers a killed test run left behind (their owner process is gone): stopped, and their directories removed."""
+        for directory in Path("/tmp").glob(f"{DIR_PREFIX}*"):
+            try:
+                os.kill(int((directory / OWNER_FILE).read_text()), 0)
+                continue  # its test run is alive (another worker, another checkout)
+            except (OSError, ValueError):
+                pass
+            if (directory / "data" / "postmaster.pid").exists():
+                subprocess.run(self._command("pg_ctl", "stop", "-D", str(directory / "data"), "-m", "immediate", "-w"), capture_output=True)
+            shutil.rmtree(directory, ignore_errors=True)
 
     def _command(self, program: str, *args: str) -> list[str]:
         command = [str(self.bin_dir / program), *args]
