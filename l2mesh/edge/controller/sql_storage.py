@@ -12,6 +12,7 @@ differently translates them in _execute.
 from __future__ import annotations
 
 import json
+import logging
 import secrets
 import time
 from collections.abc import Iterable, Iterator
@@ -24,6 +25,8 @@ from l2mesh.identity import PublicIdentity
 from l2mesh.ids import NETWORK_NUMBER_MASK, format_network_id, format_node_id, make_network_id
 from l2mesh.managed_routes import RouteError, parse_route_spec
 from l2mesh.rules.syntax import RuleSyntaxError, parse_rules
+
+log = logging.getLogger("l2mesh.controller.storage")
 
 SCHEMA_VERSION = 3
 
@@ -173,6 +176,8 @@ class SqlStorage:
             raise StateError(f"{where}: schema version {version} is newer than this controller's {SCHEMA_VERSION}; upgrade l2mesh")
         if version < 1:
             raise StateError(f"{where}: unknown schema version {version}")
+        if version < SCHEMA_VERSION:
+            log.info("%s: migrating the schema from version %d to %d", where, version, SCHEMA_VERSION)
         while version < SCHEMA_VERSION:
             statements: list[Statement] = [(sql, ()) for sql in MIGRATIONS[version]]
             statements.append(("UPDATE meta SET value=? WHERE key='schema'", (str(version + 1),)))
