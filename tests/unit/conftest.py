@@ -20,14 +20,15 @@ STORAGE_BACKENDS = ("sqlite", "postgresql")
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    if "storage_backend" in metafunc.fixturenames:
-        controller_test = metafunc.module.__name__.rsplit(".", 1)[-1].startswith("test_controller_")
-        metafunc.parametrize("storage_backend", STORAGE_BACKENDS if controller_test else ("sqlite",), indirect=True)
+    controller_test = metafunc.module.__name__.rsplit(".", 1)[-1].startswith("test_controller_")
+    if controller_test and "storage_backend" in metafunc.fixturenames:
+        metafunc.parametrize("storage_backend", STORAGE_BACKENDS, indirect=True)
 
 
 @pytest.fixture
 def storage_backend(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
+    """The back-end under test: each in turn for the controller's tests, SQLite for the others."""
+    return str(getattr(request, "param", "sqlite"))
 
 
 @pytest.fixture
