@@ -16,14 +16,13 @@ import itertools
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Protocol
 
 from l2mesh.controller import admin
 from l2mesh.controller.changes import Committed
 from l2mesh.controller.core import ControllerCore
 from l2mesh.controller.directory import Directory
-from l2mesh.edge.controller.sqlite_storage import SqliteStorage
+from l2mesh.edge.controller.storage_url import storage_from_url
 from l2mesh.identity import Identity
 from l2mesh.ids import member_mac
 from l2mesh.netconf import NetworkConfig
@@ -331,16 +330,16 @@ class Member:
 
 
 class Controller:
-    """A ControllerCore on a SQLite file, with the admin actions tests need.
+    """A ControllerCore on a database (a --db URL), with the admin actions tests need.
 
     The storage writer is played synchronously: after every input, the
     writes the core asked for are committed in order and their results
     handed back, as the edge's writer thread does (one interleaving of it).
     """
 
-    def __init__(self, db_path: Path, clock: FakeClock, identity: Identity | None = None,
+    def __init__(self, storage_url: str, clock: FakeClock, identity: Identity | None = None,
                  endpoint: Endpoint = CONTROLLER_ENDPOINT) -> None:
-        self.db_path = db_path
+        self.storage_url = storage_url
         self.clock = clock
         self.identity = identity or Identity.generate()
         self.endpoint = endpoint
@@ -348,7 +347,7 @@ class Controller:
         self._open()
 
     def _open(self) -> None:
-        self.storage = SqliteStorage(self.db_path)
+        self.storage = storage_from_url(self.storage_url)
         self.core = ControllerCore(self.identity, Directory.load(self.storage), self.transmit, wall_clock_s=self.clock.wall)
 
     def _write_back(self) -> None:
@@ -490,9 +489,9 @@ class World:
     def add_member(self, number: int | None = None, **kwargs: Any) -> Member:
         return self.plug_in(Member(len(self.members) + 1 if number is None else number, clock=self.clock, **kwargs))
 
-    def add_controller(self, db_path: Path, **kwargs: Any) -> Controller:
+    def add_controller(self, storage_url: str, **kwargs: Any) -> Controller:
         assert self.controller is None
-        self.controller = Controller(db_path, self.clock, **kwargs)
+        self.controller = Controller(storage_url, self.clock, **kwargs)
         self.network.attach(self.controller)
         return self.controller
 

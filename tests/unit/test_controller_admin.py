@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from pathlib import Path
 
 import pytest
 
@@ -13,7 +12,7 @@ from l2mesh.controller.directory import Directory
 from l2mesh.controller.issuing import Issuer
 from l2mesh.controller.joins import MemberAsked
 from l2mesh.controller.model import Network, NotFound, ValidationError
-from l2mesh.edge.controller.sqlite_storage import SqliteStorage
+from l2mesh.controller.storage import Storage
 from l2mesh.identity import Identity
 from l2mesh.ids import format_network_id, format_node_id
 
@@ -22,18 +21,13 @@ WALL_S = 1_900_000_000.0
 A, B = 0x1000000001, 0x1000000002
 
 
-@pytest.fixture
-def storage(tmp_path: Path) -> SqliteStorage:
-    return SqliteStorage(tmp_path / "controller.db")
-
-
-def network(storage: SqliteStorage, **doc: object) -> Network:
+def network(storage: Storage, **doc: object) -> Network:
     change = admin.create_network(storage, CONTROLLER.node_id, {"name": "lab", "pools": ["10.147.17.0/24"], **doc})
     assert isinstance(change.answer, Network) and change.networks == (change.answer,) and change.push == ()
     return change.answer
 
 
-def test_authorizing_an_unknown_node_pre_authorizes_it_with_the_first_pool_address_and_pushes_nothing(storage: SqliteStorage) -> None:
+def test_authorizing_an_unknown_node_pre_authorizes_it_with_the_first_pool_address_and_pushes_nothing(storage: Storage) -> None:
     net = network(storage)
     change = admin.update_member(storage, net.network_id, A, {"authorized": True}, WALL_S)
     member = storage.get_member(net.network_id, A)
@@ -43,7 +37,7 @@ def test_authorizing_an_unknown_node_pre_authorizes_it_with_the_first_pool_addre
     assert storage.get_network(net.network_id).revision == net.revision
 
 
-def test_changing_a_member_that_holds_keys_makes_a_new_revision_to_push(storage: SqliteStorage) -> None:
+def test_changing_a_member_that_holds_keys_makes_a_new_revision_to_push(storage: Storage) -> None:
     net, node = network(storage), Identity.generate()
     MemberAsked(net.network_id, node.node_id, node.public, "198.18.1.2:9993", False, WALL_S).commit(storage)
     change = admin.update_member(storage, net.network_id, node.node_id, {"authorized": True, "bridge": True}, WALL_S)
@@ -63,7 +57,7 @@ def test_changing_a_member_that_holds_keys_makes_a_new_revision_to_push(storage:
         ({"ips": ["not-an-ip"]}, "invalid IP address 'not-an-ip'"),
     ],
 )
-def test_bad_member_changes_are_refused_with_one_line_and_write_nothing(storage: SqliteStorage, doc: dict, message: str) -> None:
+def test_bad_member_changes_are_refused_with_one_line_and_write_nothing(storage: Storage, doc: dict, message: str) -> None:
     net = network(storage)
     admin.update_member(storage, net.network_id, B, {"ips": ["10.147.17.7"]}, WALL_S)
     with pytest.raises(ValidationError, match=re.escape(message)):
@@ -71,7 +65,7 @@ def test_bad_member_changes_are_refused_with_one_line_and_write_nothing(storage:
     assert storage.find_member(net.network_id, A) is None
 
 
-def test_a_full_pool_refuses_the_authorize(storage: SqliteStorage) -> None:
+def test_a_full_pool_refuses_the_authorize(storage: Storage) -> None:
     net = network(storage, pools=["10.147.17.0/30"])
     admin.update_member(storage, net.network_id, A, {"authorized": True}, WALL_S)
     admin.update_member(storage, net.network_id, B, {"authorized": True}, WALL_S)
@@ -79,7 +73,7 @@ def test_a_full_pool_refuses_the_authorize(storage: SqliteStorage) -> None:
         admin.update_member(storage, net.network_id, 0x1000000003, {"authorized": True}, WALL_S)
 
 
-def test_unknown_networks_and_members_are_not_found(storage: SqliteStorage) -> None:
+def test_unknown_networks_and_members_are_not_found(storage: Storage) -> None:
     net = network(storage)
     with pytest.raises(NotFound, match="no network"):
         admin.update_member(storage, net.network_id + 1, A, {"authorized": True}, WALL_S)
@@ -87,7 +81,7 @@ def test_unknown_networks_and_members_are_not_found(storage: SqliteStorage) -> N
         admin.delete_member(storage, net.network_id, A)
 
 
-def test_network_updates_and_deletes_are_pushed(storage: SqliteStorage) -> None:
+def test_network_updates_and_deletes_are_pushed(storage: Storage) -> None:
     net = network(storage)
     with pytest.raises(ValidationError, match="unknown network field"):
         admin.update_network(storage, net.network_id, {"colour": "red"})
@@ -102,7 +96,7 @@ def test_network_updates_and_deletes_are_pushed(storage: SqliteStorage) -> None:
     assert storage.find_network(net.network_id) is None
 
 
-def test_views_list_networks_with_counts_and_members_with_online_state(storage: SqliteStorage) -> None:
+def test_views_list_networks_with_counts_and_members_with_online_state(storage: Storage) -> None:
     net = network(storage)
     admin.update_member(storage, net.network_id, A, {"authorized": True}, WALL_S)
     admin.update_member(storage, net.network_id, B, {"name": "b"}, WALL_S)
@@ -120,7 +114,7 @@ def test_views_list_networks_with_counts_and_members_with_online_state(storage: 
 
 
 # -- routes and names (issue 14) ------------------------------------------------------------------------
-def test_routes_are_added_and_removed_one_at_a_time_and_replaced_whole(storage: SqliteStorage) -> None:
+def test_routes_are_added_and_removed_one_at_a_time_and_replaced_whole(storage: Storage) -> None:
     net = network(storage, routes=["10.147.17.0/24"])
     assert [r.spec() for r in net.routes] == ["10.147.17.0/24"]
     change = admin.update_network(storage, net.network_id, {"add_routes": ["198.19.200.0/24@10.147.17.3", "0.0.0.0/0@10.147.17.2"]})
@@ -149,7 +143,7 @@ def test_routes_are_added_and_removed_one_at_a_time_and_replaced_whole(storage: 
         ({"dns_domain": "bad_domain.example"}, "invalid DNS domain 'bad_domain.example'"),
     ],
 )
-def test_bad_routes_and_domains_are_refused_with_one_line_and_write_nothing(storage: SqliteStorage, doc: dict, message: str) -> None:
+def test_bad_routes_and_domains_are_refused_with_one_line_and_write_nothing(storage: Storage, doc: dict, message: str) -> None:
     net = network(storage, routes=["198.19.200.0/24@10.147.17.3"])
     with pytest.raises(ValidationError, match=re.escape(message)) as excinfo:
         admin.update_network(storage, net.network_id, doc)
@@ -157,7 +151,7 @@ def test_bad_routes_and_domains_are_refused_with_one_line_and_write_nothing(stor
     assert storage.get_network(net.network_id) == net
 
 
-def test_a_gateway_needs_a_pool_and_the_dns_domain_follows_the_name_until_set(storage: SqliteStorage) -> None:
+def test_a_gateway_needs_a_pool_and_the_dns_domain_follows_the_name_until_set(storage: Storage) -> None:
     with pytest.raises(ValidationError, match="give the network a pool"):
         admin.create_network(storage, CONTROLLER.node_id, {"name": "bare", "routes": ["0.0.0.0/0@10.147.17.2"]})
     net = network(storage)
@@ -170,7 +164,7 @@ def test_a_gateway_needs_a_pool_and_the_dns_domain_follows_the_name_until_set(st
     assert storage.get_network(net.network_id).effective_dns_domain == "plant-floor.l2mesh"
 
 
-def test_authorize_on_an_existing_member_renames_it_and_the_config_carries_routes_and_domain(storage: SqliteStorage) -> None:
+def test_authorize_on_an_existing_member_renames_it_and_the_config_carries_routes_and_domain(storage: Storage) -> None:
     net, node = network(storage, routes=["198.19.200.0/24@10.147.17.3"], dns_domain="corp.example"), Identity.generate()
     MemberAsked(net.network_id, node.node_id, node.public, "198.18.1.2:9993", False, WALL_S).commit(storage)
     admin.update_member(storage, net.network_id, node.node_id, {"authorized": True, "name": "n2"}, WALL_S)

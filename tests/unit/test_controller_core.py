@@ -3,7 +3,6 @@ writer played by the test too, so a write the core asked for can be committed la
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Callable
 
 import pytest
@@ -16,7 +15,6 @@ from l2mesh.controller.directory import Directory
 from l2mesh.controller.joins import MemberAsked
 from l2mesh.controller.seen import SeenTimes
 from l2mesh.controller.storage import Storage
-from l2mesh.edge.controller.sqlite_storage import SqliteStorage
 from l2mesh.identity import Identity
 from l2mesh.ids import format_node_id
 from l2mesh.node.core import NetworkStatus, NodeCore
@@ -30,9 +28,9 @@ WALL_S = 1_900_000_000.0
 class World:
     """One controller core, its storage, node cores at underlay endpoints, and a clock."""
 
-    def __init__(self, tmp_path: Path, private: bool = True) -> None:
+    def __init__(self, storage: Storage, private: bool = True) -> None:
         self.controller = Identity.generate()
-        self.storage = SqliteStorage(tmp_path / "controller.db")
+        self.storage = storage
         doc = {"name": "lab", "pools": ["10.147.17.0/24"], "private": private}
         network = admin.create_network(self.storage, self.controller.node_id, doc).answer
         assert network is not None
@@ -116,8 +114,8 @@ class World:
 
 
 @pytest.fixture
-def world(tmp_path: Path) -> World:
-    return World(tmp_path)
+def world(storage: Storage) -> World:
+    return World(storage)
 
 
 def node_ips(world: World, node: NodeCore) -> tuple[str, ...]:
@@ -197,8 +195,8 @@ def test_an_endpoint_write_leaves_a_rename_and_new_address_committed_meanwhile(w
     assert node_ips(world, node) == ("10.147.17.50/24",)
 
 
-def test_a_public_network_authorizes_and_addresses_a_new_member_at_commit_time(tmp_path: Path) -> None:
-    world = World(tmp_path, private=False)
+def test_a_public_network_authorizes_and_addresses_a_new_member_at_commit_time(storage: Storage) -> None:
+    world = World(storage, private=False)
     first, second = world.add_node(("198.18.1.2", 9993)), world.add_node(("198.18.2.2", 9993))
     world.join(first)
     world.pump(0.5)

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 from l2mesh.controller import admin
 from l2mesh.controller.changes import Committed
 from l2mesh.controller.directory import Directory
 from l2mesh.controller.model import Member, Network
-from l2mesh.edge.controller.sqlite_storage import SqliteStorage
+from l2mesh.controller.storage import Storage
 from l2mesh.identity import Identity
 from l2mesh.ids import make_network_id
 
@@ -28,8 +27,7 @@ def directory(*members: Member) -> Directory:
     return loaded
 
 
-def test_load_reads_every_network_and_its_members_in_creation_order(tmp_path: Path) -> None:
-    storage = SqliteStorage(tmp_path / "controller.db")
+def test_load_reads_every_network_and_its_members_in_creation_order(storage: Storage) -> None:
     network = admin.create_network(storage, CONTROLLER.node_id, {"name": "lab"}).answer
     assert isinstance(network, Network)
     for i, node_id in enumerate((C, A, B)):

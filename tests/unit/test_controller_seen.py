@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 from l2mesh.controller import admin
 from l2mesh.controller.model import Network
 from l2mesh.controller.seen import SEEN_FLUSH_INTERVAL_S, SeenTimes, SeenTracker
-from l2mesh.edge.controller.sqlite_storage import SqliteStorage
+from l2mesh.controller.storage import Storage
 from l2mesh.identity import Identity
 
 A, B = 0x1000000001, 0x1000000002
@@ -28,8 +27,7 @@ def test_times_are_due_once_per_interval_for_the_members_heard_since_the_last_ba
     assert tracker.due(3 * SEEN_FLUSH_INTERVAL_S, walls.get) is None
 
 
-def test_a_batch_writes_last_seen_only_and_reports_it_for_the_directory(tmp_path: Path) -> None:
-    storage = SqliteStorage(tmp_path / "controller.db")
+def test_a_batch_writes_last_seen_only_and_reports_it_for_the_directory(storage: Storage) -> None:
     network = admin.create_network(storage, Identity.generate().node_id, {"name": "lab"}).answer
     assert isinstance(network, Network)
     admin.update_member(storage, network.network_id, A, {"authorized": True, "name": "a"}, 1.0)

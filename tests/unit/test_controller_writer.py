@@ -8,7 +8,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,7 +19,7 @@ from l2mesh.controller.directory import Directory
 from l2mesh.controller.joins import MemberAsked
 from l2mesh.controller.model import Network, ValidationError
 from l2mesh.controller.storage import Storage
-from l2mesh.edge.controller.sqlite_storage import SqliteStorage
+from l2mesh.edge.controller.storage_url import storage_from_url
 from l2mesh.edge.controller.writer import StorageWriter
 from l2mesh.edge.reactor import Reactor
 from l2mesh.identity import Identity
@@ -34,10 +33,10 @@ TIMEOUT_S = 10.0
 
 
 class ThreadCheckedStorage:
-    """SQLite storage that remembers which threads called it."""
+    """Storage that remembers which threads called it."""
 
-    def __init__(self, path: Path) -> None:
-        self.inner = SqliteStorage(path)
+    def __init__(self, url: str) -> None:
+        self.inner = storage_from_url(url)
         self.threads: set[str] = set()
 
     def __getattr__(self, name: str) -> Any:
@@ -76,8 +75,8 @@ class Running:
 
 
 @pytest.fixture
-def storage(tmp_path: Path) -> ThreadCheckedStorage:
-    return ThreadCheckedStorage(tmp_path / "controller.db")
+def storage(storage_url: str) -> ThreadCheckedStorage:
+    return ThreadCheckedStorage(storage_url)
 
 
 @pytest.fixture

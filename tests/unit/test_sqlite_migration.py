@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -49,37 +50,49 @@ NETWORKS = [make_network_id(CONTROLLER_ID, 7), make_network_id(0xF000000001, 8)]
 IDENTITIES = [Identity.generate().public for _ in range(3)]
 
 
+V1_NETWORKS = [
+    Network(NETWORKS[0], "lab", pools=("10.147.17.0/24",), revision=5, created_s=1000.0),
+    Network(NETWORKS[1], "plant", routes=(ManagedRoute("10.147.18.0/24"),), mtu_bytes=1400, multicast_limit=8, broadcast=False,
+            private=False, revision=2, created_s=1001.0),
+]
+V1_MEMBERS = [
+    Member(NETWORKS[0], IDENTITIES[0].node_id, IDENTITIES[0], authorized=True, ips=("10.147.17.1/24",), name="one",
+           created_s=1002.0, last_seen_s=1500.5, endpoint="198.18.1.2:9993"),
+    Member(NETWORKS[0], IDENTITIES[1].node_id, IDENTITIES[1], authorized=False, bridge=True, created_s=1003.0),
+    Member(NETWORKS[0], 0x0123456789, None, authorized=True, ips=("10.147.17.9/24",), created_s=1004.0),  # pre-authorized
+    Member(NETWORKS[1], IDENTITIES[2].node_id, IDENTITIES[2], authorized=True, created_s=1005.0, endpoint="[2001:db8::1]:9993"),
+]
+
+
+def signed(value: int) -> int:
+    return value - (1 << 64) if value >= 1 << 63 else value
+
+
+def v1_rows() -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """The rows of V1_NETWORKS and V1_MEMBERS as version 1 wrote them (booleans as bools: SQLite stores 1/0)."""
+    networks = []
+    for n in V1_NETWORKS:
+        settings = {"pools": list(n.pools), "routes": [r.target for r in n.routes], "mtu": n.mtu_bytes, "multicast_limit": n.multicast_limit,
+                    "broadcast": n.broadcast, "private": n.private}
+        networks.append((signed(n.network_id), n.name, json.dumps(settings), n.revision, n.created_s))
+    members = [
+        (signed(m.network_id), m.node_id, m.identity.x25519_public if m.identity else None, m.identity.ed25519_public if m.identity else None,
+         m.authorized, m.bridge, json.dumps(list(m.ips)), m.name, m.created_s, m.last_seen_s, m.endpoint)
+        for m in V1_MEMBERS
+    ]
+    return networks, members
+
+
 def v1_database(path: Path) -> tuple[list[Network], list[Member]]:
     """A version-1 database with two networks and their members, as the old code wrote rows; what they hold."""
     db = sqlite3.connect(str(path))
     db.executescript(SCHEMA_V1)
-    networks = [
-        Network(NETWORKS[0], "lab", pools=("10.147.17.0/24",), revision=5, created_s=1000.0),
-        Network(NETWORKS[1], "plant", routes=(ManagedRoute("10.147.18.0/24"),), mtu_bytes=1400, multicast_limit=8, broadcast=False,
-                private=False, revision=2, created_s=1001.0),
-    ]
-    for n in networks:
-        settings = {"pools": list(n.pools), "routes": [r.target for r in n.routes], "mtu": n.mtu_bytes, "multicast_limit": n.multicast_limit,
-                    "broadcast": n.broadcast, "private": n.private}
-        signed_id = n.network_id - (1 << 64) if n.network_id >= 1 << 63 else n.network_id
-        db.execute("INSERT INTO networks VALUES (?, ?, ?, ?, ?)", (signed_id, n.name, json.dumps(settings), n.revision, n.created_s))
-    members = [
-        Member(NETWORKS[0], IDENTITIES[0].node_id, IDENTITIES[0], authorized=True, ips=("10.147.17.1/24",), name="one",
-               created_s=1002.0, last_seen_s=1500.5, endpoint="198.18.1.2:9993"),
-        Member(NETWORKS[0], IDENTITIES[1].node_id, IDENTITIES[1], authorized=False, bridge=True, created_s=1003.0),
-        Member(NETWORKS[0], 0x0123456789, None, authorized=True, ips=("10.147.17.9/24",), created_s=1004.0),  # pre-authorized
-        Member(NETWORKS[1], IDENTITIES[2].node_id, IDENTITIES[2], authorized=True, created_s=1005.0, endpoint="[2001:db8::1]:9993"),
-    ]
-    for m in members:
-        signed_id = m.network_id - (1 << 64) if m.network_id >= 1 << 63 else m.network_id
-        db.execute(
-            "INSERT INTO members VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (signed_id, m.node_id, m.identity.x25519_public if m.identity else None, m.identity.ed25519_public if m.identity else None,
-             int(m.authorized), int(m.bridge), json.dumps(list(m.ips)), m.name, m.created_s, m.last_seen_s, m.endpoint),
-        )
+    network_rows, member_rows = v1_rows()
+    db.executemany("INSERT INTO networks VALUES (?, ?, ?, ?, ?)", network_rows)
+    db.executemany("INSERT INTO members VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", member_rows)
     db.commit()
     db.close()
-    return networks, members
+    return V1_NETWORKS, V1_MEMBERS
 
 
 def schema_of(path: Path) -> int:
@@ -162,8 +175,7 @@ def v2_database(path: Path) -> None:
     for sql in sqlite_storage.MIGRATIONS[1]:
         db.execute(sql)
     db.execute("UPDATE meta SET value='2' WHERE key='schema'")
-    signed_id = NETWORKS[0] - (1 << 64) if NETWORKS[0] >= 1 << 63 else NETWORKS[0]
-    db.execute("UPDATE networks SET rules=? WHERE id=?", ("drop tcp dport 22 src-tag guest\n", signed_id))
+    db.execute("UPDATE networks SET rules=? WHERE id=?", ("drop tcp dport 22 src-tag guest\n", signed(NETWORKS[0])))
     db.execute("UPDATE members SET tags=? WHERE name='one'", (json.dumps(["guest"]),))
     db.commit()
     db.close()

@@ -31,7 +31,7 @@ from l2mesh.controller.defaults import API_FILE, DEFAULT_API, DEFAULT_LISTEN, DE
 from l2mesh.controller.directory import Directory
 from l2mesh.controller.storage import Storage
 from l2mesh.edge.controller.api import build_app
-from l2mesh.edge.controller.sqlite_storage import open_storage
+from l2mesh.edge.controller.storage_url import open_storage
 from l2mesh.edge.controller.writer import StorageWriter
 from l2mesh.edge.reactor_edge import ReactorEdge
 from l2mesh.edge.roots import endpoint_text, resolved_roots, save_root_pin
@@ -56,6 +56,7 @@ class ServeOptions:
     api: Endpoint = DEFAULT_API
     relay_limit_mbps: int = DEFAULT_RELAY_LIMIT_MBPS
     roots: list[RootSpec] = field(default_factory=list)
+    db_url: str | None = None  # --db: None is the SQLite file in state_dir
 
 
 def load_or_create_token(state_dir: Path) -> str:
@@ -77,7 +78,7 @@ class ControllerServer:
         self.options = options
         ensure_state_dir(options.state_dir)
         self.identity = load_or_create_identity(options.state_dir)
-        self.storage = open_storage(options.state_dir)
+        self.storage = open_storage(options.db_url, options.state_dir)
         self.token = load_or_create_token(options.state_dir)
         self.sock = open_udp_socket(options.listen[1], options.listen[0])
         self.sender = DatagramSender(self.sock)
