@@ -89,6 +89,22 @@ def test_processes_sharing_one_identity_register_from_each_address_and_are_all_l
     assert world.core.status()["registrations"] == 3 and world.core.status()["registered_nodes"] == 2
 
 
+def test_processes_sharing_one_identity_each_keep_their_own_session_and_renew_their_registration() -> None:
+    # Keyed by static key alone, the second handshake took the first process's session: its renewals
+    # no longer opened (or their answers went to the other address) and its registration lapsed.
+    world = RootWorld()
+    first = world.node(1)
+    world.now += 1
+    second = world.node(2, identity=first.client.identity)
+    for _ in range(3):
+        world.now += 30
+        for node in (first, second):
+            answers = world.ask(node, node.client.register(world.now, None))
+            assert [kind for kind, _ in answers] == [MessageKind.ROOT_REGISTERED]
+    assert world.core.status()["registrations"] == 2 and world.core.status()["sessions"] == 2
+    assert not any(reason.startswith("rejected") for reason in world.drops)
+
+
 def test_registrations_per_node_are_bounded_the_least_recently_heard_giving_way() -> None:
     world = RootWorld()
     shared = world.node(1)
