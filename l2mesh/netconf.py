@@ -3,7 +3,9 @@
 One document per (network, member): revision, timestamps, settings and the
 member list with public keys, MACs, managed IPs, bridge flags, tags and
 known endpoints, managed routes, the DNS domain members answer for, and
-the network's flow rules as the operator wrote them. It travels as an Ed25519 signature (64 bytes) followed by
+the network's flow rules as the operator wrote them, and where the
+controller's instances listen (members move to another when theirs stops
+answering). It travels as an Ed25519 signature (64 bytes) followed by
 canonical JSON; members refuse it unsigned, signed by another key, issued to
 someone else or older than the one they hold. JSON (not a construct struct)
 because the document is read rarely, grows new fields, and humans debug it.
@@ -35,6 +37,7 @@ NETCONF_TTL_S = 7 * 24 * 3600
 # stale, and the member stops trusting it. Slack covers unsynchronized clocks.
 EXPIRY_SLACK_S = 3600
 MAX_TAGS_PER_MEMBER = 64
+MAX_CONTROLLER_ENDPOINTS = 32
 
 
 class NetconfError(L2meshError):
@@ -71,6 +74,9 @@ class NetworkConfig:
     routes: tuple[ManagedRoute, ...] = field(default_factory=tuple)
     rules: RuleSet = NO_RULES
     dns_domain: str = ""  # as the controller set it; "" (an older controller's config): the default
+    # Every live instance of the controller (several share one database, issue 12), the issuing one first;
+    # empty from a controller that does not say (then members know only the one they reach).
+    controllers: tuple[tuple[str, int], ...] = ()
 
     @property
     def effective_dns_domain(self) -> str:
@@ -122,6 +128,8 @@ class NetworkConfig:
             doc["rules"] = self.rules.text
         if self.dns_domain:
             doc["dns_domain"] = self.dns_domain
+        if self.controllers:
+            doc["controllers"] = [format_endpoint(e) for e in self.controllers]
         return doc
 
     @classmethod
@@ -185,6 +193,11 @@ def parse_endpoint(text: str) -> tuple[str, int]:
     if not 0 < port < 65536:
         raise NetconfError(f"invalid endpoint {text!r}: port out of range")
     return str(address), port
+
+
+def format_endpoint(endpoint: tuple[str, int]) -> str:
+    """(host, port) -> 'IP:PORT', or '[IPv6]:PORT' (what parse_endpoint reads)."""
+    return f"{_host_for_endpoint(endpoint[0])}:{endpoint[1]}"
 
 
 def usable_endpoint(endpoint: tuple[str, int]) -> bool:
@@ -297,4 +310,11 @@ def _parse_config(doc: Any) -> NetworkConfig:
         routes=routes,
         rules=parse_rules(doc.get("rules", "")),
         dns_domain=dns_domain,
+        controllers=_endpoints(_list(doc.get("controllers", []), "controllers"))[:MAX_CONTROLLER_ENDPOINTS],
     )
+
+
+def _list(value: Any, name: str) -> list[Any]:
+    if not isinstance(value, list):
+        raise NetconfError(f"{name} must be a list")
+    return value

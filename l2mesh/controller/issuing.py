@@ -29,8 +29,16 @@ def status_message(network_id: int, status: NetconfStatus, revision: int) -> byt
 
 
 class Issuer:
-    def __init__(self, identity: Identity, wall_clock_s: Callable[[], float], drops: Counter[str], sent: Counter[str]) -> None:
+    def __init__(
+        self,
+        identity: Identity,
+        wall_clock_s: Callable[[], float],
+        drops: Counter[str],
+        sent: Counter[str],
+        controller_endpoints: Callable[[], tuple[Endpoint, ...]] = tuple,
+    ) -> None:
         self.identity = identity
+        self.controller_endpoints = controller_endpoints  # every live instance's (issue 12), for the configs
         self.wall_clock_s = wall_clock_s
         self.drops = drops
         self.sent = sent
@@ -106,4 +114,5 @@ class Issuer:
             routes=network.routes,
             rules=network.rules,
             dns_domain=network.effective_dns_domain,
+            controllers=self.controller_endpoints(),
         )

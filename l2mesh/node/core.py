@@ -238,7 +238,7 @@ class NodeCore:
             elif isinstance(decision, RenewSession):
                 peer = self.peers.get(decision.node_id)
                 if peer is not None:
-                    self.send.renew_session(peer, now)
+                    self.send.renew_session(peer, now, decision.restart)
             elif isinstance(decision, AnnounceEndpoints):
                 self.send.send(self.paths.announce_local_endpoints(decision.controller_id), now)
             elif isinstance(decision, ApplyConfig):
@@ -318,6 +318,8 @@ class NodeCore:
         self._now_s = now
         self.receive.reassembler.expire(now)
         self.apply(self.membership.tick(now), now)
+        heard = {node_id: peer.last_rx_s for node_id in self.membership.controllers if (peer := self.peers.get(node_id))}
+        self.apply(self.membership.failover(now, heard), now)
         self.apply(self.roots.tick(now, self.paths.local_endpoints), now)
         self.apply(self.paths.tick(now), now)
         self.nets.tick(now)

@@ -11,6 +11,12 @@ keeps NAT mappings open), while pushes from the controller apply at once.
 Membership reads the networks' states (held by the core) and answers with
 decisions (decisions.py): send this request, trust this controller, apply
 this config, deny this network.
+
+A controller may run as several instances sharing one identity (issue 12).
+Configs list every live instance's endpoint, and the roots return every
+instance registered under the id; while we know more than one, the one in
+use is probed every second (paths.py), and when it has been silent for
+CONTROLLER_SILENT_S we move to the next one in the list (failover()).
 """
 
 from __future__ import annotations
@@ -57,6 +63,10 @@ IDENTITY_RETRY_S = 1.0
 # A request unanswered this long means the controller lost our session
 # (it restarted): open a new one rather than wait for session timers.
 NETCONF_ANSWER_TIMEOUT_S = 3.0
+# The instance in use unheard this long, with others known: move to the next. Probes come every
+# second (paths.CONTROLLER_INSTANCES_PROBE_S), so this is two lost answers and some slack.
+CONTROLLER_SILENT_S = 2.5
+MAX_CONTROLLER_INSTANCES = 32
 
 
 @dataclass
@@ -68,6 +78,24 @@ class ControllerLink:
     identity: PublicIdentity | None = None
     next_identity_request_s: float = 0.0
     awaiting_answer_since_s: float | None = None
+    # Every instance we know of (configs, roots), the one in use among them; a move waits for an answer.
+    instances: list[Endpoint] = field(default_factory=list)
+    moved_s: float = -1e18
+
+    def learn_instances(self, endpoints: list[Endpoint], replace: bool) -> None:
+        """Instances from a config (replace: its list is the live set) or from the roots (added)."""
+        known = [] if replace else self.instances
+        self.instances = list(dict.fromkeys([*known, *endpoints]))[:MAX_CONTROLLER_INSTANCES]
+
+    def next_instance(self) -> Endpoint | None:
+        """The instance after the one in use, in list order (so a dead pair is not tried back and forth)."""
+        others = [e for e in self.instances if e != self.endpoint]
+        if not others:
+            return None
+        if self.endpoint not in self.instances:
+            return others[0]
+        at = self.instances.index(self.endpoint)
+        return self.instances[(at + 1) % len(self.instances)]
 
 
 @dataclass
@@ -142,6 +170,7 @@ class Membership:
             else:
                 if held is None or config.revision >= held.revision:
                     held = config
+                link.learn_instances(list(config.controllers), replace=False)
                 decisions.append(ApplyConfig(config, cached_signed))
         joined.next_request_s = now
         decisions.extend(self._request(network_id, now, held))
@@ -179,6 +208,7 @@ class Membership:
         if link.identity != identity:
             self.drops["controller_keys_mismatch"] += 1
             return []
+        link.learn_instances(endpoints, replace=False)  # every instance registered under the id
         # Move only while it does not answer where we reach it (it restarted elsewhere, another instance).
         if endpoints and link.endpoint not in endpoints and link.awaiting_answer_since_s is not None:
             link.endpoint = endpoints[0]
@@ -255,6 +285,31 @@ class Membership:
                 decisions.extend((LookupNode(link.node_id), RenewSession(link.node_id)))
         return decisions
 
+    def failover(self, now: float, last_heard_s: Mapping[int, float | None]) -> list[Decision]:
+        """Move off a controller instance silent for CONTROLLER_SILENT_S to the next one we know of.
+
+        last_heard_s: each controller's last authenticated packet (the core's peers). A move is
+        given the same time to answer before the next, and asks the roots again who is registered.
+        """
+        decisions: list[Decision] = []
+        for link in self.controllers.values():
+            if link.identity is None or len(link.instances) < 2:
+                continue
+            heard_s = last_heard_s.get(link.node_id)
+            if heard_s is None and link.moved_s < 0:
+                link.moved_s = now  # never heard yet (starting up): the first one gets its chance too
+                continue
+            if now - max(heard_s if heard_s is not None else -1e18, link.moved_s) < CONTROLLER_SILENT_S:
+                continue
+            target = link.next_instance()
+            if target is None:
+                continue
+            link.endpoint, link.moved_s = target, now
+            link.awaiting_answer_since_s = now
+            self.drops["controller_instance_failover"] += 1
+            decisions += [UseEndpoint(link.node_id, target), RenewSession(link.node_id, restart=True), LookupNode(link.node_id)]
+        return decisions
+
     def controller_session_renewed(self, controller_id: int, now: float) -> list[Decision]:
         """A new session with a controller: it may have restarted, so ask again for every network it governs."""
         link = self.controllers.get(controller_id)
@@ -314,6 +369,8 @@ class Membership:
             return []
         if joined is not None:
             joined.next_request_s = now + NETCONF_REFRESH_S
+        if config.controllers:
+            link.learn_instances(list(config.controllers), replace=True)
         return [ApplyConfig(config, signed)]
 
     def _collect(self, network_id: int, response: Any) -> bytes | None:

@@ -22,6 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from l2mesh.controller.instances import ControllerInstance
 from l2mesh.controller.model import Member, Network, NotFound
 from l2mesh.errors import StateError
 from l2mesh.rules.syntax import RuleSyntaxError, parse_rules
@@ -29,8 +30,9 @@ from l2mesh.identity import PublicIdentity
 from l2mesh.ids import NETWORK_NUMBER_MASK, format_network_id, format_node_id, make_network_id
 from l2mesh.managed_routes import RouteError, parse_route_spec
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 DATABASE_FILE = "controller.db"
+BUSY_TIMEOUT_MS = 10_000
 
 
 _SCHEMA = """
@@ -60,6 +62,16 @@ CREATE TABLE IF NOT EXISTS members (
     PRIMARY KEY (network_id, node_id)
 );
 """
+# Controller instances sharing this database (issue 12): each upserts its row every few
+# seconds; members learn the live ones' endpoints from their configs. Not admin data.
+_INSTANCES_TABLE = """
+CREATE TABLE IF NOT EXISTS controller_instances (
+    id TEXT PRIMARY KEY,
+    endpoints TEXT NOT NULL,
+    started REAL NOT NULL,
+    heartbeat REAL NOT NULL
+);
+"""
 # From version N to N+1, run in one transaction with the version update. Columns
 # are appended (as a fresh _SCHEMA has them), so rows read the same either way.
 MIGRATIONS: dict[int, tuple[str, ...]] = {
@@ -72,6 +84,7 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
     # The version bump itself matters: an older controller refuses this database rather than
     # rewriting settings without the gateways it cannot read.
     2: ("ALTER TABLE networks ADD COLUMN dns_domain TEXT NOT NULL DEFAULT ''",),
+    3: (_INSTANCES_TABLE,),  # several controller instances on one database (issue 12)
 }
 
 
@@ -79,10 +92,12 @@ class SqliteStorage:
     def __init__(self, path: Path) -> None:
         try:
             self.db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+            # Several controller processes may share the file: wait for each other's write locks.
+            self.db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=FULL")
             self.db.execute("PRAGMA foreign_keys=ON")
-            self.db.executescript(_SCHEMA)
+            self.db.executescript(_SCHEMA + _INSTANCES_TABLE)
             row = self.db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
             self._in_transaction = False
             if row is None:
@@ -315,6 +330,24 @@ class SqliteStorage:
         self._write(
             [("UPDATE members SET last_seen=? WHERE network_id=? AND node_id=?", (t, _signed64(n), m)) for n, m, t in seen]
         )
+
+    # -- controller instances (issue 12) ---------------------------------------------------------------
+    def record_instance(self, instance: ControllerInstance) -> None:
+        self._write([(
+            "INSERT INTO controller_instances VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (id) DO UPDATE SET endpoints=excluded.endpoints, heartbeat=excluded.heartbeat",
+            (instance.instance_id, json.dumps(list(instance.endpoints)), instance.started_s, instance.heartbeat_s),
+        )])
+
+    def live_instances(self, heard_since_s: float) -> list[ControllerInstance]:
+        rows = self.db.execute(
+            "SELECT id, endpoints, started, heartbeat FROM controller_instances WHERE heartbeat >= ? ORDER BY started, id",
+            (heard_since_s,),
+        )
+        return [ControllerInstance(r[0], tuple(json.loads(r[1])), r[2], r[3]) for r in rows]
+
+    def remove_instances(self, instance_id: str | None, heard_before_s: float) -> None:
+        self._write([("DELETE FROM controller_instances WHERE id=? OR heartbeat < ?", (instance_id, heard_before_s))])
 
 
 def _signed64(value: int) -> int:
