@@ -147,7 +147,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from l2mesh.edge.controller.server import ServeOptions, run_controller
 
     roots = parse_root_list(args.root, os.environ.get(ROOTS_ENV))
-    return run_controller(ServeOptions(resolve_state_dir(args), args.listen, args.api_listen, args.relay_limit_mbps, roots))
+    options = ServeOptions(resolve_state_dir(args), args.listen, args.api_listen, args.relay_limit_mbps, roots)
+    options.identity_file = args.identity
+    return run_controller(options)
 
 
 def cmd_root(args: argparse.Namespace) -> int:
@@ -427,6 +429,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--root", action="append", metavar="ID@HOST:PORT",
         help=f"a root to register with, so members find this controller by network id alone (repeatable; "
         f"HOST:PORT alone pins its keys on first use; default: ${ROOTS_ENV})",
+    )
+    p.add_argument(
+        "--identity", type=Path, metavar="FILE",
+        help="the controller identity file (as identity.json in a state directory): several instances share one",
     )
     p.set_defaults(func=cmd_serve)
 

@@ -1,0 +1,83 @@
+"""The change feed: tells this controller instance that the shared database changed, maybe by another instance.
+
+Several instances of one controller share one database (issue 12). Each
+must hear of the others' commits at once, to push new configs to the
+members connected to it: on_change(network_id) names the network changed,
+on_change(None) says only "something changed" (reload everything).
+
+- sqlite:///PATH: SQLite has no notifications; its own read connection polls
+  `PRAGMA data_version` every SQLITE_POLL_S, which moves when any other
+  connection (this process's writer included) commits.
+- postgresql://...: LISTEN on the channel every committing change NOTIFYs
+  (l2mesh.edge.controller.pg_listen), one call per changed network.
+
+Our own commits come back too; the core compares revisions and pushes
+nothing twice (ControllerCore.external_change).
+"""
+
+from __future__ import annotations
+
+import importlib
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from l2mesh.errors import L2meshError, StateError
+
+SQLITE_POLL_S = 0.2
+SQLITE_SCHEME = "sqlite://"
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+
+OnChange = Callable[[int | None], None]
+
+
+def sqlite_path(db_url: str) -> Path:
+    """sqlite:///PATH -> PATH (absolute: the third slash starts it). L2meshError for anything else."""
+    if not db_url.startswith(SQLITE_SCHEME) or len(db_url) <= len(SQLITE_SCHEME):
+        raise L2meshError(f"invalid database URL {db_url!r}: expected sqlite:///PATH or postgresql://...")
+    return Path(db_url[len(SQLITE_SCHEME):])
+
+
+async def watch_changes(db_url: str, on_change: OnChange, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+    """Call on_change for every change committed to the database at db_url, until cancelled.
+
+    task_status.started() once watching, so that nothing committed after it is missed.
+    """
+    if db_url.startswith(POSTGRES_SCHEMES):
+        try:
+            pg_listen = importlib.import_module("l2mesh.edge.controller.pg_listen")
+        except ImportError:
+            raise L2meshError("this l2mesh has no PostgreSQL support (l2mesh.edge.controller.pg_listen)") from None
+        await pg_listen.listen_changes(db_url, on_change, task_status=task_status)
+        return
+    await _poll_sqlite(sqlite_path(db_url), on_change, task_status)
+
+
+async def _poll_sqlite(path: Path, on_change: OnChange, task_status: Any) -> None:
+    try:
+        # Its own connection: data_version ignores the connection's own commits, and ours writes nothing.
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False, isolation_level=None)
+        version = _data_version(db)
+    except sqlite3.Error as exc:
+        raise StateError(f"cannot watch controller database {path}: {exc}") from None
+    task_status.started()
+    try:
+        while True:
+            await trio.sleep(SQLITE_POLL_S)
+            try:
+                now = await trio.to_thread.run_sync(_data_version, db)
+            except sqlite3.Error:
+                continue  # busy or being checkpointed: the next poll sees the change
+            if now != version:
+                version = now
+                on_change(None)
+    finally:
+        db.close()
+
+
+def _data_version(db: sqlite3.Connection) -> int:
+    row = db.execute("PRAGMA data_version").fetchone()
+    return int(row[0])
