@@ -144,11 +144,15 @@ def _ago(timestamp: float | None) -> str | None:
 # -- commands -----------------------------------------------------------------------------------------
 def cmd_serve(args: argparse.Namespace) -> int:
     # Imported here: the server stack (hypercorn, starlette, trio) would slow every admin command.
+    from l2mesh.edge.controller.change_feed import sqlite_path
     from l2mesh.edge.controller.server import ServeOptions, run_controller
 
     roots = parse_root_list(args.root, os.environ.get(ROOTS_ENV))
     options = ServeOptions(resolve_state_dir(args), args.listen, args.api_listen, args.relay_limit_mbps, roots)
     options.identity_file = args.identity
+    if args.db is not None:
+        sqlite_path(args.db)  # checked here: a bad URL is one line, before anything starts
+        options.db_url = args.db
     return run_controller(options)
 
 
@@ -430,6 +434,8 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"a root to register with, so members find this controller by network id alone (repeatable; "
         f"HOST:PORT alone pins its keys on first use; default: ${ROOTS_ENV})",
     )
+    # Minimal, SQLite only, until the PostgreSQL back-end's --db (which replaces this) is merged.
+    p.add_argument("--db", metavar="URL", help="the database, sqlite:///PATH (default: controller.db in the state directory)")
     p.add_argument(
         "--identity", type=Path, metavar="FILE",
         help="the controller identity file (as identity.json in a state directory): several instances share one",
