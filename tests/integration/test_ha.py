@@ -1,0 +1,153 @@
+"""Issue 12: several controller instances on one database.
+
+Two `l2mesh-ctl serve` instances, the second started from a copy of the
+first one's state directory (same identity), share one database (the
+`controller_db` fixture: one place to add PostgreSQL). Members joined
+through instance A; a change made through B reaches them within a second
+or two; A is SIGKILLed right after acknowledging a change, and its members
+move to B within 5 s without losing the change, while pings between them
+keep flowing (peer sessions never depended on the controller).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.integration.topology import (
+    L2MESH_CTL,
+    Controller,
+    Host,
+    Topology,
+    network_status,
+    networks_of,
+    wait_until,
+)
+
+FAILOVER_LIMIT_S = 5.0
+PUSH_LIMIT_S = 2.0
+
+
+@pytest.fixture
+def controller_db(tmp_path: Path) -> Iterator[str]:
+    """The database URL every instance is given (parametrize here for PostgreSQL)."""
+    yield f"sqlite://{tmp_path / 'shared' / 'controller.db'}"
+
+
+class Instance(Controller):
+    """A controller instance on the shared database, with its own log."""
+
+    db_url: str = ""
+
+    def start(self) -> None:
+        log_name = f"controller-{self.host.name}"
+        self.process = self.host.popen(
+            L2MESH_CTL, "serve", "--state-dir", str(self.state_dir), "--listen", f"0.0.0.0:{self.port}", "--db", self.db_url,
+            log_name=log_name,
+        )
+        process = self.process
+        wait_until(lambda: (self.state_dir / "api.json").exists() or process.poll() is not None, 15, what="controller API")
+        if process.poll() is not None:
+            raise AssertionError(f"controller exited: {self.host.topology.log_of(log_name)}")
+
+
+def start_instance(topology: Topology, name: str, db_url: str, copy_of: Instance | None = None) -> Instance:
+    host = topology.add_host(name)
+    state_dir = topology.work_dir / f"{name}-state"
+    if copy_of is not None:
+        # What an operator does: copy the first instance's state directory (identity and API token).
+        shutil.copytree(copy_of.state_dir, state_dir, ignore=shutil.ignore_patterns("api.json", "controller.db*"))
+    instance = Instance(host, state_dir)
+    instance.db_url = db_url
+    instance.start()
+    return instance
+
+
+def controller_peer(host: Host) -> dict[str, Any] | None:
+    peers = json.loads(host.l2mesh("peers", "--json").stdout)
+    return next((p for p in peers if p.get("role") == "controller"), None)
+
+
+def held_controllers(host: Host, network_id: str) -> list[str]:
+    """The controller instances the member's last config lists (its cached signed copy: signature, then JSON)."""
+    path = host.state_dir / "netconf" / f"{network_id}.signed"
+    try:
+        return list(json.loads(path.read_bytes()[64:]).get("controllers", []))
+    except (OSError, ValueError):
+        return []
+
+
+def ips_of(host: Host, network_id: str) -> list[str]:
+    return next((n["ips"] for n in networks_of(host) if n["id"] == network_id), [])
+
+
+def test_two_instances_share_changes_and_members_fail_over_within_five_seconds_losing_nothing(
+    topology: Topology, controller_db: str
+) -> None:
+    Path(controller_db.removeprefix("sqlite://")).parent.mkdir(parents=True, exist_ok=True)
+    a = start_instance(topology, "ctla", controller_db)
+    b = start_instance(topology, "ctlb", controller_db, copy_of=a)
+    assert a.ctl_json("status")["id"] == b.ctl_json("status")["id"]  # one controller identity
+    network_id = a.ctl("network", "create", "ha", "--pool", "10.147.40.0/24").stdout.strip()
+    # B created nothing, yet serves the network A created: one database.
+    wait_until(lambda: any(n["id"] == network_id for n in b.ctl_json("network", "list")), 3, what="network seen by B")
+
+    m1, m2 = topology.add_host("m1"), topology.add_host("m2")
+    for member in (m1, m2):
+        member.start_daemon()
+        a.ctl("member", "authorize", network_id, member.node_id)
+        member.l2mesh("join", network_id, "--controller", a.endpoint)
+    for member in (m1, m2):
+        wait_until(lambda m=member: network_status(m, network_id) == "OK" and ips_of(m, network_id), 15, what=f"{member.name} OK")
+        # Every member learns both instances from its config.
+        wait_until(lambda m=member: {a.endpoint, b.endpoint} <= set(held_controllers(m, network_id)), 10,
+                   what=f"{member.name} knows both instances")
+    assert controller_peer(m1)["direct_endpoint"] == a.endpoint
+    m2_ip = ips_of(m2, network_id)[0]
+    assert wait_until(lambda: m1.ping(m2_ip, timeout_s=1), 10, what="m1 -> m2")
+
+    # A change made through B reaches m1, which talks to A.
+    started = time.monotonic()
+    b.ctl("member", "authorize", network_id, m1.node_id, "--ip", "10.147.40.51")
+    wait_until(lambda: "10.147.40.51" in ips_of(m1, network_id), PUSH_LIMIT_S, interval_s=0.05, what="B's change at m1 via A")
+    push_s = time.monotonic() - started
+    print(f"change through B reached A's member in {push_s:.2f} s")
+
+    # A change acknowledged by A, then A is SIGKILLed at once.
+    a.ctl("member", "authorize", network_id, m2.node_id, "--ip", "10.147.40.52")
+    assert a.process is not None
+    killed_at = time.monotonic()
+    topology.stop_process(a.process, signal.SIGKILL)
+    a.process = None
+
+    lost_pings = 0
+    def moved() -> bool:
+        nonlocal lost_pings
+        if not m1.ping("10.147.40.52" if "10.147.40.52" in ips_of(m2, network_id) else m2_ip, timeout_s=0.5):
+            lost_pings += 1
+        peer = controller_peer(m1)
+        return (
+            peer is not None and peer["direct_endpoint"] == b.endpoint and peer["last_handshake_s"] is not None
+            and peer["last_handshake_s"] <= time.monotonic() - killed_at and network_status(m1, network_id) == "OK"
+        )
+
+    wait_until(moved, 15, interval_s=0.05, what="m1 on instance B")
+    failover_s = time.monotonic() - killed_at
+    print(f"failover to instance B in {failover_s:.2f} s, {lost_pings} lost pings")
+    assert failover_s < FAILOVER_LIMIT_S
+    assert lost_pings == 0
+
+    # The change A acknowledged before dying is there: in B's view and at the members.
+    assert next(m for m in b.ctl_json("member", "list", network_id) if m["id"] == m2.node_id)["ips"] == ["10.147.40.52"]
+    wait_until(lambda: "10.147.40.52" in ips_of(m2, network_id), 10, what="m2's new address after failover")
+    assert wait_until(lambda: m1.ping("10.147.40.52", timeout_s=1), 10, what="m1 -> m2 at its new address")
+    # And B serves m1 now: a change there arrives.
+    b.ctl("member", "authorize", network_id, m1.node_id, "--name", "after-failover", "--ip", "10.147.40.53")
+    wait_until(lambda: "10.147.40.53" in ips_of(m1, network_id), PUSH_LIMIT_S, interval_s=0.05, what="B's change at m1 via B")
