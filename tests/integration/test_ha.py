@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from tests.integration.test_roots_join import root_args, start_root
 from tests.integration.topology import (
     L2MESH_CTL,
     Controller,
@@ -45,12 +46,13 @@ class Instance(Controller):
     """A controller instance on the shared database, with its own log."""
 
     db_url: str = ""
+    extra: tuple[str, ...] = ()
 
     def start(self) -> None:
         log_name = f"controller-{self.host.name}"
         self.process = self.host.popen(
             L2MESH_CTL, "serve", "--state-dir", str(self.state_dir), "--listen", f"0.0.0.0:{self.port}", "--db", self.db_url,
-            log_name=log_name,
+            *self.extra, log_name=log_name,
         )
         process = self.process
         wait_until(lambda: (self.state_dir / "api.json").exists() or process.poll() is not None, 15, what="controller API")
@@ -58,14 +60,16 @@ class Instance(Controller):
             raise AssertionError(f"controller exited: {self.host.topology.log_of(log_name)}")
 
 
-def start_instance(topology: Topology, name: str, db_url: str, copy_of: Instance | None = None) -> Instance:
+def start_instance(
+    topology: Topology, name: str, db_url: str, copy_of: Instance | None = None, extra: tuple[str, ...] = ()
+) -> Instance:
     host = topology.add_host(name)
     state_dir = topology.work_dir / f"{name}-state"
     if copy_of is not None:
         # What an operator does: copy the first instance's state directory (identity and API token).
         shutil.copytree(copy_of.state_dir, state_dir, ignore=shutil.ignore_patterns("api.json", "controller.db*"))
     instance = Instance(host, state_dir)
-    instance.db_url = db_url
+    instance.db_url, instance.extra = db_url, extra
     instance.start()
     return instance
 
@@ -151,3 +155,41 @@ def test_two_instances_share_changes_and_members_fail_over_within_five_seconds_l
     # And B serves m1 now: a change there arrives.
     b.ctl("member", "authorize", network_id, m1.node_id, "--name", "after-failover", "--ip", "10.147.40.53")
     wait_until(lambda: "10.147.40.53" in ips_of(m1, network_id), PUSH_LIMIT_S, interval_s=0.05, what="B's change at m1 via B")
+
+
+def test_members_that_know_only_the_roots_find_every_instance_there_and_fail_over(topology: Topology, controller_db: str) -> None:
+    """Both instances register with one root under the shared id (each keeping its own session there);
+    members join by network id alone and move to the other instance when theirs is SIGKILLed."""
+    Path(controller_db.removeprefix("sqlite://")).parent.mkdir(parents=True, exist_ok=True)
+    root = start_root(topology, "root1")
+    extra = tuple(root_args([root]))
+    a = start_instance(topology, "ctla", controller_db, extra=extra)
+    b = start_instance(topology, "ctlb", controller_db, copy_of=a, extra=extra)
+    network_id = a.ctl("network", "create", "ha", "--pool", "10.147.41.0/24").stdout.strip()
+    for instance in (a, b):
+        wait_until(lambda i=instance: [r["status"] for r in i.ctl_json("status")["roots"]] == ["up"], 15,
+                   what=f"{instance.host.name} registered with the root")
+    m1 = topology.add_host("m1")
+    m1.start_daemon(*extra)
+    a.ctl("member", "authorize", network_id, m1.node_id)
+    m1.l2mesh("join", network_id)  # no --controller: the root says where the controller's instances are
+    wait_until(lambda: network_status(m1, network_id) == "OK", 30, what="m1 OK through the root")
+    wait_until(lambda: {a.endpoint, b.endpoint} <= set(held_controllers(m1, network_id)), 10, what="m1 knows both instances")
+    peer = controller_peer(m1)
+    assert peer is not None and peer["direct_endpoint"] in (a.endpoint, b.endpoint)
+    used, other = (a, b) if peer["direct_endpoint"] == a.endpoint else (b, a)
+    assert used.process is not None
+    killed_at = time.monotonic()
+    topology.stop_process(used.process, signal.SIGKILL)
+    used.process = None
+
+    def moved() -> bool:
+        peer = controller_peer(m1)
+        return peer is not None and peer["direct_endpoint"] == other.endpoint and network_status(m1, network_id) == "OK"
+
+    wait_until(moved, 15, interval_s=0.05, what="m1 on the other instance")
+    failover_s = time.monotonic() - killed_at
+    print(f"failover (joined through the root) in {failover_s:.2f} s")
+    assert failover_s < FAILOVER_LIMIT_S
+    other.ctl("member", "authorize", network_id, m1.node_id, "--ip", "10.147.41.77")
+    wait_until(lambda: "10.147.41.77" in ips_of(m1, network_id), PUSH_LIMIT_S, interval_s=0.05, what="a change after failover")
