@@ -499,7 +499,10 @@ class ControllerCore:
         self._writes.append(Departure(self.instance_id))
 
     def other_instances_live(self) -> bool:
-        return any(instance.instance_id != self.instance_id for instance in self.instances)
+        """Another instance heartbeats elsewhere. A row at our own endpoints is this controller's previous
+        process (killed less than INSTANCE_LIVE_S ago), not another instance: its members need greeting."""
+        ours = {format_endpoint(e) for e in self.instance_endpoints}
+        return any(i.instance_id != self.instance_id and set(i.endpoints) != ours for i in self.instances)
 
     def _answer_asker(self, network_id: int, node_id: int) -> None:
         client = self.clients.online(node_id, self._now_s)

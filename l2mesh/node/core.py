@@ -55,7 +55,7 @@ from l2mesh.node.events import (
     NetworkStatusChanged,
     RootPinned,
 )
-from l2mesh.node.membership import Membership
+from l2mesh.node.membership import ControllerContact, Membership
 from l2mesh.node.network_state import NetworkState
 from l2mesh.node.networks import GROUP_REFRESH_S, GROUP_TTL_S, Networks
 from l2mesh.node.paths import Paths
@@ -318,8 +318,11 @@ class NodeCore:
         self._now_s = now
         self.receive.reassembler.expire(now)
         self.apply(self.membership.tick(now), now)
-        heard = {node_id: peer.last_rx_s for node_id in self.membership.controllers if (peer := self.peers.get(node_id))}
-        self.apply(self.membership.failover(now, heard), now)
+        contacts = {
+            node_id: ControllerContact(peer.last_rx_s, None if peer.via_relay else peer.endpoint)
+            for node_id in self.membership.controllers if (peer := self.peers.get(node_id)) is not None
+        }
+        self.apply(self.membership.failover(now, contacts), now)
         self.apply(self.roots.tick(now, self.paths.local_endpoints), now)
         self.apply(self.paths.tick(now), now)
         self.nets.tick(now)

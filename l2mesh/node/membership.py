@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from l2mesh import __version__
 from l2mesh.identity import Identity, PublicIdentity
@@ -96,6 +96,13 @@ class ControllerLink:
             return others[0]
         at = self.instances.index(self.endpoint)
         return self.instances[(at + 1) % len(self.instances)]
+
+
+class ControllerContact(NamedTuple):
+    """A controller peer as the core holds it: when it last sent us anything authenticated, and where it is."""
+
+    heard_s: float | None
+    endpoint: Endpoint | None
 
 
 @dataclass
@@ -285,17 +292,21 @@ class Membership:
                 decisions.extend((LookupNode(link.node_id), RenewSession(link.node_id)))
         return decisions
 
-    def failover(self, now: float, last_heard_s: Mapping[int, float | None]) -> list[Decision]:
+    def failover(self, now: float, contacts: Mapping[int, ControllerContact]) -> list[Decision]:
         """Move off a controller instance silent for CONTROLLER_SILENT_S to the next one we know of.
 
-        last_heard_s: each controller's last authenticated packet (the core's peers). A move is
-        given the same time to answer before the next, and asks the roots again who is registered.
+        contacts: how each controller peer stands (the core's peers). A move is given the same
+        time to answer before the next, and asks the roots again who is registered.
         """
         decisions: list[Decision] = []
         for link in self.controllers.values():
             if link.identity is None or len(link.instances) < 2:
                 continue
-            heard_s = last_heard_s.get(link.node_id)
+            contact = contacts.get(link.node_id)
+            if contact is not None and contact.endpoint is not None:
+                # The instance that answered our handshake (several may, to the candidates the roots gave).
+                link.endpoint = contact.endpoint
+            heard_s = contact.heard_s if contact is not None else None
             if heard_s is None and link.moved_s < 0:
                 link.moved_s = now  # never heard yet (starting up): the first one gets its chance too
                 continue

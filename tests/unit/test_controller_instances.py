@@ -197,6 +197,7 @@ def test_a_member_whose_instance_goes_silent_moves_to_the_other_within_five_seco
 
 def test_a_starting_instance_greets_members_only_when_no_other_instance_is_live(tmp_path: Path, cluster: Cluster) -> None:
     a = cluster.instances[A]
+    cluster.instances[B].alive = False  # only A runs (and heartbeats) here
     cluster.member(("198.18.1.1", 9993), via=A)
     # Started alone (a restart): the members still hold sessions with the process that died, so it greets them.
     alone = Instance(a.core.identity, tmp_path / "controller.db", B)
@@ -206,6 +207,10 @@ def test_a_starting_instance_greets_members_only_when_no_other_instance_is_live(
     beside = Instance(a.core.identity, tmp_path / "controller.db", B)
     beside.core.instances = tuple(beside.storage.live_instances(WALL_S - 10.0))
     assert beside.core.greet_members(cluster.now) == 0
+    # Restarted in A's place after a SIGKILL, its previous process's row still fresh: that is no other instance.
+    restarted = Instance(a.core.identity, tmp_path / "controller.db", A)
+    restarted.core.instances = tuple(restarted.storage.live_instances(WALL_S - 10.0))
+    assert restarted.core.greet_members(cluster.now) == 1
 
 
 def test_instance_rows_live_expire_and_leave(tmp_path: Path) -> None:
