@@ -137,6 +137,7 @@ class Membership:
         self.controllers: dict[int, ControllerLink] = {}
         self.joined: dict[int, Joined] = {}
         self._chunks: dict[int, PendingChunks] = {}
+        self.failovers = 0  # moves to another controller instance (failover())
 
     # -- joining ---------------------------------------------------------------------------------
     def join(
@@ -317,7 +318,7 @@ class Membership:
                 continue
             link.endpoint, link.moved_s = target, now
             link.awaiting_answer_since_s = now
-            self.drops["controller_instance_failover"] += 1
+            self.failovers += 1
             decisions += [UseEndpoint(link.node_id, target), RenewSession(link.node_id, restart=True), LookupNode(link.node_id)]
         return decisions
 

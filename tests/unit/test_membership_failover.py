@@ -29,7 +29,7 @@ def test_a_silent_instance_is_left_for_the_next_with_a_fresh_handshake() -> None
     membership, link = membership_with_link([A, B])
     decisions = membership.failover(10.0, {link.node_id: ControllerContact(10.0 - CONTROLLER_SILENT_S, None)})
     assert decisions == [UseEndpoint(link.node_id, B), RenewSession(link.node_id, restart=True), LookupNode(link.node_id)]
-    assert link.endpoint == B
+    assert link.endpoint == B and membership.failovers == 1
 
 
 def test_the_next_one_gets_its_time_and_a_dead_pair_is_walked_in_order() -> None:
