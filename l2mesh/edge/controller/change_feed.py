@@ -51,7 +51,8 @@ async def watch_changes(db_url: str, on_change: OnChange, *, task_status: Any = 
             pg_listen = importlib.import_module("l2mesh.edge.controller.pg_listen")
         except ImportError:
             raise L2meshError("this l2mesh has no PostgreSQL support (l2mesh.edge.controller.pg_listen)") from None
-        await pg_listen.listen_changes(db_url, on_change, task_status=task_status)
+        # A listener that reconnected may have missed notifications: reload everything then.
+        await pg_listen.listen_changes(db_url, on_change, on_resync=lambda: on_change(None), task_status=task_status)
         return
     await _poll_sqlite(sqlite_path(db_url), on_change, task_status)
 
