@@ -64,12 +64,14 @@ CREATE TABLE IF NOT EXISTS members (
 """
 # Controller instances sharing this database (issue 12): each upserts its row every few
 # seconds; members learn the live ones' endpoints from their configs. Not admin data.
+# DOUBLE PRECISION, not REAL: PostgreSQL's REAL (4 bytes) would round wall times to minutes;
+# SQLite reads either as REAL, so one statement serves both back-ends.
 _INSTANCES_TABLE = """
 CREATE TABLE IF NOT EXISTS controller_instances (
     id TEXT PRIMARY KEY,
     endpoints TEXT NOT NULL,
-    started REAL NOT NULL,
-    heartbeat REAL NOT NULL
+    started DOUBLE PRECISION NOT NULL,
+    heartbeat DOUBLE PRECISION NOT NULL
 );
 """
 # From version N to N+1, run in one transaction with the version update. Columns
