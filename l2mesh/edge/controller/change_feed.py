@@ -7,7 +7,11 @@ on_change(None) says only "something changed" (reload everything).
 
 - sqlite:///PATH: SQLite has no notifications; its own read connection polls
   `PRAGMA data_version` every SQLITE_POLL_S, which moves when any other
-  connection (this process's writer included) commits.
+  connection (this process's writer included) commits. Then a stamp of each
+  network (its revision, and its members' count, keys, last-seen times and
+  endpoints, summed) says which networks changed: instances' heartbeats
+  move data_version every few seconds without changing any network, and a
+  reload reads a whole network.
 - postgresql://...: LISTEN on the channel every committing change NOTIFYs
   (l2mesh.edge.controller.pg_listen), one call per changed network.
 
@@ -28,6 +32,7 @@ import trio
 from l2mesh.errors import L2meshError, StateError
 
 SQLITE_POLL_S = 0.2
+NETWORK_ID_MASK = (1 << 64) - 1  # SQLite stores network ids as signed 64-bit integers
 SQLITE_SCHEME = "sqlite://"
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 
@@ -62,6 +67,7 @@ async def _poll_sqlite(path: Path, on_change: OnChange, task_status: Any) -> Non
         # Its own connection: data_version ignores the connection's own commits, and ours writes nothing.
         db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False, isolation_level=None)
         version = _data_version(db)
+        stamps = _network_stamps(db)
     except sqlite3.Error as exc:
         raise StateError(f"cannot watch controller database {path}: {exc}") from None
     task_status.started()
@@ -70,11 +76,16 @@ async def _poll_sqlite(path: Path, on_change: OnChange, task_status: Any) -> Non
             await trio.sleep(SQLITE_POLL_S)
             try:
                 now = await trio.to_thread.run_sync(_data_version, db)
+                if now == version:
+                    continue
+                latest = await trio.to_thread.run_sync(_network_stamps, db)
             except sqlite3.Error:
                 continue  # busy or being checkpointed: the next poll sees the change
-            if now != version:
-                version = now
-                on_change(None)
+            version = now
+            for network_id in sorted(stamps.keys() | latest.keys()):
+                if stamps.get(network_id) != latest.get(network_id):
+                    on_change(network_id)
+            stamps = latest
     finally:
         db.close()
 
@@ -82,3 +93,14 @@ async def _poll_sqlite(path: Path, on_change: OnChange, task_status: Any) -> Non
 def _data_version(db: sqlite3.Connection) -> int:
     row = db.execute("PRAGMA data_version").fetchone()
     return int(row[0])
+
+
+_STAMPS = """
+SELECT n.id, n.revision, count(m.node_id), total(m.last_seen), count(m.x25519), total(length(m.endpoint))
+FROM networks n LEFT JOIN members m ON m.network_id = n.id GROUP BY n.id
+"""
+
+
+def _network_stamps(db: sqlite3.Connection) -> dict[int, tuple[Any, ...]]:
+    """Per network id: what changes when the network or any of its members changes (one read transaction)."""
+    return {row[0] & NETWORK_ID_MASK: tuple(row[1:]) for row in db.execute(_STAMPS)}
