@@ -39,6 +39,7 @@ PUSH_LIMIT_S = 2.0
 @pytest.fixture
 def controller_db(tmp_path: Path) -> Iterator[str]:
     """The database URL every instance is given (parametrize here for PostgreSQL)."""
+    (tmp_path / "shared").mkdir()
     yield f"sqlite://{tmp_path / 'shared' / 'controller.db'}"
 
 
@@ -95,7 +96,6 @@ def ips_of(host: Host, network_id: str) -> list[str]:
 def test_two_instances_share_changes_and_members_fail_over_within_five_seconds_losing_nothing(
     topology: Topology, controller_db: str
 ) -> None:
-    Path(controller_db.removeprefix("sqlite://")).parent.mkdir(parents=True, exist_ok=True)
     a = start_instance(topology, "ctla", controller_db)
     b = start_instance(topology, "ctlb", controller_db, copy_of=a)
     assert a.ctl_json("status")["id"] == b.ctl_json("status")["id"]  # one controller identity
@@ -160,7 +160,6 @@ def test_two_instances_share_changes_and_members_fail_over_within_five_seconds_l
 def test_members_that_know_only_the_roots_find_every_instance_there_and_fail_over(topology: Topology, controller_db: str) -> None:
     """Both instances register with one root under the shared id (each keeping its own session there);
     members join by network id alone and move to the other instance when theirs is SIGKILLed."""
-    Path(controller_db.removeprefix("sqlite://")).parent.mkdir(parents=True, exist_ok=True)
     root = start_root(topology, "root1")
     extra = tuple(root_args([root]))
     a = start_instance(topology, "ctla", controller_db, extra=extra)
