@@ -37,7 +37,7 @@ from l2mesh.controller.changes import Committed, StorageWrite
 from l2mesh.controller.clients import Client, Clients
 from l2mesh.controller.defaults import DEFAULT_RELAY_LIMIT_MBPS
 from l2mesh.controller.directory import Directory
-from l2mesh.controller.heartbeat import Departure, Heartbeat
+from l2mesh.controller.heartbeat import Heartbeat
 from l2mesh.controller.instances import HEARTBEAT_S, MAX_INSTANCE_ENDPOINTS, ControllerInstance
 from l2mesh.controller.issuing import Issuer
 from l2mesh.controller.joins import MemberAsked
@@ -493,10 +493,6 @@ class ControllerCore:
         endpoints = tuple(format_endpoint(e) for e in self.instance_endpoints)
         instance = ControllerInstance(self.instance_id, endpoints[:MAX_INSTANCE_ENDPOINTS], self.started_wall_s, self.wall_clock_s())
         self._writes.append(Heartbeat(instance))
-
-    def departing(self) -> None:
-        """A clean stop: our row goes, so the other instances drop us from their configs at their next heartbeat."""
-        self._writes.append(Departure(self.instance_id))
 
     def other_instances_live(self) -> bool:
         """Another instance heartbeats elsewhere. A row at our own endpoints is this controller's previous

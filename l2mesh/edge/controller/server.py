@@ -179,7 +179,8 @@ class ControllerServer:
                 await shutdown.wait()
                 nursery.cancel_scope.cancel()
         finally:
-            self.writer.write(Departure(self.core.instance_id))  # other instances drop us from configs at once
+            # A clean stop: our row goes, and the other instances drop us from their configs at their next heartbeat.
+            self.writer.write(Departure(self.core.instance_id))
             self.writer.stop()  # commits what is queued
             self.edge.shutdown()
             self.writer.close()  # the doorbell, once the reactor no longer watches it, and the database
