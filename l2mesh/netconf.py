@@ -3,7 +3,9 @@
 One document per (network, member): revision, timestamps, settings and the
 member list with public keys, MACs, managed IPs, bridge flags, tags and
 known endpoints, managed routes, the DNS domain members answer for, and
-the network's flow rules as the operator wrote them. It travels as an Ed25519 signature (64 bytes) followed by
+the network's flow rules as the operator wrote them, and where the
+controller's instances listen (members move to another when theirs stops
+answering). It travels as an Ed25519 signature (64 bytes) followed by
 canonical JSON; members refuse it unsigned, signed by another key, issued to
 someone else or older than the one they hold. JSON (not a construct struct)
 because the document is read rarely, grows new fields, and humans debug it.
@@ -36,6 +38,7 @@ NETCONF_TTL_S = 7 * 24 * 3600
 # stale, and the member stops trusting it. Slack covers unsynchronized clocks.
 EXPIRY_SLACK_S = 3600
 MAX_TAGS_PER_MEMBER = 64
+MAX_CONTROLLER_ENDPOINTS = 32
 
 
 class NetconfError(L2meshError):
@@ -72,6 +75,9 @@ class NetworkConfig:
     routes: tuple[ManagedRoute, ...] = field(default_factory=tuple)
     rules: RuleSet = NO_RULES
     dns_domain: str = ""  # as the controller set it; "" (an older controller's config): the default
+    # Every live instance of the controller (several share one database, issue 12), the issuing one first;
+    # empty from a controller that does not say (then members know only the one they reach).
+    controllers: tuple[tuple[str, int], ...] = ()
 
     @property
     def effective_dns_domain(self) -> str:
@@ -90,7 +96,7 @@ class NetworkConfig:
 
     # -- JSON ----------------------------------------------------------------
     def to_json(self) -> dict[str, Any]:
-        return {
+        doc: dict[str, Any] = {
             "id": format_network_id(self.network_id),
             "revision": self.revision,
             "issued_to": format_node_id(self.issued_to),
@@ -99,6 +105,10 @@ class NetworkConfig:
             **network_fields_json(self),
             "members": [member_json(m, self.network_id) for m in self.members],
         }
+        if self.controllers:
+            # Where the controller's instances are now, not network content: outside the settings deltas track.
+            doc["controllers"] = controllers_json(self.controllers)
+        return doc
 
     @classmethod
     def from_json(cls, doc: Any) -> "NetworkConfig":
@@ -200,6 +210,11 @@ def parse_endpoint(text: str) -> tuple[str, int]:
     return str(address), port
 
 
+def format_endpoint(endpoint: tuple[str, int]) -> str:
+    """(host, port) -> 'IP:PORT', or '[IPv6]:PORT' (what parse_endpoint reads)."""
+    return f"{_host_for_endpoint(endpoint[0])}:{endpoint[1]}"
+
+
 def usable_endpoint(endpoint: tuple[str, int]) -> bool:
     """An address a peer could send to: a real port, not unspecified, multicast, loopback or broadcast."""
     try:
@@ -288,6 +303,7 @@ def _parse_config(doc: Any) -> NetworkConfig:
         timestamp_s=float(doc.get("timestamp", 0.0)),
         expires_s=float(doc.get("expires", 0.0)),
         members=members,
+        controllers=parse_controllers(doc.get("controllers", [])),
         **parse_network_fields(doc),
     )
 
@@ -320,3 +336,14 @@ def parse_network_fields(doc: Any) -> dict[str, Any]:
         "rules": parse_rules(doc.get("rules", "")),
         "dns_domain": dns_domain,
     }
+
+
+def controllers_json(controllers: tuple[tuple[str, int], ...]) -> list[str]:
+    return [format_endpoint(e) for e in controllers]
+
+
+def parse_controllers(value: Any) -> tuple[tuple[str, int], ...]:
+    """A config's (or delta's) "controllers": the live instances' endpoints, at most MAX_CONTROLLER_ENDPOINTS."""
+    if not isinstance(value, list):
+        raise NetconfError("controllers must be a list")
+    return _endpoints(value)[:MAX_CONTROLLER_ENDPOINTS]

@@ -37,8 +37,10 @@ from l2mesh.netconf import (
     NetconfError,
     NetworkConfig,
     canonical_json,
+    controllers_json,
     member_json,
     network_fields_json,
+    parse_controllers,
     parse_member,
     parse_network_fields,
 )
@@ -78,6 +80,9 @@ class ConfigDelta:
     members: tuple[MemberConfig, ...] = ()  # added (appended, in this order) or changed (replaced in place)
     removed: tuple[int, ...] = ()  # node ids, taken out before members are applied
     network: dict[str, Any] | None = None  # all network-wide settings (network_fields_json), if any changed
+    # The controller's live instances when it was signed (issue 12), as a full config's "controllers":
+    # how members hear of an instance that started or stopped without any change to the network.
+    controllers: tuple[tuple[str, int], ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         doc: dict[str, Any] = {
@@ -92,6 +97,8 @@ class ConfigDelta:
         }
         if self.network is not None:
             doc["network"] = self.network
+        if self.controllers:
+            doc["controllers"] = controllers_json(self.controllers)
         return doc
 
     @classmethod
@@ -177,6 +184,7 @@ def apply_delta(base: DeltaBase, delta: ConfigDelta) -> DeltaBase:
         timestamp_s=delta.timestamp_s,
         expires_s=delta.expires_s,
         members=tuple(members),
+        controllers=delta.controllers or config.controllers,
         **fields,
     )
     if content_digest(result, total) != delta.digest:
@@ -220,4 +228,5 @@ def _parse_delta(doc: Any) -> ConfigDelta:
         members=members,
         removed=tuple(parse_node_id(n) for n in removed_docs),
         network=network,
+        controllers=parse_controllers(doc.get("controllers", [])),
     )

@@ -105,9 +105,12 @@ class PendingHandshake:
 class Session:
     """Everything shared with one remote static key."""
 
-    def __init__(self, table: "SessionTable", remote_static: bytes) -> None:
+    def __init__(self, table: "SessionTable", remote_static: bytes, key: Hashable = None) -> None:
         self.table = table
         self.remote_static = remote_static
+        # Where the table files it: the static key, or (static key, endpoint) for a server that keeps one
+        # session per address (several controller instances share one identity, see SessionTable).
+        self.key: Hashable = remote_static if key is None else key
         self.current: Keypair | None = None
         self.previous: Keypair | None = None
         self.next: Keypair | None = None  # responder side, until the initiator's first packet confirms it
@@ -261,19 +264,22 @@ class SessionTable:
         self.limits = limits
         self.wall_clock_ns = wall_clock_ns
         self.scratch = AeadScratch()
-        self.sessions: dict[bytes, Session] = {}
+        self.sessions: dict[Hashable, Session] = {}  # by Session.key
         self._by_index: dict[int, Keypair | Session] = {}
         self._per_source = KeyedRateLimiter(limits.handshake_rate_per_source_per_s, limits.handshake_burst_per_source)
         self._total = TokenBucket(limits.handshake_rate_total_per_s, limits.handshake_rate_total_per_s)
 
-    def session_for(self, remote_static: bytes) -> Session:
-        session = self.sessions.get(remote_static)
+    def session_for(self, remote_static: bytes, endpoint: Hashable = None) -> Session:
+        """The session with remote_static (at endpoint, when sessions are kept per address)."""
+        key: Hashable = remote_static if endpoint is None else (remote_static, endpoint)
+        session = self.sessions.get(key)
         if session is None:
-            session = self.sessions[remote_static] = Session(self, remote_static)
+            session = self.sessions[key] = Session(self, remote_static, key)
         return session
 
-    def remove(self, remote_static: bytes) -> None:
-        session = self.sessions.pop(remote_static, None)
+    def remove(self, key: Hashable) -> None:
+        """Forget a session by its key (Session.key: the static key unless kept per address)."""
+        session = self.sessions.pop(key, None)
         if session is not None:
             session.wipe()
 
@@ -293,7 +299,14 @@ class SessionTable:
             del self._by_index[keypair.local_index]
 
     # -- receiving -------------------------------------------------------
-    def handle_initiation(self, data: bytes | memoryview, now: float, source: Hashable = None) -> HandshakeResult:
+    def handle_initiation(
+        self, data: bytes | memoryview, now: float, source: Hashable = None, endpoint: Hashable = None
+    ) -> HandshakeResult:
+        """endpoint: keep the session apart from the same key's sessions at other addresses (None: one per key).
+
+        A root keeps one per address, because controller instances sharing one
+        identity register from several: one shared session would flip between them.
+        """
         if not self._per_source.take(source, now) or not self._total.take(now):
             raise SessionError("handshake rate limit")
         packet = parse_exact(HandshakeInit, data)
@@ -306,7 +319,7 @@ class SessionTable:
         assert remote_static is not None
         if not self.is_allowed(remote_static):
             raise SessionError("handshake from a static key that is not allowed")
-        session = self.session_for(remote_static)
+        session = self.session_for(remote_static, endpoint)
         # TAI64N timestamps only grow: an older or repeated one is a replayed initiation.
         if timestamp <= session.latest_timestamp:
             raise SessionError("replayed handshake initiation")
@@ -382,10 +395,10 @@ class SessionTable:
     def poll(self, now: float) -> list[tuple[Session, SessionAction]]:
         """Timer work for every session; expired ones are removed here and reported."""
         out = []
-        for remote_static, session in list(self.sessions.items()):
+        for key, session in list(self.sessions.items()):
             action = session.poll(now)
             if action & SessionAction.EXPIRED:
-                self.remove(remote_static)
+                self.remove(key)
             if action:
                 out.append((session, action))
         return out

@@ -7,12 +7,17 @@ a controller, a registration to a root). One that has not done so within
 UNIDENTIFIED_CLIENT_S is dropped, so nobody can park state here. What a
 client is beyond that (networks, registrations) belongs to the server that
 holds it: it passes a factory for its own Client subclass.
+
+A root keeps one session per (static key, address) (sessions_per_endpoint):
+controller instances that share one identity each register from their own
+address and must each keep their session. A controller keeps one per key,
+so a member that roams (NAT rebinding) takes its session along.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, replace
 from typing import Generic, TypeVar
 
@@ -57,13 +62,20 @@ C = TypeVar("C", bound=SessionClient)
 
 
 class SessionServer(Generic[C]):
-    def __init__(self, private_key: bytes, drops: Counter[str], new_client: Callable[[Session, Endpoint, float], C]) -> None:
+    def __init__(
+        self,
+        private_key: bytes,
+        drops: Counter[str],
+        new_client: Callable[[Session, Endpoint, float], C],
+        sessions_per_endpoint: bool = False,
+    ) -> None:
         self.table = SessionTable(private_key, limits=SERVER_SESSION_LIMITS)
-        self.by_static: dict[bytes, C] = {}
+        self.sessions_per_endpoint = sessions_per_endpoint
+        self.by_static: dict[Hashable, C] = {}  # by Session.key: the static key, or (static key, address)
         self.by_node: dict[int, C] = {}
         self.drops = drops
         self._new_client = new_client
-        self._unidentified: set[bytes] = set()  # static keys of sessions that have not named their node
+        self._unidentified: set[Hashable] = set()  # keys of sessions that have not named their node
         self.roots_by_static: dict[bytes, int] = {}  # roots we register with (controller): sessions we open
 
     # -- packets ------------------------------------------------------------------------------------
@@ -75,7 +87,8 @@ class SessionServer(Generic[C]):
         if len(self._unidentified) >= MAX_UNIDENTIFIED_CLIENTS:
             self.drops["too_many_unidentified_clients"] += 1
             return None
-        result = self.table.handle_initiation(data, now, source[0] if via_root is None else ("relay", via_root))
+        rate_key = source[0] if via_root is None else ("relay", via_root)
+        result = self.table.handle_initiation(data, now, rate_key, source if self.sessions_per_endpoint else None)
         self._client(result.session, source, now, via_root is not None)
         assert result.response is not None
         return result.response
@@ -94,14 +107,14 @@ class SessionServer(Generic[C]):
         return self._client(session, source, now, via_root), message
 
     def _client(self, session: Session, source: Endpoint, now: float, via_root: bool) -> C:
-        client = self.by_static.get(session.remote_static)
+        client = self.by_static.get(session.key)
         if client is None or client.session is not session:
-            client = self.by_static[session.remote_static] = self._new_client(session, source, now)
+            client = self.by_static[session.key] = self._new_client(session, source, now)
             root_id = self.roots_by_static.get(session.remote_static)
             if root_id is not None:
                 client.is_root, client.node_id = True, root_id
             else:
-                self._unidentified.add(session.remote_static)
+                self._unidentified.add(session.key)
         client.endpoint = source
         client.via_root = via_root
         client.last_seen_s = now
@@ -123,7 +136,7 @@ class SessionServer(Generic[C]):
         """The client proved the keys behind node_id: it speaks for that node now (and is kept)."""
         client.node_id, client.identity = node_id, identity
         self.by_node[node_id] = client
-        self._unidentified.discard(client.session.remote_static)
+        self._unidentified.discard(client.session.key)
 
     def identified(self) -> int:
         return sum(1 for c in self.by_static.values() if c.node_id is not None and not c.is_root)
@@ -134,22 +147,30 @@ class SessionServer(Generic[C]):
         keepalives = []
         for session, action in self.table.poll(now):
             if action & SessionAction.EXPIRED:
-                gone = self.by_static.pop(session.remote_static, None)
+                gone = self.by_static.pop(session.key, None)
                 if gone is not None and gone.node_id is not None and self.by_node.get(gone.node_id) is gone:
                     del self.by_node[gone.node_id]
+                    self._renamed(gone.node_id)
             elif action & SessionAction.SEND_KEEPALIVE:
-                client = self.by_static.get(session.remote_static)
+                client = self.by_static.get(session.key)
                 if client is not None:
                     keepalives.append(client)
-        for remote_static in list(self._unidentified):
-            client = self.by_static.get(remote_static)
+        for key in list(self._unidentified):
+            client = self.by_static.get(key)
             if client is None or client.node_id is not None:
-                self._unidentified.discard(remote_static)
+                self._unidentified.discard(key)
             elif now - client.first_seen_s > UNIDENTIFIED_CLIENT_S:
-                del self.by_static[remote_static]
-                self._unidentified.discard(remote_static)
-                self.table.remove(remote_static)
+                del self.by_static[key]
+                self._unidentified.discard(key)
+                self.table.remove(key)
         return keepalives
+
+    def _renamed(self, node_id: int) -> None:
+        """by_node lost node_id's client: another live session of the same node (an instance elsewhere) takes over."""
+        for client in self.by_static.values():
+            if client.node_id == node_id and not client.is_root:
+                self.by_node[node_id] = client
+                return
 
 
 class IdentityDesk:

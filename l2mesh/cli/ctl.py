@@ -148,6 +148,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     roots = parse_root_list(args.root, os.environ.get(ROOTS_ENV))
     options = ServeOptions(resolve_state_dir(args), args.listen, args.api_listen, args.relay_limit_mbps, roots, db_url=args.db)
+    options.identity_file = args.identity
     return run_controller(options)
 
 
@@ -432,6 +433,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--db", metavar="URL",
         help="database: sqlite:///PATH or postgresql://... (a libpq URL; several instances may share it); default: controller.db in the state dir",
+    )
+    p.add_argument(
+        "--identity", type=Path, metavar="FILE",
+        help="the controller identity file (as identity.json in a state directory): several instances share one",
     )
     p.set_defaults(func=cmd_serve)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from l2mesh.controller.instances import ControllerInstance
 from l2mesh.controller.model import Member, Network
 from l2mesh.controller.storage import Storage
 
@@ -30,6 +31,11 @@ class Committed:
     failed: bool = False  # nothing was written: the member is not answered, and its next request asks again
     drops: tuple[str, ...] = ()  # for the core's drop counters (the writer thread keeps none)
     answer: Member | Network | None = None  # what an admin change reports back
+    # Another instance changed the database (reload.py): networks and members above are the whole stored
+    # state of network reload_of (None: of every network); the core pushes those whose revision moved.
+    reloaded: bool = False
+    reload_of: int | None = None
+    instances: tuple[ControllerInstance, ...] | None = None  # the live instances, read by a heartbeat
 
 
 class StorageWrite(Protocol):

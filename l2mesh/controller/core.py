@@ -16,10 +16,17 @@ and a controller behind a NAT is reached through them: a root's punch
 hints make it send towards the member (opening its NAT), and members that
 still cannot get through reach it in relay envelopes via the root, which it
 opens here and answers the same way.
+
+Several instances of one controller (one identity) may share one database
+(issue 12): each heartbeats its row (heartbeat.py), puts every live
+instance's endpoints into the configs it issues, and hears of the others'
+commits through external_change(), which reloads what changed (reload.py)
+and pushes it to the members connected here.
 """
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -30,17 +37,20 @@ from l2mesh.controller.changes import Committed, StorageWrite
 from l2mesh.controller.clients import Client, Clients
 from l2mesh.controller.defaults import DEFAULT_RELAY_LIMIT_MBPS
 from l2mesh.controller.directory import Directory
+from l2mesh.controller.heartbeat import Heartbeat
+from l2mesh.controller.instances import HEARTBEAT_S, MAX_INSTANCE_ENDPOINTS, ControllerInstance
 from l2mesh.controller.issuing import Issuer
 from l2mesh.controller.joins import MemberAsked
 from l2mesh.controller.model import Member, Network
 from l2mesh.controller.multicast import MulticastRegistry, Push
 from l2mesh.controller.relay import Relay
+from l2mesh.controller.reload import Reload
 from l2mesh.controller.seen import SeenTracker
 from l2mesh.errors import L2meshError
 from l2mesh.fragments import DEFAULT_MAX_DATAGRAM_BYTES, fragment
 from l2mesh.identity import Identity, PublicIdentity, node_id_from_public_keys
 from l2mesh.ids import controller_of, format_node_id
-from l2mesh.netconf import parse_endpoint
+from l2mesh.netconf import MAX_CONTROLLER_ENDPOINTS, format_endpoint, parse_endpoint
 from l2mesh.ratelimit import KeyedRateLimiter
 from l2mesh.relaying import envelope_run_packets
 from l2mesh.session import SessionError
@@ -90,7 +100,7 @@ class ControllerCore:
         self.sent: Counter[str] = Counter()
         self.clients = Clients(identity.x25519_private, self.drops)
         self.relay = Relay(relay_limit_mbps, self.drops)
-        self.issuer = Issuer(identity, wall_clock_s, self.drops, self.sent)
+        self.issuer = Issuer(identity, wall_clock_s, self.drops, self.sent, self.controller_endpoints)
         self.seen = SeenTracker()
         self.identity_desk = IdentityDesk(identity, frozenset({self.node_id}), self.drops)
         self._endpoint_pushes = KeyedRateLimiter(ENDPOINT_PUSHES_PER_MEMBER_PER_S, 2.0)
@@ -104,6 +114,13 @@ class ControllerCore:
         self.local_endpoints: list[Endpoint] = []  # the edge's addresses, registered with the roots
         self.multicast = MulticastRegistry(self.drops)
         self._next_multicast_expiry_s = 0.0
+        # Instances sharing our database (issue 12): ours is announced with instance_endpoints (set by the edge).
+        self.instance_id = secrets.token_hex(8)
+        self.started_wall_s = wall_clock_s()
+        self.instance_endpoints: list[Endpoint] = []
+        self.instances: tuple[ControllerInstance, ...] = ()  # live ones, ours included, as the last heartbeat read
+        self._next_heartbeat_s = 0.0
+        self._reloads_wanted: set[int | None] = set()  # reloads queued, not yet committed (None: every network)
 
     # -- datagrams --------------------------------------------------------------------------------
     def datagram_received(self, data: memoryview, source: Endpoint, now: float) -> None:
@@ -287,6 +304,9 @@ class ControllerCore:
         re-request their configs at once, so pushes reach them again.
         """
         self._now_s = now
+        if self.other_instances_live():
+            # Members are with another instance: greeting them would pull them here, away from a working one.
+            return 0
         greeted = 0
         for network_id in list(self.directory.networks):
             for member in self.directory.members(network_id):
@@ -460,6 +480,9 @@ class ControllerCore:
 
         Returns the admin view of what an admin change changed.
         """
+        if change.reloaded or change.instances is not None:
+            self._shared_state(change)
+            return None
         self.directory.apply(change)
         for reason in change.drops:
             self.drops[reason] += 1
@@ -474,6 +497,52 @@ class ControllerCore:
         if isinstance(change.answer, Network):
             return change.answer.to_json()
         return None
+
+    # -- other instances on the same database (issue 12) ---------------------------------------------------
+    def external_change(self, network_id: int | None) -> None:
+        """The database changed, maybe by another instance (network_id None: somewhere): reload it, push what moved."""
+        if None in self._reloads_wanted or network_id in self._reloads_wanted:
+            return  # a reload queued and not yet read covers it
+        self._reloads_wanted.add(network_id)
+        self._writes.append(Reload(network_id))
+
+    def controller_endpoints(self) -> tuple[Endpoint, ...]:
+        """Where members reach this controller: every live instance's endpoints (ours first), for the configs."""
+        texts = [format_endpoint(e) for e in self.instance_endpoints]
+        texts += [e for instance in self.instances if instance.instance_id != self.instance_id for e in instance.endpoints]
+        out: list[Endpoint] = []
+        for text in dict.fromkeys(texts):
+            try:
+                out.append(parse_endpoint(text))
+            except L2meshError:
+                self.drops["instance_endpoint_malformed"] += 1
+        return tuple(out[:MAX_CONTROLLER_ENDPOINTS])
+
+    def _shared_state(self, change: Committed) -> None:
+        if change.reloaded:
+            self._reloads_wanted.discard(change.reload_of)
+            for network_id in self.directory.replace(change):
+                self.push(network_id)
+            return
+        assert change.instances is not None
+        before = self.controller_endpoints()
+        self.instances = change.instances
+        if self.controller_endpoints() != before:
+            # Same revision, new instance list: members hold configs naming the old one. An empty
+            # delta per network (new times, the new list), signed once, tells them.
+            self.issuer.history.restamp()
+            self._push_stamps()
+
+    def _heartbeat(self) -> None:
+        endpoints = tuple(format_endpoint(e) for e in self.instance_endpoints)
+        instance = ControllerInstance(self.instance_id, endpoints[:MAX_INSTANCE_ENDPOINTS], self.started_wall_s, self.wall_clock_s())
+        self._writes.append(Heartbeat(instance))
+
+    def other_instances_live(self) -> bool:
+        """Another instance heartbeats elsewhere. A row at our own endpoints is this controller's previous
+        process (killed less than INSTANCE_LIVE_S ago), not another instance: its members need greeting."""
+        ours = {format_endpoint(e) for e in self.instance_endpoints}
+        return any(i.instance_id != self.instance_id and set(i.endpoints) != ours for i in self.instances)
 
     def _answer_asker(self, network_id: int, node_id: int) -> None:
         client = self.clients.online(node_id, self._now_s)
@@ -499,6 +568,9 @@ class ControllerCore:
         seen = self.seen.due(now, self.online_since)
         if seen is not None:
             self._writes.append(seen)
+        if now >= self._next_heartbeat_s:
+            self._next_heartbeat_s = now + HEARTBEAT_S
+            self._heartbeat()
 
     # -- admin views (reactor thread, from the directory) ------------------------------------------------
     def online_since(self, node_id: int) -> float | None:
@@ -538,4 +610,6 @@ class ControllerCore:
             "relayed_bytes": self.relay.relayed_bytes,
             "roots": self.roots_view(self._now_s),
             "multicast": self.multicast.counts(),
+            "instance": self.instance_id,
+            "instances": [{"id": i.instance_id, "endpoints": list(i.endpoints)} for i in self.instances],
         }

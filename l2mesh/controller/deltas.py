@@ -87,8 +87,15 @@ class NetworkHistory:
 
 
 class DeltaHistory:
-    def __init__(self, identity: Identity, wall_clock_s: Callable[[], float], sent: Counter[str]) -> None:
+    def __init__(
+        self,
+        identity: Identity,
+        wall_clock_s: Callable[[], float],
+        sent: Counter[str],
+        controller_endpoints: Callable[[], tuple[tuple[str, int], ...]] = tuple,
+    ) -> None:
         self.identity = identity
+        self.controller_endpoints = controller_endpoints
         self.wall_clock_s = wall_clock_s
         self.sent = sent
         self.networks: dict[int, NetworkHistory] = {}
@@ -173,6 +180,11 @@ class DeltaHistory:
         history.messages[base_revision] = message
         return message
 
+    def restamp(self) -> None:
+        """The controller's instances changed (issue 12): every network's members get an empty delta naming them."""
+        for history in self.networks.values():
+            history.stamp_s = float("-inf")
+
     def stamps_due(self) -> list[tuple[int, bytes]]:
         """(network id, delta) for networks whose members' configs are due new times: same revision, one signature."""
         now = self.wall_clock_s()
@@ -201,6 +213,7 @@ class DeltaHistory:
             members=tuple(change.members.values()),
             removed=tuple(sorted(change.removed)),
             network=change.network,
+            controllers=self.controller_endpoints(),
         )
         signed = delta.sign(self.identity)
         if len(signed) > NETCONF_CHUNK_BYTES:

@@ -80,6 +80,31 @@ class Directory:
             if seen is not None:
                 self._members[network_id][node_id] = replace(seen, last_seen_s=wall_s)
 
+    def replace(self, change: Committed) -> list[int]:
+        """A reload (reload.py): its networks' stored state replaces ours; the networks whose revision moved.
+
+        Networks and members it does not list, within its scope, were deleted.
+        """
+        scope = set(self.networks) if change.reload_of is None else {change.reload_of}
+        listed = {network.network_id: network for network in change.networks}
+        moved = [
+            network_id for network_id in sorted(scope | set(listed))
+            if (self.networks[network_id].revision if network_id in self.networks else None)
+            != (listed[network_id].revision if network_id in listed else None)
+        ]
+        listed_members = {(m.network_id, m.node_id) for m in change.members}
+        gone_members = tuple(
+            (network_id, member.node_id)
+            for network_id in scope & set(listed)
+            for member in self.members(network_id)
+            if (network_id, member.node_id) not in listed_members
+        )
+        self.apply(Committed(
+            networks=change.networks, members=change.members,
+            deleted_networks=tuple(scope - set(listed)), deleted_members=gone_members,
+        ))
+        return moved
+
     def _index(self, member: Member) -> None:
         if member.authorized:
             self._authorized_in.setdefault(member.node_id, set()).add(member.network_id)

@@ -32,12 +32,20 @@ def status_message(network_id: int, status: NetconfStatus, revision: int) -> byt
 
 
 class Issuer:
-    def __init__(self, identity: Identity, wall_clock_s: Callable[[], float], drops: Counter[str], sent: Counter[str]) -> None:
+    def __init__(
+        self,
+        identity: Identity,
+        wall_clock_s: Callable[[], float],
+        drops: Counter[str],
+        sent: Counter[str],
+        controller_endpoints: Callable[[], tuple[Endpoint, ...]] = tuple,
+    ) -> None:
         self.identity = identity
+        self.controller_endpoints = controller_endpoints  # every live instance's (issue 12), for the configs
         self.wall_clock_s = wall_clock_s
         self.drops = drops
         self.sent = sent
-        self.history = DeltaHistory(identity, wall_clock_s, sent)
+        self.history = DeltaHistory(identity, wall_clock_s, sent, controller_endpoints)
 
     def status(self, network_id: int, status: NetconfStatus, revision: int) -> list[bytes]:
         self.sent[status.name.lower()] += 1
@@ -76,7 +84,9 @@ class Issuer:
                 self.sent["netconf_delta"] += 1
                 return [delta]
         now = self.wall_clock_s()
-        config = snapshot.config.with_changes(issued_to=node_id, timestamp_s=now, expires_s=now + NETCONF_TTL_S)
+        config = snapshot.config.with_changes(
+            issued_to=node_id, timestamp_s=now, expires_s=now + NETCONF_TTL_S, controllers=self.controller_endpoints()
+        )
         return self._chunks(network, config.sign(self.identity))
 
     def _chunks(self, network: Network, signed: bytes) -> list[bytes]:
@@ -117,6 +127,7 @@ class Issuer:
             routes=network.routes,
             rules=network.rules,
             dns_domain=network.effective_dns_domain,
+            controllers=self.controller_endpoints(),
         )
 
     @staticmethod

@@ -13,6 +13,7 @@ from __future__ import annotations
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
+from l2mesh.controller.instances import ControllerInstance
 from l2mesh.controller.model import Member, Network
 from l2mesh.identity import PublicIdentity
 
@@ -48,6 +49,19 @@ class Storage(Protocol):
     def delete_member(self, network_id: int, node_id: int) -> None: ...
     def record_seen(self, seen: list[tuple[int, int, float]]) -> None:
         """(network id, node id, wall time) last-seen times; rows that no longer exist are skipped."""
+        ...
+
+    # Controller instances sharing the database (l2mesh.controller.instances): runtime rows, not admin data.
+    def record_instance(self, instance: ControllerInstance) -> None:
+        """Insert the instance's row, or renew its endpoints and heartbeat."""
+        ...
+
+    def live_instances(self, heard_since_s: float) -> list[ControllerInstance]:
+        """Instances whose heartbeat (wall time) is at or after heard_since_s, oldest started first."""
+        ...
+
+    def remove_instances(self, instance_id: str | None, heard_before_s: float) -> None:
+        """Delete the instance instance_id (a clean stop) and every row not heard since heard_before_s."""
         ...
 
     def close(self) -> None: ...

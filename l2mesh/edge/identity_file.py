@@ -30,7 +30,11 @@ def save_identity(identity: Identity, state_dir: Path) -> Path:
 
 
 def load_identity(state_dir: Path) -> Identity:
-    path = identity_path(state_dir)
+    return load_identity_file(identity_path(state_dir))
+
+
+def load_identity_file(path: Path) -> Identity:
+    """An identity file as a state directory holds it (`l2mesh-ctl serve --identity FILE`)."""
     try:
         doc = read_json(path)
     except StateError as exc:

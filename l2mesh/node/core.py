@@ -55,7 +55,7 @@ from l2mesh.node.events import (
     NetworkStatusChanged,
     RootPinned,
 )
-from l2mesh.node.membership import Membership
+from l2mesh.node.membership import ControllerContact, Membership
 from l2mesh.node.network_state import NetworkState
 from l2mesh.node.networks import GROUP_REFRESH_S, GROUP_TTL_S, Networks
 from l2mesh.node.paths import Paths
@@ -242,7 +242,7 @@ class NodeCore:
             elif isinstance(decision, RenewSession):
                 peer = self.peers.get(decision.node_id)
                 if peer is not None:
-                    self.send.renew_session(peer, now)
+                    self.send.renew_session(peer, now, decision.restart)
             elif isinstance(decision, AnnounceEndpoints):
                 self.send.send(self.paths.announce_local_endpoints(decision.controller_id), now)
             elif isinstance(decision, ApplyConfig):
@@ -322,6 +322,11 @@ class NodeCore:
         self._now_s = now
         self.receive.reassembler.expire(now)
         self.apply(self.membership.tick(now), now)
+        contacts = {
+            node_id: ControllerContact(peer.last_rx_s, None if peer.via_relay else peer.endpoint)
+            for node_id in self.membership.controllers if (peer := self.peers.get(node_id)) is not None
+        }
+        self.apply(self.membership.failover(now, contacts), now)
         self.apply(self.roots.tick(now, self.paths.local_endpoints), now)
         self.apply(self.paths.tick(now), now)
         self.nets.tick(now)

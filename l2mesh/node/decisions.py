@@ -66,6 +66,7 @@ class RenewSession:
     """Handshake again now (the other side seems to have lost our keys, or a punch needs a packet)."""
 
     node_id: int
+    restart: bool = False  # even over a handshake still pending (it went to a controller instance we left)
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,6 +14,12 @@ when they do not fit (a gap, a diverged copy) we ask again.
 Membership reads the networks' states (held by the core) and answers with
 decisions (decisions.py): send this request, trust this controller, apply
 this config, deny this network.
+
+A controller may run as several instances sharing one identity (issue 12).
+Configs list every live instance's endpoint, and the roots return every
+instance registered under the id; while we know more than one, the one in
+use is probed every second (paths.py), and when it has been silent for
+CONTROLLER_SILENT_S we move to the next one in the list (failover()).
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from l2mesh import __version__
 from l2mesh.identity import Identity, PublicIdentity
@@ -67,6 +73,10 @@ NETCONF_ANSWER_TIMEOUT_S = 3.0
 # restart): one is fetched again when the cached one is this old, well
 # before it expires (NETCONF_TTL_S).
 NETCONF_FULL_REFRESH_S = 3 * 24 * 3600.0
+# The instance in use unheard this long, with others known: move to the next. Probes come every
+# second (paths.CONTROLLER_INSTANCES_PROBE_S), so this is two lost answers and some slack.
+CONTROLLER_SILENT_S = 2.5
+MAX_CONTROLLER_INSTANCES = 32
 
 
 @dataclass
@@ -78,6 +88,31 @@ class ControllerLink:
     identity: PublicIdentity | None = None
     next_identity_request_s: float = 0.0
     awaiting_answer_since_s: float | None = None
+    # Every instance we know of (configs, roots), the one in use among them; a move waits for an answer.
+    instances: list[Endpoint] = field(default_factory=list)
+    moved_s: float = -1e18
+
+    def learn_instances(self, endpoints: list[Endpoint], replace: bool) -> None:
+        """Instances from a config (replace: its list is the live set) or from the roots (added)."""
+        known = [] if replace else self.instances
+        self.instances = list(dict.fromkeys([*known, *endpoints]))[:MAX_CONTROLLER_INSTANCES]
+
+    def next_instance(self) -> Endpoint | None:
+        """The instance after the one in use, in list order (so a dead pair is not tried back and forth)."""
+        others = [e for e in self.instances if e != self.endpoint]
+        if not others:
+            return None
+        if self.endpoint not in self.instances:
+            return others[0]
+        at = self.instances.index(self.endpoint)
+        return self.instances[(at + 1) % len(self.instances)]
+
+
+class ControllerContact(NamedTuple):
+    """A controller peer as the core holds it: when it last sent us anything authenticated, and where it is."""
+
+    heard_s: float | None
+    endpoint: Endpoint | None
 
 
 @dataclass
@@ -115,6 +150,7 @@ class Membership:
         self._chunks: dict[int, PendingChunks] = {}
         # What deltas need of the config each network holds (its digest sum, its member ids), kept across deltas.
         self._delta_bases: dict[int, DeltaBase] = {}
+        self.failovers = 0  # moves to another controller instance (failover())
 
     # -- joining ---------------------------------------------------------------------------------
     def join(
@@ -156,6 +192,7 @@ class Membership:
                 if held is None or config.revision >= held.revision:
                     held = config
                 joined.signed_wall_s = max(joined.signed_wall_s, config.timestamp_s)
+                link.learn_instances(list(config.controllers), replace=False)
                 decisions.append(ApplyConfig(config, cached_signed))
         joined.next_request_s = now
         decisions.extend(self._request(network_id, now, held))
@@ -194,6 +231,7 @@ class Membership:
         if link.identity != identity:
             self.drops["controller_keys_mismatch"] += 1
             return []
+        link.learn_instances(endpoints, replace=False)  # every instance registered under the id
         # Move only while it does not answer where we reach it (it restarted elsewhere, another instance).
         if endpoints and link.endpoint not in endpoints and link.awaiting_answer_since_s is not None:
             link.endpoint = endpoints[0]
@@ -274,6 +312,35 @@ class Membership:
                 decisions.extend((LookupNode(link.node_id), RenewSession(link.node_id)))
         return decisions
 
+    def failover(self, now: float, contacts: Mapping[int, ControllerContact]) -> list[Decision]:
+        """Move off a controller instance silent for CONTROLLER_SILENT_S to the next one we know of.
+
+        contacts: how each controller peer stands (the core's peers). A move is given the same
+        time to answer before the next, and asks the roots again who is registered.
+        """
+        decisions: list[Decision] = []
+        for link in self.controllers.values():
+            if link.identity is None or len(link.instances) < 2:
+                continue
+            contact = contacts.get(link.node_id)
+            if contact is not None and contact.endpoint is not None:
+                # The instance that answered our handshake (several may, to the candidates the roots gave).
+                link.endpoint = contact.endpoint
+            heard_s = contact.heard_s if contact is not None else None
+            if heard_s is None and link.moved_s < 0:
+                link.moved_s = now  # never heard yet (starting up): the first one gets its chance too
+                continue
+            if now - max(heard_s if heard_s is not None else -1e18, link.moved_s) < CONTROLLER_SILENT_S:
+                continue
+            target = link.next_instance()
+            if target is None:
+                continue
+            link.endpoint, link.moved_s = target, now
+            link.awaiting_answer_since_s = now
+            self.failovers += 1
+            decisions += [UseEndpoint(link.node_id, target), RenewSession(link.node_id, restart=True), LookupNode(link.node_id)]
+        return decisions
+
     def controller_session_renewed(self, controller_id: int, now: float) -> list[Decision]:
         """A new session with a controller: it may have restarted, so ask again for every network it governs."""
         link = self.controllers.get(controller_id)
@@ -334,6 +401,8 @@ class Membership:
         if joined is not None:
             joined.next_request_s = now + NETCONF_REFRESH_S
             joined.signed_wall_s = self.wall_clock_s()
+        if config.controllers:
+            link.learn_instances(list(config.controllers), replace=True)
         return [ApplyConfig(config, signed)]
 
     def netconf_delta(self, controller_id: int, message: bytes, now: float) -> list[Decision]:
@@ -378,6 +447,8 @@ class Membership:
             self.drops["netconf_delta_expired"] += 1
             return []
         self._delta_bases[network_id] = base
+        if delta.controllers:
+            link.learn_instances(list(delta.controllers), replace=True)
         joined = self.joined.get(network_id)
         if joined is not None:
             joined.next_request_s = now + NETCONF_REFRESH_S

@@ -43,6 +43,8 @@ DIRECT_RETRY_S = 5.0
 PUNCH_REQUEST_INTERVAL_S = 5.0
 PROBE_ACTIVE_INTERVAL_S = 1.0  # on the path in use, while the peer carries frames
 PROBE_IDLE_INTERVAL_S = 10.0  # controllers
+# A controller with several instances: probed this often, so a dead one is left within seconds (membership.failover).
+CONTROLLER_INSTANCES_PROBE_S = 1.0
 ROOT_PROBE_S = 1.0  # roots: a dead one is left within ROOT_DEAD_AFTER_S (roots.py)
 RELAYED_LOOKUP_S = 30.0  # a relayed peer: ask the roots again where it is registered
 ACTIVE_WINDOW_S = 30.0  # a peer that carried frames this recently is in use
@@ -327,7 +329,9 @@ class Paths:
                 if peer.is_root:
                     interval_s = ROOT_PROBE_S
                 elif peer.is_controller:
-                    interval_s = PROBE_IDLE_INTERVAL_S
+                    link = self.controllers.get(peer.node_id)
+                    several = link is not None and len(link.instances) > 1
+                    interval_s = CONTROLLER_INSTANCES_PROBE_S if several else PROBE_IDLE_INTERVAL_S
                 elif active:
                     interval_s = PROBE_ACTIVE_INTERVAL_S
                 else:

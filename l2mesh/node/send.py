@@ -175,10 +175,10 @@ class SendPath:
     def send_initiation(self, peer: Peer, session: Session, now: float) -> None:
         self.send(self.paths.initiation_plan(peer, session.create_initiation(now), now), now)
 
-    def renew_session(self, peer: Peer, now: float) -> None:
-        """Start a new handshake now (the peer seems to have lost our keys)."""
+    def renew_session(self, peer: Peer, now: float, restart: bool = False) -> None:
+        """Start a new handshake now (the peer seems to have lost our keys); restart: even if one is pending."""
         session = self.peers.session_of(peer)
-        if session.pending is None:
+        if session.pending is None or restart:
             self.send_initiation(peer, session, now)
 
     def flush_queue(self, peer: Peer, now: float) -> None:

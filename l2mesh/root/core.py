@@ -63,7 +63,8 @@ class RootCore:
         self.transmit = transmit
         self.drops: Counter[str] = Counter()
         self.sent: Counter[str] = Counter()
-        self.clients = SessionServer(identity.x25519_private, self.drops, _new_client)
+        # One session per address: controller instances sharing one identity register from several.
+        self.clients = SessionServer(identity.x25519_private, self.drops, _new_client, sessions_per_endpoint=True)
         self.registry = Registry(self.drops)
         self.relay = RelayBudget(relay_limit_mbps, self.drops)
         self._rendezvous = RendezvousBudget()

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from l2mesh.fragments import DEFAULT_MAX_DATAGRAM_BYTES
 from l2mesh.identity import Identity
-from l2mesh.ids import make_network_id, member_mac
+from l2mesh.ids import make_network_id
 from l2mesh.netconf import MemberConfig, NetworkConfig
 from l2mesh.node.core import NetworkConfigured, NetworkRemoved, NetworkStatus
 from l2mesh.wire.messages import FRAME_HEADER, MessageKind

@@ -62,7 +62,7 @@ def schema_of(url: str) -> int:
 def test_a_version_1_database_opens_migrated_with_every_network_and_member(pg_url: str) -> None:
     v1_database(pg_url)
     storage = PgStorage(pg_url)
-    assert schema_of(pg_url) == SCHEMA_VERSION == 3
+    assert schema_of(pg_url) == SCHEMA_VERSION == 4
     assert storage.list_networks() == V1_NETWORKS
     assert all(n.rules == NO_RULES and n.dns_domain == "" for n in storage.list_networks())
     assert [m for n in NETWORKS for m in storage.list_members(n)] == V1_MEMBERS
@@ -101,8 +101,9 @@ def test_a_failed_migration_changes_nothing_and_is_one_line(pg_url: str, monkeyp
 
 def test_a_database_from_a_newer_version_is_refused_in_one_line(pg_url: str) -> None:
     PgStorage(pg_url).close()
-    query(pg_url, "UPDATE meta SET value='4' WHERE key='schema' RETURNING key")
-    with pytest.raises(StateError, match="schema version 4 is newer than this controller's 3"):
+    newer = sql_storage.SCHEMA_VERSION + 1
+    query(pg_url, f"UPDATE meta SET value='{newer}' WHERE key='schema' RETURNING key")
+    with pytest.raises(StateError, match=f"schema version {newer} is newer than this controller's {sql_storage.SCHEMA_VERSION}"):
         PgStorage(pg_url)
 
 

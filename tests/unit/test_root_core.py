@@ -10,7 +10,7 @@ from l2mesh.root.registry import REGISTRATION_TTL_S
 from l2mesh.session_server import UNIDENTIFIED_CLIENT_S
 from l2mesh.wire.errors import parse_exact
 from l2mesh.wire.messages import Frame, MessageKind
-from l2mesh.wire.packets import ANY_NODE_ID, IdentityResponse, PacketType
+from l2mesh.wire.packets import ANY_NODE_ID, IdentityResponse
 from tests.root_client import RootClient
 from tests.unit.root_world import RootWorld
 
@@ -87,6 +87,22 @@ def test_processes_sharing_one_identity_register_from_each_address_and_are_all_l
     # Observed addresses of every live registration first (most recently heard first), then the local ones.
     assert list(reply.endpoints) == [second.endpoint, first.endpoint, ("10.0.0.2", 9994), ("10.0.0.1", 9994)]
     assert world.core.status()["registrations"] == 3 and world.core.status()["registered_nodes"] == 2
+
+
+def test_processes_sharing_one_identity_each_keep_their_own_session_and_renew_their_registration() -> None:
+    # Keyed by static key alone, the second handshake took the first process's session: its renewals
+    # no longer opened (or their answers went to the other address) and its registration lapsed.
+    world = RootWorld()
+    first = world.node(1)
+    world.now += 1
+    second = world.node(2, identity=first.client.identity)
+    for _ in range(3):
+        world.now += 30
+        for node in (first, second):
+            answers = world.ask(node, node.client.register(world.now, None))
+            assert [kind for kind, _ in answers] == [MessageKind.ROOT_REGISTERED]
+    assert world.core.status()["registrations"] == 2 and world.core.status()["sessions"] == 2
+    assert not any(reason.startswith("rejected") for reason in world.drops)
 
 
 def test_registrations_per_node_are_bounded_the_least_recently_heard_giving_way() -> None:

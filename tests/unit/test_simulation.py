@@ -26,9 +26,9 @@ import dpkt
 import pytest
 
 from l2mesh.identity import Identity
-from l2mesh.ids import make_network_id, member_mac
+from l2mesh.ids import make_network_id
 from l2mesh.netconf import MemberConfig, NetworkConfig
-from l2mesh.node.core import GROUP_REFRESH_S, GROUP_TTL_S, BroadcastStorm, NodeCore
+from l2mesh.node.core import GROUP_REFRESH_S, GROUP_TTL_S, BroadcastStorm
 from l2mesh.switch.multicast import arp_group, group_key
 from l2mesh.wire.packets import PacketType
 from tests.unit.harness import CONTROLLER_ENDPOINT, Member, Rule, Sent, World

@@ -24,7 +24,7 @@ from typing import Any
 
 import psycopg
 
-from l2mesh.edge.controller.sql_storage import SqlStorage
+from l2mesh.edge.controller.sql_storage import INSTANCES_TABLE, SqlStorage
 from l2mesh.errors import StateError
 from l2mesh.ids import format_network_id
 
@@ -59,6 +59,7 @@ _SCHEMA = (
         tags TEXT NOT NULL DEFAULT '[]',
         PRIMARY KEY (network_id, node_id)
     )""",
+    INSTANCES_TABLE,
 )
 
 

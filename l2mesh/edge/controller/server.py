@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 from functools import partial
 import secrets
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,6 +25,8 @@ from typing import Any, TypeVar
 import trio
 from hypercorn.config import Config
 from hypercorn.trio import serve
+from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
 
 from l2mesh.controller.changes import Committed
 from l2mesh.controller.core import ControllerCore
@@ -31,13 +34,17 @@ from l2mesh.controller.defaults import API_FILE, DEFAULT_API, DEFAULT_LISTEN, DE
 from l2mesh.controller.directory import Directory
 from l2mesh.controller.storage import Storage
 from l2mesh.edge.controller.api import build_app
+from l2mesh.controller.heartbeat import Departure
+from l2mesh.controller.instances import INSTANCE_LIVE_S
+from l2mesh.edge.controller.change_feed import watch_changes
 from l2mesh.edge.controller.storage_url import open_storage
 from l2mesh.edge.controller.writer import StorageWriter
 from l2mesh.edge.reactor_edge import ReactorEdge
 from l2mesh.edge.roots import endpoint_text, resolved_roots, save_root_pin
 from l2mesh.root_spec import RootSpec
 from l2mesh.errors import L2meshError, StateError
-from l2mesh.edge.identity_file import load_or_create_identity
+from l2mesh.edge.identity_file import load_identity_file, load_or_create_identity
+from l2mesh.netconf import usable_endpoint
 from l2mesh.ids import format_node_id
 from l2mesh.edge.reactor import Reactor
 from l2mesh.edge.sd_notify import notify_ready
@@ -56,7 +63,8 @@ class ServeOptions:
     api: Endpoint = DEFAULT_API
     relay_limit_mbps: int = DEFAULT_RELAY_LIMIT_MBPS
     roots: list[RootSpec] = field(default_factory=list)
-    db_url: str | None = None  # --db: None is the SQLite file in state_dir
+    db_url: str | None = None  # None: controller.db in the state directory, this instance's alone
+    identity_file: Path | None = None  # None: identity.json in the state directory
 
 
 def load_or_create_token(state_dir: Path) -> str:
@@ -77,7 +85,10 @@ class ControllerServer:
     def __init__(self, options: ServeOptions) -> None:
         self.options = options
         ensure_state_dir(options.state_dir)
-        self.identity = load_or_create_identity(options.state_dir)
+        if options.identity_file is not None:
+            self.identity = load_identity_file(options.identity_file)
+        else:
+            self.identity = load_or_create_identity(options.state_dir)
         self.storage = open_storage(options.db_url, options.state_dir)
         self.token = load_or_create_token(options.state_dir)
         self.sock = open_udp_socket(options.listen[1], options.listen[0])
@@ -85,6 +96,9 @@ class ControllerServer:
         # Read once, before any thread runs; from here on only the writer thread touches storage.
         directory = Directory.load(self.storage)
         self.core = ControllerCore(self.identity, directory, self.sender, relay_limit_mbps=options.relay_limit_mbps)
+        # Other instances on this database (issue 12), before any thread runs: greet_members leaves their members alone.
+        self.core.instance_endpoints = instance_endpoints(options.listen)
+        self.core.instances = tuple(self.storage.live_instances(time.time() - INSTANCE_LIVE_S))
         self.writer = StorageWriter(self.storage, self.core.committed)
         self.reactor = Reactor(self._tick)
         drainer = make_socket_drainer(self.sock, self.core.datagram_received, time.monotonic, self.core.segments_received)
@@ -103,6 +117,10 @@ class ControllerServer:
     async def _add_roots(self) -> None:
         async for endpoint, expected_id, pinned in resolved_roots(self.options.roots, self.options.state_dir, log):
             await self.read(partial(ControllerCore.add_root, endpoint=endpoint, expected_id=expected_id, identity=pinned))
+
+    def _external_change(self, network_id: int | None) -> None:
+        """The change feed (trio thread): the database changed; the core reloads it on the reactor thread."""
+        self.reactor.call(lambda: self.core.external_change(network_id))
 
     def _after_wakeup(self) -> None:
         """Reactor thread, after each batch: parked datagrams, and the writes the core asked for."""
@@ -136,6 +154,11 @@ class ControllerServer:
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self.edge.run_reactor, nursery.cancel_scope)
+                if self.options.db_url is not None:
+                    # A database other instances may share: hear of their commits (and reload once, for
+                    # anything committed between our first read and the feed starting).
+                    await nursery.start(partial(watch_changes, self.options.db_url, self._external_change))
+                    self._external_change(None)
                 greeted = await self.read(lambda core: core.greet_members(time.monotonic()))
                 await self._add_roots()
                 nursery.start_soon(self.edge.stop_on_signals, shutdown.set, "stopping")
@@ -156,6 +179,8 @@ class ControllerServer:
                 await shutdown.wait()
                 nursery.cancel_scope.cancel()
         finally:
+            # A clean stop: our row goes, and the other instances drop us from their configs at their next heartbeat.
+            self.writer.write(Departure(self.core.instance_id))
             self.writer.stop()  # commits what is queued
             self.edge.shutdown()
             self.writer.close()  # the doorbell, once the reactor no longer watches it, and the database
@@ -169,6 +194,25 @@ async def serve_api(app: Any, config: Config, shutdown: trio.Event, nursery: tri
 
 async def _serve(app: Any, config: Config, shutdown: trio.Event, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
     await serve(app, config, shutdown_trigger=shutdown.wait, task_status=task_status)
+
+
+def instance_endpoints(listen: Endpoint) -> list[Endpoint]:
+    """Where members reach this instance, for the other instances' configs: the listen address, or every
+    address of this host when it listens on all (loopback and our own overlay TAPs left out)."""
+    host, port = listen
+    if host not in ("0.0.0.0", "::", ""):
+        return [(host, port)]
+    try:
+        with IPRoute() as ipr:
+            names = {link["index"]: link.get_attr("IFLA_IFNAME") or "" for link in ipr.get_links()}
+            messages = ipr.get_addr(family=socket.AF_INET)
+    except (NetlinkError, OSError):
+        return []
+    addresses = [
+        m.get_attr("IFA_ADDRESS") for m in messages
+        if m.get_attr("IFA_ADDRESS") and not names.get(m["index"], "").startswith(("lo", "l2m"))
+    ]
+    return [(a, port) for a in addresses if usable_endpoint((a, port))]
 
 
 def run_controller(options: ServeOptions) -> int:

@@ -19,6 +19,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from l2mesh.controller.instances import ControllerInstance
 from l2mesh.controller.model import Member, Network, NotFound
 from l2mesh.errors import StateError
 from l2mesh.identity import PublicIdentity
@@ -28,7 +29,20 @@ from l2mesh.rules.syntax import RuleSyntaxError, parse_rules
 
 log = logging.getLogger("l2mesh.controller.storage")
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
+
+# Controller instances sharing this database (issue 12): each upserts its row every few
+# seconds; members learn the live ones' endpoints from their configs. Not admin data.
+# DOUBLE PRECISION, not REAL: PostgreSQL's REAL (4 bytes) would round wall times to minutes;
+# SQLite reads either as REAL, so one statement serves both back-ends.
+INSTANCES_TABLE = """
+CREATE TABLE IF NOT EXISTS controller_instances (
+    id TEXT PRIMARY KEY,
+    endpoints TEXT NOT NULL,
+    started DOUBLE PRECISION NOT NULL,
+    heartbeat DOUBLE PRECISION NOT NULL
+);
+"""
 
 # From version N to N+1, run in one transaction with the version update. Columns
 # are appended (as a fresh schema has them), so rows read the same either way.
@@ -43,6 +57,7 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
     # The version bump itself matters: an older controller refuses this database rather than
     # rewriting settings without the gateways it cannot read.
     2: ("ALTER TABLE networks ADD COLUMN dns_domain TEXT NOT NULL DEFAULT ''",),
+    3: (INSTANCES_TABLE,),  # several controller instances on one database (issue 12)
 }
 
 Statement = tuple[str, tuple[Any, ...]]
@@ -332,3 +347,21 @@ class SqlStorage:
             [("UPDATE members SET last_seen=? WHERE network_id=? AND node_id=?", (t, signed64(n), m)) for n, m, t in seen],
             [n for n, _, _ in seen],
         )
+
+    # -- controller instances (issue 12) ---------------------------------------------------------------
+    def record_instance(self, instance: ControllerInstance) -> None:
+        self._write([(
+            "INSERT INTO controller_instances VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (id) DO UPDATE SET endpoints=excluded.endpoints, heartbeat=excluded.heartbeat",
+            (instance.instance_id, json.dumps(list(instance.endpoints)), instance.started_s, instance.heartbeat_s),
+        )])
+
+    def live_instances(self, heard_since_s: float) -> list[ControllerInstance]:
+        rows = self._execute(
+            "SELECT id, endpoints, started, heartbeat FROM controller_instances WHERE heartbeat >= ? ORDER BY started, id",
+            (heard_since_s,),
+        ).fetchall()
+        return [ControllerInstance(r[0], tuple(json.loads(r[1])), r[2], r[3]) for r in rows]
+
+    def remove_instances(self, instance_id: str | None, heard_before_s: float) -> None:
+        self._write([("DELETE FROM controller_instances WHERE id=? OR heartbeat < ?", (instance_id, heard_before_s))])

@@ -18,12 +18,13 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from l2mesh.edge.controller.sql_storage import MIGRATIONS, SCHEMA_VERSION, SqlStorage
+from l2mesh.edge.controller.sql_storage import INSTANCES_TABLE, MIGRATIONS, SCHEMA_VERSION, SqlStorage
 from l2mesh.errors import StateError
 
 __all__ = ["DATABASE_FILE", "MIGRATIONS", "SCHEMA_VERSION", "SqliteStorage"]
 
 DATABASE_FILE = "controller.db"
+BUSY_TIMEOUT_MS = 10_000  # several controller instances may share the file: wait for the other's write lock
 
 
 _SCHEMA = """
@@ -59,10 +60,11 @@ class SqliteStorage(SqlStorage):
     def __init__(self, path: Path) -> None:
         try:
             self.db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+            self.db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=FULL")
             self.db.execute("PRAGMA foreign_keys=ON")
-            self.db.executescript(_SCHEMA)
+            self.db.executescript(_SCHEMA + INSTANCES_TABLE)
             self._init_schema(str(path))
         except sqlite3.DatabaseError as exc:
             raise StateError(f"cannot open controller database {path}: {exc}") from None

@@ -22,12 +22,17 @@ def open_storage(url: str | None, state_dir: Path) -> Storage:
     return storage_from_url(url if url is not None else f"{SQLITE_PREFIX}{(state_dir / DATABASE_FILE).absolute()}")
 
 
+def sqlite_file(url: str) -> Path:
+    """sqlite:///PATH -> PATH; StateError in one line unless PATH is an absolute file path."""
+    path = url[len(SQLITE_PREFIX):] if url.startswith(SQLITE_PREFIX) else ""
+    if not path.startswith("/") or path.endswith("/"):
+        raise StateError(f"bad --db URL {url!r}: a SQLite URL is sqlite:///ABSOLUTE/PATH/TO/FILE")
+    return Path(path)
+
+
 def storage_from_url(url: str) -> Storage:
     if url.startswith(SQLITE_PREFIX):
-        path = url[len(SQLITE_PREFIX):]
-        if not path.startswith("/") or path.endswith("/"):
-            raise StateError(f"bad --db URL {url!r}: a SQLite URL is sqlite:///ABSOLUTE/PATH/TO/FILE")
-        return SqliteStorage(Path(path))
+        return SqliteStorage(sqlite_file(url))
     if url.startswith(POSTGRESQL_SCHEMES):
         # Imported here: psycopg is needed only by those who use PostgreSQL.
         from l2mesh.edge.controller.pg_storage import PgStorage
