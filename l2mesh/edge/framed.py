@@ -11,7 +11,7 @@ from __future__ import annotations
 import socket
 from collections import Counter
 
-from l2mesh.wire.stream import FrameDecoder, encode_frame
+from l2mesh.wire.stream import FrameDecoder, encode_frame, encode_segments
 
 MAX_WRITE_BUFFER_BYTES = 1024 * 1024
 READ_CHUNK_BYTES = 256 * 1024
@@ -52,6 +52,10 @@ class FramedSocket:
 
     def send_frame(self, datagram: bytes | memoryview) -> bool:
         return self.queue(encode_frame(datagram))
+
+    def send_segments(self, data: bytes | memoryview, segment_bytes: int) -> bool:
+        """A run of datagrams (as for UDP segmentation offload) in one write: one syscall and few TCP segments."""
+        return self.queue(encode_segments(data, segment_bytes))
 
     def flush(self) -> bool:
         """Write what is buffered; True once nothing is left."""

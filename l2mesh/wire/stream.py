@@ -123,6 +123,12 @@ def encode_frame(datagram: bytes | memoryview) -> bytes:
     return FRAME_LENGTH.pack(size) + bytes(datagram)
 
 
+def encode_segments(data: bytes | memoryview, segment_bytes: int) -> bytes:
+    """A run of datagrams of segment_bytes each (the last may be shorter) as consecutive frames, in one buffer."""
+    view = memoryview(data)
+    return b"".join(encode_frame(view[start : start + segment_bytes]) for start in range(0, len(view), segment_bytes))
+
+
 class FrameDecoder:
     """Datagrams out of a byte stream cut anywhere: feed() returns the frames completed by each chunk."""
 

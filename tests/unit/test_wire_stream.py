@@ -14,6 +14,7 @@ from l2mesh.wire.stream import (
     check_request,
     check_response,
     encode_frame,
+    encode_segments,
     refusal,
     upgrade_request,
     upgrade_response,
@@ -70,6 +71,13 @@ def test_a_head_longer_than_the_limit_is_an_error_even_before_it_ends() -> None:
         reader.feed(b"GET /l2mesh/relay HTTP/1.1\r\nX: " + b"a" * MAX_HEAD_BYTES)
     with pytest.raises(StreamError):
         HeadReader().feed(b"X" * (MAX_HEAD_BYTES - 1) + b"\r\n\r\n")
+
+
+@given(st.binary(min_size=1, max_size=9000), st.integers(min_value=1, max_value=1500))
+def test_a_run_of_segments_comes_out_as_its_datagrams(run: bytes, segment_bytes: int) -> None:
+    expected = [run[i : i + segment_bytes] for i in range(0, len(run), segment_bytes)]
+    assert encode_segments(run, segment_bytes) == b"".join(encode_frame(d) for d in expected)
+    assert FrameDecoder().feed(encode_segments(run, segment_bytes)) == expected
 
 
 @given(st.lists(st.binary(min_size=1, max_size=2000), max_size=20), st.lists(st.integers(min_value=0), max_size=30))

@@ -145,6 +145,12 @@ class RootStream:
             return False
         return self._framed.send_frame(datagram)
 
+    def send_segments(self, data: bytes | memoryview, segment_bytes: int) -> bool:
+        if self._framed is None or self.state != "open":
+            self.drops["not_open"] += 1
+            return False
+        return self._framed.send_segments(data, segment_bytes)
+
     def close(self) -> None:
         if self._framed is not None:
             self._framed.close()

@@ -165,9 +165,7 @@ class TcpFallback:
         stream = self.streams.get(address)
         if stream is None or not stream.is_open:
             return False
-        view = memoryview(data)
-        for start in range(0, len(view), segment_bytes):
-            stream.send(view[start : start + segment_bytes])
+        stream.send_segments(data, segment_bytes)
         return True
 
     def close(self) -> None:

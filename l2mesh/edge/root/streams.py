@@ -148,7 +148,13 @@ class StreamListener:
         return connection if connection is not None and connection.head is None else None
 
     def send(self, connection: StreamConnection, datagram: bytes | memoryview) -> None:
-        if connection.framed.send_frame(datagram) and connection.framed.wants_write:
+        self._sent(connection, connection.framed.send_frame(datagram))
+
+    def send_segments(self, connection: StreamConnection, data: bytes | memoryview, segment_bytes: int) -> None:
+        self._sent(connection, connection.framed.send_segments(data, segment_bytes))
+
+    def _sent(self, connection: StreamConnection, queued: bool) -> None:
+        if queued and connection.framed.wants_write:
             self._after_io(connection)
         elif connection.framed.closed:
             self._close(connection)
@@ -192,7 +198,5 @@ class RootTransmit:
         if streams is None or connection is None:
             self.udp.send_segments(data, segment_bytes, address)
             return
-        # A stream carries one datagram per frame: the run is split back into its datagrams.
-        view = memoryview(data)
-        for start in range(0, len(view), segment_bytes):
-            streams.send(connection, view[start : start + segment_bytes])
+        # A stream carries one datagram per frame: the run goes as consecutive frames, in one write.
+        streams.send_segments(connection, data, segment_bytes)
