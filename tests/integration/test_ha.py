@@ -16,7 +16,6 @@ import re
 import shutil
 import signal
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -39,11 +38,14 @@ PINGS = 40  # every 0.2 s: 8 s across the kill and the failover
 PUSH_LIMIT_S = 2.0
 
 
-@pytest.fixture
-def controller_db(tmp_path: Path) -> Iterator[str]:
-    """The database URL every instance is given (parametrize here for PostgreSQL)."""
+@pytest.fixture(params=["sqlite", "postgresql"])
+def controller_db(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The database URL every instance is given: one SQLite file, or a schema on the worker's own PostgreSQL
+    (tests/pg_server.py: Debian's server run as user postgres on a Unix socket, which the namespaces share)."""
+    if request.param == "postgresql":
+        return str(request.getfixturevalue("pg_url"))
     (tmp_path / "shared").mkdir()
-    yield f"sqlite://{tmp_path / 'shared' / 'controller.db'}"
+    return f"sqlite://{tmp_path / 'shared' / 'controller.db'}"
 
 
 class Instance(Controller):
