@@ -184,6 +184,27 @@ def apply_delta(base: DeltaBase, delta: ConfigDelta) -> DeltaBase:
     return DeltaBase(result, total, tuple(ids))
 
 
+@dataclass(frozen=True)
+class MemberChanges:
+    """Which members a delta's result differs in from the config it was applied to, handed along with the
+    result so the member applies a one-member change in time for one member (node/networks.py, the edge's
+    name table), not for the whole member list."""
+
+    base: NetworkConfig  # the config the delta was applied to
+    config: NetworkConfig  # the result
+    changed: tuple[MemberConfig, ...]  # added or changed, the very objects in config
+    removed: frozenset[int]  # node ids config no longer lists (maybe some base did not list either)
+
+    @classmethod
+    def of(cls, base: NetworkConfig, config: NetworkConfig, delta: ConfigDelta) -> "MemberChanges":
+        listed = {m.node_id for m in delta.members}
+        return cls(base, config, delta.members, frozenset(n for n in delta.removed if n not in listed))
+
+    @property
+    def node_ids(self) -> set[int]:
+        return {*self.removed, *(m.node_id for m in self.changed)}
+
+
 def _revision(value: Any, name: str) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or value < 0:
         raise NetconfError(f"{name} must be a non-negative integer")
