@@ -183,7 +183,7 @@ def one_member_delta_ms(core: NodeCore, held: NetworkConfig, member: MemberConfi
             content_digest(result, delta_sum % (1 << 256)), members=(member,),
         )
         applied = apply_delta(base, delta).config
-        changes = MemberChanges.of(held, applied, delta)
+        changes = MemberChanges.of(base, applied, delta)
         started = time.perf_counter()
         assert core.nets.apply_config(applied, None, 0.0, changes)
         times.append(time.perf_counter() - started)

@@ -194,11 +194,17 @@ class MemberChanges:
     config: NetworkConfig  # the result
     changed: tuple[MemberConfig, ...]  # added or changed, the very objects in config
     removed: frozenset[int]  # node ids config no longer lists (maybe some base did not list either)
+    before: tuple[MemberConfig, ...]  # base's members of those changed or removed (that it listed)
 
     @classmethod
-    def of(cls, base: NetworkConfig, config: NetworkConfig, delta: ConfigDelta) -> "MemberChanges":
+    def of(cls, base: DeltaBase, config: NetworkConfig, delta: ConfigDelta) -> "MemberChanges":
+        """What delta changed, applied to base, giving config."""
         listed = {m.node_id for m in delta.members}
-        return cls(base, config, delta.members, frozenset(n for n in delta.removed if n not in listed))
+        removed = frozenset(n for n in delta.removed if n not in listed)
+        ids = base.ids
+        # tuple.index: a C-speed scan per member changed, no per-member work in Python.
+        before = tuple(base.config.members[ids.index(n)] for n in (*listed, *removed) if n in ids)
+        return cls(base.config, config, delta.members, removed, before)
 
     @property
     def node_ids(self) -> set[int]:

@@ -369,7 +369,8 @@ class Membership:
             self.drops["netconf_delta_gap"] += 1
             return self._request(network_id, now, held)
         try:
-            base = apply_delta(self._delta_base(network_id, held), delta)
+            old = self._delta_base(network_id, held)
+            base = apply_delta(old, delta)
         except NetconfError:
             # Our copy is not what the controller thinks we hold: start again from a full config.
             self.drops["netconf_delta_diverged"] += 1
@@ -382,7 +383,7 @@ class Membership:
         if joined is not None:
             joined.next_request_s = now + NETCONF_REFRESH_S
         # No signed full config to cache (the edge keeps the last one); what changed, to apply in time for it.
-        return [ApplyConfig(base.config, None, MemberChanges.of(held, base.config, delta))]
+        return [ApplyConfig(base.config, None, MemberChanges.of(old, base.config, delta))]
 
     def _delta_base(self, network_id: int, held: NetworkConfig) -> DeltaBase:
         base = self._delta_bases.get(network_id)

@@ -167,8 +167,8 @@ class NetworkSwitch:
             self.groups.forget_node(node_id)
             self.arp.forget_node(node_id)
         if gone_ids:
-            for entry in self.gathered.entries.values():
-                entry.subscribers -= gone_ids
+            for gathered in self.gathered.entries.values():
+                gathered.subscribers -= gone_ids
         retag = any(p.tags for p in gone) or any(
             p.tags != (b.tags if b is not None else frozenset()) for p, b in zip(ports, before.values())
         )

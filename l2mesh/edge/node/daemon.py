@@ -30,6 +30,7 @@ from l2mesh.identity import Identity, PublicIdentity
 from l2mesh.edge.identity_file import load_or_create_identity
 from l2mesh.ids import controller_of, format_mac, format_network_id, format_node_id, parse_network_id
 from l2mesh.netconf import NetworkConfig
+from l2mesh.netconf_delta import MemberChanges
 from l2mesh.edge.node.control_server import serve_control
 from l2mesh.node.core import (
     BroadcastStorm,
@@ -228,7 +229,7 @@ class NodeDaemon:
                     )
                     if event.signed is not None:
                         self.state.save_signed_netconf(event.network_id, event.signed)
-                    self._update_host(event.network_id)
+                    self._update_host(event.network_id, event.config, event.changes)
                 elif isinstance(event, NetworkStatusChanged):
                     device = self.taps.get(event.network_id)
                     if device is not None:
@@ -272,15 +273,19 @@ class NodeDaemon:
             except L2meshError as exc:
                 log.error("%s", exc)
 
-    def _update_host(self, network_id: int) -> None:
-        """Hand the network's current config (None unless OK), join flags and underlay peers to the host set-up."""
+    def _update_host(
+        self, network_id: int, configured: NetworkConfig | None = None, changes: MemberChanges | None = None
+    ) -> None:
+        """Hand the network's current config (None unless OK), join flags and underlay peers to the host set-up;
+        with what a delta changed, when the config it made (configured) is still the current one."""
         state = self.core.networks.get(network_id)
         device = self.taps.get(network_id)
         if state is None or device is None:
             return
         config = state.config if state.status is NetworkStatus.OK else None
         options = self._join_options(network_id)
-        self.host.update(network_id, device.name, config, options, self._underlay_hosts(network_id, config))
+        changes = changes if configured is config else None
+        self.host.update(network_id, device.name, config, options, self._underlay_hosts(network_id, config), changes)
 
     def _underlay_hosts(self, network_id: int, config: NetworkConfig | None) -> tuple[str, ...]:
         """Where this node's UDP goes on the underlay: the controller and every peer's known endpoints.

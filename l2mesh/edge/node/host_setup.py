@@ -33,6 +33,7 @@ from l2mesh.edge.reactor import Reactor
 from l2mesh.ids import format_network_id
 from l2mesh.managed_routes import ManagedRoute
 from l2mesh.netconf import NetworkConfig
+from l2mesh.netconf_delta import MemberChanges
 from l2mesh.node.join_options import JoinOptions
 from l2mesh.node.name_table import NameTable
 from l2mesh.node.route_plan import plan_routes
@@ -90,12 +91,14 @@ class HostSetup:
 
     # -- reactor thread ----------------------------------------------------------------------------------
     def update(
-        self, network_id: int, tap_name: str, config: NetworkConfig | None, options: JoinOptions, underlay_hosts: tuple[str, ...]
+        self, network_id: int, tap_name: str, config: NetworkConfig | None, options: JoinOptions, underlay_hosts: tuple[str, ...],
+        changes: MemberChanges | None = None,
     ) -> None:
-        """The network's config (None: not authorized now), flags or peers changed: make the host match."""
+        """The network's config (None: not authorized now), flags or peers changed: make the host match.
+        changes: what a delta changed, when config is its result (names then follow in time for those)."""
         me = config.member(self.node_id) if config is not None else None
         addresses = [str(ipaddress.ip_interface(ip).ip) for ip in me.ips] if me is not None else []
-        self._serve_dns(network_id, config if addresses else None, addresses)
+        self._serve_dns(network_id, config if addresses else None, addresses, changes)
         self._submit(lambda: self._apply(network_id, tap_name, config, options, underlay_hosts))
 
     def left(self, network_id: int) -> None:
@@ -120,13 +123,22 @@ class HostSetup:
             responder.close()
         self.responders.clear()
 
-    def _serve_dns(self, network_id: int, config: NetworkConfig | None, addresses: list[str]) -> None:
+    def _serve_dns(
+        self, network_id: int, config: NetworkConfig | None, addresses: list[str], changes: MemberChanges | None = None
+    ) -> None:
         responder = self.responders.get(network_id)
         if config is not None and responder is not None and responder.addresses == addresses:
-            table = NameTable.from_config(config)  # a rename answers from the next query on
-            if table.domain != responder.table.domain:
-                log.info("network %s: DNS for %s (was %s)", format_network_id(network_id), table.domain, responder.table.domain)
-            responder.table = table
+            # A rename answers from the next query on.
+            table = responder.table
+            domain_before = table.domain
+            if table.config is config:
+                return
+            if changes is not None and changes.base is table.config and changes.config is config:
+                table.apply(changes)  # a delta: the names of the members it changed, not all of them again
+            else:
+                table = responder.table = NameTable.from_config(config)
+            if table.domain != domain_before:
+                log.info("network %s: DNS for %s (was %s)", format_network_id(network_id), table.domain, domain_before)
             return
         if responder is not None:
             for sock in responder.sockets:
