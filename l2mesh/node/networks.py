@@ -116,6 +116,10 @@ class Networks:
         self.events.append(NetworkConfigured(config.network_id, config, signed, changes))
         return True
 
+    def member(self, network_id: int, node_id: int) -> MemberConfig | None:
+        """A member as the config held lists it, found by id (NetworkConfig.member searches the list)."""
+        return self._members.get(network_id, {}).get(node_id)
+
     def deny(self, network_id: int, status: NetworkStatus) -> None:
         """The controller refused us (or the network is gone): stop forwarding on it at once."""
         state = self.states.get(network_id)

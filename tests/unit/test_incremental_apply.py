@@ -249,3 +249,18 @@ def test_a_name_three_members_share_answers_for_those_left_as_each_goes() -> Non
         table.apply(changes)
         assert names(table) == names(NameTable.from_config(base.config))
     assert "shared" not in table.hosts
+
+
+def test_only_routes_other_than_default_ones_ask_where_the_underlay_goes() -> None:
+    from l2mesh.managed_routes import route_from_json
+    from l2mesh.node.join_options import JoinOptions
+    from l2mesh.node.route_plan import NO_ROUTES, needs_underlay_hosts, plan_routes
+
+    config = first_config([member(i) for i in range(3)])
+    default = route_from_json({"target": "0.0.0.0/0", "via": "10.147.0.3"})
+    lan = route_from_json({"target": "192.168.50.0/24", "via": "10.147.0.3"})
+    assert not needs_underlay_hosts(None) and not needs_underlay_hosts(config)
+    assert not needs_underlay_hosts(config.with_changes(routes=(default,)))
+    assert needs_underlay_hosts(config.with_changes(routes=(default, lan)))
+    assert plan_routes(config, ME.node_id, JoinOptions()) == NO_ROUTES
+    assert plan_routes(config.with_changes(routes=(lan,)), ME.node_id, JoinOptions()).install == (lan,)

@@ -32,7 +32,7 @@ from l2mesh.edge.node.sysctl import KernelSettings
 from l2mesh.edge.reactor import Reactor
 from l2mesh.ids import format_network_id
 from l2mesh.managed_routes import ManagedRoute
-from l2mesh.netconf import NetworkConfig
+from l2mesh.netconf import MemberConfig, NetworkConfig
 from l2mesh.netconf_delta import MemberChanges
 from l2mesh.node.join_options import JoinOptions
 from l2mesh.node.name_table import NameTable
@@ -91,15 +91,15 @@ class HostSetup:
 
     # -- reactor thread ----------------------------------------------------------------------------------
     def update(
-        self, network_id: int, tap_name: str, config: NetworkConfig | None, options: JoinOptions, underlay_hosts: tuple[str, ...],
-        changes: MemberChanges | None = None,
+        self, network_id: int, tap_name: str, config: NetworkConfig | None, me: MemberConfig | None, options: JoinOptions,
+        underlay_hosts: tuple[str, ...], changes: MemberChanges | None = None,
     ) -> None:
         """The network's config (None: not authorized now), flags or peers changed: make the host match.
+        me: this node as config lists it (the caller finds it by id: no search through the member list);
         changes: what a delta changed, when config is its result (names then follow in time for those)."""
-        me = config.member(self.node_id) if config is not None else None
         addresses = [str(ipaddress.ip_interface(ip).ip) for ip in me.ips] if me is not None else []
         self._serve_dns(network_id, config if addresses else None, addresses, changes)
-        self._submit(lambda: self._apply(network_id, tap_name, config, options, underlay_hosts))
+        self._submit(lambda: self._apply(network_id, tap_name, config, me, options, underlay_hosts))
 
     def left(self, network_id: int) -> None:
         self._serve_dns(network_id, None, [])
@@ -181,10 +181,10 @@ class HostSetup:
         self._resolver_problem = resolved.resolved_problem()
 
     def _apply(
-        self, network_id: int, tap_name: str, config: NetworkConfig | None, options: JoinOptions, hosts: tuple[str, ...]
+        self, network_id: int, tap_name: str, config: NetworkConfig | None, me: MemberConfig | None, options: JoinOptions,
+        hosts: tuple[str, ...],
     ) -> None:
         network = self._networks.setdefault(network_id, _NetworkHost())
-        me = config.member(self.node_id) if config is not None else None
         active = self.forwarding.active.get(network_id)
         if me is not None:
             subnets = tuple(sorted({str(ipaddress.ip_interface(ip).network) for ip in me.ips}))
