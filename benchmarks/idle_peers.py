@@ -21,6 +21,8 @@ Figures (one JSON object on stdout, also saved to benchmarks/results/):
 - delta_apply_changed_ms: applying a delta's result that renamed one member
   (median of 20; after the delta itself is verified and applied to the held
   config, which is netconf_delta.py's cost, ~1 ms at 10,000 members);
+- name_table_delta_ms / name_table_full_s: the same delta followed by the
+  edge's DNS name table, and that table built whole (a full config);
 - idle_tick_ms: one NodeCore.tick with every member idle (median of 50).
 
 Resident memory and times come from a fresh child process, before any
@@ -48,6 +50,7 @@ from l2mesh.ids import make_network_id
 from l2mesh.netconf import MemberConfig, NetworkConfig
 from l2mesh.netconf_delta import ConfigDelta, DeltaBase, MemberChanges, apply_delta, content_digest, member_hash
 from l2mesh.node.core import NodeCore
+from l2mesh.node.name_table import NameTable
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
@@ -157,7 +160,12 @@ def measure_untraced(count: int) -> dict[str, object]:
     results["refresh_s"] = round(time.perf_counter() - started, 3)
     refreshed = core.networks[network_id].config
     assert refreshed is not None
-    results["delta_apply_changed_ms"] = round(one_member_delta_ms(core, refreshed, renamed) * 1000, 3)
+    core_s, table_s = one_member_delta_s(core, refreshed, renamed)
+    results["delta_apply_changed_ms"] = round(core_s * 1000, 3)
+    results["name_table_delta_ms"] = round(table_s * 1000, 3)
+    started = time.perf_counter()
+    NameTable.from_config(refreshed)
+    results["name_table_full_s"] = round(time.perf_counter() - started, 3)
 
     ticks = []
     for second in range(50):
@@ -169,10 +177,12 @@ def measure_untraced(count: int) -> dict[str, object]:
     return results
 
 
-def one_member_delta_ms(core: NodeCore, held: NetworkConfig, member: MemberConfig, repeats: int = 20) -> float:
+def one_member_delta_s(core: NodeCore, held: NetworkConfig, member: MemberConfig, repeats: int = 20) -> tuple[float, float]:
     """Median seconds to apply a delta renaming one member (as membership.py hands it over: the result and
-    what it changed), after the delta was verified and applied to the held config (not counted here)."""
-    times = []
+    what it changed), after the delta was verified and applied to the held config (not counted here): in
+    the core, and in the edge's DNS name table."""
+    table = NameTable.from_config(held)
+    times, table_times = [], []
     for step in range(repeats):
         member = MemberConfig(member.node_id, member.identity, ips=member.ips, name=f"renamed-{step}")
         base = DeltaBase.of(held)
@@ -187,8 +197,11 @@ def one_member_delta_ms(core: NodeCore, held: NetworkConfig, member: MemberConfi
         started = time.perf_counter()
         assert core.nets.apply_config(applied, None, 0.0, changes)
         times.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        table.apply(changes)
+        table_times.append(time.perf_counter() - started)
         held = applied
-    return statistics.median(times)
+    return statistics.median(times), statistics.median(table_times)
 
 
 def main() -> int:
