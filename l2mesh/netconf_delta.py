@@ -210,6 +210,13 @@ class MemberChanges:
     def node_ids(self) -> set[int]:
         return {*self.removed, *(m.node_id for m in self.changed)}
 
+    def applies_to(self, held: NetworkConfig) -> bool:
+        """Whether held is what these changes were made from: the very base, or a copy differing from it
+        only in its times (a refresh since, which nobody is told of; it keeps the very member objects, so
+        comparing the member lists costs pointer tests)."""
+        untimed = {"timestamp_s": 0.0, "expires_s": 0.0}
+        return held is self.base or held.with_changes(**untimed) == self.base.with_changes(**untimed)
+
 
 def _revision(value: Any, name: str) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or value < 0:

@@ -69,9 +69,9 @@ class NameTable:
         return table
 
     def apply(self, changes: MemberChanges) -> None:
-        """Follow a delta (changes.base must be the config the table says): in time for the members it
-        changed, not for the whole member list (a rename on a 10,000-member network answers at once)."""
-        assert self.config is changes.base, "a name table follows a delta only from the config it says"
+        """Follow a delta made from the config the table says: in time for the members it changed, not
+        for the whole member list (a rename on a 10,000-member network answers at once)."""
+        assert self.config is not None and changes.applies_to(self.config), "a delta from another config"
         config = changes.config
         for member in changes.before:
             self._take_out(member)

@@ -264,3 +264,14 @@ def test_only_routes_other_than_default_ones_ask_where_the_underlay_goes() -> No
     assert needs_underlay_hosts(config.with_changes(routes=(default, lan)))
     assert plan_routes(config, ME.node_id, JoinOptions()) == NO_ROUTES
     assert plan_routes(config.with_changes(routes=(lan,)), ME.node_id, JoinOptions()).install == (lan,)
+
+
+def test_a_name_table_follows_a_delta_made_after_a_refresh_it_was_not_told_of() -> None:
+    config = first_config([member(i) for i in range(4)])
+    table = NameTable.from_config(config)
+    refreshed = config.with_changes(timestamp_s=60.0, expires_s=120.0)  # applied without an event: same content
+    base, changes = delta_to(DeltaBase.of(refreshed), (member(1, variant=2),), (IDENTITIES[3].node_id,))
+    assert changes.applies_to(config) and not changes.applies_to(first_config([member(i) for i in range(3)]))
+    table.apply(changes)
+    assert table.config is base.config
+    assert names(table) == names(NameTable.from_config(base.config))

@@ -133,7 +133,8 @@ class HostSetup:
             domain_before = table.domain
             if table.config is config:
                 return
-            if changes is not None and changes.base is table.config and changes.config is config:
+            held = table.config
+            if changes is not None and changes.config is config and held is not None and changes.applies_to(held):
                 table.apply(changes)  # a delta: the names of the members it changed, not all of them again
             else:
                 table = responder.table = NameTable.from_config(config)
