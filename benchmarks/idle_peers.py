@@ -16,8 +16,13 @@ Figures (one JSON object on stdout, also saved to benchmarks/results/):
 - rss_*_bytes: the process's resident set before, with the config built, and
   with it applied (tracemalloc off for these, it costs memory itself);
 - apply_s / reapply_changed_s / refresh_s: applying the config the first
-  time, a new revision with one member changed, and a refresh that changed
+  time, a new full config with one member changed, and a refresh that changed
   nothing but timestamps;
+- delta_apply_changed_ms: applying a delta's result that renamed one member
+  (median of 20; after the delta itself is verified and applied to the held
+  config, which is netconf_delta.py's cost, ~1 ms at 10,000 members);
+- name_table_delta_ms / name_table_full_s: the same delta followed by the
+  edge's DNS name table, and that table built whole (a full config);
 - idle_tick_ms: one NodeCore.tick with every member idle (median of 50).
 
 Resident memory and times come from a fresh child process, before any
@@ -43,7 +48,9 @@ from pathlib import Path
 from l2mesh.identity import Identity, PublicIdentity
 from l2mesh.ids import make_network_id
 from l2mesh.netconf import MemberConfig, NetworkConfig
+from l2mesh.netconf_delta import ConfigDelta, DeltaBase, MemberChanges, apply_delta, content_digest, member_hash
 from l2mesh.node.core import NodeCore
+from l2mesh.node.name_table import NameTable
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
@@ -141,16 +148,24 @@ def measure_untraced(count: int) -> dict[str, object]:
     results["rss_applied_bytes"] = rss_applied = rss_bytes()
     results["rss_apply_bytes_per_member"] = round((rss_applied - rss_config) / (count - 1))
 
-    changed = list(config.members)
-    changed[-1] = MemberConfig(changed[-1].node_id, changed[-1].identity, ips=changed[-1].ips, name="renamed")
+    last = config.members[-1]
+    renamed = MemberConfig(last.node_id, last.identity, ips=last.ips, name="renamed")
     started = time.perf_counter()
-    assert core.apply_netconf(config.with_changes(revision=2, members=tuple(changed)))
+    assert core.apply_netconf(config.with_changes(revision=2, members=(*config.members[:-1], renamed)))
     results["reapply_changed_s"] = round(time.perf_counter() - started, 3)
     current = core.networks[network_id].config
     assert current is not None
     started = time.perf_counter()
     assert core.apply_netconf(current.with_changes(timestamp_s=1.0))
     results["refresh_s"] = round(time.perf_counter() - started, 3)
+    refreshed = core.networks[network_id].config
+    assert refreshed is not None
+    core_s, table_s = one_member_delta_s(core, refreshed, renamed)
+    results["delta_apply_changed_ms"] = round(core_s * 1000, 3)
+    results["name_table_delta_ms"] = round(table_s * 1000, 3)
+    started = time.perf_counter()
+    NameTable.from_config(refreshed)
+    results["name_table_full_s"] = round(time.perf_counter() - started, 3)
 
     ticks = []
     for second in range(50):
@@ -160,6 +175,33 @@ def measure_untraced(count: int) -> dict[str, object]:
     results["idle_tick_ms"] = round(statistics.median(ticks) * 1000, 3)
     results["sessions"] = len(core.table.sessions)
     return results
+
+
+def one_member_delta_s(core: NodeCore, held: NetworkConfig, member: MemberConfig, repeats: int = 20) -> tuple[float, float]:
+    """Median seconds to apply a delta renaming one member (as membership.py hands it over: the result and
+    what it changed), after the delta was verified and applied to the held config (not counted here): in
+    the core, and in the edge's DNS name table."""
+    table = NameTable.from_config(held)
+    times, table_times = [], []
+    for step in range(repeats):
+        member = MemberConfig(member.node_id, member.identity, ips=member.ips, name=f"renamed-{step}")
+        base = DeltaBase.of(held)
+        delta_sum = base.members_sum - member_hash(held.members[-1], held.network_id) + member_hash(member, held.network_id)
+        result = held.with_changes(revision=held.revision + 1, members=(*held.members[:-1], member))
+        delta = ConfigDelta(
+            held.network_id, held.revision, held.revision + 1, held.timestamp_s, held.expires_s,
+            content_digest(result, delta_sum % (1 << 256)), members=(member,),
+        )
+        applied = apply_delta(base, delta).config
+        changes = MemberChanges.of(base, applied, delta)
+        started = time.perf_counter()
+        assert core.nets.apply_config(applied, None, 0.0, changes)
+        times.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        table.apply(changes)
+        table_times.append(time.perf_counter() - started)
+        held = applied
+    return statistics.median(times), statistics.median(table_times)
 
 
 def main() -> int:

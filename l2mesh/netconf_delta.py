@@ -192,6 +192,40 @@ def apply_delta(base: DeltaBase, delta: ConfigDelta) -> DeltaBase:
     return DeltaBase(result, total, tuple(ids))
 
 
+@dataclass(frozen=True)
+class MemberChanges:
+    """Which members a delta's result differs in from the config it was applied to, handed along with the
+    result so the member applies a one-member change in time for one member (node/networks.py, the edge's
+    name table), not for the whole member list."""
+
+    base: NetworkConfig  # the config the delta was applied to
+    config: NetworkConfig  # the result
+    changed: tuple[MemberConfig, ...]  # added or changed, the very objects in config
+    removed: frozenset[int]  # node ids config no longer lists (maybe some base did not list either)
+    before: tuple[MemberConfig, ...]  # base's members of those changed or removed (that it listed)
+
+    @classmethod
+    def of(cls, base: DeltaBase, config: NetworkConfig, delta: ConfigDelta) -> "MemberChanges":
+        """What delta changed, applied to base, giving config."""
+        listed = {m.node_id for m in delta.members}
+        removed = frozenset(n for n in delta.removed if n not in listed)
+        ids = base.ids
+        # tuple.index: a C-speed scan per member changed, no per-member work in Python.
+        before = tuple(base.config.members[ids.index(n)] for n in (*listed, *removed) if n in ids)
+        return cls(base.config, config, delta.members, removed, before)
+
+    @property
+    def node_ids(self) -> set[int]:
+        return {*self.removed, *(m.node_id for m in self.changed)}
+
+    def applies_to(self, held: NetworkConfig) -> bool:
+        """Whether held is what these changes were made from: the very base, or a copy differing from it
+        only in its times (a refresh since, which nobody is told of; it keeps the very member objects, so
+        comparing the member lists costs pointer tests)."""
+        untimed = {"timestamp_s": 0.0, "expires_s": 0.0}
+        return held is self.base or held.with_changes(**untimed) == self.base.with_changes(**untimed)
+
+
 def _revision(value: Any, name: str) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or value < 0:
         raise NetconfError(f"{name} must be a non-negative integer")

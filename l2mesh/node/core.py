@@ -246,7 +246,7 @@ class NodeCore:
             elif isinstance(decision, AnnounceEndpoints):
                 self.send.send(self.paths.announce_local_endpoints(decision.controller_id), now)
             elif isinstance(decision, ApplyConfig):
-                self.nets.apply_config(decision.config, decision.signed, now)
+                self.nets.apply_config(decision.config, decision.signed, now, decision.changes)
             elif isinstance(decision, DenyNetwork):
                 self.nets.deny(decision.network_id, decision.status)
             elif isinstance(decision, MarkNetworkOk):

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from l2mesh.identity import PublicIdentity
 from l2mesh.netconf import NetworkConfig
+from l2mesh.netconf_delta import MemberChanges
 from l2mesh.node.events import NetworkStatus
 from l2mesh.wire.common import Endpoint
 
@@ -123,6 +124,7 @@ class NodeLocated:
 class ApplyConfig:
     config: NetworkConfig
     signed: bytes | None
+    changes: MemberChanges | None = None  # a delta's: what differs from the config held (None: anything may)
 
 
 @dataclass(frozen=True, slots=True)

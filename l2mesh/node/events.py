@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from l2mesh.identity import PublicIdentity
 from l2mesh.wire.common import Endpoint
 from l2mesh.netconf import NetworkConfig
+from l2mesh.netconf_delta import MemberChanges
 
 
 class NetworkStatus(enum.Enum):
@@ -25,6 +26,7 @@ class NetworkConfigured:
     network_id: int
     config: NetworkConfig
     signed: bytes | None = None  # as the controller signed it, for the edge's cache
+    changes: MemberChanges | None = None  # from a delta: only these members differ from changes.base
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ from l2mesh import __version__
 from l2mesh.identity import Identity, PublicIdentity
 from l2mesh.ids import controller_of
 from l2mesh.netconf import NetconfError, NetworkConfig, verify_signed_config
-from l2mesh.netconf_delta import DeltaBase, apply_delta, verify_signed_delta
+from l2mesh.netconf_delta import DeltaBase, MemberChanges, apply_delta, verify_signed_delta
 from l2mesh.node.decisions import (
     AnnounceEndpoints,
     ApplyConfig,
@@ -438,7 +438,8 @@ class Membership:
             self.drops["netconf_delta_gap"] += 1
             return self._request(network_id, now, held)
         try:
-            base = apply_delta(self._delta_base(network_id, held), delta)
+            old = self._delta_base(network_id, held)
+            base = apply_delta(old, delta)
         except NetconfError:
             # Our copy is not what the controller thinks we hold: start again from a full config.
             self.drops["netconf_delta_diverged"] += 1
@@ -452,7 +453,8 @@ class Membership:
         joined = self.joined.get(network_id)
         if joined is not None:
             joined.next_request_s = now + NETCONF_REFRESH_S
-        return [ApplyConfig(base.config, None)]  # no signed full config to cache: the edge keeps the last one
+        # No signed full config to cache (the edge keeps the last one); what changed, to apply in time for it.
+        return [ApplyConfig(base.config, None, MemberChanges.of(old, base.config, delta))]
 
     def _delta_base(self, network_id: int, held: NetworkConfig) -> DeltaBase:
         base = self._delta_bases.get(network_id)

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 
 from l2mesh.dns_names import host_label
 from l2mesh.ids import format_node_id
-from l2mesh.netconf import NetworkConfig
+from l2mesh.netconf import MemberConfig, NetworkConfig
+from l2mesh.netconf_delta import MemberChanges
 
 # Short, so that resolvers that cache (systemd-resolved) follow renames and
 # deauthorizations within a second, as members do.
@@ -42,25 +43,67 @@ REFUSED = NameAnswer(Rcode.REFUSED)
 class NameTable:
     def __init__(self, domain: str, hosts: dict[str, tuple[str, ...]], serial: int = 0) -> None:
         self.domain = domain  # lower case, no trailing dot
-        self.hosts = hosts  # label -> addresses
+        # label -> addresses, sorted; an address twice when two members sharing the name both list it
+        # (so taking one member out leaves the other's), answered once.
+        self.hosts = hosts
         self.serial = serial  # the config's revision: the zone's SOA serial
+        self._holders: dict[str, int] = {}  # how many members answer to a label, for those with more than one
+        self.config: NetworkConfig | None = None  # the config the table says, when built from one
 
     @classmethod
     def from_config(cls, config: NetworkConfig) -> NameTable:
         hosts: dict[str, list[str]] = {}
+        holders: dict[str, int] = {}
         for member in config.members:
-            addresses = [str(ipaddress.ip_interface(ip).ip) for ip in member.ips]
-            labels = {format_node_id(member.node_id)}
-            label = host_label(member.name)
-            if label is not None:
-                labels.add(label)
-            for name in labels:
-                hosts.setdefault(name, []).extend(addresses)
-        return cls(
-            config.effective_dns_domain,
-            {name: tuple(sorted(set(addrs), key=_address_order)) for name, addrs in hosts.items()},
-            config.revision,
-        )
+            addresses = _addresses(member)
+            for name in _labels(member):
+                held = hosts.get(name)
+                if held is None:
+                    hosts[name] = list(addresses)
+                else:
+                    held.extend(addresses)
+                    holders[name] = holders.get(name, 1) + 1
+        table = cls(config.effective_dns_domain, {name: _sorted(addrs) for name, addrs in hosts.items()}, config.revision)
+        table._holders = holders
+        table.config = config
+        return table
+
+    def apply(self, changes: MemberChanges) -> None:
+        """Follow a delta made from the config the table says: in time for the members it changed, not
+        for the whole member list (a rename on a 10,000-member network answers at once)."""
+        assert self.config is not None and changes.applies_to(self.config), "a delta from another config"
+        config = changes.config
+        for member in changes.before:
+            self._take_out(member)
+        for member in changes.changed:
+            self._put_in(member)
+        self.domain = config.effective_dns_domain
+        self.serial = config.revision
+        self.config = config
+
+    def _put_in(self, member: MemberConfig) -> None:
+        addresses = _addresses(member)
+        for name in _labels(member):
+            held = self.hosts.get(name)
+            if held is None:
+                self.hosts[name] = _sorted(list(addresses))
+            else:
+                self.hosts[name] = _sorted([*held, *addresses])
+                self._holders[name] = self._holders.get(name, 1) + 1
+
+    def _take_out(self, member: MemberConfig) -> None:
+        addresses = _addresses(member)
+        for name in _labels(member):
+            count = self._holders.pop(name, 1)
+            if count == 1:
+                del self.hosts[name]
+                continue
+            if count > 2:
+                self._holders[name] = count - 1
+            remaining = list(self.hosts[name])
+            for address in addresses:
+                remaining.remove(address)
+            self.hosts[name] = tuple(remaining)
 
     def lookup(self, qname: str, qtype: str) -> NameAnswer:
         """The answer for a question: qname as text (any case, trailing dot or not), qtype by name ("A", "AAAA", ...)."""
@@ -75,9 +118,27 @@ class NameTable:
             return NameAnswer(Rcode.NXDOMAIN, soa=True)  # nothing lives below a member's name
         addresses = self.hosts[label]
         wanted = {"A": (4,), "AAAA": (6,), "ANY": (4, 6)}.get(qtype.upper(), ())
-        found = tuple(a for a in addresses if ipaddress.ip_address(a).version in wanted)
+        found = tuple(dict.fromkeys(a for a in addresses if ipaddress.ip_address(a).version in wanted))
         # A name that exists without an address of that type: NOERROR and no answer (NODATA), with the SOA.
         return NameAnswer(Rcode.NOERROR, found, soa=not found)
+
+
+def _labels(member: MemberConfig) -> set[str]:
+    labels = {format_node_id(member.node_id)}
+    label = host_label(member.name)
+    if label is not None:
+        labels.add(label)
+    return labels
+
+
+def _addresses(member: MemberConfig) -> tuple[str, ...]:
+    # The config holds canonical CIDRs (netconf.py normalizes them): the address is what precedes the slash,
+    # as ipaddress would write it (parsing each was most of the cost of a table of thousands).
+    return tuple(dict.fromkeys(ip.partition("/")[0] for ip in member.ips))
+
+
+def _sorted(addresses: list[str]) -> tuple[str, ...]:
+    return tuple(sorted(addresses, key=_address_order)) if len(addresses) > 1 else tuple(addresses)
 
 
 def _address_order(text: str) -> tuple[int, int]:

@@ -8,6 +8,7 @@ from collections import Counter, deque
 
 from l2mesh.ids import controller_of
 from l2mesh.netconf import MemberConfig, NetworkConfig
+from l2mesh.netconf_delta import MemberChanges
 from l2mesh.node.events import (
     BroadcastStorm,
     FlowRuleMatched,
@@ -58,6 +59,9 @@ class Networks:
         self.events = events
         self.drops = drops
         self._next_switch_expiry_s = 0.0
+        # Each configured network's members by node id (the MemberConfigs of its config): what a change
+        # of a few members is applied against without going through the whole member list.
+        self._members: dict[int, dict[int, MemberConfig]] = {}
 
     def state(self, network_id: int) -> NetworkState:
         state = self.states.get(network_id)
@@ -66,8 +70,13 @@ class Networks:
         return state
 
     # -- configs ---------------------------------------------------------------------------------
-    def apply_config(self, config: NetworkConfig, signed: bytes | None, now: float) -> bool:
-        """Install a network config (from the controller, or the static-file seam). False if it is stale."""
+    def apply_config(
+        self, config: NetworkConfig, signed: bytes | None, now: float, changes: MemberChanges | None = None
+    ) -> bool:
+        """Install a network config (from the controller, or the static-file seam). False if it is stale.
+
+        With changes (a delta's result, and what it changed from the config held), the work is per member
+        changed; without them (a full config), per member."""
         state = self.state(config.network_id)
         current = state.config
         if current is not None and config.revision < current.revision:
@@ -78,18 +87,38 @@ class Networks:
         state.status = NetworkStatus.OK
         if was_ok and current is not None and _same_content(current, config):
             return True  # a refresh that changed nothing but timestamps
+        if changes is not None and not (was_ok and changes.base is current and changes.config is config):
+            changes = None  # not a change from what we hold: take the config whole
         switch = state.switch
         switch.broadcast_enabled = config.broadcast
         switch.broadcast_limit = config.multicast_limit
-        old_members = set(switch.remote_ids)
-        switch.set_members(_member_ports(config, current, switch.members))
-        switch.set_rules(config.rules)  # compiled here, once per config, never per frame
-        self.sync_peers()
-        newcomers = [n for n in switch.remote_ids if n not in old_members]
+        if changes is None:
+            old_members = set(switch.remote_ids)
+            held = self._members.get(config.network_id, {})
+            self._members[config.network_id] = {m.node_id: m for m in config.members}
+            switch.set_members(_member_ports(config, held, switch.members))
+            switch.set_rules(config.rules)  # compiled here, once per config, never per frame
+            self.sync_peers()
+            newcomers = [n for n in switch.remote_ids if n not in old_members]
+        else:
+            assert current is not None  # changes.base is current
+            listed = self._members[config.network_id]
+            newcomers = [m.node_id for m in changes.changed if m.node_id not in listed and m.node_id != self.node_id]
+            for node_id in changes.removed:
+                listed.pop(node_id, None)
+            listed.update((m.node_id, m) for m in changes.changed)
+            switch.update_members([_member_port(m, config.network_id) for m in changes.changed], changes.removed)
+            if config.rules != current.rules:
+                switch.set_rules(config.rules)
+            self._sync_members(changes.node_ids)
         if state.local_groups and newcomers:
             self._announce_groups(state, newcomers, now)
-        self.events.append(NetworkConfigured(config.network_id, config, signed))
+        self.events.append(NetworkConfigured(config.network_id, config, signed, changes))
         return True
+
+    def member(self, network_id: int, node_id: int) -> MemberConfig | None:
+        """A member as the config held lists it, found by id (NetworkConfig.member searches the list)."""
+        return self._members.get(network_id, {}).get(node_id)
 
     def deny(self, network_id: int, status: NetworkStatus) -> None:
         """The controller refused us (or the network is gone): stop forwarding on it at once."""
@@ -99,6 +128,7 @@ class Networks:
         changed = state.status is not status
         state.status = status
         state.config = None
+        self._members.pop(network_id, None)
         state.switch.set_members([])
         self.sync_peers()
         if changed:
@@ -110,6 +140,7 @@ class Networks:
             state.status = NetworkStatus.OK
 
     def remove(self, network_id: int) -> None:
+        self._members.pop(network_id, None)
         if self.states.pop(network_id, None) is not None:
             self.sync_peers()
             self.events.append(NetworkRemoved(network_id))
@@ -132,6 +163,33 @@ class Networks:
         for node_id, (member, network_ids) in wanted.items():
             networks = tuple(network_ids)
             peers.know(node_id, member.identity, member.endpoints, shared.setdefault(networks, networks))
+
+    def _sync_members(self, node_ids: set[int]) -> None:
+        """sync_peers for these members only: the others are listed as they were."""
+        listings = [
+            (network_id, self._members[network_id])
+            for network_id, state in self.states.items()
+            if state.forwarding and network_id in self._members
+        ]
+        peers = self.peers
+        for node_id in node_ids:
+            if node_id == self.node_id:
+                continue
+            first: MemberConfig | None = None
+            network_ids = []
+            for network_id, listed in listings:
+                member = listed.get(node_id)
+                if member is not None:
+                    first = first or member
+                    network_ids.append(network_id)
+            if first is None:
+                peers.unknow(node_id)
+                continue
+            networks = tuple(network_ids)
+            known = peers.known.get(node_id)
+            if known is not None and known.networks == networks:
+                networks = known.networks  # shared with the members on the same networks, as sync_peers leaves it
+            peers.know(node_id, first.identity, first.endpoints, networks)
 
     # -- multicast subscriptions ----------------------------------------------------------------------
     def set_local_groups(self, network_id: int, groups: frozenset[bytes], now: float) -> None:
@@ -302,10 +360,9 @@ class Networks:
                 rules.new_causes.clear()
 
 
-def _member_ports(config: NetworkConfig, current: NetworkConfig | None, ports: dict[int, MemberPort]) -> list[MemberPort]:
-    """The switch's ports for config's members: those the config held already (a delta keeps the very
-    objects) keep their port, so a change costs per member changed, not per member (addresses parsed)."""
-    held = {m.node_id: m for m in current.members} if current is not None else {}
+def _member_ports(config: NetworkConfig, held: dict[int, MemberConfig], ports: dict[int, MemberPort]) -> list[MemberPort]:
+    """The switch's ports for config's members: those the config held already (the very MemberConfig
+    objects: a delta keeps them) keep their port, so no member's addresses are parsed again."""
     return [
         ports[m.node_id] if held.get(m.node_id) is m and m.node_id in ports else _member_port(m, config.network_id)
         for m in config.members

@@ -68,8 +68,8 @@ def plan_routes(
     underlay_hosts: Iterable[str] = (),
 ) -> RoutePlan:
     """The plan for one network; with no config (not yet authorized, deauthorized, left) it is to have none."""
-    if config is None:
-        return NO_ROUTES
+    if config is None or not config.routes:
+        return NO_ROUTES  # without looking for us among thousands of members
     me = config.member(node_id)
     if me is None:
         return NO_ROUTES
@@ -97,6 +97,12 @@ def plan_routes(
         else:
             install.append(route)
     return RoutePlan(tuple(install), tuple(present), tuple(skipped), tuple(refused))
+
+
+def needs_underlay_hosts(config: NetworkConfig | None) -> bool:
+    """Whether planning config's routes asks where this node's underlay traffic goes: only routes other
+    than default ones are checked against it (gathering it goes through every peer)."""
+    return config is not None and any(not route.is_default for route in config.routes)
 
 
 def underlay_conflict(network: IPNetwork, underlay: Iterable[UnderlayRoute], hosts: Iterable[IPAddress]) -> str | None:

@@ -17,7 +17,9 @@ Without rules that costs one test per frame.
 
 from __future__ import annotations
 
+from bisect import bisect_left, insort
 from collections import Counter
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from l2mesh.ratelimit import KeyedRateLimiter
@@ -99,7 +101,7 @@ class NetworkSwitch:
             self.listening_until_s = None
         self.owner_of_mac = {m.mac: m.node_id for m in members if m.node_id != self.local_node_id}
         self.remote_ids = tuple(sorted(self.owner_of_mac.values()))
-        self.bridges = tuple(m.node_id for m in members if m.bridge and m.node_id != self.local_node_id)
+        self.bridges = tuple(sorted(m.node_id for m in members if m.bridge and m.node_id != self.local_node_id))
         for mac, entry in list(self.learned.entries.items()):
             if entry.node_id not in self.bridges or mac in self.owner_of_mac:
                 del self.learned.entries[mac]
@@ -109,6 +111,70 @@ class NetworkSwitch:
         for node_id in {e[1] for e in self.arp.learned.values()} - set(self.members):
             self.arp.forget_node(node_id)
         if self.rules is not None:
+            self.rules.retag(self._tags())
+
+    def update_members(self, ports: list[MemberPort], removed: Collection[int]) -> None:
+        """set_members for a change of a few members (a netconf delta): ports added or changed, node ids
+        removed; the rest stay as they are. Costs per member changed (plus C-speed copies of the id
+        tuples when members come or go), not per member."""
+        gone = [self.members.pop(n) for n in removed if n in self.members]
+        before = {p.node_id: self.members.get(p.node_id) for p in ports}
+        for port in ports:
+            self.members[port.node_id] = port
+        arp = self.arp
+        # The managed addresses of the old ports go (unless another member now holds them), the new ones come.
+        for old in [*gone, *(p for p in before.values() if p is not None)]:
+            for ip in old.ipv4s:
+                if arp.managed.get(ip, (None, None))[1] == old.node_id:
+                    del arp.managed[ip]
+        for port in ports:
+            for ip in port.ipv4s:
+                arp.managed[ip] = (port.mac, port.node_id)
+                arp.learned.pop(ip, None)
+        local = self.local_node_id
+        leaving = [old for old in gone if old.node_id != local]
+        joining = [port for port in ports if before[port.node_id] is None and port.node_id != local]
+        if leaving or joining:  # a copy of the sorted ids (C speed), only when who is a member changes
+            remote = list(self.remote_ids)
+            for old in leaving:
+                del self.owner_of_mac[old.mac]
+                del remote[bisect_left(remote, old.node_id)]
+            for port in joining:
+                self.owner_of_mac[port.mac] = port.node_id
+                insort(remote, port.node_id)
+            self.remote_ids = tuple(remote)
+        bridges = set(self.bridges)
+        for old in gone:
+            bridges.discard(old.node_id)
+        for port in ports:
+            if port.bridge and port.node_id != local:
+                bridges.add(port.node_id)
+            else:
+                bridges.discard(port.node_id)
+        unbridged = set(self.bridges) - bridges
+        self.bridges = tuple(sorted(bridges))
+        me = self.members.get(self.local_node_id)
+        was_bridge = self.local_is_bridge
+        self.local_is_bridge = bool(me and me.bridge)
+        if self.local_is_bridge and not was_bridge:
+            self.listening_until_s = None
+        # MACs learned behind a member that is no longer a bridge, or that are now a member's own.
+        new_macs = {p.mac for p in ports if p.node_id != self.local_node_id}
+        if unbridged or any(mac in self.learned.entries for mac in new_macs):
+            for mac, entry in list(self.learned.entries.items()):
+                if entry.node_id in unbridged or mac in new_macs:
+                    del self.learned.entries[mac]
+        gone_ids = {old.node_id for old in gone}
+        for node_id in gone_ids:
+            self.groups.forget_node(node_id)
+            self.arp.forget_node(node_id)
+        if gone_ids:
+            for gathered in self.gathered.entries.values():
+                gathered.subscribers -= gone_ids
+        retag = any(p.tags for p in gone) or any(
+            p.tags != (b.tags if b is not None else frozenset()) for p, b in zip(ports, before.values())
+        )
+        if self.rules is not None and retag:
             self.rules.retag(self._tags())
 
     def set_rules(self, ruleset: RuleSet) -> None:

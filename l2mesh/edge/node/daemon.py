@@ -29,7 +29,8 @@ from l2mesh.errors import L2meshError
 from l2mesh.identity import Identity, PublicIdentity
 from l2mesh.edge.identity_file import load_or_create_identity
 from l2mesh.ids import controller_of, format_mac, format_network_id, format_node_id, parse_network_id
-from l2mesh.netconf import NetworkConfig
+from l2mesh.netconf import MemberConfig, NetworkConfig
+from l2mesh.netconf_delta import MemberChanges
 from l2mesh.edge.node.control_server import serve_control
 from l2mesh.node.core import (
     BroadcastStorm,
@@ -46,6 +47,7 @@ from l2mesh.node.decisions import AnnounceEndpoints
 from l2mesh.node.events import ControllerIdentityLearned, FlowRuleMatched, NetworkStatus, RootPinned
 from l2mesh.node.join_options import JoinOptions
 from l2mesh.node.network_state import NetworkState
+from l2mesh.node.route_plan import needs_underlay_hosts
 from l2mesh.switch.flow_rules import OUTBOUND
 from l2mesh.edge.node.state_dir import JoinedNetwork, NodeState, endpoint_text
 from l2mesh.edge.node.tap import TapDevice, check_tap_support, tap_name_for
@@ -219,8 +221,8 @@ class NodeDaemon:
             event = events.popleft()
             try:
                 if isinstance(event, NetworkConfigured):
-                    self._configure_tap(event.network_id, event.config)
-                    me = event.config.member(self.identity.node_id)
+                    me = self._own_member(event.network_id, event.config)
+                    self._configure_tap(event.network_id, event.config, me)
                     log.info(
                         "network %s: OK, revision %d, %d members, addresses %s, %d flow rules",
                         format_network_id(event.network_id), event.config.revision, len(event.config.members),
@@ -228,7 +230,7 @@ class NodeDaemon:
                     )
                     if event.signed is not None:
                         self.state.save_signed_netconf(event.network_id, event.signed)
-                    self._update_host(event.network_id)
+                    self._update_host(event.network_id, event.config, event.changes)
                 elif isinstance(event, NetworkStatusChanged):
                     device = self.taps.get(event.network_id)
                     if device is not None:
@@ -272,15 +274,29 @@ class NodeDaemon:
             except L2meshError as exc:
                 log.error("%s", exc)
 
-    def _update_host(self, network_id: int) -> None:
-        """Hand the network's current config (None unless OK), join flags and underlay peers to the host set-up."""
+    def _update_host(
+        self, network_id: int, configured: NetworkConfig | None = None, changes: MemberChanges | None = None
+    ) -> None:
+        """Hand the network's current config (None unless OK), join flags and underlay peers to the host set-up;
+        with what a delta changed, when the config it made (configured) is still the current one."""
         state = self.core.networks.get(network_id)
         device = self.taps.get(network_id)
         if state is None or device is None:
             return
         config = state.config if state.status is NetworkStatus.OK else None
         options = self._join_options(network_id)
-        self.host.update(network_id, device.name, config, options, self._underlay_hosts(network_id, config))
+        changes = changes if configured is config else None
+        me = self._own_member(network_id, config) if config is not None else None
+        hosts = self._underlay_hosts(network_id, config) if needs_underlay_hosts(config) else ()
+        self.host.update(network_id, device.name, config, me, options, hosts, changes)
+
+    def _own_member(self, network_id: int, config: NetworkConfig) -> MemberConfig | None:
+        """This node as config lists it: by id when config is the one held, else (an event behind the
+        state) by going through its members."""
+        state = self.core.networks.get(network_id)
+        if state is not None and state.config is config:
+            return self.core.nets.member(network_id, self.identity.node_id)
+        return config.member(self.identity.node_id)
 
     def _underlay_hosts(self, network_id: int, config: NetworkConfig | None) -> tuple[str, ...]:
         """Where this node's UDP goes on the underlay: the controller and every peer's known endpoints.
@@ -323,10 +339,9 @@ class NodeDaemon:
 
         return drain
 
-    def _configure_tap(self, network_id: int, config: NetworkConfig) -> None:
+    def _configure_tap(self, network_id: int, config: NetworkConfig, me: MemberConfig | None) -> None:
         device = self._ensure_tap(network_id, config.mtu_bytes)
         device.set_mtu(config.mtu_bytes)
-        me = config.member(self.identity.node_id)
         device.set_addresses(set(me.ips) if me else set())
 
     def _remove_tap(self, network_id: int) -> None:

@@ -32,7 +32,8 @@ from l2mesh.edge.node.sysctl import KernelSettings
 from l2mesh.edge.reactor import Reactor
 from l2mesh.ids import format_network_id
 from l2mesh.managed_routes import ManagedRoute
-from l2mesh.netconf import NetworkConfig
+from l2mesh.netconf import MemberConfig, NetworkConfig
+from l2mesh.netconf_delta import MemberChanges
 from l2mesh.node.join_options import JoinOptions
 from l2mesh.node.name_table import NameTable
 from l2mesh.node.route_plan import plan_routes
@@ -90,13 +91,15 @@ class HostSetup:
 
     # -- reactor thread ----------------------------------------------------------------------------------
     def update(
-        self, network_id: int, tap_name: str, config: NetworkConfig | None, options: JoinOptions, underlay_hosts: tuple[str, ...]
+        self, network_id: int, tap_name: str, config: NetworkConfig | None, me: MemberConfig | None, options: JoinOptions,
+        underlay_hosts: tuple[str, ...], changes: MemberChanges | None = None,
     ) -> None:
-        """The network's config (None: not authorized now), flags or peers changed: make the host match."""
-        me = config.member(self.node_id) if config is not None else None
+        """The network's config (None: not authorized now), flags or peers changed: make the host match.
+        me: this node as config lists it (the caller finds it by id: no search through the member list);
+        changes: what a delta changed, when config is its result (names then follow in time for those)."""
         addresses = [str(ipaddress.ip_interface(ip).ip) for ip in me.ips] if me is not None else []
-        self._serve_dns(network_id, config if addresses else None, addresses)
-        self._submit(lambda: self._apply(network_id, tap_name, config, options, underlay_hosts))
+        self._serve_dns(network_id, config if addresses else None, addresses, changes)
+        self._submit(lambda: self._apply(network_id, tap_name, config, me, options, underlay_hosts))
 
     def left(self, network_id: int) -> None:
         self._serve_dns(network_id, None, [])
@@ -120,13 +123,23 @@ class HostSetup:
             responder.close()
         self.responders.clear()
 
-    def _serve_dns(self, network_id: int, config: NetworkConfig | None, addresses: list[str]) -> None:
+    def _serve_dns(
+        self, network_id: int, config: NetworkConfig | None, addresses: list[str], changes: MemberChanges | None = None
+    ) -> None:
         responder = self.responders.get(network_id)
         if config is not None and responder is not None and responder.addresses == addresses:
-            table = NameTable.from_config(config)  # a rename answers from the next query on
-            if table.domain != responder.table.domain:
-                log.info("network %s: DNS for %s (was %s)", format_network_id(network_id), table.domain, responder.table.domain)
-            responder.table = table
+            # A rename answers from the next query on.
+            table = responder.table
+            domain_before = table.domain
+            if table.config is config:
+                return
+            held = table.config
+            if changes is not None and changes.config is config and held is not None and changes.applies_to(held):
+                table.apply(changes)  # a delta: the names of the members it changed, not all of them again
+            else:
+                table = responder.table = NameTable.from_config(config)
+            if table.domain != domain_before:
+                log.info("network %s: DNS for %s (was %s)", format_network_id(network_id), table.domain, domain_before)
             return
         if responder is not None:
             for sock in responder.sockets:
@@ -169,10 +182,10 @@ class HostSetup:
         self._resolver_problem = resolved.resolved_problem()
 
     def _apply(
-        self, network_id: int, tap_name: str, config: NetworkConfig | None, options: JoinOptions, hosts: tuple[str, ...]
+        self, network_id: int, tap_name: str, config: NetworkConfig | None, me: MemberConfig | None, options: JoinOptions,
+        hosts: tuple[str, ...],
     ) -> None:
         network = self._networks.setdefault(network_id, _NetworkHost())
-        me = config.member(self.node_id) if config is not None else None
         active = self.forwarding.active.get(network_id)
         if me is not None:
             subnets = tuple(sorted({str(ipaddress.ip_interface(ip).network) for ip in me.ips}))
