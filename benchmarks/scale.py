@@ -531,21 +531,28 @@ def one_full_member(count: int, work: Path) -> dict[str, Any]:
         world.unplug(timing)
         del timing
 
-        # Memory (traced): what a member joined to the big network retains, against one joined to the small one.
+        # Memory (traced): what a member joined to the big network retains, against one joined to the small one;
+        # what the controller keeps more meanwhile (its client, any cache) is taken off.
         gc.collect()
         tracemalloc.start()
         retained = {}
+        graph = {}
         for name, network_id, number in (("small", small, 2), ("big", big, 3)):
             gc.collect()
+            controller_before = retained_bytes(world.timed.core)
             base = tracemalloc.get_traced_memory()[0]
             probe = join_one(world, network_id, number)
             world.tally.take()
             gc.collect()
-            retained[name] = (tracemalloc.get_traced_memory()[0] - base, len(probe.peer_ids()), len(probe.listed()))
+            traced = tracemalloc.get_traced_memory()[0] - base
+            retained[name] = (traced - (retained_bytes(world.timed.core) - controller_before),
+                              len(probe.peer_ids()), len(probe.listed()))
+            graph[name] = retained_bytes(probe.core)
         tracemalloc.stop()
         big_bytes, big_peers, big_listed = retained["big"]
         small_bytes, small_peers, _ = retained["small"]
         per_peer = (big_bytes - small_bytes) / max(1, big_peers - small_peers)
+        per_peer_graph = (graph["big"] - graph["small"]) / max(1, big_peers - small_peers)
         return {
             "members": count,
             "populate_s": round(populated_s, 3),
@@ -554,6 +561,7 @@ def one_full_member(count: int, work: Path) -> dict[str, Any]:
             "member_retained_bytes": big_bytes,
             "member_retained_bytes_small_network": small_bytes,
             "bytes_per_idle_peer": round(per_peer, 1),
+            "bytes_per_idle_peer_object_graph": round(per_peer_graph, 1),
             "member_apply_cpu_s": round(member_apply_s, 4),
             "controller_commit_push_cpu_s": round(push_cpu_s, 4),
             "controller_push_bytes": push_bytes,
