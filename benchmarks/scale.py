@@ -52,6 +52,7 @@ import argparse
 import cProfile
 import gc
 import importlib.util
+import inspect
 import ipaddress
 import signal
 import sys
@@ -199,6 +200,13 @@ class Tally(list):  # type: ignore[type-arg]
         return counts
 
 
+def database(path: Path) -> Any:
+    """What the harness's Controller opens: a --db URL once the storage back-ends came (sqlite:///PATH), a path before."""
+    if "storage_url" in inspect.signature(Controller.__init__).parameters:
+        return f"sqlite://{path.absolute()}"
+    return path
+
+
 def member_endpoint(index: int) -> tuple[str, int]:
     return (str(ipaddress.IPv4Address(FIRST_ENDPOINT + index)), 9993)
 
@@ -211,7 +219,7 @@ class ScaleWorld(World):
         work.mkdir(parents=True, exist_ok=True)
         self.tally = Tally()
         self.network.log = self.tally
-        self.controller = self.timed = TimedController(work / "controller.db", self.clock)
+        self.controller = self.timed = TimedController(database(work / "controller.db"), self.clock)
         self.network.attach(self.timed)
 
     def add_members(self, identities: Sequence[Identity], network_id: int) -> list[TimedMember]:
