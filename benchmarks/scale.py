@@ -599,7 +599,7 @@ def two_instances(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         reason = f"not measured: {', '.join(missing)} not in this tree yet"
         nsbench.log(f"part 3: {reason}")
         return {"skipped": reason}
-    reason = "not measured: the two-instance run is enabled when the PostgreSQL storage is merged"
+    reason = "not measured: the PostgreSQL storage is here, the two-instance run is not written yet"
     nsbench.log(f"part 3: {reason}")
     return {"skipped": reason}
 
