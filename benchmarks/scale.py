@@ -295,30 +295,23 @@ def phase_figures(world: ScaleWorld, members: Sequence[TimedMember], t0: float, 
 
 
 def storm(world: ScaleWorld, network_id: int, members: list[TimedMember]) -> dict[str, Any]:
+    """All members join at once: until each is OK (its first config), and until each lists all (the last config)."""
     count = len(members)
-    for m in members:
-        m.aim(lambda m: m.status() == "OK")
-    ok_watch = list(members)
-    controller_before = world.timed.cpu_s
-    t0 = time.perf_counter()
-    for m in members:
-        m.join(network_id, world.timed)
-    # "OK" and "listing everyone" are watched at once: the first config is OK, the last lists all.
-    all_listed: dict[int, float] = {}
+    ok_times: dict[int, float] = {}
 
     def listing_all(m: TimedMember) -> bool:
         if m.status() == "OK" and m.node_id not in ok_times:
             ok_times[m.node_id] = time.perf_counter()
-        if len(m.listed()) == count:
-            all_listed[m.node_id] = time.perf_counter()
-            return True
-        return False
+        return len(m.listed()) == count
 
-    ok_times: dict[int, float] = {}
     for m in members:
-        m.goal = listing_all
+        m.aim(listing_all)
+    controller_before = world.timed.cpu_s
+    t0 = time.perf_counter()
+    for m in members:
+        m.join(network_id, world.timed)
     world.converge(members)
-    figures = phase_figures(world, ok_watch, t0, controller_before)
+    figures = phase_figures(world, members, t0, controller_before)
     figures["all_ok_s"] = round(max(ok_times.values()) - t0, 4) if len(ok_times) == count else None
     figures["ok"] = len(ok_times)
     return figures
