@@ -38,6 +38,7 @@ bench: deps $(VENV)/.installed
 	$(PY) benchmarks/net.py
 	$(PY) benchmarks/control.py
 	$(PY) benchmarks/relay_churn.py
+	$(PY) benchmarks/scale.py
 
 demo: deps $(VENV)/.installed
 	$(PY) demo/demo.py $(DEMO_ARGS)
