@@ -52,21 +52,11 @@ from l2mesh.netconf_delta import ConfigDelta, DeltaBase, MemberChanges, apply_de
 from l2mesh.node.core import NodeCore
 from l2mesh.node.name_table import NameTable
 
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))  # tests.unit.recording: the do-nothing Transmit the unit tests use too
+from tests.unit.recording import NullTransmit  # noqa: E402
 
-
-class NullTransmit:
-    def send_datagram(self, data: object, address: object) -> None:
-        pass
-
-    def write_frame(self, network_id: int, frame: object) -> None:
-        pass
-
-    def send_segments(self, data: object, segment_bytes: int, address: object) -> None:
-        pass
-
-    def write_offload_frame(self, network_id: int, vnet_frame: object) -> None:
-        pass
+RESULTS_DIR = REPO / "benchmarks" / "results"
 
 
 def rss_bytes() -> int:

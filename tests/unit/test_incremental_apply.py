@@ -24,6 +24,7 @@ from l2mesh.node.core import NetworkConfigured, NodeCore
 from l2mesh.node.name_table import NameTable
 from l2mesh.node.peer_table import PeerTable
 from tests.unit.harness import World, controller_of
+from tests.unit.recording import NullTransmit
 
 POOL = "10.147.17.0/24"
 ME = Identity.generate()
@@ -31,20 +32,6 @@ NETWORK_ID = make_network_id(Identity.generate().node_id, 1)
 OTHER_NETWORK_ID = make_network_id(Identity.generate().node_id, 2)
 # A pool of identities members are drawn from (random keys: node ids are their hashes, nothing checks a key pair).
 IDENTITIES = [PublicIdentity(os.urandom(32), os.urandom(32)) for _ in range(12)]
-
-
-class NullTransmit:
-    def send_datagram(self, data: object, address: object) -> None:
-        pass
-
-    def write_frame(self, network_id: int, frame: object) -> None:
-        pass
-
-    def send_segments(self, data: object, segment_bytes: int, address: object) -> None:
-        pass
-
-    def write_offload_frame(self, network_id: int, vnet_frame: object) -> None:
-        pass
 
 
 def member(index: int, variant: int = 0, bridge: bool = False, tags: frozenset[str] = frozenset()) -> MemberConfig:
