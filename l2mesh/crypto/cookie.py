@@ -78,7 +78,13 @@ class Screen(enum.Enum):
 class CookieChecker:
     """The responder's side: checks mac1 (always) and mac2 (under load); makes cookie replies."""
 
-    def __init__(self, static_public: bytes, random_bytes: Callable[[int], bytes] = os.urandom) -> None:
+    def __init__(
+        self,
+        static_public: bytes,
+        random_bytes: Callable[[int], bytes] = os.urandom,
+        under_load_initiations_per_s: float = UNDER_LOAD_INITIATIONS_PER_S,
+    ) -> None:
+        self._load_threshold = under_load_initiations_per_s * UNDER_LOAD_WINDOW_S
         self._mac1_key = _hash(MAC1_LABEL, static_public)
         self._cookie_key = _hash(COOKIE_LABEL, static_public)
         self._random_bytes = random_bytes
@@ -107,7 +113,7 @@ class CookieChecker:
 
     def under_load(self, now: float) -> bool:
         self._roll_window(now)
-        return max(self._window_count, self._previous_count) > UNDER_LOAD_INITIATIONS_PER_S * UNDER_LOAD_WINDOW_S
+        return self._loaded()
 
     def cookie_reply(self, packet: bytes | memoryview, now: float, address: Hashable) -> bytes:
         """A CookieReply to an initiation (mac1 already checked) from address."""
@@ -121,8 +127,12 @@ class CookieChecker:
         )
 
     def _count_and_check_load(self, now: float) -> bool:
+        self._roll_window(now)
         self._window_count += 1
-        return self.under_load(now)
+        return self._loaded()
+
+    def _loaded(self) -> bool:
+        return max(self._window_count, self._previous_count) > self._load_threshold
 
     def _roll_window(self, now: float) -> None:
         elapsed_s = now - self._window_start_s
