@@ -23,15 +23,16 @@ from __future__ import annotations
 
 import enum
 import hashlib
-import ipaddress
 import os
+import socket
 from collections.abc import Callable, Hashable
 
 import nacl.bindings
 import nacl.exceptions
+from nacl._sodium import ffi, lib
 
 from l2mesh.wire.errors import parse_exact
-from l2mesh.wire.packets import COOKIE_BYTES, MAC_BYTES, XNONCE_BYTES, CookieReply
+from l2mesh.wire.packets import AEAD_TAG_BYTES, COOKIE_BYTES, COOKIE_REPLY_HEADER, MAC_BYTES, XNONCE_BYTES, CookieReply, PacketType
 
 MAC1_LABEL = b"mac1----"
 COOKIE_LABEL = b"cookie--"
@@ -57,13 +58,23 @@ def _mac(key: bytes, data: bytes | memoryview) -> bytes:
     return hashlib.blake2s(data, key=key, digest_size=MAC_BYTES).digest()
 
 
+def _seal_cookie(key: bytes, nonce: bytes, cookie: bytes, mac1: bytes) -> bytes:
+    """XChaCha20-Poly1305 straight through libsodium: pynacl's checked wrapper costs more than the cipher."""
+    out = ffi.new("unsigned char[]", COOKIE_BYTES + AEAD_TAG_BYTES)
+    lib.crypto_aead_xchacha20poly1305_ietf_encrypt(out, ffi.NULL, cookie, COOKIE_BYTES, mac1, MAC_BYTES, ffi.NULL, nonce, key)
+    return bytes(ffi.buffer(out))
+
+
 def address_bytes(address: Hashable) -> bytes:
     """What a cookie is bound to: an (ip, port) source as its packed bytes, anything else (a relay's key) by repr."""
-    if isinstance(address, tuple) and len(address) == 2 and isinstance(address[0], str) and isinstance(address[1], int):
-        try:
-            return ipaddress.ip_address(address[0]).packed + address[1].to_bytes(2, "big")
-        except ValueError:
-            pass
+    if address.__class__ is tuple and len(address) == 2:  # type: ignore[arg-type]
+        host, port = address  # type: ignore[misc]
+        if host.__class__ is str and port.__class__ is int and 0 <= port < 65536:
+            family = socket.AF_INET6 if ":" in host else socket.AF_INET
+            try:
+                return socket.inet_pton(family, host) + port.to_bytes(2, "big")
+            except OSError:
+                pass
     return repr(address).encode()
 
 
@@ -90,6 +101,7 @@ class CookieChecker:
         self._random_bytes = random_bytes
         self._secret = random_bytes(32)
         self._secret_made_s: float | None = None
+        self._last_cookie: tuple[Hashable, bytes] = (None, b"")
         # Initiations with a good mac1 in the current window and the one before it.
         self._window_start_s = -1e18
         self._window_count = 0
@@ -119,12 +131,9 @@ class CookieChecker:
         """A CookieReply to an initiation (mac1 already checked) from address."""
         end = len(packet) - 2 * MAC_BYTES
         nonce = self._random_bytes(XNONCE_BYTES)
-        encrypted = nacl.bindings.crypto_aead_xchacha20poly1305_ietf_encrypt(
-            self._cookie(now, address), bytes(packet[end : end + MAC_BYTES]), nonce, self._cookie_key
-        )
-        return CookieReply.build(
-            {"receiver_index": int.from_bytes(packet[4:8], "little"), "nonce": nonce, "encrypted_cookie": encrypted}
-        )
+        encrypted = _seal_cookie(self._cookie_key, nonce, self._cookie(now, address), bytes(packet[end : end + MAC_BYTES]))
+        # CookieReply's layout, packed by hand: construct costs more than the rest of the reply (a flood's hot path).
+        return COOKIE_REPLY_HEADER.pack(PacketType.COOKIE_REPLY, int.from_bytes(packet[4:8], "little")) + nonce + encrypted
 
     def _count_and_check_load(self, now: float) -> bool:
         self._roll_window(now)
@@ -147,7 +156,13 @@ class CookieChecker:
             if self._secret_made_s is not None:
                 self._secret = self._random_bytes(32)
             self._secret_made_s = now
-        return _mac(self._secret, address_bytes(address))
+            self._last_cookie = (None, b"")
+        # screen() then cookie_reply() ask for the same address's cookie: compute it once.
+        last_address, cookie = self._last_cookie
+        if address != last_address:
+            cookie = _mac(self._secret, address_bytes(address))
+            self._last_cookie = (address, cookie)
+        return cookie
 
 
 class CookieGenerator:

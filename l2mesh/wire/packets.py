@@ -194,6 +194,7 @@ IdentityResponse = "IdentityResponse" / c.Struct(
 TRANSPORT_HEADER = struct.Struct("<B3xIQ")
 FRAGMENT_HEADER = struct.Struct("<BBBxIQ")
 RELAY_HEADER = struct.Struct(">BB5s5s")
+COOKIE_REPLY_HEADER = struct.Struct("<B3xI")  # CookieReply's type and receiver_index; nonce and cookie follow
 
 PACKETS: dict[PacketType, c.Construct] = {
     PacketType.HANDSHAKE_INIT: HandshakeInit,

@@ -108,6 +108,7 @@ def test_under_load_an_initiation_without_mac2_gets_a_cookie_and_its_retry_gets_
     assert refused.reason == "handshake_cookie_sent" and refused.cookie_reply is not None
     assert dh_calls["dh"] == 0
     reply = CookieReply.parse(refused.cookie_reply)
+    assert CookieReply.build(reply) == refused.cookie_reply  # the hand-packed reply is the construct's layout
     assert len(refused.cookie_reply) < len(first)  # no amplification towards a spoofed source
     assert a.table.handle_cookie_reply(refused.cookie_reply, 0.1) is sa
     assert reply.receiver_index == sa.pending.local_index
