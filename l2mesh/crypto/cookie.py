@@ -40,9 +40,12 @@ COOKIE_LABEL = b"cookie--"
 COOKIE_SECRET_LIFETIME_S = 120.0
 COOKIE_LIFETIME_S = 120.0
 # One initiation costs a responder ~550 us of DH and hashing on the 2-core
-# test machine (benchmarks/flood.py prints it; mac1 costs ~1.4 us). 200 a
-# second is then ~11% of a core, more than any real peer set re-keying needs
-# (a member re-keys each peer every 2 minutes): past that, require cookies.
+# test machine (SessionTable.handle_initiation; a mac1 check ~1.4 us, a
+# cookie reply ~10 us: benchmarks/README.md, flood.py). 200 a second is then
+# ~11% of a core, more than steady re-keying needs (10,000 members re-keying
+# with a controller every 2 minutes: 83/s); past that, require cookies. A
+# burst past it (a controller's restart) costs real peers one cookie round
+# trip: their next retry, 0.5 s later, carries mac2.
 UNDER_LOAD_INITIATIONS_PER_S = 200
 # Stay under load this long after the rate drops (WireGuard: 1 s), so a flood
 # does not flip the responder in and out of load between its bursts.
