@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import ipaddress
 import os
-import socket
 from collections.abc import Callable, Hashable
 
 import nacl.bindings
@@ -73,10 +73,11 @@ def address_bytes(address: Hashable) -> bytes:
     if address.__class__ is tuple and len(address) == 2:  # type: ignore[arg-type]
         host, port = address  # type: ignore[misc]
         if host.__class__ is str and port.__class__ is int and 0 <= port < 65536:
-            family = socket.AF_INET6 if ":" in host else socket.AF_INET
             try:
-                return socket.inet_pton(family, host) + port.to_bytes(2, "big")
-            except OSError:
+                # IPv4 by hand: ipaddress costs more than the cookie reply itself (a flood's hot path).
+                packed = bytes(map(int, host.split("."))) if host.count(".") == 3 else ipaddress.ip_address(host).packed
+                return packed + port.to_bytes(2, "big")
+            except ValueError:
                 pass
     return repr(address).encode()
 

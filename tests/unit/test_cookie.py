@@ -227,6 +227,9 @@ def test_address_bytes_pack_endpoints_and_keep_other_keys_apart() -> None:
     assert address_bytes(("198.18.0.1", 1)) == bytes([198, 18, 0, 1, 0, 1])
     assert len(address_bytes(("2001:db8::1", 1))) == 18
     assert address_bytes(("relay", 5)) != address_bytes(("relay", 6))
+    assert address_bytes(("::ffff:198.18.0.1", 1)) != address_bytes(("198.18.0.1", 1))
+    for not_an_address in (("1.2.3.400", 1), ("1.2.3.x", 1), ("1.2.3.4", 70000)):
+        assert address_bytes(not_an_address) == repr(not_an_address).encode()
 
 
 # -- servers (controller, root) --------------------------------------------------------------------
