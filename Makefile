@@ -39,6 +39,7 @@ bench: deps $(VENV)/.installed
 	$(PY) benchmarks/control.py
 	$(PY) benchmarks/relay_churn.py
 	$(PY) benchmarks/scale.py
+	$(PY) benchmarks/flood.py
 
 demo: deps $(VENV)/.installed
 	$(PY) demo/demo.py $(DEMO_ARGS)

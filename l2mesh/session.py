@@ -19,6 +19,7 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 
 from l2mesh.crypto.aead import AeadError, AeadScratch, TransportKey
+from l2mesh.crypto.cookie import CookieChecker, CookieGenerator, Screen, mac1_of
 from l2mesh.crypto.noise import HandshakeState, NoiseError, public_key
 from l2mesh.crypto.replay import ReplayWindow
 from l2mesh.crypto.timers import DEFAULT_LIMITS, SessionLimits
@@ -27,13 +28,20 @@ from l2mesh.wire.errors import ParseError, parse_exact
 from l2mesh.wire.packets import (
     TRANSPORT_HEADER,
     TRANSPORT_HEADER_BYTES,
+    HANDSHAKE_INIT_BYTES,
+    HANDSHAKE_RESPONSE_BYTES,
+    MAC_BYTES,
+    PROTOCOL_VERSION,
+    CookieReply,
     HandshakeInit,
     HandshakeResponse,
     PacketType,
 )
 
 PROTOCOL_NAME = "Noise_IK_25519_ChaChaPoly_BLAKE2b"
-PROLOGUE = b"l2mesh v1"
+# Binds the handshake to the protocol version: peers of different versions never share keys.
+PROLOGUE = b"l2mesh v%d" % PROTOCOL_VERSION
+_NO_MACS = {"mac1": bytes(MAC_BYTES), "mac2": bytes(MAC_BYTES)}
 _TAI64_EPOCH = 2**62
 _TRANSPORT = PacketType.TRANSPORT
 _pack_header = TRANSPORT_HEADER.pack
@@ -42,6 +50,18 @@ _unpack_header = TRANSPORT_HEADER.unpack_from
 
 class SessionError(Exception):
     """A handshake or transport packet was refused (the reason is the message); count it and drop it."""
+
+
+class HandshakeRefused(SessionError):
+    """A handshake packet turned away before any DH; reason is the drop counter's name.
+
+    cookie_reply, when set, goes back to the initiation's source (by the path it came).
+    """
+
+    def __init__(self, reason: str, cookie_reply: bytes | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.cookie_reply = cookie_reply
 
 
 class SessionAction(enum.Flag):
@@ -100,6 +120,8 @@ class PendingHandshake:
     first_sent_s: float
     next_retry_s: float
     retry_interval_s: float
+    # The initiation's mac1: a cookie reply must be bound to it, and is taken once.
+    mac1: bytes = b""
 
 
 class Session:
@@ -123,6 +145,7 @@ class Session:
         self.last_data_received_s = -1e18
         self.last_handshake_s: float | None = None
         self.established_count = 0
+        self.cookies = CookieGenerator(remote_static)
 
     # -- sending -------------------------------------------------------
     def seal(self, plaintext: bytes | memoryview, now: float) -> memoryview | None:
@@ -164,15 +187,18 @@ class Session:
         )
         local_index = table._allocate_index(self)
         message = noise.write_message(tai64n(table.wall_clock_ns()))
-        self.pending = PendingHandshake(noise, local_index, first_sent_s, now + retry_s, retry_s)
-        return HandshakeInit.build(
+        body = HandshakeInit.build(
             {
                 "sender_index": local_index,
                 "ephemeral": message[:32],
                 "encrypted_static": message[32:80],
                 "encrypted_timestamp": message[80:],
+                **_NO_MACS,
             }
-        )
+        )[: -2 * MAC_BYTES]
+        packet = self.cookies.add_macs(body, now)
+        self.pending = PendingHandshake(noise, local_index, first_sent_s, now + retry_s, retry_s, mac1_of(packet))
+        return packet
 
     # -- timers ---------------------------------------------------------
     def poll(self, now: float) -> SessionAction:
@@ -264,6 +290,7 @@ class SessionTable:
         self.limits = limits
         self.wall_clock_ns = wall_clock_ns
         self.scratch = AeadScratch()
+        self.cookies = CookieChecker(self.static_public)
         self.sessions: dict[Hashable, Session] = {}  # by Session.key
         self._by_index: dict[int, Keypair | Session] = {}
         self._per_source = KeyedRateLimiter(limits.handshake_rate_per_source_per_s, limits.handshake_burst_per_source)
@@ -300,15 +327,32 @@ class SessionTable:
 
     # -- receiving -------------------------------------------------------
     def handle_initiation(
-        self, data: bytes | memoryview, now: float, source: Hashable = None, endpoint: Hashable = None
+        self,
+        data: bytes | memoryview,
+        now: float,
+        source: Hashable = None,
+        endpoint: Hashable = None,
+        address: Hashable = None,
     ) -> HandshakeResult:
-        """endpoint: keep the session apart from the same key's sessions at other addresses (None: one per key).
+        """source: the rate-limit key; address: what a cookie is bound to (the full source endpoint; None: source).
 
-        A root keeps one per address, because controller instances sharing one
-        identity register from several: one shared session would flip between them.
+        endpoint: keep the session apart from the same key's sessions at other
+        addresses (None: one per key). A root keeps one per address, because
+        controller instances sharing one identity register from several: one
+        shared session would flip between them.
+
+        HandshakeRefused (before any DH) for a bad length or mac1, for no good
+        mac2 under load (with the cookie reply to send), or past the rate limits.
         """
+        if len(data) != HANDSHAKE_INIT_BYTES:
+            raise HandshakeRefused("handshake_malformed")
+        screen = self.cookies.screen(data, now, source if address is None else address)
+        if screen is Screen.BAD_MAC1:
+            raise HandshakeRefused("handshake_bad_mac1")
+        if screen is Screen.NEEDS_COOKIE:
+            raise HandshakeRefused("handshake_cookie_sent", self.cookies.cookie_reply(data, now, source if address is None else address))
         if not self._per_source.take(source, now) or not self._total.take(now):
-            raise SessionError("handshake rate limit")
+            raise HandshakeRefused("handshake_rate_limited")
         packet = parse_exact(HandshakeInit, data)
         noise = HandshakeState(PROTOCOL_NAME, False, PROLOGUE, static_private=self.static_private)
         try:
@@ -332,17 +376,23 @@ class SessionTable:
         self._by_index[local_index] = keypair
         session._install_unconfirmed(keypair)
         session.last_received_s = now
-        response = HandshakeResponse.build(
+        body = HandshakeResponse.build(
             {
                 "sender_index": local_index,
                 "receiver_index": packet.sender_index,
                 "ephemeral": message[:32],
                 "encrypted_empty": message[32:],
+                **_NO_MACS,
             }
-        )
-        return HandshakeResult(session, response)
+        )[: -2 * MAC_BYTES]
+        return HandshakeResult(session, session.cookies.add_macs(body, now))
 
     def handle_response(self, data: bytes | memoryview, now: float) -> HandshakeResult:
+        """Completes a handshake we started. HandshakeRefused (before any DH) for a bad length or mac1."""
+        if len(data) != HANDSHAKE_RESPONSE_BYTES:
+            raise HandshakeRefused("handshake_malformed")
+        if not self.cookies.mac1_ok(data):
+            raise HandshakeRefused("handshake_bad_mac1")
         packet = parse_exact(HandshakeResponse, data)
         owner = self._by_index.get(packet.receiver_index)
         pending = owner.pending if isinstance(owner, Session) else None
@@ -365,6 +415,23 @@ class SessionTable:
         session._install(keypair, now)
         session.last_received_s = now
         return HandshakeResult(session)
+
+    def handle_cookie_reply(self, data: bytes | memoryview, now: float) -> Session:
+        """Take the cookie a responder under load sent for our pending initiation; its next retry carries mac2.
+
+        SessionError (or ParseError) for a reply to no pending handshake, a
+        second reply to the same initiation, or one that does not open.
+        """
+        packet = parse_exact(CookieReply, data)
+        owner = self._by_index.get(packet.receiver_index)
+        pending = owner.pending if isinstance(owner, Session) else None
+        if pending is None or pending.local_index != packet.receiver_index or not pending.mac1:
+            raise SessionError("cookie reply for no pending handshake")
+        assert isinstance(owner, Session)
+        if not owner.cookies.take_reply(data, pending.mac1, now):
+            raise SessionError("cookie reply does not open")
+        pending.mac1 = b""  # one reply per initiation: a replayed one cannot reset the cookie
+        return owner
 
     def open(self, data: memoryview, now: float) -> tuple[Session, memoryview]:
         """Decrypt a transport packet: (session, plaintext view into shared scratch)."""
@@ -405,6 +472,7 @@ class SessionTable:
 
 
 __all__ = [
+    "HandshakeRefused",
     "HandshakeResult",
     "Keypair",
     "ParseError",

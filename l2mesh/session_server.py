@@ -24,7 +24,7 @@ from typing import Generic, TypeVar
 from l2mesh.crypto.timers import DEFAULT_LIMITS
 from l2mesh.identity import Identity, PublicIdentity
 from l2mesh.ratelimit import KeyedRateLimiter
-from l2mesh.session import Session, SessionAction, SessionTable
+from l2mesh.session import HandshakeRefused, Session, SessionAction, SessionTable
 from l2mesh.wire.common import Endpoint
 from l2mesh.wire.errors import parse_exact
 from l2mesh.wire.messages import MessageKind
@@ -80,21 +80,29 @@ class SessionServer(Generic[C]):
 
     # -- packets ------------------------------------------------------------------------------------
     def handshake_initiation(self, data: memoryview, source: Endpoint, now: float, via_root: int | None = None) -> bytes | None:
-        """The handshake response to send back, or None when refused. SessionError on a bad handshake.
+        """What to send back (the handshake response, or a cookie reply when under load), or None when refused.
 
-        via_root: the envelope's origin, when a root relayed it (rate-limited per origin, not per root).
+        SessionError on a bad handshake; refusals before any DH (mac1, cookie,
+        rate) are counted here by reason. via_root: the envelope's origin, when
+        a root relayed it (rate-limited per origin, not per root).
         """
         if len(self._unidentified) >= MAX_UNIDENTIFIED_CLIENTS:
             self.drops["too_many_unidentified_clients"] += 1
             return None
         rate_key = source[0] if via_root is None else ("relay", via_root)
-        result = self.table.handle_initiation(data, now, rate_key, source if self.sessions_per_endpoint else None)
+        try:
+            result = self.table.handle_initiation(
+                data, now, rate_key, source if self.sessions_per_endpoint else None, source if via_root is None else rate_key
+            )
+        except HandshakeRefused as refused:
+            self.drops[refused.reason] += 1
+            return refused.cookie_reply
         self._client(result.session, source, now, via_root is not None)
         assert result.response is not None
         return result.response
 
     def handshake_response(self, data: memoryview, source: Endpoint, now: float, via_root: bool = False) -> C:
-        """The client whose session (one we opened, see greeting) this response completes."""
+        """The client whose session (one we opened, see greeting) this response completes. SessionError when it does not."""
         result = self.table.handle_response(data, now)
         return self._client(result.session, source, now, via_root)
 

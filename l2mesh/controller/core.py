@@ -156,6 +156,8 @@ class ControllerCore:
             elif kind == PacketType.HANDSHAKE_RESPONSE:
                 # Confirms the keys, so the member may send on them at once.
                 self._send(self.clients.handshake_response(data, source, now, relayed), Keepalive.build({}))
+            elif kind == PacketType.COOKIE_REPLY:
+                self.clients.table.handle_cookie_reply(data, now)  # a member under load: our retry carries mac2
             elif kind == PacketType.IDENTITY_REQUEST and not relayed:
                 answer = self.identity_desk.answer(data, source, now)
                 if answer is not None:

@@ -19,7 +19,7 @@ from l2mesh.node.peer_table import PeerTable
 from l2mesh.node.peers import Peer
 from l2mesh.node.send import SendPath
 from l2mesh.ratelimit import KeyedRateLimiter
-from l2mesh.session import SessionError
+from l2mesh.session import HandshakeRefused, SessionError
 from l2mesh.wire.common import Endpoint
 from l2mesh.wire.errors import ParseError
 from l2mesh.wire.messages import FRAME_HEADER, FRAME_HEADER_BYTES, VNET_HEADER_BYTES, MessageKind
@@ -126,6 +126,12 @@ class ReceivePath:
             return self._initiation(data, source, now, relayed_from)
         if kind == PacketType.HANDSHAKE_RESPONSE:
             return self._response(data, source, now, relayed_from)
+        if kind == PacketType.COOKIE_REPLY:
+            try:
+                self.sessions.handle_cookie_reply(data, now)  # our next retry carries mac2
+            except (SessionError, ParseError):
+                self.drops["cookie_reply_rejected"] += 1
+            return None
         self.drops["unknown_packet_type"] += 1
         return None
 
@@ -204,7 +210,15 @@ class ReceivePath:
     def _initiation(self, data: memoryview, source: Endpoint, now: float, relayed_from: Peer | None) -> Note | None:
         rate_key = source[0] if relayed_from is None else ("relay", relayed_from.node_id)
         try:
-            result = self.sessions.handle_initiation(data, now, rate_key)
+            result = self.sessions.handle_initiation(data, now, rate_key, address=source if relayed_from is None else rate_key)
+        except HandshakeRefused as refused:
+            self.drops[refused.reason] += 1
+            if refused.cookie_reply is not None:
+                if relayed_from is None:
+                    self.transmit.send_datagram(refused.cookie_reply, source)
+                else:
+                    self.send.send_relayed(relayed_from, refused.cookie_reply)
+            return None
         except (SessionError, ParseError):
             self.drops["initiation_rejected"] += 1
             return None
@@ -226,6 +240,9 @@ class ReceivePath:
     def _response(self, data: memoryview, source: Endpoint, now: float, relayed_from: Peer | None) -> Note | None:
         try:
             result = self.sessions.handle_response(data, now)
+        except HandshakeRefused as refused:
+            self.drops[refused.reason] += 1
+            return None
         except (SessionError, ParseError):
             self.drops["response_rejected"] += 1
             return None

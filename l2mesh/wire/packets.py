@@ -6,6 +6,15 @@ the AEAD nonce; fragments split one sealed transport packet that would not
 fit the underlay; relay envelopes let the controller forward ciphertext
 between members that have no direct path; identity look-ups fetch the
 public keys behind a node id (verified against the id's hash).
+
+PROTOCOL_VERSION 2 added mac1/mac2 to both handshake packets and the
+COOKIE_REPLY packet (l2mesh/crypto/cookie.py: cheap screening before any
+Diffie-Hellman, after WireGuard's cookie MACs). The version is mixed into
+the Noise prologue, and the handshake packets changed length: a version 1
+peer refuses our initiations as malformed (counted, dropped) and drops a
+cookie reply as an unknown packet type; we refuse its 116-byte initiations
+as malformed. Version 1 and 2 nodes cannot open sessions with each other:
+upgrade every member, controller and root together.
 """
 
 from __future__ import annotations
@@ -26,11 +35,18 @@ class PacketType(enum.IntEnum):
     RELAY = 5
     IDENTITY_REQUEST = 6
     IDENTITY_RESPONSE = 7
+    COOKIE_REPLY = 8
+
+
+PROTOCOL_VERSION = 2
 
 
 NOISE_KEY_BYTES = 32
 AEAD_TAG_BYTES = 16
 TIMESTAMP_BYTES = 12
+MAC_BYTES = 16
+XNONCE_BYTES = 24
+COOKIE_BYTES = 16
 
 HandshakeInit = "HandshakeInit" / c.Struct(
     "type" / c.Const(PacketType.HANDSHAKE_INIT, c.Int8ub),
@@ -42,9 +58,17 @@ HandshakeInit = "HandshakeInit" / c.Struct(
     "ephemeral" / c.Bytes(NOISE_KEY_BYTES),
     "encrypted_static" / c.Bytes(NOISE_KEY_BYTES + AEAD_TAG_BYTES),
     "encrypted_timestamp" / c.Bytes(TIMESTAMP_BYTES + AEAD_TAG_BYTES),
+    # Outside Noise. mac1: keyed by the responder's static public key, over
+    # every byte before it; checked before any DH. mac2: keyed by a cookie the
+    # responder gave this source address, over every byte before it; zeros
+    # when we hold no fresh cookie. Only required while the responder is under load.
+    "mac1" / c.Bytes(MAC_BYTES),
+    "mac2" / c.Bytes(MAC_BYTES),
     c.Terminated,
 )
-"""Initiator -> responder: opens a session (Noise IK message 1). 116 bytes."""
+"""Initiator -> responder: opens a session (Noise IK message 1, then mac1 and mac2). 148 bytes."""
+
+HANDSHAKE_INIT_BYTES = 148
 
 HandshakeResponse = "HandshakeResponse" / c.Struct(
     "type" / c.Const(PacketType.HANDSHAKE_RESPONSE, c.Int8ub),
@@ -55,9 +79,34 @@ HandshakeResponse = "HandshakeResponse" / c.Struct(
     # Noise IK message 2: e, ee, se, empty payload (its tag confirms the keys).
     "ephemeral" / c.Bytes(NOISE_KEY_BYTES),
     "encrypted_empty" / c.Bytes(AEAD_TAG_BYTES),
+    # As in HandshakeInit, keyed by the initiator's static public key: a forged
+    # response costs the initiator no DH. mac2 carries a cookie the initiator
+    # gave us, if any (no cookie reply ever answers a response).
+    "mac1" / c.Bytes(MAC_BYTES),
+    "mac2" / c.Bytes(MAC_BYTES),
     c.Terminated,
 )
-"""Responder -> initiator: completes the session (Noise IK message 2). 60 bytes."""
+"""Responder -> initiator: completes the session (Noise IK message 2, then mac1 and mac2). 92 bytes."""
+
+HANDSHAKE_RESPONSE_BYTES = 92
+
+CookieReply = "CookieReply" / c.Struct(
+    "type" / c.Const(PacketType.COOKIE_REPLY, c.Int8ub),
+    c.Padding(3),
+    # The sender_index of the initiation this answers: finds the pending handshake.
+    "receiver_index" / c.Int32ul,
+    "nonce" / c.Bytes(XNONCE_BYTES),
+    # XChaCha20-Poly1305 of the cookie, keyed by HASH("cookie--" || responder
+    # static public), with the initiation's mac1 as associated data: only who
+    # sent that initiation (and knows the key) can use it.
+    "encrypted_cookie" / c.Bytes(COOKIE_BYTES + AEAD_TAG_BYTES),
+    c.Terminated,
+)
+"""Responder under load -> initiator: retry with mac2 keyed by this cookie (bound to your address). 64 bytes.
+
+Smaller than the initiation it answers, so a spoofed source cannot use it
+to amplify.
+"""
 
 TransportHeader = "TransportHeader" / c.Struct(
     "type" / c.Const(PacketType.TRANSPORT, c.Int8ub),
@@ -145,6 +194,7 @@ IdentityResponse = "IdentityResponse" / c.Struct(
 TRANSPORT_HEADER = struct.Struct("<B3xIQ")
 FRAGMENT_HEADER = struct.Struct("<BBBxIQ")
 RELAY_HEADER = struct.Struct(">BB5s5s")
+COOKIE_REPLY_HEADER = struct.Struct("<B3xI")  # CookieReply's type and receiver_index; nonce and cookie follow
 
 PACKETS: dict[PacketType, c.Construct] = {
     PacketType.HANDSHAKE_INIT: HandshakeInit,
@@ -154,4 +204,5 @@ PACKETS: dict[PacketType, c.Construct] = {
     PacketType.RELAY: RelayEnvelope,
     PacketType.IDENTITY_REQUEST: IdentityRequest,
     PacketType.IDENTITY_RESPONSE: IdentityResponse,
+    PacketType.COOKIE_REPLY: CookieReply,
 }

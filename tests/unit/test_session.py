@@ -13,9 +13,17 @@ from hypothesis import strategies as st
 from l2mesh.crypto.noise import public_key
 from l2mesh.crypto.replay import REPLAY_WINDOW_MESSAGES, ReplayWindow
 from l2mesh.crypto.timers import DEFAULT_LIMITS, SessionLimits
-from l2mesh.session import Session, SessionAction, SessionError, SessionTable
+from l2mesh.crypto.cookie import CookieGenerator
+from l2mesh.session import HandshakeRefused, Session, SessionAction, SessionError, SessionTable
 from l2mesh.wire import ParseError
-from l2mesh.wire.packets import TRANSPORT_HEADER, HandshakeInit, HandshakeResponse, PacketType
+from l2mesh.wire.packets import (
+    HANDSHAKE_INIT_BYTES,
+    HANDSHAKE_RESPONSE_BYTES,
+    TRANSPORT_HEADER,
+    HandshakeInit,
+    HandshakeResponse,
+    PacketType,
+)
 
 
 class FakeWallClock:
@@ -109,9 +117,9 @@ def test_handshake_packets_have_their_documented_sizes() -> None:
     a, b = make_node(), make_node()
     sa = a.table.session_for(b.public)
     init = sa.create_initiation(0.0)
-    assert len(init) == 116 and init[0] == PacketType.HANDSHAKE_INIT
+    assert len(init) == HANDSHAKE_INIT_BYTES == 148 and init[0] == PacketType.HANDSHAKE_INIT
     response = b.table.handle_initiation(init, 0.0).response
-    assert len(response) == 60 and response[0] == PacketType.HANDSHAKE_RESPONSE
+    assert len(response) == HANDSHAKE_RESPONSE_BYTES == 92 and response[0] == PacketType.HANDSHAKE_RESPONSE
 
 
 def test_transport_packet_is_addressed_to_the_receivers_index() -> None:
@@ -330,10 +338,10 @@ def test_forged_response_does_not_break_the_pending_handshake() -> None:
     a, b = make_node(), make_node()
     sa = a.table.session_for(b.public)
     response = b.table.handle_initiation(sa.create_initiation(0.0), 0.0).response
-    forged = bytearray(response)
-    forged[-1] ^= 0x01  # anyone who saw the initiation can send this
-    with pytest.raises(SessionError):
-        a.table.handle_response(bytes(forged), 0.0)
+    forged = bytearray(response[:-32])
+    forged[-1] ^= 0x01  # anyone who saw the initiation and knows a's public key can send this
+    with pytest.raises(SessionError, match="handshake response"):
+        a.table.handle_response(CookieGenerator(a.public).add_macs(bytes(forged), 0.0), 0.0)
     a.table.handle_response(response, 0.0)
     assert sa.established
 
@@ -344,7 +352,7 @@ def test_handshake_rate_limit_per_source_allows_burst_then_refuses() -> None:
     sa = a.table.session_for(b.public)
     for _ in range(3):
         b.table.handle_initiation(sa.create_initiation(0.0), 0.0, source=("198.18.250.1", 1))
-    with pytest.raises(SessionError, match="rate limit"):
+    with pytest.raises(HandshakeRefused, match="rate_limited"):
         b.table.handle_initiation(sa.create_initiation(0.0), 0.0, source=("198.18.250.1", 1))
     # another source has its own bucket
     b.table.handle_initiation(sa.create_initiation(0.0), 0.0, source=("198.18.250.2", 1))
@@ -352,14 +360,14 @@ def test_handshake_rate_limit_per_source_allows_burst_then_refuses() -> None:
     b.table.handle_initiation(sa.create_initiation(1.0), 1.0, source=("198.18.250.1", 1))
 
 
-def test_handshake_rate_limit_counts_garbage_too() -> None:
-    limits = SessionLimits(handshake_burst_per_source=2, handshake_rate_per_source_per_s=1.0)
-    b = make_node(limits)
-    for _ in range(2):
-        with pytest.raises(ParseError):
-            b.table.handle_initiation(b"\x01junk", 0.0, source="x")
-    with pytest.raises(SessionError, match="rate limit"):
-        b.table.handle_initiation(b"\x01junk", 0.0, source="x")
+def test_garbage_is_refused_before_the_rate_limit_and_spends_none_of_it() -> None:
+    limits = SessionLimits(handshake_burst_per_source=1, handshake_rate_per_source_per_s=1.0)
+    a, b = make_node(), make_node(limits)
+    for junk in (b"\x01junk", b"\x01" + bytes(HANDSHAKE_INIT_BYTES - 1)):
+        with pytest.raises(HandshakeRefused) as refused:
+            b.table.handle_initiation(junk, 0.0, source="x")
+        assert refused.value.reason in ("handshake_malformed", "handshake_bad_mac1")
+    handshake(a, b, 0.0, source="x")
 
 
 # -- re-keying and expiry --------------------------------------------------------

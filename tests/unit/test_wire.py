@@ -26,6 +26,8 @@ from l2mesh.wire.messages import (
 from l2mesh.wire.packets import (
     FRAGMENT_HEADER,
     FRAGMENT_HEADER_BYTES,
+    HANDSHAKE_INIT_BYTES,
+    HANDSHAKE_RESPONSE_BYTES,
     PACKETS,
     RELAY_HEADER,
     RELAY_HEADER_BYTES,
@@ -60,10 +62,27 @@ endpoints = st.tuples(st.ip_addresses().map(str), u16)
 
 PACKET_FIELDS: dict[PacketType, st.SearchStrategy[dict]] = {
     PacketType.HANDSHAKE_INIT: st.fixed_dictionaries(
-        {"sender_index": u32, "ephemeral": fixed(32), "encrypted_static": fixed(48), "encrypted_timestamp": fixed(28)}
+        {
+            "sender_index": u32,
+            "ephemeral": fixed(32),
+            "encrypted_static": fixed(48),
+            "encrypted_timestamp": fixed(28),
+            "mac1": fixed(16),
+            "mac2": fixed(16),
+        }
     ),
     PacketType.HANDSHAKE_RESPONSE: st.fixed_dictionaries(
-        {"sender_index": u32, "receiver_index": u32, "ephemeral": fixed(32), "encrypted_empty": fixed(16)}
+        {
+            "sender_index": u32,
+            "receiver_index": u32,
+            "ephemeral": fixed(32),
+            "encrypted_empty": fixed(16),
+            "mac1": fixed(16),
+            "mac2": fixed(16),
+        }
+    ),
+    PacketType.COOKIE_REPLY: st.fixed_dictionaries(
+        {"receiver_index": u32, "nonce": fixed(24), "encrypted_cookie": fixed(32)}
     ),
     PacketType.TRANSPORT: st.fixed_dictionaries(
         {"receiver_index": u32, "counter": u64, "ciphertext": st.binary(min_size=16, max_size=200)}
@@ -231,6 +250,12 @@ def _same_value(field: str, parsed, expected) -> bool:
 # -- the tables above cover exactly what the protocol defines --------------
 
 
+def test_handshake_packets_have_the_sizes_the_session_layer_checks() -> None:
+    assert len(PACKETS[PacketType.HANDSHAKE_INIT].build(_minimal_fields("packet", PacketType.HANDSHAKE_INIT))) == HANDSHAKE_INIT_BYTES
+    response = _minimal_fields("packet", PacketType.HANDSHAKE_RESPONSE)
+    assert len(PACKETS[PacketType.HANDSHAKE_RESPONSE].build(response)) == HANDSHAKE_RESPONSE_BYTES
+
+
 def test_field_strategies_cover_every_packet_and_message() -> None:
     assert set(PACKET_FIELDS) == set(PACKETS) == set(PacketType)
     assert set(MESSAGE_FIELDS) == set(MESSAGES) == set(MessageKind)
@@ -258,8 +283,13 @@ def test_packet_and_message_tables_are_keyed_by_their_leading_byte() -> None:
 def _minimal_fields(kind: str, tag) -> dict:
     """A deterministic valid field set (packet types and message kinds share small integers: two tables)."""
     packets = {
-        PacketType.HANDSHAKE_INIT: dict(sender_index=1, ephemeral=b"e" * 32, encrypted_static=b"s" * 48, encrypted_timestamp=b"t" * 28),
-        PacketType.HANDSHAKE_RESPONSE: dict(sender_index=1, receiver_index=2, ephemeral=b"e" * 32, encrypted_empty=b"x" * 16),
+        PacketType.HANDSHAKE_INIT: dict(
+            sender_index=1, ephemeral=b"e" * 32, encrypted_static=b"s" * 48, encrypted_timestamp=b"t" * 28, mac1=b"m" * 16, mac2=b"n" * 16
+        ),
+        PacketType.HANDSHAKE_RESPONSE: dict(
+            sender_index=1, receiver_index=2, ephemeral=b"e" * 32, encrypted_empty=b"x" * 16, mac1=b"m" * 16, mac2=b"n" * 16
+        ),
+        PacketType.COOKIE_REPLY: dict(receiver_index=1, nonce=b"n" * 24, encrypted_cookie=b"c" * 32),
         PacketType.TRANSPORT: dict(receiver_index=1, counter=2, ciphertext=b"c" * 16),
         PacketType.FRAGMENT: dict(index=0, count=2, receiver_index=1, counter=2, chunk=b"abc"),
         PacketType.RELAY: dict(hops=0, destination=1, source=2, packet=b"p"),
@@ -369,7 +399,7 @@ def test_appending_bytes_to_a_greedy_message_extends_its_tail(kind, tag, definit
 
 
 def test_terminated_and_greedy_lists_cover_all_constructs() -> None:
-    assert len(TERMINATED) == 20
+    assert len(TERMINATED) == 21
     assert len(GREEDY) == 5
 
 
