@@ -7,18 +7,24 @@ import json
 import os
 import sys
 from collections.abc import Callable, Sequence
+from functools import cache
 from pathlib import Path
-from typing import Any, NoReturn
-
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from l2mesh.errors import L2meshError
 
+if TYPE_CHECKING:
+    from rich.console import Console
+
 STATE_DIR_ENV = "L2MESH_STATE_DIR"
 
-_stderr = Console(stderr=True, highlight=False, soft_wrap=True)
+
+@cache
+def _stderr() -> Console:
+    # rich is imported on first use: `l2mesh daemon` goes through this module and must not carry it (4 MiB).
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def _prog() -> str:
@@ -27,15 +33,17 @@ def _prog() -> str:
 
 def fail(message: str, exit_code: int = 1) -> NoReturn:
     """One red line on stderr and a non-zero exit: how every CLI error ends."""
+    from rich.markup import escape
+
     # Escaped: messages quote user input (paths, names) that may look like rich markup.
     line = escape(message.splitlines()[0] if message else "failed")
-    _stderr.print(f"[red]{escape(_prog())}: error:[/red] {line}", markup=True, emoji=False)
+    _stderr().print(f"[red]{escape(_prog())}: error:[/red] {line}", markup=True, emoji=False)
     raise SystemExit(exit_code)
 
 
 def say(message: str) -> None:
     """One plain line on stderr: what the command is doing while the user waits (never data)."""
-    _stderr.print(f"{_prog()}: {message}", markup=False, emoji=False)
+    _stderr().print(f"{_prog()}: {message}", markup=False, emoji=False)
 
 
 class OneLineArgumentParser(argparse.ArgumentParser):
@@ -75,6 +83,9 @@ def print_data(args: argparse.Namespace, data: Any, columns: Sequence[str], rows
 
 
 def print_table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
     table = Table(title=title, header_style="bold", box=None, pad_edge=False)
     for column in columns:
         numeric = column.endswith(("ms", "bytes", "MTU", "port"))

@@ -193,7 +193,9 @@ class HostSetup:
             # No config now (not yet, or deauthorized): the roles are the join's, they stay until leave.
             subnets = active.overlay_subnets if active is not None else ()
         self.forwarding.apply(network_id, ForwardingSetup(tap_name, subnets, options))
-        plan = plan_routes(config, self.node_id, options, self.routes.underlay(tap_name) if config else (), hosts)
+        # The underlay is read only for routes to plan: reading it needs pyroute2, which most networks never load.
+        underlay = self.routes.underlay(tap_name) if config is not None and config.routes else ()
+        plan = plan_routes(config, self.node_id, options, underlay, hosts)
         failed = self.routes.sync(network_id, tap_name, plan.install)
         refused = plan.refused + tuple((route, f"not installed: {why}") for route, why in failed.items())
         self._log_plan(network_id, network, plan.skipped, refused)

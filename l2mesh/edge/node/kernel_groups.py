@@ -13,9 +13,7 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
-from pyroute2 import IPRoute
-from pyroute2.netlink.exceptions import NetlinkError
-
+from l2mesh.edge.node.netlink import RtNetlink, link_index, link_names
 from l2mesh.switch.multicast import arp_group, group_key
 
 DEV_MCAST = Path("/proc/net/dev_mcast")
@@ -44,7 +42,7 @@ class GroupWatcher:
     """Polls the kernel for each TAP's groups (cheap: one file read and one netlink dump per poll)."""
 
     def __init__(self) -> None:
-        self._ipr = IPRoute()
+        self._netlink = RtNetlink()
 
     def groups_of(self, link_groups: dict[str, set[bytes]], ifname: str) -> frozenset[bytes]:
         groups = {group_key(mac) for mac in link_groups.get(ifname, ())}
@@ -53,33 +51,22 @@ class GroupWatcher:
         return frozenset(groups)
 
     def _ipv4_addresses(self, ifname: str) -> list[bytes]:
-        try:
-            links = self._ipr.link_lookup(ifname=ifname)
-            if not links:
-                return []
-            messages = self._ipr.get_addr(family=socket.AF_INET, index=links[0])
-        except (NetlinkError, OSError):
+        index = link_index(ifname)
+        if index is None:
             return []
-        out = []
-        for message in messages:
-            address = message.get_attr("IFA_ADDRESS")
-            if address:
-                out.append(socket.inet_aton(address))
-        return out
+        try:
+            return [socket.inet_aton(address) for _, address in self._netlink.ipv4_addresses(index)]
+        except OSError:
+            return []
 
     def local_ipv4_addresses(self, exclude: set[str]) -> list[str]:
         """This host's IPv4 addresses outside the given interfaces and loopback (candidate endpoints for peers)."""
         try:
-            links = {link["index"]: link.get_attr("IFLA_IFNAME") for link in self._ipr.get_links()}
-            messages = self._ipr.get_addr(family=socket.AF_INET)
-        except (NetlinkError, OSError):
+            names = link_names()
+            addresses = self._netlink.ipv4_addresses()
+        except OSError:
             return []
-        out = []
-        for message in messages:
-            address = message.get_attr("IFA_ADDRESS")
-            if address and not address.startswith("127.") and links.get(message["index"]) not in exclude:
-                out.append(address)
-        return out
+        return [address for index, address in addresses if not address.startswith("127.") and names.get(index) not in exclude]
 
     def close(self) -> None:
-        self._ipr.close()
+        self._netlink.close()

@@ -1,8 +1,10 @@
 """Managed routes in the kernel (pyroute2, netlink): a network's routes on its TAP, and the default-route policy.
 
-pyroute2 rather than `ip route`: it is already how TAP addresses are set,
-speaks netlink without a process per change, and reports errors as codes
-(EEXIST, ESRCH) instead of text to parse.
+pyroute2 rather than `ip route`: it speaks netlink without a process per
+change, and reports errors as codes (EEXIST, ESRCH) instead of text to parse.
+It is imported on first use, by a network with routes to change: it costs a
+daemon over 20 MiB of memory, and most networks have none (a start-up sweep
+finds nothing to remove with one rule dump through netlink.py).
 
 Non-default routes go in the main table with protocol 147 (`ip route show
 proto 147` lists them). A default route (0.0.0.0/0, ::/0) goes in a table of
@@ -28,10 +30,9 @@ import ipaddress
 import logging
 import socket
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
-from pyroute2 import IPRoute
-from pyroute2.netlink.exceptions import NetlinkError
-
+from l2mesh.edge.node.netlink import RtNetlink
 from l2mesh.edge.node.nftables import NftError, delete_table, load_table
 from l2mesh.edge.node.sysctl import KernelSettings
 from l2mesh.ids import format_network_id
@@ -48,11 +49,27 @@ FIB_RULE_INVERT = 0x2  # linux/fib_rules.h: the rule matches when its selector d
 SO_MARK = getattr(socket, "SO_MARK", 36)
 SRC_VALID_MARK = "net/ipv4/conf/all/src_valid_mark"
 
+if TYPE_CHECKING:
+    from pyroute2 import IPRoute
+
 log = logging.getLogger("l2mesh.routes")
 
 
 class RouteInstallError(Exception):
     """The kernel refused a route (its text says why, for the log and `l2mesh networks`)."""
+
+
+def _iproute() -> IPRoute:
+    from pyroute2 import IPRoute
+
+    return IPRoute()
+
+
+def _netlink_error() -> type[Exception]:
+    """pyroute2's error class, for except clauses (evaluated only when something was raised)."""
+    from pyroute2.netlink.exceptions import NetlinkError
+
+    return NetlinkError
 
 
 class KernelRoutes:
@@ -70,7 +87,7 @@ class KernelRoutes:
     def underlay(self, tap_name: str) -> list[UnderlayRoute]:
         """The main table's unicast routes not on this TAP and not made by l2mesh (the planner's "underlay")."""
         out = []
-        with IPRoute() as ipr:
+        with _iproute() as ipr:
             names = {link["index"]: link.get_attr("IFLA_IFNAME") for link in ipr.get_links()}
             for family in (socket.AF_INET, socket.AF_INET6):
                 for route in ipr.get_routes(family=family, table=MAIN_TABLE):
@@ -87,10 +104,12 @@ class KernelRoutes:
     # -- changing -----------------------------------------------------------------------------------------
     def sync(self, network_id: int, tap_name: str | None, wanted: Iterable[ManagedRoute]) -> dict[ManagedRoute, str]:
         """Make the network's routes exactly `wanted` (none when tap_name is None); the ones the kernel refused, and why."""
-        installed = self.installed.setdefault(network_id, {})
         wanted = set(wanted) if tap_name is not None else set()
+        if not wanted and network_id not in self.installed:
+            return {}  # the common case, a network without routes: no netlink (and no pyroute2) at all
+        installed = self.installed.setdefault(network_id, {})
         failed: dict[ManagedRoute, str] = {}
-        with IPRoute() as ipr:
+        with _iproute() as ipr:
             for route in sorted(set(installed) - wanted):
                 self._delete(ipr, route, installed.pop(route))
                 log.info("network %s: route %s removed", format_network_id(network_id), route)
@@ -136,7 +155,7 @@ class KernelRoutes:
             self._ensure_policy(route.network.version)
         try:
             ipr.route("add", **self._route_fields(route, ifindex))
-        except NetlinkError as exc:
+        except _netlink_error() as exc:
             if exc.code == errno.EEXIST:
                 where = "another network's default route" if route.is_default else "a route to the same destination"
                 raise RouteInstallError(f"{where} is already in force") from None
@@ -145,7 +164,7 @@ class KernelRoutes:
     def _delete(self, ipr: IPRoute, route: ManagedRoute, ifindex: int) -> None:
         try:
             ipr.route("del", **self._route_fields(route, ifindex))
-        except NetlinkError as exc:
+        except _netlink_error() as exc:
             if exc.code not in (errno.ESRCH, errno.ENODEV):  # gone with its TAP already: what we wanted
                 log.warning("cannot remove route %s: %s", route, exc)
 
@@ -161,14 +180,14 @@ class KernelRoutes:
                 self.sock.setsockopt(socket.SOL_SOCKET, SO_MARK, self.mark)
                 self.settings.hold(SRC_VALID_MARK, "1", owner="default-route")
                 load_table(self._mark_table(), _MARK_RESTORE.format(mark=self.mark))
-            with IPRoute() as ipr:
+            with _iproute() as ipr:
                 for rule in self._rules(family):
                     try:
                         ipr.rule("add", **rule)
-                    except NetlinkError as exc:
+                    except _netlink_error() as exc:
                         if exc.code != errno.EEXIST:
                             raise
-        except (OSError, NftError, NetlinkError) as exc:
+        except (OSError, NftError, _netlink_error()) as exc:
             self._remove_policy(family)  # what did go in comes out again: the daemon's UDP unmarked, no rules
             raise RouteInstallError(f"the policy that keeps l2mesh's own traffic on the underlay could not be set: {exc}") from None
         self._policy_families.add(family)
@@ -211,7 +230,11 @@ class KernelRoutes:
     def _remove_policy_rules(self, family: int) -> None:
         """This daemon's mark rule, and the shared suppress rule unless another daemon's mark rule still needs it."""
         suppress, mine = self._rules(family)
-        with IPRoute() as ipr:
+        with RtNetlink() as netlink:
+            priorities = set(netlink.rule_priorities(family))
+        if not priorities & {SUPPRESS_RULE_PRIORITY, MARK_RULE_PRIORITY}:
+            return  # none of them there (every start's sweep, usually)
+        with _iproute() as ipr:
             _delete_rule(ipr, mine)
             others = [r for r in ipr.get_rules(family=family) if r.get_attr("FRA_PRIORITY") == MARK_RULE_PRIORITY]
             if not others:
@@ -225,7 +248,7 @@ def _family(version: int) -> int:
 def _delete_rule(ipr: IPRoute, rule: dict[str, object]) -> None:
     try:
         ipr.rule("del", **rule)
-    except NetlinkError as exc:
+    except _netlink_error() as exc:
         if exc.code not in (errno.ENOENT, errno.ESRCH):
             log.warning("cannot remove policy rule %s: %s", rule, exc)
 

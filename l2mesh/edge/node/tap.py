@@ -1,15 +1,15 @@
-"""TAP devices and their addresses: python-pytun makes the device, pyroute2 (netlink) sets addresses."""
+"""TAP devices and their addresses: python-pytun makes the device, netlink.py sets addresses."""
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import ipaddress
 import os
 
 import pytun
-from pyroute2 import IPRoute
-from pyroute2.netlink.exceptions import NetlinkError
 
+from l2mesh.edge.node.netlink import RtNetlink, link_index
 from l2mesh.errors import L2meshError
 
 TAP_NAME_PREFIX = "l2m"
@@ -78,23 +78,20 @@ class TapDevice:
 
     def set_addresses(self, wanted: set[str]) -> None:
         """Make the managed addresses exactly `wanted` (CIDR strings); others the user added are left alone."""
-        with IPRoute() as ipr:
-            links = ipr.link_lookup(ifname=self.name)
-            if not links:
-                raise TapError(f"interface {self.name} disappeared")
-            index = links[0]
+        index = link_index(self.name)
+        if index is None:
+            raise TapError(f"interface {self.name} disappeared")
+        with RtNetlink() as netlink:
             for cidr in sorted(self.addresses - wanted):
-                interface = ipaddress.ip_interface(cidr)
                 try:
-                    ipr.addr("del", index=index, address=str(interface.ip), prefixlen=interface.network.prefixlen)
-                except NetlinkError:
+                    netlink.delete_address(index, ipaddress.ip_interface(cidr))
+                except OSError:
                     pass
             for cidr in sorted(wanted - self.addresses):
-                interface = ipaddress.ip_interface(cidr)
                 try:
-                    ipr.addr("add", index=index, address=str(interface.ip), prefixlen=interface.network.prefixlen)
-                except NetlinkError as exc:
-                    if exc.code != 17:  # EEXIST: already there is what we want
+                    netlink.add_address(index, ipaddress.ip_interface(cidr))
+                except OSError as exc:
+                    if exc.errno != errno.EEXIST:  # already there is what we want
                         raise TapError(f"cannot add {cidr} to {self.name}: {exc}") from None
         self.addresses = set(wanted)
 
