@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import select
 import socket
+import subprocess
+import sys
 
 import dns.flags
 import dns.message
@@ -11,7 +13,8 @@ import dns.opcode
 import dns.rcode
 import dns.rdatatype
 
-from l2mesh.edge.node.dns_responder import DnsResponder, reply_to
+from l2mesh.edge.node.dns_answers import reply_to
+from l2mesh.edge.node.dns_responder import DnsResponder
 from l2mesh.node.name_table import ANSWER_TTL_S, NameTable
 
 TABLE = NameTable("lab.l2mesh", {"n2": ("10.147.17.2", "fd00::2"), "0a1b2c3d4e": ("10.147.17.2", "fd00::2"), "bridge": ()}, serial=9)
@@ -71,3 +74,20 @@ def test_the_responder_answers_on_its_socket() -> None:
         assert [r.address for r in reply.answer[0]] == ["10.147.17.2"] and responder.answered == 1
     finally:
         responder.close()
+
+
+def test_a_listening_responder_loads_dnspython_only_when_a_query_arrives() -> None:
+    """Most members are never asked: their daemons must not carry dnspython (MiBs of memory) for nothing."""
+    probe = (
+        "import socket, sys\n"
+        "from l2mesh.edge.node.dns_responder import DnsResponder\n"
+        "from l2mesh.node.name_table import NameTable\n"
+        "responder = DnsResponder(['127.0.0.1'], NameTable('lab.l2mesh', {}, serial=1), port=0)\n"
+        "print('dns' in sys.modules)\n"
+        "client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+        "client.sendto(b'\\0' * 12, responder.sockets[0].getsockname())\n"
+        "responder.drainer(responder.sockets[0])()\n"
+        "print('dns' in sys.modules)\n"
+    )
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.split()
+    assert loaded == ["False", "True"]

@@ -101,6 +101,15 @@ def test_the_daemon_module_does_not_load_dnspython_until_a_network_needs_it() ->
     assert loaded == "[]"
 
 
+def test_the_daemon_module_loads_neither_trio_nor_pyroute2_nor_dpkt() -> None:
+    """Memory (issue 17): trio, pyroute2 and dpkt cost an idle daemon over 30 MiB together; pyroute2 is
+    loaded only by a network with managed routes to change."""
+    probe = ("import sys, l2mesh.cli.node, l2mesh.edge.node.daemon\n"
+             "print(sorted({m.split('.')[0] for m in sys.modules} & {'trio', 'pyroute2', 'dpkt', 'rich', 'asyncio'}))\n")
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.strip()
+    assert loaded == "[]"
+
+
 def test_resolved_gets_the_members_address_and_a_routing_domain_for_the_link(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """systemd-resolved does not run on the test machines: a stand-in resolvectl records what it is asked."""
     calls = tmp_path / "calls.txt"
