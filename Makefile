@@ -40,6 +40,8 @@ bench: deps $(VENV)/.installed
 	$(PY) benchmarks/relay_churn.py
 	$(PY) benchmarks/scale.py
 	$(PY) benchmarks/flood.py
+	$(PY) benchmarks/idle_peers.py
+	$(PY) benchmarks/memory.py
 
 demo: deps $(VENV)/.installed
 	$(PY) demo/demo.py $(DEMO_ARGS)

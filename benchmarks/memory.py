@@ -44,7 +44,7 @@ from l2mesh.lab import LabError, Proc
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # net.py and nsbench, next to this script
 import net  # noqa: E402
 import nsbench  # noqa: E402
-from nsbench import RESULTS_DIR, display_path, fail, log, new_run, non_negative_float  # noqa: E402
+from nsbench import RESULTS_DIR, display_path, log, new_run, non_negative_float  # noqa: E402
 
 nsbench.set_program("memory")  # after importing net, which names itself
 

@@ -51,6 +51,7 @@ SRC_VALID_MARK = "net/ipv4/conf/all/src_valid_mark"
 
 if TYPE_CHECKING:
     from pyroute2 import IPRoute
+    from pyroute2.netlink.exceptions import NetlinkError
 
 log = logging.getLogger("l2mesh.routes")
 
@@ -65,7 +66,7 @@ def _iproute() -> IPRoute:
     return IPRoute()
 
 
-def _netlink_error() -> type[Exception]:
+def _netlink_error() -> type[NetlinkError]:
     """pyroute2's error class, for except clauses (evaluated only when something was raised)."""
     from pyroute2.netlink.exceptions import NetlinkError
 
