@@ -60,6 +60,7 @@ import sys
 import tempfile
 import time
 import tracemalloc
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -77,9 +78,15 @@ sys.path.insert(0, str(REPO / "benchmarks"))  # nsbench, control, next to this s
 import control  # noqa: E402
 import nsbench  # noqa: E402
 
+import scale_light  # noqa: E402
 from l2mesh.controller.model import Member as MemberRow  # noqa: E402
+from l2mesh.crypto.aead import AeadScratch  # noqa: E402
 from l2mesh.identity import Identity  # noqa: E402
-from tests.unit.harness import Controller, Member, Sent, World  # noqa: E402
+from l2mesh.netconf_delta import DeltaBase  # noqa: E402
+from l2mesh.node.events import NetworkStatus  # noqa: E402
+from scale_light import LightMember  # noqa: E402
+from tests.unit.recording import RecordingTransmit  # noqa: E402
+from tests.unit.harness import CONTROLLER_ENDPOINT, TICK_S, Controller, FakeClock, Member, Sent, World  # noqa: E402
 
 nsbench.set_program("scale")
 
@@ -579,6 +586,192 @@ def one_full_member(count: int, work: Path) -> dict[str, Any]:
         }
     finally:
         world.close()
+
+
+# ------------------------------------------------------------------ part 1b: light members at 10,000
+class LightNet:
+    """Hands datagrams between the controller and light members at once (no loss, no latency), counting them."""
+
+    def __init__(self, controller: TimedController, clock: FakeClock) -> None:
+        self.controller = controller
+        self.clock = clock
+        self.members: dict[tuple[str, int], LightMember] = {}
+        self.to_members: list[tuple[bytes, tuple[str, int]]] = []
+        self.datagrams = self.bytes = self.controller_datagrams = self.controller_bytes = 0
+        controller.core.transmit = self
+
+    def send_datagram(self, data: bytes | memoryview, address: tuple[str, int]) -> None:
+        self.to_members.append((bytes(data), address))
+
+    def send_segments(self, data: bytes | memoryview, segment_bytes: int, address: tuple[str, int]) -> None:
+        raise AssertionError("the controller relays nothing here")
+
+    def add(self, member: LightMember) -> LightMember:
+        self.members[member.endpoint] = member
+        return member
+
+    def pump(self) -> None:
+        """Deliver until nothing moves: the controller's datagrams to members, theirs to it."""
+        now = self.clock.now
+        while True:
+            batch, self.to_members = self.to_members, []
+            for data, address in batch:
+                self.controller_datagrams += 1
+                self.controller_bytes += len(data)
+                member = self.members.get(address)
+                if member is not None:
+                    member.receive(data, now)
+            sent = False
+            for member in self.members.values():
+                if member.outbox:
+                    outbox, member.outbox = member.outbox, []
+                    for data in outbox:
+                        self.datagrams += 1
+                        self.bytes += len(data)
+                        self.controller.receive(data, member.endpoint, now)
+                    sent = True
+            if not sent and not self.to_members:
+                return
+
+    def step(self) -> None:
+        """TICK_S of fake time: the controller's timers, members' handshake retries, and what they cause."""
+        self.clock.now = round(self.clock.now + TICK_S, 9)
+        self.controller.tick(self.clock.now)
+        for member in self.members.values():
+            member.retry(self.clock.now)
+        self.pump()
+
+    def take(self) -> dict[str, int]:
+        counts = {"datagrams": self.datagrams + self.controller_datagrams, "bytes": self.bytes + self.controller_bytes,
+                  "controller_datagrams": self.controller_datagrams, "controller_bytes": self.controller_bytes}
+        self.datagrams = self.bytes = self.controller_datagrams = self.controller_bytes = 0
+        return counts
+
+
+def light_converge(net: LightNet, members: Sequence[LightMember], max_fake_s: float = CONVERGE_FAKE_S) -> None:
+    net.pump()
+    end = net.clock.now + max_fake_s
+    while any(m.reached_s is None for m in members) and net.clock.now < end:
+        net.step()
+
+
+def light_figures(net: LightNet, members: Sequence[LightMember], t0: float, controller_cpu_before: float,
+                  push_wall_s: float | None = None) -> dict[str, Any]:
+    reached = [m.reached_s for m in members if m.reached_s is not None]
+    cpu = sorted(m.cpu_s for m in members)
+    controller_cpu = net.controller.cpu_s - controller_cpu_before
+    figures: dict[str, Any] = {
+        "members_watched": len(members),
+        "reached": len(reached),
+        "serial_wall_s": round(max(reached) - t0, 4) if reached else None,
+        "controller_cpu_s": round(controller_cpu, 4),
+        "member_cpu_s": {"median": round(cpu[len(cpu) // 2], 6), "max": round(cpu[-1], 6), "sum": round(sum(cpu), 3)},
+        "serial_cpu_s": round(controller_cpu + sum(cpu), 4),
+        "fake_s": round(net.clock.now - net.started_fake_s, 2) if hasattr(net, "started_fake_s") else None,
+        **net.take(),
+    }
+    if push_wall_s is not None:
+        figures["push_wall_s"] = round(push_wall_s, 4)
+        figures["deployed_s"] = round(push_wall_s + cpu[-1], 4)
+    return figures
+
+
+def light_rejoin(net: LightNet, members: Sequence[LightMember]) -> dict[str, Any]:
+    """Members holding the current config (cached) all come online at once: handshake, request, answer."""
+    for m in members:
+        m.aim(lambda m: m.answers > 0 and m.held.status is NetworkStatus.OK)
+    before = net.controller.cpu_s
+    t0 = time.perf_counter()
+    net.started_fake_s = net.clock.now  # type: ignore[attr-defined]
+    for m in members:
+        m.join(net.clock.now)
+    light_converge(net, members, max_fake_s=10 * CONVERGE_FAKE_S)  # the controller takes 1,000 handshakes a second
+    return light_figures(net, members, t0, before)
+
+
+def light_change(net: LightNet, network_id: int, members: Sequence[LightMember]) -> dict[str, Any]:
+    directory = net.controller.core.directory
+    target = directory.networks[network_id].revision + 1
+    for m in members:
+        m.aim(lambda m: (m.revision or 0) >= target)
+    before = net.controller.cpu_s
+    net.started_fake_s = net.clock.now  # type: ignore[attr-defined]
+    t0 = time.perf_counter()
+    net.controller.update_network(network_id, name="scale-light")
+    push_wall_s = time.perf_counter() - t0
+    light_converge(net, members)
+    return light_figures(net, members, t0, before, push_wall_s)
+
+
+def light_deauth(net: LightNet, network_id: int, members: Sequence[LightMember]) -> dict[str, Any]:
+    victim = members[len(members) // 2]
+    others = [m for m in members if m is not victim]
+    victim.aim(lambda m: m.held.status is NetworkStatus.ACCESS_DENIED)
+    for m in others:
+        m.aim(lambda m: m.held.config is not None and not m.lists(victim.node_id))
+    before = net.controller.cpu_s
+    net.started_fake_s = net.clock.now  # type: ignore[attr-defined]
+    t0 = time.perf_counter()
+    net.controller.deauthorize(network_id, victim)  # type: ignore[arg-type]  # the harness needs its node_id only
+    push_wall_s = time.perf_counter() - t0
+    light_converge(net, others)
+    figures = light_figures(net, others, t0, before, push_wall_s)
+    figures["victim_denied_s"] = round(victim.reached_s - t0, 4) if victim.reached_s is not None else None
+    return figures
+
+
+def light_run(count: int, phase_timeout_s: float, work: Path) -> dict[str, Any]:
+    """Part 1b: `count` light members (scale_light.py) against one controller: rejoin storm, change, deauth, memory."""
+    row: dict[str, Any] = {"members": count, "mode": "light (scale_light.py: real sessions and Membership, shared start config)"}
+    work.mkdir(parents=True, exist_ok=True)
+    clock = FakeClock()
+    controller = TimedController(database(work / "controller.db"), clock)
+    try:
+        network_id = controller.create_network("scale", pools=[POOL])
+        identities = [Identity.generate() for _ in range(count)]
+        t0 = time.perf_counter()
+        populate(controller, network_id, identities, 0)
+        controller.restart()  # the directory loaded from storage, as at start-up
+        row["populate_s"] = round(time.perf_counter() - t0, 3)
+        net = LightNet(controller, clock)
+        scratch = AeadScratch()
+
+        def light(index: int, shared: DeltaBase | None) -> LightMember:
+            return net.add(LightMember(identities[index], member_endpoint(index), network_id, controller.identity.public,
+                                       CONTROLLER_ENDPOINT, clock.wall, scratch, shared))
+
+        # One member fetches the whole config and verifies it for real; the others start from that object.
+        first = light(0, None)
+        first.aim(lambda m: m.held.config is not None)
+        first.join(clock.now)
+        light_converge(net, [first])
+        if first.held.config is None:
+            row["stopped"] = "the first member did not get its config"
+            return row
+        shared = DeltaBase.of(first.held.config)
+        first.membership._delta_bases[network_id] = shared
+        row["first_member"] = {"full_config_cpu_s": round(first.cpu_s, 4), "listed": len(shared.ids), **net.take()}
+        gc.collect()
+        rss_before = rss_bytes()
+        members = [first] + [light(i, shared) for i in range(1, count)]
+        row["rss_per_light_member_idle_bytes"] = round((rss_bytes() - rss_before) / max(1, count - 1))
+        phases = [("rejoin", lambda: light_rejoin(net, members[1:])),
+                  ("change", lambda: light_change(net, network_id, members)),
+                  ("deauth", lambda: light_deauth(net, network_id, members))]
+        if run_phases(row, phases, phase_timeout_s):
+            row["rss_per_light_member_after_bytes"] = round((rss_bytes() - rss_before) / max(1, count - 1))
+        gc.collect()
+        row["controller_online"] = controller.online_members()
+        controller.core.transmit = RecordingTransmit()  # not the network and its members
+        core_bytes = retained_bytes(controller.core)
+        row["controller_core_bytes"] = core_bytes
+        row["controller_bytes_per_member"] = round(core_bytes / count)
+        row["process_rss_bytes"] = rss_bytes()
+        row["controller_drops"] = controller.drops
+        row["member_drops"] = dict(sum((m.drops for m in members), Counter()))
+        return row
+    finally:
+        controller.close()
 
 
 # ------------------------------------------------------------------ part 3: two instances on one PostgreSQL
