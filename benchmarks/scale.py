@@ -79,6 +79,9 @@ import control  # noqa: E402
 import nsbench  # noqa: E402
 
 import scale_light  # noqa: E402
+from l2mesh.controller import admin  # noqa: E402
+from l2mesh.controller.instances import HEARTBEAT_S  # noqa: E402
+from l2mesh.controller.model import Network  # noqa: E402
 from l2mesh.controller.model import Member as MemberRow  # noqa: E402
 from l2mesh.crypto.aead import AeadScratch  # noqa: E402
 from l2mesh.identity import Identity  # noqa: E402
@@ -92,6 +95,8 @@ nsbench.set_program("scale")
 
 DEFAULT_MEMBERS = 10_000
 LADDER = (50, 100, 200, 500, 1000, 2000, 5000, 10_000)
+DEFAULT_LIGHT_MEMBERS = 10_000
+DEFAULT_PAIR_MEMBERS = 500
 DEFAULT_PHASE_TIMEOUT_S = 60.0
 DEFAULT_MAX_SECONDS = 300.0
 MEMORY_BUDGET_SHARE = 0.35  # of MemAvailable (a shared machine), for one size of part 1
@@ -755,11 +760,16 @@ def light_run(count: int, phase_timeout_s: float, work: Path) -> dict[str, Any]:
         rss_before = rss_bytes()
         members = [first] + [light(i, shared) for i in range(1, count)]
         row["rss_per_light_member_idle_bytes"] = round((rss_bytes() - rss_before) / max(1, count - 1))
+        # Ten thousand members' objects make every full collection long: a member that happens to
+        # trigger one would be charged it (a member process has a small heap). Set aside, not collected.
+        gc.collect()
+        gc.freeze()
         phases = [("rejoin", lambda: light_rejoin(net, members[1:])),
                   ("change", lambda: light_change(net, network_id, members)),
                   ("deauth", lambda: light_deauth(net, network_id, members))]
         if run_phases(row, phases, phase_timeout_s):
             row["rss_per_light_member_after_bytes"] = round((rss_bytes() - rss_before) / max(1, count - 1))
+        gc.unfreeze()
         gc.collect()
         row["controller_online"] = controller.online_members()
         controller.core.transmit = RecordingTransmit()  # not the network and its members
@@ -775,21 +785,189 @@ def light_run(count: int, phase_timeout_s: float, work: Path) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------ part 3: two instances on one PostgreSQL
-def two_instances(args: argparse.Namespace, work: Path) -> dict[str, Any]:
-    """Two controller instances sharing one PostgreSQL: a change made on one reaching the other's members, and failover.
+INSTANCE_A = CONTROLLER_ENDPOINT
+INSTANCE_B = ("198.18.0.254", 9994)
+FAILOVER_FAKE_CAP_S = 30.0
 
-    Needs the PostgreSQL storage (l2mesh.edge.controller.pg_storage, open_storage() in
-    l2mesh.edge.controller.storage_url) and ControllerCore.external_change(); skipped with the reason until they exist.
-    """
-    missing = [name for name in ("l2mesh.edge.controller.pg_storage", "l2mesh.edge.controller.storage_url")
-               if importlib.util.find_spec(name) is None]
-    if missing:
-        reason = f"not measured: {', '.join(missing)} not in this tree yet"
+
+class InstanceController(TimedController):
+    """One of two instances (one identity, one database): its commits are announced to the other, as
+    PostgreSQL's NOTIFY does (pg_listen); the other reloads on its next input or tick."""
+
+    peer: "InstanceController | None" = None
+
+    def _open(self) -> None:
+        Controller._open(self)
+        self.core.instance_endpoints = [self.endpoint]
+
+    def _write_back(self) -> None:
+        committed = False
+        while True:
+            writes = self.core.take_writes()
+            if not writes:
+                break
+            for write in writes:
+                try:
+                    change = write.commit(self.storage)
+                except Exception:
+                    change = write.failed()
+                self.core.committed(change)
+                committed = committed or bool(change.push) or change.answer is not None
+        if committed and self.peer is not None:
+            self.peer.core.external_change(None)
+
+    def _admin(self, change: Any) -> Any:
+        answer = TimedController._admin(self, change)
+        if self.peer is not None:
+            self.peer.core.external_change(None)
+        return answer
+
+
+class PairWorld(ScaleWorld):
+    """A ScaleWorld with two controller instances on one PostgreSQL schema; members split between them."""
+
+    def __init__(self, work: Path, url: str) -> None:
+        World.__init__(self)
+        work.mkdir(parents=True, exist_ok=True)
+        self.tally = Tally()
+        self.network.log = self.tally
+        identity = Identity.generate()
+        self.a = InstanceController(url, self.clock, identity=identity, endpoint=INSTANCE_A)
+        self.b = InstanceController(url, self.clock, identity=identity, endpoint=INSTANCE_B)
+        self.a.peer, self.b.peer = self.b, self.a
+        self.controller = self.timed = self.a
+        self.network.attach(self.a)
+        self.network.attach(self.b)
+
+    def parties(self) -> list[Any]:
+        return [self.a, self.b, *self.members]
+
+    def close(self) -> None:
+        self.a.close()
+        self.b.close()
+
+
+def split_cpu(figures: dict[str, Any], world: PairWorld, before: dict[str, float]) -> None:
+    """Each instance's CPU for the phase, and the serial CPU with both."""
+    a, b = world.a.cpu_s - before["a"], world.b.cpu_s - before["b"]
+    figures["controller_cpu_s"] = {"a": round(a, 4), "b": round(b, 4)}
+    if figures.get("member_cpu_s"):
+        figures["serial_cpu_s"] = round(a + b + figures["member_cpu_s"]["sum"], 4)
+
+
+def two_instance_run(count: int, url: str, work: Path, phase_timeout_s: float) -> dict[str, Any]:
+    """Part 3 on one schema: storm split over A and B, a change through B reaching A's members, A stopping."""
+    world = PairWorld(work, url)
+    row: dict[str, Any] = {"members": count, "storage": "PostgreSQL (tests/pg_server.py), one schema"}
+    try:
+        network_id = world.a.create_network("pair", pools=[POOL])
+        world.b.core.external_change(None)
+        world.run(2 * HEARTBEAT_S)  # both heartbeat and read each other: configs list both instances
+        identities = [Identity.generate() for _ in range(count)]
+        members = world.add_members(identities, network_id)
+        on_a, on_b = members[: count // 2], members[count // 2:]
+        for m in members:
+            world.a.authorize(network_id, m)
+        world.run(1.0)  # B reloads what A committed
+
+        def pair_storm() -> dict[str, Any]:
+            for m in members:
+                m.aim(lambda m: len(m.listed()) == count)
+            cpu = {"a": world.a.cpu_s, "b": world.b.cpu_s}
+            t0, fake0 = time.perf_counter(), world.now
+            for m in on_a:
+                m.join(network_id, INSTANCE_A)
+            for m in on_b:
+                m.join(network_id, INSTANCE_B)
+            world.converge(members)
+            figures = phase_figures(world, members, t0, cpu["a"])
+            split_cpu(figures, world, cpu)
+            figures["fake_s"] = round(world.now - fake0, 2)
+            return figures
+
+        def across() -> dict[str, Any]:
+            """An admin change committed through B until A's members applied it (A hears through the notification)."""
+            target = world.b.core.directory.networks[network_id].revision + 1
+            for m in on_a:
+                m.aim(lambda m: (c := m.config()) is not None and c.revision >= target)
+            cpu = {"a": world.a.cpu_s, "b": world.b.cpu_s}
+            t0, fake0 = time.perf_counter(), world.now
+            world.b.update_network(network_id, name="changed-on-b")
+            world.converge(on_a)
+            figures = phase_figures(world, on_a, t0, cpu["a"])
+            split_cpu(figures, world, cpu)
+            figures["fake_s"] = round(world.now - fake0, 3)  # A's reload waits for its next tick (TICK_S)
+            return figures
+
+        def failover() -> dict[str, Any]:
+            """A change committed (acknowledged) through A, which stops before pushing it: until A's members are served
+            by B, holding that change."""
+            committed = admin.update_network(world.a.storage, network_id, {"name": "last-on-a"})
+            assert isinstance(committed.answer, Network)
+            target = committed.answer.revision
+            world.down.add(world.a)  # SIGKILL: its datagrams dropped, its timers stopped, its push never made
+            world.b.core.external_change(None)  # PostgreSQL's NOTIFY, sent at the commit
+            fake0, t0 = world.now, time.perf_counter()
+            for m in on_a:
+                m.aim(None)
+
+            def served(m: TimedMember) -> bool:
+                config = m.config()
+                return (m.core.membership.controller_endpoint(network_id) == INSTANCE_B
+                        and world.b.core.clients.online(m.node_id, world.now) is not None
+                        and config is not None and config.revision >= target and config.name == "last-on-a")
+
+            moved: dict[int, float] = {}
+
+            def all_served() -> bool:
+                for m in on_a:
+                    if m.node_id not in moved and served(m):
+                        moved[m.node_id] = world.now - fake0
+                return len(moved) == len(on_a)
+
+            try:
+                world.run(FAILOVER_FAKE_CAP_S, until=all_served)
+            except AssertionError:
+                pass
+            times = sorted(moved.values())
+            return {
+                "members_watched": len(on_a), "reached": len(moved),
+                "failover_fake_s": {"median": round(times[len(times) // 2], 2), "max": round(times[-1], 2)} if times else None,
+                # Every member, A's (moved to B) and B's, ends holding the change A acknowledged and never pushed.
+                "lost_change": any((c := m.config()) is None or c.revision < target or c.name != "last-on-a" for m in members),
+                "serial_wall_s": round(time.perf_counter() - t0, 3),
+                "b_online": world.b.online_members(),
+                **world.tally.take(),
+            }
+
+        run_phases(row, [("storm", pair_storm), ("across", across), ("failover", failover)], phase_timeout_s)
+        row["controller_drops"] = {"a": world.a.drops, "b": world.b.drops}
+        return row
+    finally:
+        world.close()
+
+
+def two_instances(args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    """Part 3: two controller instances sharing one PostgreSQL (a private server, tests/pg_server.py)."""
+    if args.pair_members == 0:
+        return {"skipped": "--pair-members 0"}
+    try:
+        from tests.pg_server import PgServer, PgUnavailable
+    except ImportError as exc:  # psycopg missing
+        reason = f"not measured: {exc}"
         nsbench.log(f"part 3: {reason}")
         return {"skipped": reason}
-    reason = "not measured: the PostgreSQL storage is here, the two-instance run is not written yet"
-    nsbench.log(f"part 3: {reason}")
-    return {"skipped": reason}
+    try:
+        server = PgServer().start()
+    except PgUnavailable as exc:
+        reason = f"not measured: {exc}"
+        nsbench.log(f"part 3: {reason}")
+        return {"skipped": reason}
+    try:
+        nsbench.log(f"part 3: {args.pair_members} full members, two instances on one PostgreSQL")
+        return two_instance_run(args.pair_members, server.create_schema(), work / "pair", args.phase_timeout)
+    finally:
+        server.stop()
 
 
 # ------------------------------------------------------------------ output
@@ -810,7 +988,8 @@ def phase_cell(row: dict[str, Any], phase: str, key: str) -> str:
     return fmt(figures.get(key))
 
 
-def print_tables(rows: list[dict[str, Any]], full: dict[str, Any] | None, pair: dict[str, Any]) -> None:
+def print_tables(rows: list[dict[str, Any]], full: dict[str, Any] | None, light: dict[str, Any] | None,
+                 pair: dict[str, Any]) -> None:
     console = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 240)
     table = Table(title="part 1: every member a NodeCore, seconds (serial = all cores on one CPU, wall; Σ CPU = the same without "
                         "waiting for a CPU; deployed = push + slowest member)",
@@ -846,7 +1025,56 @@ def print_tables(rows: list[dict[str, Any]], full: dict[str, Any] | None, pair: 
         table.add_row(f"estimate (upper bound): one change to {full['members']} online members, s", fmt(full["estimated_change_s"]),
                       f"< {TARGET_CHANGE_S:g}")
         console.print(table)
-    console.print(f"part 3 (two instances on PostgreSQL): {pair.get('skipped', 'measured, see the JSON file')}", markup=False)
+    if light is not None:
+        console.print(light_table(light))
+    if "skipped" in pair:
+        console.print(f"part 3 (two instances on PostgreSQL): {pair['skipped']}", markup=False)
+    else:
+        console.print(pair_table(pair))
+
+
+def phase_table(title: str, row: dict[str, Any], phases: Sequence[str], keys: Sequence[tuple[str, str]]) -> Table:
+    table = Table(title=title, header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("phase")
+    for _, label in keys:
+        table.add_column(label, justify="right", no_wrap=True)
+    for phase in phases:
+        figures = row.get(phase)
+        if figures is None:
+            continue
+        if "did_not_finish_s" in figures:
+            table.add_row(phase, f"DNF > {figures['did_not_finish_s']:g} s", *[""] * (len(keys) - 1))
+            continue
+        cells = []
+        for key, _ in keys:
+            value = figures.get(key)
+            if isinstance(value, dict):
+                value = " / ".join(f"{k} {fmt(v)}" for k, v in value.items())
+            cells.append(value if isinstance(value, str) else fmt(value))
+        table.add_row(phase, *cells)
+    return table
+
+
+def light_table(light: dict[str, Any]) -> Table:
+    keys = (("reached", "reached"), ("serial_wall_s", "serial s"), ("serial_cpu_s", "Σ CPU s"), ("controller_cpu_s", "ctl CPU s"),
+            ("push_wall_s", "push s"), ("deployed_s", "deployed s"), ("fake_s", "fake s"), ("controller_bytes", "ctl bytes"))
+    return phase_table(f"part 1b: {light['members']} light members (real sessions and Membership, one shared start config); "
+                       f"controller {fmt(light.get('controller_bytes_per_member'))} B/member, RSS per light member "
+                       f"{fmt(light.get('rss_per_light_member_idle_bytes'))} B idle, "
+                       f"{fmt(light.get('rss_per_light_member_after_bytes'))} B with its own member tuple",
+                       light, ("rejoin", "change", "deauth"), keys)
+
+
+def pair_table(pair: dict[str, Any]) -> Table:
+    keys = (("reached", "reached"), ("serial_wall_s", "serial s"), ("controller_cpu_s", "ctl CPU s (A / B)"),
+            ("fake_s", "fake s"), ("failover_fake_s", "failover fake s"), ("lost_change", "lost change"))
+    return phase_table(f"part 3: {pair['members']} full members split over two instances on one PostgreSQL", pair,
+                       ("storm", "across", "failover"), keys)
+
+
+def count_or_zero(text: str) -> int:
+    """A member count for an optional part: 0 leaves it out."""
+    return 0 if text.strip() == "0" else nsbench.positive_int(text)
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -861,6 +1089,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--profile", action="store_true",
                         help="cProfile the change phase at the largest size; statistics next to the result (pstats)")
     parser.add_argument("--skip-full-member", action="store_true", help="leave out part 2 (it runs first, ~1 min at 10,000)")
+    parser.add_argument("--light", type=count_or_zero, default=DEFAULT_LIGHT_MEMBERS, metavar="N",
+                        help=f"part 1b: N light members (real sessions and Membership; default {DEFAULT_LIGHT_MEMBERS}, 0: skip)")
+    parser.add_argument("--pair-members", type=count_or_zero, default=DEFAULT_PAIR_MEMBERS, metavar="N",
+                        help=f"part 3: N full members split over two instances on PostgreSQL (default {DEFAULT_PAIR_MEMBERS}, 0: skip)")
     return parser.parse_args(argv)
 
 
@@ -878,16 +1110,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             (work / "full").mkdir()
             full = one_full_member(args.members, work / "full")
         rows = ladder(args, full["bytes_per_idle_peer"] if full else None, started, work, stamp)
+        light = None
+        if args.light:
+            nsbench.log(f"part 1b: {args.light} light members")
+            light = light_run(args.light, args.phase_timeout, work / "light")
+            gc.collect()
         pair = two_instances(args, work)
-    print_tables(rows, full, pair)
+    print_tables(rows, full, light, pair)
     head = {
-        "options": {"members": args.members, "phase_timeout_s": args.phase_timeout, "max_seconds": args.max_seconds},
+        "options": {"members": args.members, "phase_timeout_s": args.phase_timeout, "max_seconds": args.max_seconds,
+                    "light": args.light, "pair_members": args.pair_members},
         "method": __doc__,
         "targets": {"change_to_all_s": TARGET_CHANGE_S, "bytes_per_idle_peer": TARGET_PEER_BYTES, "failover_s": TARGET_FAILOVER_S},
     }
     out = nsbench.RESULTS_DIR / f"scale-{stamp}.json"
     nsbench.write_results(out, "scale", stamp, head, machine,
-                          {"sizes": rows, "full_member": full, "two_instances": pair,
+                          {"sizes": rows, "full_member": full, "light": light, "two_instances": pair,
                            "elapsed_s": round(time.monotonic() - started, 1)})
     print(f"written {nsbench.display_path(out)} ({time.monotonic() - started:.0f} s)")
     return 0
