@@ -784,6 +784,61 @@ def light_run(count: int, phase_timeout_s: float, work: Path) -> dict[str, Any]:
         controller.close()
 
 
+def authorize_by_id(controller: Controller, network_id: int, identities: Sequence[Identity]) -> None:
+    """Members authorized by id before they ever asked (no keys, no endpoint), written straight to storage."""
+    with controller.storage.transaction():
+        for identity in identities:
+            controller.storage.insert_member(MemberRow(network_id, identity.node_id, None, authorized=True))
+        controller.storage.bump_revision(network_id)
+
+
+def light_storm(count: int, phase_timeout_s: float, work: Path) -> dict[str, Any]:
+    """Part 1b's cold join storm: `count` light members, authorized by id, join at once; whole configs counted, not parsed.
+
+    Until every member has its first answer and the controller has no push held back: what the controller does
+    (sessions, requests, one commit per join, coalesced pushes) is all real; the members only open what it sends.
+    """
+    row: dict[str, Any] = {"members": count}
+    work.mkdir(parents=True, exist_ok=True)
+    clock = FakeClock()
+    controller = TimedController(database(work / "controller.db"), clock)
+    try:
+        network_id = controller.create_network("storm", pools=[POOL])
+        identities = [Identity.generate() for _ in range(count)]
+        authorize_by_id(controller, network_id, identities)
+        controller.restart()
+        net = LightNet(controller, clock)
+        scratch = AeadScratch()
+        members = [net.add(LightMember(identity, member_endpoint(i), network_id, controller.identity.public, CONTROLLER_ENDPOINT,
+                                       clock.wall, scratch, parse_whole=False)) for i, identity in enumerate(identities)]
+
+        def storm() -> dict[str, Any]:
+            for m in members:
+                m.aim(lambda m: m.held.status is NetworkStatus.OK)
+            before = controller.cpu_s
+            net.started_fake_s = clock.now  # type: ignore[attr-defined]
+            t0 = time.perf_counter()
+            for m in members:
+                m.join(clock.now)
+            light_converge(net, members, max_fake_s=10 * CONVERGE_FAKE_S)
+            while controller.core._pushes_due and clock.now - net.started_fake_s < 10 * CONVERGE_FAKE_S:  # type: ignore[attr-defined]
+                net.step()  # the last window's push
+            figures = light_figures(net, members, t0, before)
+            figures["all_pushed_wall_s"] = round(time.perf_counter() - t0, 4)
+            figures["whole_configs"] = sum(m.whole_configs for m in members)
+            figures["revision"] = controller.core.directory.networks[network_id].revision
+            figures["controller_sent"] = controller.sent
+            # Each member on its own machine: the controller's work is the serial part.
+            figures["deployed_s"] = round(figures["controller_cpu_s"] + figures["member_cpu_s"]["max"], 4)
+            return figures
+
+        run_phases(row, [("storm", storm)], phase_timeout_s)
+        row["controller_drops"] = controller.drops
+        return row
+    finally:
+        controller.close()
+
+
 # ------------------------------------------------------------------ part 3: two instances on one PostgreSQL
 INSTANCE_A = CONTROLLER_ENDPOINT
 INSTANCE_B = ("198.18.0.254", 9994)
