@@ -52,7 +52,6 @@ from __future__ import annotations
 import argparse
 import cProfile
 import gc
-import importlib.util
 import inspect
 import ipaddress
 import signal
@@ -78,7 +77,6 @@ sys.path.insert(0, str(REPO / "benchmarks"))  # nsbench, control, next to this s
 import control  # noqa: E402
 import nsbench  # noqa: E402
 
-import scale_light  # noqa: E402
 from l2mesh.controller import admin  # noqa: E402
 from l2mesh.controller.instances import HEARTBEAT_S  # noqa: E402
 from l2mesh.controller.model import Network  # noqa: E402
@@ -96,9 +94,10 @@ nsbench.set_program("scale")
 DEFAULT_MEMBERS = 10_000
 LADDER = (50, 100, 200, 500, 1000, 2000, 5000, 10_000)
 DEFAULT_LIGHT_MEMBERS = 10_000
-DEFAULT_PAIR_MEMBERS = 500
+DEFAULT_LIGHT_STORM_MEMBERS = 1000
+DEFAULT_PAIR_MEMBERS = 300
 DEFAULT_PHASE_TIMEOUT_S = 60.0
-DEFAULT_MAX_SECONDS = 300.0
+DEFAULT_MAX_SECONDS = 200.0
 MEMORY_BUDGET_SHARE = 0.35  # of MemAvailable (a shared machine), for one size of part 1
 POOL = "10.147.0.0/16"
 FIRST_ENDPOINT = int(ipaddress.IPv4Address("198.18.0.2"))  # members at 198.18.0.2, .3, ... (198.18.0.0/15)
@@ -1080,8 +1079,16 @@ def print_tables(rows: list[dict[str, Any]], full: dict[str, Any] | None, light:
         table.add_row(f"estimate (upper bound): one change to {full['members']} online members, s", fmt(full["estimated_change_s"]),
                       f"< {TARGET_CHANGE_S:g}")
         console.print(table)
-    if light is not None:
-        console.print(light_table(light))
+    if light:
+        if "members" in light:
+            console.print(light_table(light))
+        cold = light.get("cold_storm")
+        if cold is not None:
+            keys = (("reached", "reached"), ("serial_wall_s", "all answered s"), ("all_pushed_wall_s", "all pushed s"),
+                    ("controller_cpu_s", "ctl CPU s"), ("deployed_s", "deployed s"), ("whole_configs", "whole configs"),
+                    ("controller_bytes", "ctl bytes"), ("fake_s", "fake s"))
+            console.print(phase_table(f"part 1b: cold join storm, {cold['members']} light members (whole configs counted, "
+                                      "not parsed)", cold, ("storm",), keys))
     if "skipped" in pair:
         console.print(f"part 3 (two instances on PostgreSQL): {pair['skipped']}", markup=False)
     else:
@@ -1146,6 +1153,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--skip-full-member", action="store_true", help="leave out part 2 (it runs first, ~1 min at 10,000)")
     parser.add_argument("--light", type=count_or_zero, default=DEFAULT_LIGHT_MEMBERS, metavar="N",
                         help=f"part 1b: N light members (real sessions and Membership; default {DEFAULT_LIGHT_MEMBERS}, 0: skip)")
+    parser.add_argument("--light-storm", type=count_or_zero, default=DEFAULT_LIGHT_STORM_MEMBERS, metavar="N",
+                        help=f"part 1b: a cold join storm of N light members (default {DEFAULT_LIGHT_STORM_MEMBERS}, 0: skip)")
     parser.add_argument("--pair-members", type=count_or_zero, default=DEFAULT_PAIR_MEMBERS, metavar="N",
                         help=f"part 3: N full members split over two instances on PostgreSQL (default {DEFAULT_PAIR_MEMBERS}, 0: skip)")
     return parser.parse_args(argv)
@@ -1170,11 +1179,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             nsbench.log(f"part 1b: {args.light} light members")
             light = light_run(args.light, args.phase_timeout, work / "light")
             gc.collect()
+        if args.light_storm:
+            nsbench.log(f"part 1b: a cold join storm of {args.light_storm} light members")
+            light_cold = light_storm(args.light_storm, args.phase_timeout, work / "light-storm")
+            if light is None:
+                light = {}
+            light["cold_storm"] = light_cold
+            gc.collect()
         pair = two_instances(args, work)
     print_tables(rows, full, light, pair)
     head = {
         "options": {"members": args.members, "phase_timeout_s": args.phase_timeout, "max_seconds": args.max_seconds,
-                    "light": args.light, "pair_members": args.pair_members},
+                    "light": args.light, "light_storm": args.light_storm, "pair_members": args.pair_members},
         "method": __doc__,
         "targets": {"change_to_all_s": TARGET_CHANGE_S, "bytes_per_idle_peer": TARGET_PEER_BYTES, "failover_s": TARGET_FAILOVER_S},
     }

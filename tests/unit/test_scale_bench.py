@@ -85,5 +85,12 @@ def test_two_instances_on_postgresql_share_changes_and_fail_over(scale: ModuleTy
 
 
 def test_optional_parts_can_be_left_out(scale: ModuleType, tmp_path: Path) -> None:
-    args = scale.parse_args(["--light", "0", "--pair-members", "0"])
+    args = scale.parse_args(["--light", "0", "--light-storm", "0", "--pair-members", "0"])
     assert args.light == 0 and scale.two_instances(args, tmp_path) == {"skipped": "--pair-members 0"}
+
+
+def test_a_cold_storm_of_light_members_is_answered_and_pushed(scale: ModuleType, tmp_path: Path) -> None:
+    storm = scale.light_storm(MEMBERS, 60.0, tmp_path)["storm"]
+    assert storm["reached"] == MEMBERS and storm["revision"] >= MEMBERS  # one revision per join at least
+    assert MEMBERS <= storm["whole_configs"] <= 3 * MEMBERS  # coalesced: no whole config per member per join
+    assert 0 < storm["controller_cpu_s"] <= storm["deployed_s"]
