@@ -1,9 +1,10 @@
-"""Scale benchmark: many members as sans-IO cores in one process against one controller (and, later, two on PostgreSQL).
+"""Scale benchmark: many members as sans-IO cores in one process against one controller, and against two on PostgreSQL.
 
-Everything is the real code and the real wire: every member is a NodeCore
-and the controller a ControllerCore on SQLite, wired by the unit tests'
-in-memory network (tests/unit/harness.py: real Noise handshakes, real
-sealed datagrams, configs signed and verified; the storage writer played
+Everything is the real code and the real wire: members are NodeCores (or,
+in part 1b, light members: scale_light.py) and the controller a
+ControllerCore on SQLite, wired by the unit tests' in-memory network
+(tests/unit/harness.py: real Noise handshakes, real sealed datagrams,
+configs and deltas signed and verified; the storage writer played
 synchronously after every input, as the tests do). Time on that network
 is fake; every figure below is measured with the process's own clocks.
 
@@ -11,6 +12,7 @@ Part 1, a ladder of sizes up to --members (every member a full NodeCore):
   storm       all pre-authorized members join at once: wall time until all
               are OK, and until all hold a config listing every member;
               the controller's CPU seconds (its calls only, thread time).
+              Joins are pushed coalesced (PUSH_COALESCE_S in the core).
   change      one admin change (network rename, a new revision) committed
               and pushed -> the last member applied that revision.
   deauth      one member deauthorized -> every other member dropped it
@@ -20,13 +22,26 @@ Part 1, a ladder of sizes up to --members (every member a full NodeCore):
   A size climbs to the next only when every phase finished within
   --phase-timeout; the first that does not is recorded as such. A size is
   skipped when every member holding every other (n^2 peer entries, at the
-  bytes per peer measured in part 2) would not fit in half the memory
-  available.
+  bytes per peer measured in part 2) would not fit in the memory budget.
   All cores share one CPU here, so "serial" figures add every member's
   processing; "deployed" = the controller's push (commit until its last
   datagram was handed over) + the slowest member's processing of its
   datagrams, as when each member runs on its own machine (no network
   latency counted).
+
+Part 1b, --light members (default 10,000) that fit where full cores do not
+(scale_light.py: each a real Noise session with the controller and the real
+Membership machine; one parsed start config shared by all):
+  rejoin      members holding the current config come online at once
+              (handshakes, at most 1,000 a second by the controller's limit;
+              requests; "yours is current" answers).
+  change      one admin change -> every member verified and applied the
+              delta (NetconfDelta parse, verify_signed_delta, apply_delta).
+  deauth      one member deauthorized -> every other member's config no
+              longer lists it; the member itself ACCESS_DENIED.
+  cold storm  --light-storm members authorized by id join at once: until
+              every member has its first answer and no push is held back
+              (whole configs opened and counted, not parsed).
 
 Part 2, one full member core holding a --members network: the other
 members are written to storage directly (authorized, with keys and
@@ -39,11 +54,15 @@ of it, and from those an estimate for one change reaching --members online
 members (controller's commit + push to one member x members + one member's
 apply: an upper bound, exact only when everything is done per member).
 
-Part 3, two controller instances on one PostgreSQL (failover, what two
-instances change): skipped with the reason printed until the PostgreSQL
-storage (l2mesh.edge.controller.pg_storage, storage_url) exists.
+Part 3, two controller instances (one identity) on one PostgreSQL schema
+(tests/pg_server.py), --pair-members full NodeCores split between them;
+each instance's commits announced to the other by calling its
+external_change() (what pg_listen does on NOTIFY): the storm on both, a
+change committed through B until A's members applied it, and failover: a
+change committed through A that A never pushes (it stops at once), until
+every one of A's members is served by B and holds that change.
 
-Usage: .venv/bin/python benchmarks/scale.py [--members N] [--phase-timeout S] [--max-seconds S]
+Usage: .venv/bin/python benchmarks/scale.py [--members N] [--light N] [--light-storm N] [--pair-members N] ...
 No root, no network. Result: benchmarks/results/scale-<UTC timestamp>.json.
 """
 
