@@ -6,6 +6,7 @@ import importlib.util
 import sys
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 
@@ -72,9 +73,11 @@ def test_light_members_get_the_change_and_drop_the_deauthorized_one(scale: Modul
     assert set(row["member_drops"]) <= {"ignored_AnnounceEndpoints"}
 
 
-def test_two_instances_on_postgresql_share_changes_and_fail_over(scale: ModuleType, tmp_path: Path, pg_url: str) -> None:
-    row = scale.two_instance_run(MEMBERS, pg_url, tmp_path, 60.0)
+def test_two_instances_on_postgresql_share_changes_and_fail_over(scale: ModuleType, tmp_path: Path, pg_url: str,
+                                                                 pg_server: Any) -> None:
+    row = scale.two_instance_run(MEMBERS, pg_url, tmp_path, 60.0, pg_server.create_schema())
     assert "stopped" not in row, row.get("stopped")
+    assert row["storm_one_instance"]["reached"] == MEMBERS and row["storm_one_instance"]["controller_cpu_s"] > 0
     assert row["storm"]["reached"] == MEMBERS
     assert row["storm"]["controller_cpu_s"]["a"] > 0 and row["storm"]["controller_cpu_s"]["b"] > 0
     assert row["across"]["reached"] == MEMBERS // 2  # A's members got what was committed through B
