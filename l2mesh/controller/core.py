@@ -338,26 +338,28 @@ class ControllerCore:
     def push(self, network_id: int, coalesce: bool = False) -> int:
         """Send the current state of a network to every online client; returns how many (-1: held back).
 
-        coalesce: within PUSH_COALESCE_S of the network's last push, hold it
-        back; tick() sends it once that window ends, carrying every change
-        since. A lone change goes out at once either way.
+        coalesce: within PUSH_COALESCE_S of the network's last coalesced
+        push, hold it back; tick() sends it once that window ends, carrying
+        every change since. A lone change goes out at once either way, and
+        an admin change's push (coalesce False) opens no window.
         """
-        last = self._last_push_s.get(network_id)
-        if coalesce and last is not None and self._now_s - last < PUSH_COALESCE_S:
-            self._pushes_due.add(network_id)
-            return -1
+        if coalesce:
+            last = self._last_push_s.get(network_id)
+            if last is not None and self._now_s - last < PUSH_COALESCE_S:
+                self._pushes_due.add(network_id)
+                return -1
+            self._last_push_s[network_id] = self._now_s
         return self._push_now(network_id)
 
     def _push_due(self) -> None:
         for network_id in sorted(self._pushes_due):
             if self._now_s - self._last_push_s.get(network_id, -PUSH_COALESCE_S) >= PUSH_COALESCE_S:
-                self._pushes_due.discard(network_id)
+                self._last_push_s[network_id] = self._now_s
                 self._push_now(network_id)
 
     def _push_now(self, network_id: int) -> int:
         """Members holding a recent revision get the same signed delta (signed once, sealed per session); others a full config."""
-        self._pushes_due.discard(network_id)
-        self._last_push_s[network_id] = self._now_s
+        self._pushes_due.discard(network_id)  # this push carries what was held back
         clients = self.clients.online_in(network_id, self._now_s)
         network = self._find_network(network_id)
         if network is None:
