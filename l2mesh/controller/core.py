@@ -70,9 +70,9 @@ ROOT_SILENT_S = 60.0  # a root unheard this long is shown as connecting again (k
 
 ENDPOINT_PUSHES_PER_MEMBER_PER_S = 0.1
 # A push for members' own writes (joins, moved endpoints) or another instance's commits goes out at
-# once unless the network's last push went out less than this ago; then once at the end of the window
-# (tick), carrying every change since: a storm of n joins costs one push per window, not n. Admin
-# changes are pushed at once always (a deauthorization cuts the member off within a round trip).
+# once unless the network's last such push went out less than this ago; then once at the end of the
+# window (tick), carrying every change since: a storm of n joins costs one push per window, not n.
+# Admin changes are pushed at once always (a deauthorization cuts the member off within a round trip).
 PUSH_COALESCE_S = 0.2
 # Member writes waiting for the storage writer; past this, requests that need
 # one go unanswered (members retry) rather than queue without bound.
