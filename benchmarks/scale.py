@@ -1176,7 +1176,13 @@ def pair_table(pair: dict[str, Any]) -> Table:
 
 def count_or_zero(text: str) -> int:
     """A member count for an optional part: 0 leaves it out."""
-    return 0 if text.strip() == "0" else nsbench.positive_int(text)
+    try:
+        count = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if count < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be 0 (leave the part out) or more")
+    return count
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
