@@ -1,9 +1,10 @@
-"""Scale benchmark: many members as sans-IO cores in one process against one controller (and, later, two on PostgreSQL).
+"""Scale benchmark: many members as sans-IO cores in one process against one controller, and against two on PostgreSQL.
 
-Everything is the real code and the real wire: every member is a NodeCore
-and the controller a ControllerCore on SQLite, wired by the unit tests'
-in-memory network (tests/unit/harness.py: real Noise handshakes, real
-sealed datagrams, configs signed and verified; the storage writer played
+Everything is the real code and the real wire: members are NodeCores (or,
+in part 1b, light members: scale_light.py) and the controller a
+ControllerCore on SQLite, wired by the unit tests' in-memory network
+(tests/unit/harness.py: real Noise handshakes, real sealed datagrams,
+configs and deltas signed and verified; the storage writer played
 synchronously after every input, as the tests do). Time on that network
 is fake; every figure below is measured with the process's own clocks.
 
@@ -11,6 +12,7 @@ Part 1, a ladder of sizes up to --members (every member a full NodeCore):
   storm       all pre-authorized members join at once: wall time until all
               are OK, and until all hold a config listing every member;
               the controller's CPU seconds (its calls only, thread time).
+              Joins are pushed coalesced (PUSH_COALESCE_S in the core).
   change      one admin change (network rename, a new revision) committed
               and pushed -> the last member applied that revision.
   deauth      one member deauthorized -> every other member dropped it
@@ -20,13 +22,26 @@ Part 1, a ladder of sizes up to --members (every member a full NodeCore):
   A size climbs to the next only when every phase finished within
   --phase-timeout; the first that does not is recorded as such. A size is
   skipped when every member holding every other (n^2 peer entries, at the
-  bytes per peer measured in part 2) would not fit in half the memory
-  available.
+  bytes per peer measured in part 2) would not fit in the memory budget.
   All cores share one CPU here, so "serial" figures add every member's
   processing; "deployed" = the controller's push (commit until its last
   datagram was handed over) + the slowest member's processing of its
   datagrams, as when each member runs on its own machine (no network
   latency counted).
+
+Part 1b, --light members (default 10,000) that fit where full cores do not
+(scale_light.py: each a real Noise session with the controller and the real
+Membership machine; one parsed start config shared by all):
+  rejoin      members holding the current config come online at once
+              (handshakes, at most 1,000 a second by the controller's limit;
+              requests; "yours is current" answers).
+  change      one admin change -> every member verified and applied the
+              delta (NetconfDelta parse, verify_signed_delta, apply_delta).
+  deauth      one member deauthorized -> every other member's config no
+              longer lists it; the member itself ACCESS_DENIED.
+  cold storm  --light-storm members authorized by id join at once: until
+              every member has its first answer and no push is held back
+              (whole configs opened and counted, not parsed).
 
 Part 2, one full member core holding a --members network: the other
 members are written to storage directly (authorized, with keys and
@@ -35,15 +50,18 @@ joins. Figures: member bytes per idle known peer (tracemalloc: what a
 member joined to the big network retains minus what one joined to a
 2-member network retains, over the difference in peers), the member's CPU
 to verify and apply the config, the controller's CPU for one commit + push
-of it, and from those an estimate for one change reaching --members online
-members (controller's commit + push to one member x members + one member's
-apply: an upper bound, exact only when everything is done per member).
+of it (one change reaching every online member is measured in part 1b:
+the delta is signed once per change, so no per-member extrapolation).
 
-Part 3, two controller instances on one PostgreSQL (failover, what two
-instances change): skipped with the reason printed until the PostgreSQL
-storage (l2mesh.edge.controller.pg_storage, storage_url) exists.
+Part 3, two controller instances (one identity) on one PostgreSQL schema
+(tests/pg_server.py), --pair-members full NodeCores split between them;
+each instance's commits announced to the other by calling its
+external_change() (what pg_listen does on NOTIFY): the storm on both, a
+change committed through B until A's members applied it, and failover: a
+change committed through A that A never pushes (it stops at once), until
+every one of A's members is served by B and holds that change.
 
-Usage: .venv/bin/python benchmarks/scale.py [--members N] [--phase-timeout S] [--max-seconds S]
+Usage: .venv/bin/python benchmarks/scale.py [--members N] [--light N] [--light-storm N] [--pair-members N] ...
 No root, no network. Result: benchmarks/results/scale-<UTC timestamp>.json.
 """
 
@@ -52,7 +70,6 @@ from __future__ import annotations
 import argparse
 import cProfile
 import gc
-import importlib.util
 import inspect
 import ipaddress
 import signal
@@ -60,6 +77,7 @@ import sys
 import tempfile
 import time
 import tracemalloc
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -77,16 +95,27 @@ sys.path.insert(0, str(REPO / "benchmarks"))  # nsbench, control, next to this s
 import control  # noqa: E402
 import nsbench  # noqa: E402
 
+from l2mesh.controller import admin  # noqa: E402
+from l2mesh.controller.instances import HEARTBEAT_S  # noqa: E402
+from l2mesh.controller.model import Network  # noqa: E402
 from l2mesh.controller.model import Member as MemberRow  # noqa: E402
+from l2mesh.crypto.aead import AeadScratch  # noqa: E402
 from l2mesh.identity import Identity  # noqa: E402
-from tests.unit.harness import Controller, Member, Sent, World  # noqa: E402
+from l2mesh.netconf_delta import DeltaBase  # noqa: E402
+from l2mesh.node.events import NetworkStatus  # noqa: E402
+from scale_light import LightMember  # noqa: E402
+from tests.unit.recording import RecordingTransmit  # noqa: E402
+from tests.unit.harness import CONTROLLER_ENDPOINT, TICK_S, Controller, FakeClock, Member, Sent, World  # noqa: E402
 
 nsbench.set_program("scale")
 
 DEFAULT_MEMBERS = 10_000
 LADDER = (50, 100, 200, 500, 1000, 2000, 5000, 10_000)
+DEFAULT_LIGHT_MEMBERS = 10_000
+DEFAULT_LIGHT_STORM_MEMBERS = 1000
+DEFAULT_PAIR_MEMBERS = 300
 DEFAULT_PHASE_TIMEOUT_S = 60.0
-DEFAULT_MAX_SECONDS = 300.0
+DEFAULT_MAX_SECONDS = 200.0
 MEMORY_BUDGET_SHARE = 0.35  # of MemAvailable (a shared machine), for one size of part 1
 POOL = "10.147.0.0/16"
 FIRST_ENDPOINT = int(ipaddress.IPv4Address("198.18.0.2"))  # members at 198.18.0.2, .3, ... (198.18.0.0/15)
@@ -575,28 +604,466 @@ def one_full_member(count: int, work: Path) -> dict[str, Any]:
             "member_apply_cpu_s": round(member_apply_s, 4),
             "controller_commit_push_cpu_s": round(push_cpu_s, 4),
             "controller_push_bytes": push_bytes,
-            "estimated_change_s": round(count * push_cpu_s + member_apply_s, 2),
         }
     finally:
         world.close()
 
 
-# ------------------------------------------------------------------ part 3: two instances on one PostgreSQL
-def two_instances(args: argparse.Namespace, work: Path) -> dict[str, Any]:
-    """Two controller instances sharing one PostgreSQL: a change made on one reaching the other's members, and failover.
+# ------------------------------------------------------------------ part 1b: light members at 10,000
+class LightNet:
+    """Hands datagrams between the controller and light members at once (no loss, no latency), counting them."""
 
-    Needs the PostgreSQL storage (l2mesh.edge.controller.pg_storage, open_storage() in
-    l2mesh.edge.controller.storage_url) and ControllerCore.external_change(); skipped with the reason until they exist.
+    def __init__(self, controller: TimedController, clock: FakeClock) -> None:
+        self.controller = controller
+        self.clock = clock
+        self.members: dict[tuple[str, int], LightMember] = {}
+        self.to_members: list[tuple[bytes, tuple[str, int]]] = []
+        self.datagrams = self.bytes = self.controller_datagrams = self.controller_bytes = 0
+        controller.core.transmit = self
+
+    def send_datagram(self, data: bytes | memoryview, address: tuple[str, int]) -> None:
+        self.to_members.append((bytes(data), address))
+
+    def send_segments(self, data: bytes | memoryview, segment_bytes: int, address: tuple[str, int]) -> None:
+        raise AssertionError("the controller relays nothing here")
+
+    def add(self, member: LightMember) -> LightMember:
+        self.members[member.endpoint] = member
+        return member
+
+    def pump(self) -> None:
+        """Deliver until nothing moves: the controller's datagrams to members, theirs to it."""
+        now = self.clock.now
+        while True:
+            batch, self.to_members = self.to_members, []
+            for data, address in batch:
+                self.controller_datagrams += 1
+                self.controller_bytes += len(data)
+                member = self.members.get(address)
+                if member is not None:
+                    member.receive(data, now)
+            sent = False
+            for member in self.members.values():
+                if member.outbox:
+                    outbox, member.outbox = member.outbox, []
+                    for data in outbox:
+                        self.datagrams += 1
+                        self.bytes += len(data)
+                        self.controller.receive(data, member.endpoint, now)
+                    sent = True
+            if not sent and not self.to_members:
+                return
+
+    def step(self) -> None:
+        """TICK_S of fake time: the controller's timers, members' handshake retries, and what they cause."""
+        self.clock.now = round(self.clock.now + TICK_S, 9)
+        self.controller.tick(self.clock.now)
+        for member in self.members.values():
+            member.retry(self.clock.now)
+        self.pump()
+
+    def take(self) -> dict[str, int]:
+        counts = {"datagrams": self.datagrams + self.controller_datagrams, "bytes": self.bytes + self.controller_bytes,
+                  "controller_datagrams": self.controller_datagrams, "controller_bytes": self.controller_bytes}
+        self.datagrams = self.bytes = self.controller_datagrams = self.controller_bytes = 0
+        return counts
+
+
+def light_converge(net: LightNet, members: Sequence[LightMember], max_fake_s: float = CONVERGE_FAKE_S) -> None:
+    net.pump()
+    end = net.clock.now + max_fake_s
+    while any(m.reached_s is None for m in members) and net.clock.now < end:
+        net.step()
+
+
+def light_figures(net: LightNet, members: Sequence[LightMember], t0: float, controller_cpu_before: float,
+                  push_wall_s: float | None = None) -> dict[str, Any]:
+    reached = [m.reached_s for m in members if m.reached_s is not None]
+    cpu = sorted(m.cpu_s for m in members)
+    controller_cpu = net.controller.cpu_s - controller_cpu_before
+    figures: dict[str, Any] = {
+        "members_watched": len(members),
+        "reached": len(reached),
+        "serial_wall_s": round(max(reached) - t0, 4) if reached else None,
+        "controller_cpu_s": round(controller_cpu, 4),
+        "member_cpu_s": {"median": round(cpu[len(cpu) // 2], 6), "max": round(cpu[-1], 6), "sum": round(sum(cpu), 3)},
+        "serial_cpu_s": round(controller_cpu + sum(cpu), 4),
+        "fake_s": round(net.clock.now - net.started_fake_s, 2) if hasattr(net, "started_fake_s") else None,
+        **net.take(),
+    }
+    if push_wall_s is not None:
+        figures["push_wall_s"] = round(push_wall_s, 4)
+        figures["deployed_s"] = round(push_wall_s + cpu[-1], 4)
+    return figures
+
+
+def light_rejoin(net: LightNet, members: Sequence[LightMember]) -> dict[str, Any]:
+    """Members holding the current config (cached) all come online at once: handshake, request, answer."""
+    for m in members:
+        m.aim(lambda m: m.answers > 0 and m.held.status is NetworkStatus.OK)
+    before = net.controller.cpu_s
+    t0 = time.perf_counter()
+    net.started_fake_s = net.clock.now  # type: ignore[attr-defined]
+    for m in members:
+        m.join(net.clock.now)
+    light_converge(net, members, max_fake_s=10 * CONVERGE_FAKE_S)  # the controller takes 1,000 handshakes a second
+    return light_figures(net, members, t0, before)
+
+
+def light_change(net: LightNet, network_id: int, members: Sequence[LightMember]) -> dict[str, Any]:
+    directory = net.controller.core.directory
+    target = directory.networks[network_id].revision + 1
+    for m in members:
+        m.aim(lambda m: (m.revision or 0) >= target)
+    before = net.controller.cpu_s
+    net.started_fake_s = net.clock.now  # type: ignore[attr-defined]
+    t0 = time.perf_counter()
+    net.controller.update_network(network_id, name="scale-light")
+    push_wall_s = time.perf_counter() - t0
+    light_converge(net, members)
+    return light_figures(net, members, t0, before, push_wall_s)
+
+
+def light_deauth(net: LightNet, network_id: int, members: Sequence[LightMember]) -> dict[str, Any]:
+    victim = members[len(members) // 2]
+    others = [m for m in members if m is not victim]
+    victim.aim(lambda m: m.held.status is NetworkStatus.ACCESS_DENIED)
+    for m in others:
+        m.aim(lambda m: m.held.config is not None and not m.lists(victim.node_id))
+    before = net.controller.cpu_s
+    net.started_fake_s = net.clock.now  # type: ignore[attr-defined]
+    t0 = time.perf_counter()
+    net.controller.deauthorize(network_id, victim)  # type: ignore[arg-type]  # the harness needs its node_id only
+    push_wall_s = time.perf_counter() - t0
+    light_converge(net, others)
+    figures = light_figures(net, others, t0, before, push_wall_s)
+    figures["victim_denied_s"] = round(victim.reached_s - t0, 4) if victim.reached_s is not None else None
+    return figures
+
+
+def light_run(count: int, phase_timeout_s: float, work: Path) -> dict[str, Any]:
+    """Part 1b: `count` light members (scale_light.py) against one controller: rejoin storm, change, deauth, memory."""
+    row: dict[str, Any] = {"members": count, "mode": "light (scale_light.py: real sessions and Membership, shared start config)"}
+    work.mkdir(parents=True, exist_ok=True)
+    clock = FakeClock()
+    controller = TimedController(database(work / "controller.db"), clock)
+    try:
+        network_id = controller.create_network("scale", pools=[POOL])
+        identities = [Identity.generate() for _ in range(count)]
+        t0 = time.perf_counter()
+        populate(controller, network_id, identities, 0)
+        controller.restart()  # the directory loaded from storage, as at start-up
+        row["populate_s"] = round(time.perf_counter() - t0, 3)
+        net = LightNet(controller, clock)
+        scratch = AeadScratch()
+
+        def light(index: int, shared: DeltaBase | None) -> LightMember:
+            return net.add(LightMember(identities[index], member_endpoint(index), network_id, controller.identity.public,
+                                       CONTROLLER_ENDPOINT, clock.wall, scratch, shared))
+
+        # One member fetches the whole config and verifies it for real; the others start from that object.
+        first = light(0, None)
+        first.aim(lambda m: m.held.config is not None)
+        first.join(clock.now)
+        light_converge(net, [first])
+        if first.held.config is None:
+            row["stopped"] = "the first member did not get its config"
+            return row
+        shared = DeltaBase.of(first.held.config)
+        first.membership._delta_bases[network_id] = shared
+        row["first_member"] = {"full_config_cpu_s": round(first.cpu_s, 4), "listed": len(shared.ids), **net.take()}
+        gc.collect()
+        rss_before = rss_bytes()
+        members = [first] + [light(i, shared) for i in range(1, count)]
+        row["rss_per_light_member_idle_bytes"] = round((rss_bytes() - rss_before) / max(1, count - 1))
+        # Ten thousand members' objects make every full collection long: a member that happens to
+        # trigger one would be charged it (a member process has a small heap). Set aside, not collected.
+        gc.collect()
+        gc.freeze()
+        phases = [("rejoin", lambda: light_rejoin(net, members[1:])),
+                  ("change", lambda: light_change(net, network_id, members)),
+                  ("deauth", lambda: light_deauth(net, network_id, members))]
+        if run_phases(row, phases, phase_timeout_s):
+            row["rss_per_light_member_after_bytes"] = round((rss_bytes() - rss_before) / max(1, count - 1))
+        gc.unfreeze()
+        gc.collect()
+        row["controller_online"] = controller.online_members()
+        controller.core.transmit = RecordingTransmit()  # not the network and its members
+        core_bytes = retained_bytes(controller.core)
+        row["controller_core_bytes"] = core_bytes
+        row["controller_bytes_per_member"] = round(core_bytes / count)
+        row["process_rss_bytes"] = rss_bytes()
+        row["controller_drops"] = controller.drops
+        row["member_drops"] = dict(sum((m.drops for m in members), Counter()))
+        return row
+    finally:
+        controller.close()
+
+
+def authorize_by_id(controller: Controller, network_id: int, identities: Sequence[Identity]) -> None:
+    """Members authorized by id before they ever asked (no keys, no endpoint), written straight to storage."""
+    with controller.storage.transaction():
+        for identity in identities:
+            controller.storage.insert_member(MemberRow(network_id, identity.node_id, None, authorized=True))
+        controller.storage.bump_revision(network_id)
+
+
+def light_storm(count: int, phase_timeout_s: float, work: Path) -> dict[str, Any]:
+    """Part 1b's cold join storm: `count` light members, authorized by id, join at once; whole configs counted, not parsed.
+
+    Until every member has its first answer and the controller has no push held back: what the controller does
+    (sessions, requests, one commit per join, coalesced pushes) is all real; the members only open what it sends.
     """
-    missing = [name for name in ("l2mesh.edge.controller.pg_storage", "l2mesh.edge.controller.storage_url")
-               if importlib.util.find_spec(name) is None]
-    if missing:
-        reason = f"not measured: {', '.join(missing)} not in this tree yet"
+    row: dict[str, Any] = {"members": count}
+    work.mkdir(parents=True, exist_ok=True)
+    clock = FakeClock()
+    controller = TimedController(database(work / "controller.db"), clock)
+    try:
+        network_id = controller.create_network("storm", pools=[POOL])
+        identities = [Identity.generate() for _ in range(count)]
+        authorize_by_id(controller, network_id, identities)
+        controller.restart()
+        net = LightNet(controller, clock)
+        scratch = AeadScratch()
+        members = [net.add(LightMember(identity, member_endpoint(i), network_id, controller.identity.public, CONTROLLER_ENDPOINT,
+                                       clock.wall, scratch, parse_whole=False)) for i, identity in enumerate(identities)]
+
+        def storm() -> dict[str, Any]:
+            for m in members:
+                m.aim(lambda m: m.held.status is NetworkStatus.OK)
+            before = controller.cpu_s
+            net.started_fake_s = clock.now  # type: ignore[attr-defined]
+            t0 = time.perf_counter()
+            for m in members:
+                m.join(clock.now)
+            light_converge(net, members, max_fake_s=10 * CONVERGE_FAKE_S)
+            while controller.core._pushes_due and clock.now - net.started_fake_s < 10 * CONVERGE_FAKE_S:  # type: ignore[attr-defined]
+                net.step()  # the last window's push
+            figures = light_figures(net, members, t0, before)
+            figures["all_pushed_wall_s"] = round(time.perf_counter() - t0, 4)
+            figures["whole_configs"] = sum(m.whole_configs for m in members)
+            figures["revision"] = controller.core.directory.networks[network_id].revision
+            figures["controller_sent"] = controller.sent
+            # Each member on its own machine: the controller's work is the serial part.
+            figures["deployed_s"] = round(figures["controller_cpu_s"] + figures["member_cpu_s"]["max"], 4)
+            return figures
+
+        run_phases(row, [("storm", storm)], phase_timeout_s)
+        row["controller_drops"] = controller.drops
+        return row
+    finally:
+        controller.close()
+
+
+# ------------------------------------------------------------------ part 3: two instances on one PostgreSQL
+INSTANCE_A = CONTROLLER_ENDPOINT
+INSTANCE_B = ("198.18.0.254", 9994)
+FAILOVER_FAKE_CAP_S = 30.0
+
+
+class InstanceController(TimedController):
+    """One of two instances (one identity, one database): its commits are announced to the other, as
+    PostgreSQL's NOTIFY does (pg_listen); the other reloads on its next input or tick."""
+
+    peer: "InstanceController | None" = None
+
+    def _open(self) -> None:
+        Controller._open(self)
+        self.core.instance_endpoints = [self.endpoint]
+
+    def _write_back(self) -> None:
+        committed = False
+        while True:
+            writes = self.core.take_writes()
+            if not writes:
+                break
+            for write in writes:
+                try:
+                    change = write.commit(self.storage)
+                except Exception:
+                    change = write.failed()
+                self.core.committed(change)
+                committed = committed or bool(change.push) or change.answer is not None
+        if committed and self.peer is not None:
+            self.peer.core.external_change(None)
+
+    def _admin(self, change: Any) -> Any:
+        answer = TimedController._admin(self, change)
+        if self.peer is not None:
+            self.peer.core.external_change(None)
+        return answer
+
+
+class PairWorld(ScaleWorld):
+    """A ScaleWorld with two controller instances on one PostgreSQL schema; members split between them."""
+
+    def __init__(self, work: Path, url: str) -> None:
+        World.__init__(self)
+        work.mkdir(parents=True, exist_ok=True)
+        self.tally = Tally()
+        self.network.log = self.tally
+        identity = Identity.generate()
+        self.a = InstanceController(url, self.clock, identity=identity, endpoint=INSTANCE_A)
+        self.b = InstanceController(url, self.clock, identity=identity, endpoint=INSTANCE_B)
+        self.a.peer, self.b.peer = self.b, self.a
+        self.controller = self.timed = self.a
+        self.network.attach(self.a)
+        self.network.attach(self.b)
+
+    def parties(self) -> list[Any]:
+        return [self.a, self.b, *self.members]
+
+    def close(self) -> None:
+        self.a.close()
+        self.b.close()
+
+
+def split_cpu(figures: dict[str, Any], world: PairWorld, before: dict[str, float]) -> None:
+    """Each instance's CPU for the phase, and the serial CPU with both."""
+    a, b = world.a.cpu_s - before["a"], world.b.cpu_s - before["b"]
+    figures["controller_cpu_s"] = {"a": round(a, 4), "b": round(b, 4)}
+    if figures.get("member_cpu_s"):
+        figures["serial_cpu_s"] = round(a + b + figures["member_cpu_s"]["sum"], 4)
+
+
+def two_instance_run(count: int, url: str, work: Path, phase_timeout_s: float, one_url: str | None = None) -> dict[str, Any]:
+    """Part 3 on one schema: storm split over A and B, a change through B reaching A's members, A stopping.
+
+    one_url: another schema, where the same storm runs against A alone (B never starts), for comparison.
+    """
+    row: dict[str, Any] = {"members": count, "storage": "PostgreSQL (tests/pg_server.py), one schema"}
+    if one_url is not None:
+        world = PairWorld(work / "one", one_url)
+        try:
+            world.down.add(world.b)
+            network_id = world.a.create_network("one", pools=[POOL])
+            world.run(2 * HEARTBEAT_S)
+            members = world.add_members([Identity.generate() for _ in range(count)], network_id)
+            for m in members:
+                world.a.authorize(network_id, m)
+
+            def one_storm() -> dict[str, Any]:
+                for m in members:
+                    m.aim(lambda m: len(m.listed()) == count)
+                before, t0 = world.a.cpu_s, time.perf_counter()
+                for m in members:
+                    m.join(network_id, INSTANCE_A)
+                world.converge(members)
+                return phase_figures(world, members, t0, before)
+
+            run_phases(row, [("storm_one_instance", one_storm)], phase_timeout_s)
+        finally:
+            world.close()
+    world = PairWorld(work / "two", url)
+    try:
+        network_id = world.a.create_network("pair", pools=[POOL])
+        world.b.core.external_change(None)
+        world.run(2 * HEARTBEAT_S)  # both heartbeat and read each other: configs list both instances
+        identities = [Identity.generate() for _ in range(count)]
+        members = world.add_members(identities, network_id)
+        on_a, on_b = members[: count // 2], members[count // 2:]
+        for m in members:
+            world.a.authorize(network_id, m)
+        world.run(1.0)  # B reloads what A committed
+
+        def pair_storm() -> dict[str, Any]:
+            for m in members:
+                m.aim(lambda m: len(m.listed()) == count)
+            cpu = {"a": world.a.cpu_s, "b": world.b.cpu_s}
+            t0, fake0 = time.perf_counter(), world.now
+            for m in on_a:
+                m.join(network_id, INSTANCE_A)
+            for m in on_b:
+                m.join(network_id, INSTANCE_B)
+            world.converge(members)
+            figures = phase_figures(world, members, t0, cpu["a"])
+            split_cpu(figures, world, cpu)
+            figures["fake_s"] = round(world.now - fake0, 2)
+            return figures
+
+        def across() -> dict[str, Any]:
+            """An admin change committed through B until A's members applied it (A hears through the notification)."""
+            target = world.b.core.directory.networks[network_id].revision + 1
+            for m in on_a:
+                m.aim(lambda m: (c := m.config()) is not None and c.revision >= target)
+            cpu = {"a": world.a.cpu_s, "b": world.b.cpu_s}
+            t0, fake0 = time.perf_counter(), world.now
+            world.b.update_network(network_id, name="changed-on-b")
+            world.converge(on_a)
+            figures = phase_figures(world, on_a, t0, cpu["a"])
+            split_cpu(figures, world, cpu)
+            figures["fake_s"] = round(world.now - fake0, 3)  # A's reload waits for its next tick (TICK_S)
+            return figures
+
+        def failover() -> dict[str, Any]:
+            """A change committed (acknowledged) through A, which stops before pushing it: until A's members are served
+            by B, holding that change."""
+            committed = admin.update_network(world.a.storage, network_id, {"name": "last-on-a"})
+            assert isinstance(committed.answer, Network)
+            target = committed.answer.revision
+            world.down.add(world.a)  # SIGKILL: its datagrams dropped, its timers stopped, its push never made
+            world.b.core.external_change(None)  # PostgreSQL's NOTIFY, sent at the commit
+            fake0, t0 = world.now, time.perf_counter()
+            for m in on_a:
+                m.aim(None)
+
+            def served(m: TimedMember) -> bool:
+                config = m.config()
+                return (m.core.membership.controller_endpoint(network_id) == INSTANCE_B
+                        and world.b.core.clients.online(m.node_id, world.now) is not None
+                        and config is not None and config.revision >= target and config.name == "last-on-a")
+
+            moved: dict[int, float] = {}
+
+            def all_served() -> bool:
+                for m in on_a:
+                    if m.node_id not in moved and served(m):
+                        moved[m.node_id] = world.now - fake0
+                return len(moved) == len(on_a)
+
+            try:
+                world.run(FAILOVER_FAKE_CAP_S, until=all_served)
+            except AssertionError:
+                pass
+            times = sorted(moved.values())
+            return {
+                "members_watched": len(on_a), "reached": len(moved),
+                "failover_fake_s": {"median": round(times[len(times) // 2], 2), "max": round(times[-1], 2)} if times else None,
+                # Every member, A's (moved to B) and B's, ends holding the change A acknowledged and never pushed.
+                "lost_change": any((c := m.config()) is None or c.revision < target or c.name != "last-on-a" for m in members),
+                "serial_wall_s": round(time.perf_counter() - t0, 3),
+                "b_online": world.b.online_members(),
+                **world.tally.take(),
+            }
+
+        run_phases(row, [("storm", pair_storm), ("across", across), ("failover", failover)], phase_timeout_s)
+        row["controller_drops"] = {"a": world.a.drops, "b": world.b.drops}
+        return row
+    finally:
+        world.close()
+
+
+def two_instances(args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    """Part 3: two controller instances sharing one PostgreSQL (a private server, tests/pg_server.py)."""
+    if args.pair_members == 0:
+        return {"skipped": "--pair-members 0"}
+    try:
+        from tests.pg_server import PgServer, PgUnavailable
+    except ImportError as exc:  # psycopg missing
+        reason = f"not measured: {exc}"
         nsbench.log(f"part 3: {reason}")
         return {"skipped": reason}
-    reason = "not measured: the PostgreSQL storage is here, the two-instance run is not written yet"
-    nsbench.log(f"part 3: {reason}")
-    return {"skipped": reason}
+    try:
+        server = PgServer().start()
+    except PgUnavailable as exc:
+        reason = f"not measured: {exc}"
+        nsbench.log(f"part 3: {reason}")
+        return {"skipped": reason}
+    try:
+        nsbench.log(f"part 3: {args.pair_members} full members, two instances on one PostgreSQL")
+        return two_instance_run(args.pair_members, server.create_schema(), work / "pair", args.phase_timeout, server.create_schema())
+    finally:
+        server.stop()
 
 
 # ------------------------------------------------------------------ output
@@ -617,7 +1084,8 @@ def phase_cell(row: dict[str, Any], phase: str, key: str) -> str:
     return fmt(figures.get(key))
 
 
-def print_tables(rows: list[dict[str, Any]], full: dict[str, Any] | None, pair: dict[str, Any]) -> None:
+def print_tables(rows: list[dict[str, Any]], full: dict[str, Any] | None, light: dict[str, Any] | None,
+                 pair: dict[str, Any]) -> None:
     console = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 240)
     table = Table(title="part 1: every member a NodeCore, seconds (serial = all cores on one CPU, wall; Σ CPU = the same without "
                         "waiting for a CPU; deployed = push + slowest member)",
@@ -650,10 +1118,71 @@ def print_tables(rows: list[dict[str, Any]], full: dict[str, Any] | None, pair: 
         table.add_row("member CPU to verify and apply the config, s", fmt(full["member_apply_cpu_s"]), "")
         table.add_row("controller CPU for one commit + push to one member, s", fmt(full["controller_commit_push_cpu_s"]), "")
         table.add_row("bytes the controller sent for that push", fmt(full["controller_push_bytes"]), "")
-        table.add_row(f"estimate (upper bound): one change to {full['members']} online members, s", fmt(full["estimated_change_s"]),
-                      f"< {TARGET_CHANGE_S:g}")
         console.print(table)
-    console.print(f"part 3 (two instances on PostgreSQL): {pair.get('skipped', 'measured, see the JSON file')}", markup=False)
+    if light:
+        if "members" in light:
+            console.print(light_table(light))
+        cold = light.get("cold_storm")
+        if cold is not None:
+            keys = (("reached", "reached"), ("serial_wall_s", "all answered s"), ("all_pushed_wall_s", "all pushed s"),
+                    ("controller_cpu_s", "ctl CPU s"), ("deployed_s", "deployed s"), ("whole_configs", "whole configs"),
+                    ("controller_bytes", "ctl bytes"), ("fake_s", "fake s"))
+            console.print(phase_table(f"part 1b: cold join storm, {cold['members']} light members (whole configs counted, "
+                                      "not parsed)", cold, ("storm",), keys))
+    if "skipped" in pair:
+        console.print(f"part 3 (two instances on PostgreSQL): {pair['skipped']}", markup=False)
+    else:
+        console.print(pair_table(pair))
+
+
+def phase_table(title: str, row: dict[str, Any], phases: Sequence[str], keys: Sequence[tuple[str, str]]) -> Table:
+    table = Table(title=title, header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("phase")
+    for _, label in keys:
+        table.add_column(label, justify="right", no_wrap=True)
+    for phase in phases:
+        figures = row.get(phase)
+        if figures is None:
+            continue
+        if "did_not_finish_s" in figures:
+            table.add_row(phase, f"DNF > {figures['did_not_finish_s']:g} s", *[""] * (len(keys) - 1))
+            continue
+        cells = []
+        for key, _ in keys:
+            value = figures.get(key)
+            if isinstance(value, dict):
+                value = " / ".join(f"{k} {fmt(v)}" for k, v in value.items())
+            cells.append(value if isinstance(value, str) else fmt(value))
+        table.add_row(phase, *cells)
+    return table
+
+
+def light_table(light: dict[str, Any]) -> Table:
+    keys = (("reached", "reached"), ("serial_wall_s", "serial s"), ("serial_cpu_s", "Σ CPU s"), ("controller_cpu_s", "ctl CPU s"),
+            ("push_wall_s", "push s"), ("deployed_s", "deployed s"), ("fake_s", "fake s"), ("controller_bytes", "ctl bytes"))
+    return phase_table(f"part 1b: {light['members']} light members (real sessions and Membership, one shared start config); "
+                       f"controller {fmt(light.get('controller_bytes_per_member'))} B/member, RSS per light member "
+                       f"{fmt(light.get('rss_per_light_member_idle_bytes'))} B idle, "
+                       f"{fmt(light.get('rss_per_light_member_after_bytes'))} B with its own member tuple",
+                       light, ("rejoin", "change", "deauth"), keys)
+
+
+def pair_table(pair: dict[str, Any]) -> Table:
+    keys = (("reached", "reached"), ("serial_wall_s", "serial s"), ("controller_cpu_s", "ctl CPU s (A / B)"),
+            ("fake_s", "fake s"), ("failover_fake_s", "failover fake s"), ("lost_change", "lost change"))
+    return phase_table(f"part 3: {pair['members']} full members split over two instances on one PostgreSQL", pair,
+                       ("storm_one_instance", "storm", "across", "failover"), keys)
+
+
+def count_or_zero(text: str) -> int:
+    """A member count for an optional part: 0 leaves it out."""
+    try:
+        count = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if count < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be 0 (leave the part out) or more")
+    return count
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -668,6 +1197,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--profile", action="store_true",
                         help="cProfile the change phase at the largest size; statistics next to the result (pstats)")
     parser.add_argument("--skip-full-member", action="store_true", help="leave out part 2 (it runs first, ~1 min at 10,000)")
+    parser.add_argument("--light", type=count_or_zero, default=DEFAULT_LIGHT_MEMBERS, metavar="N",
+                        help=f"part 1b: N light members (real sessions and Membership; default {DEFAULT_LIGHT_MEMBERS}, 0: skip)")
+    parser.add_argument("--light-storm", type=count_or_zero, default=DEFAULT_LIGHT_STORM_MEMBERS, metavar="N",
+                        help=f"part 1b: a cold join storm of N light members (default {DEFAULT_LIGHT_STORM_MEMBERS}, 0: skip)")
+    parser.add_argument("--pair-members", type=count_or_zero, default=DEFAULT_PAIR_MEMBERS, metavar="N",
+                        help=f"part 3: N full members split over two instances on PostgreSQL (default {DEFAULT_PAIR_MEMBERS}, 0: skip)")
     return parser.parse_args(argv)
 
 
@@ -685,16 +1220,29 @@ def main(argv: Sequence[str] | None = None) -> int:
             (work / "full").mkdir()
             full = one_full_member(args.members, work / "full")
         rows = ladder(args, full["bytes_per_idle_peer"] if full else None, started, work, stamp)
+        light = None
+        if args.light:
+            nsbench.log(f"part 1b: {args.light} light members")
+            light = light_run(args.light, args.phase_timeout, work / "light")
+            gc.collect()
+        if args.light_storm:
+            nsbench.log(f"part 1b: a cold join storm of {args.light_storm} light members")
+            light_cold = light_storm(args.light_storm, args.phase_timeout, work / "light-storm")
+            if light is None:
+                light = {}
+            light["cold_storm"] = light_cold
+            gc.collect()
         pair = two_instances(args, work)
-    print_tables(rows, full, pair)
+    print_tables(rows, full, light, pair)
     head = {
-        "options": {"members": args.members, "phase_timeout_s": args.phase_timeout, "max_seconds": args.max_seconds},
+        "options": {"members": args.members, "phase_timeout_s": args.phase_timeout, "max_seconds": args.max_seconds,
+                    "light": args.light, "light_storm": args.light_storm, "pair_members": args.pair_members},
         "method": __doc__,
         "targets": {"change_to_all_s": TARGET_CHANGE_S, "bytes_per_idle_peer": TARGET_PEER_BYTES, "failover_s": TARGET_FAILOVER_S},
     }
     out = nsbench.RESULTS_DIR / f"scale-{stamp}.json"
     nsbench.write_results(out, "scale", stamp, head, machine,
-                          {"sizes": rows, "full_member": full, "two_instances": pair,
+                          {"sizes": rows, "full_member": full, "light": light, "two_instances": pair,
                            "elapsed_s": round(time.monotonic() - started, 1)})
     print(f"written {nsbench.display_path(out)} ({time.monotonic() - started:.0f} s)")
     return 0

@@ -69,6 +69,11 @@ MULTICAST_EXPIRE_INTERVAL_S = 5.0
 ROOT_SILENT_S = 60.0  # a root unheard this long is shown as connecting again (keepalives come every ~10 s)
 
 ENDPOINT_PUSHES_PER_MEMBER_PER_S = 0.1
+# A push for members' own writes (joins, moved endpoints) or another instance's commits goes out at
+# once unless the network's last such push went out less than this ago; then once at the end of the
+# window (tick), carrying every change since: a storm of n joins costs one push per window, not n.
+# Admin changes are pushed at once always (a deauthorization cuts the member off within a round trip).
+PUSH_COALESCE_S = 0.2
 # Member writes waiting for the storage writer; past this, requests that need
 # one go unanswered (members retry) rather than queue without bound.
 MAX_MEMBER_WRITES_IN_FLIGHT = 10_000
@@ -121,6 +126,8 @@ class ControllerCore:
         self.instances: tuple[ControllerInstance, ...] = ()  # live ones, ours included, as the last heartbeat read
         self._next_heartbeat_s = 0.0
         self._reloads_wanted: set[int | None] = set()  # reloads queued, not yet committed (None: every network)
+        self._last_push_s: dict[int, float] = {}  # network id -> when its last push went out
+        self._pushes_due: set[int] = set()  # networks with a push held back to the end of their window
 
     # -- datagrams --------------------------------------------------------------------------------
     def datagram_received(self, data: memoryview, source: Endpoint, now: float) -> None:
@@ -330,12 +337,31 @@ class ControllerCore:
             return None
         return self.directory.network(network_id)
 
-    def push(self, network_id: int) -> int:
-        """Send the current state of a network to every online client that asked for it; returns how many.
+    def push(self, network_id: int, coalesce: bool = False) -> int:
+        """Send the current state of a network to every online client; returns how many (-1: held back).
 
-        Members holding a recent revision get the same signed delta (signed
-        once, sealed per session); others a full config.
+        coalesce: within PUSH_COALESCE_S of the network's last coalesced
+        push, hold it back; tick() sends it once that window ends, carrying
+        every change since. A lone change goes out at once either way, and
+        an admin change's push (coalesce False) opens no window.
         """
+        if coalesce:
+            last = self._last_push_s.get(network_id)
+            if last is not None and self._now_s - last < PUSH_COALESCE_S:
+                self._pushes_due.add(network_id)
+                return -1
+            self._last_push_s[network_id] = self._now_s
+        return self._push_now(network_id)
+
+    def _push_due(self) -> None:
+        for network_id in sorted(self._pushes_due):
+            if self._now_s - self._last_push_s.get(network_id, -PUSH_COALESCE_S) >= PUSH_COALESCE_S:
+                self._last_push_s[network_id] = self._now_s
+                self._push_now(network_id)
+
+    def _push_now(self, network_id: int) -> int:
+        """Members holding a recent revision get the same signed delta (signed once, sealed per session); others a full config."""
+        self._pushes_due.discard(network_id)  # this push carries what was held back
         clients = self.clients.online_in(network_id, self._now_s)
         network = self._find_network(network_id)
         if network is None:
@@ -488,12 +514,12 @@ class ControllerCore:
         self.directory.apply(change)
         for reason in change.drops:
             self.drops[reason] += 1
-        for network_id in change.push:
-            self.push(network_id)
+        # Members' own writes are what comes in storms; an admin change goes out at once.
+        held_back = {network_id for network_id in change.push if self.push(network_id, coalesce=change.asked is not None) < 0}
         if change.asked is not None:
             self._asked.discard(change.asked)
-            if not change.failed and change.asked[0] not in change.push:  # a push answered it already
-                self._answer_asker(*change.asked)
+            if not change.failed and (change.asked[0] not in change.push or change.asked[0] in held_back):
+                self._answer_asker(*change.asked)  # no push answered it (yet): its config now, the others' later
         if isinstance(change.answer, Member):
             return self.member_doc(change.answer)
         if isinstance(change.answer, Network):
@@ -524,7 +550,7 @@ class ControllerCore:
         if change.reloaded:
             self._reloads_wanted.discard(change.reload_of)
             for network_id in self.directory.replace(change):
-                self.push(network_id)
+                self.push(network_id, coalesce=True)
             return
         assert change.instances is not None
         before = self.controller_endpoints()
@@ -561,6 +587,7 @@ class ControllerCore:
         self._now_s = now
         if self.roots:
             self._root_tick(now)
+        self._push_due()
         self._push_stamps()
         for client in self.clients.poll(now):
             self._send(client, Keepalive.build({}))

@@ -6,6 +6,7 @@ import importlib.util
 import sys
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 
@@ -58,7 +59,41 @@ def test_a_phase_past_its_cap_is_recorded_not_raised(scale: ModuleType, tmp_path
     assert "did_not_finish_s" in row[row["stopped"].split()[0]]
 
 
-def test_part_three_waits_for_postgresql(scale: ModuleType, tmp_path: Path) -> None:
-    if importlib.util.find_spec("l2mesh.edge.controller.pg_storage") is not None:
-        pytest.skip("the PostgreSQL storage is here: part 3 is enabled at merge")
-    assert scale.two_instances(scale.parse_args([]), tmp_path)["skipped"].startswith("not measured")
+def test_light_members_get_the_change_and_drop_the_deauthorized_one(scale: ModuleType, tmp_path: Path) -> None:
+    row = scale.light_run(MEMBERS, 60.0, tmp_path)
+    assert "stopped" not in row, row.get("stopped")
+    assert row["first_member"]["listed"] == MEMBERS  # the shared start config, fetched and verified whole
+    rejoin, change, deauth = row["rejoin"], row["change"], row["deauth"]
+    assert rejoin["reached"] == MEMBERS - 1
+    assert rejoin["controller_bytes"] < MEMBERS * 1000  # holding the current revision: "yours is current", no config
+    assert change["reached"] == MEMBERS and change["controller_datagrams"] == MEMBERS  # one delta each
+    assert 0 < change["push_wall_s"] <= change["deployed_s"]
+    assert deauth["reached"] == MEMBERS - 1 and deauth["victim_denied_s"] is not None
+    assert row["controller_online"] == MEMBERS and row["controller_drops"] == {}
+    assert set(row["member_drops"]) <= {"ignored_AnnounceEndpoints"}
+
+
+def test_two_instances_on_postgresql_share_changes_and_fail_over(scale: ModuleType, tmp_path: Path, pg_url: str,
+                                                                 pg_server: Any) -> None:
+    row = scale.two_instance_run(MEMBERS, pg_url, tmp_path, 60.0, pg_server.create_schema())
+    assert "stopped" not in row, row.get("stopped")
+    assert row["storm_one_instance"]["reached"] == MEMBERS and row["storm_one_instance"]["controller_cpu_s"] > 0
+    assert row["storm"]["reached"] == MEMBERS
+    assert row["storm"]["controller_cpu_s"]["a"] > 0 and row["storm"]["controller_cpu_s"]["b"] > 0
+    assert row["across"]["reached"] == MEMBERS // 2  # A's members got what was committed through B
+    failover = row["failover"]
+    assert failover["reached"] == MEMBERS // 2 and failover["lost_change"] is False
+    assert failover["failover_fake_s"]["max"] < scale.TARGET_FAILOVER_S
+    assert failover["b_online"] == MEMBERS
+
+
+def test_optional_parts_can_be_left_out(scale: ModuleType, tmp_path: Path) -> None:
+    args = scale.parse_args(["--light", "0", "--light-storm", "0", "--pair-members", "0"])
+    assert args.light == 0 and scale.two_instances(args, tmp_path) == {"skipped": "--pair-members 0"}
+
+
+def test_a_cold_storm_of_light_members_is_answered_and_pushed(scale: ModuleType, tmp_path: Path) -> None:
+    storm = scale.light_storm(MEMBERS, 60.0, tmp_path)["storm"]
+    assert storm["reached"] == MEMBERS and storm["revision"] >= MEMBERS  # one revision per join at least
+    assert MEMBERS <= storm["whole_configs"] <= 3 * MEMBERS  # coalesced: no whole config per member per join
+    assert 0 < storm["controller_cpu_s"] <= storm["deployed_s"]
