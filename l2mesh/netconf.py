@@ -38,6 +38,7 @@ NETCONF_TTL_S = 7 * 24 * 3600
 # stale, and the member stops trusting it. Slack covers unsynchronized clocks.
 EXPIRY_SLACK_S = 3600
 MAX_TAGS_PER_MEMBER = 64
+NO_TAGS: frozenset[str] = frozenset()
 MAX_CONTROLLER_ENDPOINTS = 32
 
 
@@ -286,7 +287,7 @@ def _tags(value: Any, member: str) -> frozenset[str]:
     for tag in value:
         if not is_valid_tag(tag):
             raise NetconfError(f"member {member} has an invalid tag {str(tag)[:40]!r}")
-    return frozenset(value)
+    return frozenset(value) if value else NO_TAGS  # one shared empty set: most members have no tags
 
 
 def _parse_config(doc: Any) -> NetworkConfig:
