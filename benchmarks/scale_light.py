@@ -81,6 +81,7 @@ class LightMember:
         self.reassembler: Reassembler | None = None  # made when a fragment comes (a whole config)
         self.signed: bytes | None = None  # the last whole signed config (only the member that fetches the shared one)
         self.answers = 0
+        self.cookie_replies = 0  # the controller was under load: initiations retried with mac2
         # False (a cold join storm at sizes where every member parsing every whole config it is sent would take hours
         # in one process): whole configs are opened and reassembled, counted, not verified or parsed.
         self.parse_whole = parse_whole
@@ -125,6 +126,11 @@ class LightMember:
                 queued, self.queued = self.queued, []
                 for message in queued:
                     self._seal(message, now)
+                return
+            if kind == PacketType.COOKIE_REPLY:
+                # The controller is under load (issue 16): the next retry carries the cookie's mac2.
+                self.table.handle_cookie_reply(data, now)
+                self.cookie_replies += 1
                 return
             if kind == PacketType.FRAGMENT:
                 if self.reassembler is None:
