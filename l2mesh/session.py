@@ -295,6 +295,10 @@ class SessionTable:
         self._by_index: dict[int, Keypair | Session] = {}
         self._per_source = KeyedRateLimiter(limits.handshake_rate_per_source_per_s, limits.handshake_burst_per_source)
         self._total = TokenBucket(limits.handshake_rate_total_per_s, limits.handshake_rate_total_per_s)
+        self._cookie_replies_per_source = KeyedRateLimiter(
+            limits.cookie_replies_per_source_per_s, limits.cookie_reply_burst_per_source
+        )
+        self._cookie_replies_total = TokenBucket(limits.cookie_replies_total_per_s, limits.cookie_replies_total_per_s)
 
     def session_for(self, remote_static: bytes, endpoint: Hashable = None) -> Session:
         """The session with remote_static (at endpoint, when sessions are kept per address)."""
@@ -350,6 +354,8 @@ class SessionTable:
         if screen is Screen.BAD_MAC1:
             raise HandshakeRefused("handshake_bad_mac1")
         if screen is Screen.NEEDS_COOKIE:
+            if not self._cookie_replies_per_source.take(source, now) or not self._cookie_replies_total.take(now):
+                raise HandshakeRefused("handshake_cookie_rate_limited")
             raise HandshakeRefused("handshake_cookie_sent", self.cookies.cookie_reply(data, now, source if address is None else address))
         if not self._per_source.take(source, now) or not self._total.take(now):
             raise HandshakeRefused("handshake_rate_limited")

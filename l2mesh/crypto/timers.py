@@ -45,6 +45,13 @@ class SessionLimits:
     handshake_rate_per_source_per_s: float = 20.0
     handshake_burst_per_source: float = 40.0
     handshake_rate_total_per_s: float = 2000.0
+    # Cookie replies sent under load, per source address and overall. A real
+    # initiator retries every 0.5 s and needs one reply per retry; a spoofed
+    # flood would otherwise cost a seal and a send per packet. Per source
+    # allows several members behind one NAT address.
+    cookie_replies_per_source_per_s: float = 10.0
+    cookie_reply_burst_per_source: float = 20.0
+    cookie_replies_total_per_s: float = 1000.0
 
 
 DEFAULT_LIMITS = SessionLimits()

@@ -172,6 +172,24 @@ def test_a_flood_with_good_mac1_from_many_addresses_costs_no_dh_under_load(dh_ca
     b.table.handle_initiation(sa.create_initiation(0.5), 0.5, source=HERE[0], address=HERE)
 
 
+def test_cookie_replies_are_limited_per_source_and_a_real_member_behind_the_flooded_address_still_gets_one() -> None:
+    """A flood from one address gets its burst of replies, then none: each would cost a seal and a send."""
+    a, b = make_node(), loaded(make_node())
+    reasons = Counter(refusal(b, valid_mac1_junk(b.public), 0.0).reason for _ in range(100))
+    limits = b.table.limits
+    assert reasons["handshake_cookie_sent"] == limits.cookie_reply_burst_per_source
+    assert reasons["handshake_cookie_rate_limited"] == 100 - limits.cookie_reply_burst_per_source
+    # Another address is not held back by that flood.
+    assert refusal(b, valid_mac1_junk(b.public), 0.0, ELSEWHERE).reason == "handshake_cookie_sent"
+    # A real member at the flooded address gets a reply again once the bucket refills (its retries come every 0.5 s).
+    sa = a.table.session_for(b.public)
+    later = 1.0 / limits.cookie_replies_per_source_per_s
+    reply = refusal(b, sa.create_initiation(later), later).cookie_reply
+    assert reply is not None
+    a.table.handle_cookie_reply(reply, later)
+    b.table.handle_initiation(sa.create_initiation(later + 0.5), later + 0.5, source=HERE[0], address=HERE)
+
+
 # -- hostile cookie replies --------------------------------------------------------------------------
 
 
