@@ -46,6 +46,24 @@ def envelope_run_packets(data: memoryview, segment_bytes: int) -> int | None:
     return -(-len(data) // segment_bytes)
 
 
+def same_size_runs(datagrams: list[bytes]) -> list[list[bytes]]:
+    """Datagrams in order, cut into runs as UDP GRO would join them: equal sizes, the last of a run may be shorter.
+
+    What a stream delivered in one read becomes runs a relay can forward in
+    one segmented send each (envelope_run_packets checks they share an envelope).
+    """
+    runs: list[list[bytes]] = []
+    run: list[bytes] = []
+    for datagram in datagrams:
+        if run and (len(datagram) > len(run[0]) or len(run[-1]) < len(run[0])):
+            runs.append(run)
+            run = []
+        run.append(datagram)
+    if run:
+        runs.append(run)
+    return runs
+
+
 class RelayBudget:
     """Bytes per second each origin may send through the relay, and what was relayed."""
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from l2mesh.relaying import RELAY_BURST_S
+from l2mesh.relaying import RELAY_BURST_S, same_size_runs
 from l2mesh.wire.packets import MAX_RELAY_HOPS, PacketType
 from tests.unit.root_world import RootWorld
 
@@ -99,3 +99,16 @@ def test_hostile_datagrams_are_dropped_and_counted_never_raised(data: bytes, fir
 
 _hostile_world = RootWorld()
 _hostile_node = _hostile_world.node(1)
+
+
+@given(st.lists(st.integers(min_value=1, max_value=6), max_size=40))
+def test_a_streams_datagrams_are_cut_into_runs_as_udp_gro_would_join_them(sizes: list[int]) -> None:
+    datagrams = [bytes([i % 256]) * size for i, size in enumerate(sizes)]
+    runs = same_size_runs(datagrams)
+    assert [d for run in runs for d in run] == datagrams  # nothing lost, nothing reordered
+    for run in runs:
+        assert all(len(d) == len(run[0]) for d in run[:-1]) and len(run[-1]) <= len(run[0])
+    for before, after in zip(runs, runs[1:]):
+        # A run ends only where the next datagram could not join it.
+        assert len(after[0]) > len(before[0]) or len(before[-1]) < len(before[0])
+

@@ -64,7 +64,7 @@ class RootServer:
         self.reactor = Reactor(self._tick)
         self.streams = None
         if tcp_sock is not None:
-            self.streams = StreamListener(tcp_sock, self.reactor, self._stream_datagram, time.monotonic)
+            self.streams = StreamListener(tcp_sock, self.reactor, self._stream_datagram, time.monotonic, self._stream_segments)
         self.core = RootCore(self.identity, RootTransmit(self.sender, self.streams), options.relay_limit_mbps)
         drainer = make_socket_drainer(self.sock, self.core.datagram_received, time.monotonic, self.core.segments_received)
         self.reactor.add_reader(self.sock.fileno(), drainer)
@@ -74,6 +74,9 @@ class RootServer:
 
     def _stream_datagram(self, data: memoryview, remote: Endpoint, now: float, stream: bool) -> None:
         self.core.datagram_received(data, remote, now, stream)
+
+    def _stream_segments(self, data: memoryview, segment_bytes: int, remote: Endpoint, now: float) -> bool:
+        return self.core.segments_received(data, segment_bytes, remote, now, stream=True)
 
     def _tick(self, now: float) -> None:
         self.core.tick(now)

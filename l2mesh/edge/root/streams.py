@@ -21,6 +21,7 @@ from collections.abc import Callable
 from l2mesh.edge.framed import FramedSocket
 from l2mesh.edge.reactor import Reactor
 from l2mesh.edge.udp import DatagramSender, Endpoint, bind_error, plain_endpoint
+from l2mesh.relaying import same_size_runs
 from l2mesh.wire.stream import HeadReader, StreamError, check_request, refusal, upgrade_response
 
 MAX_CONNECTIONS = 4096
@@ -31,6 +32,8 @@ LISTEN_BACKLOG = 512
 
 log = logging.getLogger("l2mesh.root.streams")
 OnDatagram = Callable[[memoryview, Endpoint, float, bool], None]
+# A run of same-size datagrams from one stream (data, segment bytes, remote, now): True when forwarded whole.
+OnSegments = Callable[[memoryview, int, Endpoint, float], bool]
 
 
 def open_tcp_listener(listen: Endpoint) -> socket.socket:
@@ -57,10 +60,14 @@ class StreamConnection:
 
 
 class StreamListener:
-    def __init__(self, sock: socket.socket, reactor: Reactor, on_datagram: OnDatagram, clock: Callable[[], float]) -> None:
+    def __init__(
+        self, sock: socket.socket, reactor: Reactor, on_datagram: OnDatagram, clock: Callable[[], float],
+        on_segments: OnSegments | None = None,
+    ) -> None:
         self.sock = sock
         self.reactor = reactor
         self.on_datagram = on_datagram
+        self.on_segments = on_segments
         self.clock = clock
         self.by_remote: dict[Endpoint, StreamConnection] = {}
         self.drops: Counter[str] = Counter()
@@ -92,6 +99,7 @@ class StreamListener:
     def _readable(self, connection: StreamConnection) -> None:
         now = self.clock()
         framed = connection.framed
+        datagrams: list[bytes] = []
         try:
             for chunk in framed.receive():
                 connection.heard_s = now
@@ -99,12 +107,21 @@ class StreamListener:
                     chunk = self._upgrade(connection, chunk)
                     if not chunk:
                         continue
-                for datagram in framed.decoder.feed(chunk):
-                    self.on_datagram(memoryview(datagram), connection.remote, now, True)
+                datagrams += framed.decoder.feed(chunk)
         except StreamError:
             self.drops["stream_protocol_error"] += 1
             framed.close()
+        self._deliver(datagrams, connection.remote, now)
         self._after_io(connection)
+
+    def _deliver(self, datagrams: list[bytes], remote: Endpoint, now: float) -> None:
+        """A read's datagrams: runs of one relay envelope forwarded whole (one send, as UDP GRO runs are), the rest one by one."""
+        on_segments = self.on_segments
+        for run in same_size_runs(datagrams) if on_segments is not None and len(datagrams) > 1 else [datagrams]:
+            if len(run) > 1 and on_segments is not None and on_segments(memoryview(b"".join(run)), len(run[0]), remote, now):
+                continue
+            for datagram in run:
+                self.on_datagram(memoryview(datagram), remote, now, True)
 
     def _upgrade(self, connection: StreamConnection, chunk: bytes) -> bytes:
         """Feed the head; once complete, answer it: the bytes that followed it (frames), or b""."""
