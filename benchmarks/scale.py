@@ -96,6 +96,7 @@ import control  # noqa: E402
 import nsbench  # noqa: E402
 
 from l2mesh.controller import admin  # noqa: E402
+from l2mesh.controller.changes import Committed  # noqa: E402
 from l2mesh.controller.instances import HEARTBEAT_S  # noqa: E402
 from l2mesh.controller.model import Network  # noqa: E402
 from l2mesh.controller.model import Member as MemberRow  # noqa: E402
@@ -871,21 +872,12 @@ class InstanceController(TimedController):
         Controller._open(self)
         self.core.instance_endpoints = [self.endpoint]
 
-    def _write_back(self) -> None:
-        committed = False
-        while True:
-            writes = self.core.take_writes()
-            if not writes:
-                break
-            for write in writes:
-                try:
-                    change = write.commit(self.storage)
-                except Exception:
-                    change = write.failed()
-                self.core.committed(change)
-                committed = committed or bool(change.push) or change.answer is not None
+    def _write_back(self) -> list[Committed]:
+        changes = Controller._write_back(self)
+        committed = any(change.push or change.answer is not None for change in changes)
         if committed and self.peer is not None:
             self.peer.core.external_change(None)
+        return changes
 
     def _admin(self, change: Any) -> Any:
         answer = TimedController._admin(self, change)

@@ -350,18 +350,20 @@ class Controller:
         self.storage = storage_from_url(self.storage_url)
         self.core = ControllerCore(self.identity, Directory.load(self.storage), self.transmit, wall_clock_s=self.clock.wall)
 
-    def _write_back(self) -> None:
-        """Commit what the core wants written, in order, and tell it what was committed."""
+    def _write_back(self) -> list[Committed]:
+        """Commit what the core wants written, in order, and tell it what was committed; the changes."""
+        changes: list[Committed] = []
         while True:
             writes = self.core.take_writes()
             if not writes:
-                return
+                return changes
             for write in writes:
                 try:
                     change = write.commit(self.storage)
                 except Exception:
                     change = write.failed()
                 self.core.committed(change)
+                changes.append(change)
 
     def _admin(self, change: Committed) -> Any:
         """An admin change, committed first (as the API's writer does), then applied and pushed."""
