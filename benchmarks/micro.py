@@ -80,7 +80,9 @@ def main() -> int:
     frame = os.urandom(FRAME_BYTES)
     key_bytes = os.urandom(32)
     key = TransportKey(key_bytes)
-    scratch = AeadScratch()
+    scratch = AeadScratch(openssl=False)
+    openssl = AeadScratch(openssl=True)
+    super_frame = os.urandom(65536)
     header = TRANSPORT_HEADER.pack(3, 1234, 99)
     built = TransportHeader.build({"receiver_index": 1234, "counter": 99})
     sealed = bytes(scratch.seal(key, 99, header, frame))
@@ -106,8 +108,14 @@ def main() -> int:
         ("frame message parse, construct", per_call_us(lambda: Frame.parse(inner), 20000)),
         ("encrypt 1400 B, pynacl high-level call", per_call_us(lambda: nacl.bindings.crypto_aead_chacha20poly1305_ietf_encrypt(frame, None, nonce, key_bytes), 20000)),
         ("decrypt 1400 B, pynacl high-level call", per_call_us(lambda: nacl.bindings.crypto_aead_chacha20poly1305_ietf_decrypt(nacl_ct, None, nonce, key_bytes), 20000)),
-        ("encrypt 1400 B, preallocated cffi (hot path)", per_call_us(lambda: scratch.seal(key, 99, header, frame), 20000)),
-        ("decrypt 1400 B, preallocated cffi (hot path)", per_call_us(lambda: scratch.open(key, 99, memoryview(sealed)[16:]), 20000)),
+        ("encrypt 1400 B, libsodium into scratch (idle process)", per_call_us(lambda: scratch.seal(key, 99, header, frame), 20000)),
+        ("decrypt 1400 B, libsodium into scratch (idle process)", per_call_us(lambda: scratch.open(key, 99, memoryview(sealed)[16:]), 20000)),
+        ("encrypt 1400 B, OpenSSL into scratch (busy process)", per_call_us(lambda: openssl.seal(key, 99, header, frame), 20000)),
+        ("decrypt 1400 B, OpenSSL into scratch (busy process)", per_call_us(lambda: openssl.open(key, 99, memoryview(sealed)[16:]), 20000)),
+        ("encrypt 64 B, libsodium into scratch", per_call_us(lambda: scratch.seal(key, 99, header, frame[:64]), 20000)),
+        ("encrypt 64 B, OpenSSL into scratch", per_call_us(lambda: openssl.seal(key, 99, header, frame[:64]), 20000)),
+        ("encrypt 64 KiB super-frame, libsodium into scratch", per_call_us(lambda: scratch.seal(key, 99, header, super_frame), 2000)),
+        ("encrypt 64 KiB super-frame, OpenSSL into scratch", per_call_us(lambda: openssl.seal(key, 99, header, super_frame), 2000)),
         ("full seal + open of a 1400 B frame (session layer)", per_call_us(seal_open, 20000)),
         *rule_rows(),
     ]
