@@ -20,7 +20,10 @@ l2mesh is driven only through its CLI (`l2mesh id --json`, `l2mesh daemon
 and friends): of l2mesh it imports only the namespace lab (l2mesh.lab,
 which no daemon uses), so it measures what a user would run.
 
-Usage: .venv/bin/python benchmarks/net.py [--rounds N] [--only SYSTEM ...]
+Latency at two ping rates, UDP packets per second and daemon RSS come from small_packets.py
+(underlay, vxlan, tinc and l2mesh only; --no-small skips them).
+
+Usage: .venv/bin/python benchmarks/net.py [--rounds N] [--only SYSTEM ...] [--no-small] [--small-time S]
        [--time S] [--settle S] [--keep-logs DIR] [--profile] [--daemon-arg=ARG ...]
 Needs root, iproute2, iperf3 and ping; tinc is skipped when tincd is missing,
 l2mesh-relay when nft is.
@@ -51,6 +54,7 @@ from l2mesh.lab import Lab, LabError, Proc, Processes, block_udp, in_namespace, 
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # nsbench, next to this script
 import nsbench  # noqa: E402
+import small_packets  # noqa: E402
 from nsbench import (  # noqa: E402
     BIN, RESULTS_DIR, display_path, fail, log, machine_ticks, new_run, non_negative_float, positive_int, tool_version,
 )
@@ -70,6 +74,8 @@ PING_INTERVAL_S = 0.05
 UP_TIMEOUT_S = 30.0  # how long an overlay gets to answer its first ping
 QUIET_PCT = 10  # "machine quiet": under 10 % of all CPUs busy
 IPERF_PORT = 5201
+# Where small_packets' ping and UDP figures are taken (the relayed systems would add minutes for no target).
+SMALL_PACKET_SYSTEMS = ("underlay", "vxlan", "tinc", "l2mesh")
 L2MESH_PORT = 9993
 L2MESH_MTU = 2800
 CTL_PORT = 9994  # l2mesh-relay: the controller in the router namespace
@@ -738,8 +744,8 @@ def start_iperf_server(ctx: Context, target: str) -> Proc:
     raise LabError("iperf3 server did not start listening within 5 s")
 
 
-def iperf_client(ctx: Context, target: str, seconds: int) -> dict[str, Any]:
-    argv = in_namespace(ctx.topo.h1, ["iperf3", "-c", target, "-t", str(seconds), "-J", "--connect-timeout", "5000"])
+def iperf_client(ctx: Context, target: str, seconds: int, extra: Sequence[str] = ()) -> dict[str, Any]:
+    argv = in_namespace(ctx.topo.h1, ["iperf3", "-c", target, "-t", str(seconds), "-J", "--connect-timeout", "5000", *extra])
     done = run(argv, timeout_s=seconds + 20, check=False)
     try:
         report = json.loads(done.stdout)
@@ -775,22 +781,35 @@ def cpu_figures(before: Sample, after: Sample) -> tuple[dict[str, float] | None,
 
 
 def measure(ctx: Context, overlay: Overlay, row: dict[str, Any], args: argparse.Namespace) -> None:
-    """Fill row with RTT, throughput and CPU figures for a system that is up."""
+    """Fill row with RTT, throughput, CPU and memory figures for a system that is up, then the small-packet ones."""
     row["mtu"] = link_mtu(ctx.topo.h1, overlay.device)
     # The last 1 s sample before the run, in % of one core (near 0 for clean figures).
     row["idle_busy_pct"] = round(nsbench.wait_quiet(args.settle, QUIET_PCT) * 100 * (os.cpu_count() or 1), 1)
     row["rtt_ms"] = ping_rtt_ms(ctx.topo.h1, overlay.target)
-    server = start_iperf_server(ctx, overlay.target)
-    try:
+    pids = {p.label: p.pid for p in overlay.daemons}
+    row["rss_idle_bytes"] = {label: small_packets.rss_bytes(pid) for label, pid in pids.items()}
+    with small_packets.RssPeak(pids) as peak:
         before = Sample.take(overlay.daemons)
-        report = iperf_client(ctx, overlay.target, args.time)
+        report = iperf_run(ctx, overlay.target, [], args.time)
         after = Sample.take(overlay.daemons)
-    finally:
-        ctx.procs.stop(server)
+        if not args.no_small and row["system"] in SMALL_PACKET_SYSTEMS:
+            row.update(small_packets.measure_small(
+                ctx.topo.h1, overlay.target, args.small_time,
+                lambda extra, seconds: iperf_run(ctx, overlay.target, extra, seconds)))
+    row["rss_load_bytes"] = peak.peak
     row["gbps"] = round(report["end"]["sum_received"]["bits_per_second"] / 1e9, 3)
     row["mss"] = report["start"].get("tcp_mss_default")
     row["retransmits"] = report["end"]["sum_sent"].get("retransmits")
     row["cpu_pct"], row["busy_pct"] = cpu_figures(before, after)
+
+
+def iperf_run(ctx: Context, target: str, extra: list[str], seconds: int) -> dict[str, Any]:
+    """One iperf3 client run h1 -> h2 against a one-shot server started for it."""
+    server = start_iperf_server(ctx, target)
+    try:
+        return iperf_client(ctx, target, seconds, extra)
+    finally:
+        ctx.procs.stop(server)
 
 
 def profile_sender(ctx: Context, overlay: Overlay, seconds: int, out: Path) -> dict[str, str]:
@@ -926,6 +945,7 @@ def summarize(rows: list[dict[str, Any]], names: list[str]) -> dict[str, dict[st
             "median_cpu_pct": median_cpu(ok),
             "median_busy_pct": median_or_none([r["busy_pct"] for r in ok]),
             "errors": [r["error"] for r in mine if r.get("error")],
+            **small_packets.summarize_small(ok),
         }
     base, tinc = summary.get("underlay", {}), summary.get("tinc", {})
     for entry in summary.values():
@@ -943,6 +963,8 @@ def summarize(rows: list[dict[str, Any]], names: list[str]) -> dict[str, dict[st
         entry["ratio_to_l2mesh"] = median_or_none(per_round)
         entry["ratio_to_l2mesh_target"] = target
         entry["target_met"] = None if entry["ratio_to_l2mesh"] is None or target is None else entry["ratio_to_l2mesh"] >= target
+    if "l2mesh" in summary:
+        summary["l2mesh"]["small_packet_targets"] = small_packets.judge(summary)
     return summary
 
 
@@ -976,9 +998,48 @@ def print_table(summary: dict[str, dict[str, Any]], rounds: int, seconds: int) -
                           f"{entry['ratio_to_l2mesh']:.3f}, "
                           + ("no target (reported)" if target is None else
                              f"target >= {target:g}: {'met' if entry['target_met'] else 'NOT met'}"), markup=False)
+    print_small_table(console, summary)
     for name, s in summary.items():
         if s["errors"]:
             console.print(f"{name}: {len(s['errors'])} failed round(s), last error: {s['errors'][-1]}", markup=False)
+
+
+def print_small_table(console: Console, summary: dict[str, dict[str, Any]]) -> None:
+    """small_packets' figures: ping at two rates, UDP pkt/s, daemon RSS; then issue 17's verdicts for l2mesh."""
+    measured = {name: s for name, s in summary.items() if name in SMALL_PACKET_SYSTEMS and s.get("udp64", {}).get("pps")}
+    if not measured:
+        return
+    table = Table(title="ping -i 0.2 / -i 0.01 avg/max, iperf3 -u -b 0 delivered, daemon RSS (medians)", header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False)
+    for column in ("system", "ping .2 ms", "ping .01 ms", "UDP 64 pkt/s (loss%)", "x raw", "UDP 1400 pkt/s (loss%)",
+                   "RSS idle MiB", "RSS load MiB"):
+        table.add_column(column, justify="left" if column == "system" else "right", no_wrap=True)
+    raw64 = measured.get("underlay", {}).get("udp64", {}).get("pps")
+    mib = 1024 * 1024
+    for name, s in measured.items():
+        slow, fast, u64, u1400 = s["ping_0_2"], s["ping_0_01"], s["udp64"], s["udp1400"]
+        table.add_row(
+            name, f"{fmt(slow['avg_ms'], '.3f')}/{fmt(slow['max_ms'], '.2f')}",
+            f"{fmt(fast['avg_ms'], '.3f')}/{fmt(fast['max_ms'], '.2f')}",
+            f"{fmt(u64['pps'], ',.0f')} ({fmt(u64['loss_pct'], '.1f')})", fmt(ratio(u64["pps"], raw64), ".3f"),
+            f"{fmt(u1400['pps'], ',.0f')} ({fmt(u1400['loss_pct'], '.1f')})",
+            fmt(s["rss_idle_bytes"] / mib if s["rss_idle_bytes"] else None, ".1f"),
+            fmt(s["rss_load_bytes"] / mib if s["rss_load_bytes"] else None, ".1f"),
+        )
+    console.print(table)
+    verdict = measured.get("l2mesh", {}).get("small_packet_targets")
+    if verdict:
+
+        def met(flag: bool | None) -> str:
+            return "-" if flag is None else ("met" if flag else "NOT met")
+
+        console.print(
+            f"l2mesh added RTT -i 0.2 {fmt(verdict['ping_0_2_added_ms'], '+.3f')} ms (tinc "
+            f"{fmt(verdict['ping_0_2_tinc_added_ms'], '+.3f')}): {met(verdict['ping_0_2_added_met'])}; "
+            f"-i 0.01 {fmt(verdict['ping_0_01_added_ms'], '+.3f')} ms (tinc {fmt(verdict['ping_0_01_tinc_added_ms'], '+.3f')}): "
+            f"{met(verdict['ping_0_01_added_met'])}; worst of 500 replies {fmt(verdict['worst_reply_ms'], '.2f')} ms "
+            f"(allowed {verdict['worst_reply_allowed_ms']:.2f}): {met(verdict['worst_reply_met'])}; "
+            f"UDP 64 B {fmt(verdict['udp64_ratio_to_underlay'], '.3f')} of underlay (target >= "
+            f"{small_packets.UDP64_TARGET_RATIO}): {met(verdict['udp64_met'])}", markup=False)
 
 
 def machine_info() -> dict[str, Any]:
@@ -1026,6 +1087,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="py-spy profile of h1's l2mesh daemon during one extra iperf3 run (needs .venv/bin/py-spy)")
     parser.add_argument("--daemon-arg", action="append", default=[], metavar="ARG",
                         help=f"extra argument for `l2mesh daemon` (repeatable; write --daemon-arg=--flag); also ${DAEMON_ARGS_ENV}")
+    parser.add_argument("--no-small", action="store_true",
+                        help="skip the ping-rate, UDP pkt/s figures (small_packets.py)")
+    parser.add_argument("--small-time", type=positive_int, default=5, metavar="S",
+                        help="seconds per UDP flood (default 5)")
     args = parser.parse_args(argv)
     try:
         args.daemon_args = shlex.split(os.environ.get(DAEMON_ARGS_ENV, "")) + args.daemon_arg
