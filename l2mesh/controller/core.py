@@ -104,7 +104,7 @@ class ControllerCore:
         self.drops: Counter[str] = Counter()
         self.sent: Counter[str] = Counter()
         self.pushes: Counter[int] = Counter()  # network id -> members a push of it reached (metrics)
-        self.requests: Counter[str] = Counter()  # "netconf" requests with a valid proof; "join": first ones of a node
+        self.requests: Counter[str] = Counter()  # "netconf" requests with a valid proof; "join": a node's first per network
         self.clients = Clients(identity.x25519_private, self.drops)
         self.relay = Relay(relay_limit_mbps, self.drops)
         self.issuer = Issuer(identity, wall_clock_s, self.drops, self.sent, self.controller_endpoints)
@@ -305,8 +305,8 @@ class ControllerCore:
             member is not None and member.authorized and member.endpoint != observed
             and self._endpoint_pushes.take(node_id, self._now_s)
         )
-        if member is None:
-            self.requests["join"] += 1
+        if member is None or member.identity is None:
+            self.requests["join"] += 1  # a node's first ask for this network (pre-authorized or not)
         self._asked.add((network_id, node_id))
         self._writes.append(MemberAsked(network_id, node_id, identity, observed, announce, self.wall_clock_s()))
 

@@ -79,7 +79,7 @@ class ControllerCollector:
         requests = CounterMetricFamily("l2mesh_controller_netconf_requests", "Config requests from members with a valid proof")
         requests.add_metric([], core.requests["netconf"])
         yield requests
-        joins = CounterMetricFamily("l2mesh_controller_join_requests", "First config requests of nodes not yet members (joins)")
+        joins = CounterMetricFamily("l2mesh_controller_join_requests", "Joins: a node's first config request for a network (pre-authorized or not)")
         joins.add_metric([], core.requests["join"])
         yield joins
         yield _by_label("l2mesh_controller_sent", "Messages sent to members, by kind", "kind", core.sent)
