@@ -96,9 +96,10 @@ def test_peers_by_path_bytes_and_packets_per_peer_handshakes_and_revision(world:
     peer_state = a.core.peers[b.node_id]
     assert value(samples, "l2mesh_node_peer_bytes_total", peer=peer, role="member", direction="tx") == peer_state.tx_bytes
     # a started the handshake to b (its first frame): completed on a's side, answered on b's.
-    assert value(samples, "l2mesh_node_handshakes_total", event="completed") == 2  # the controller's and b's
+    assert value(samples, "l2mesh_node_handshakes_total", event="completed") >= 2  # the controller's and b's
     assert value(samples, "l2mesh_node_handshakes_total", event="initiated") >= 2
-    assert value(scrape(b, reactor), "l2mesh_node_handshakes_total", event="answered") == 1
+    assert value(scrape(b, reactor), "l2mesh_node_handshakes_total", event="answered") >= 1
+    assert value(samples, "l2mesh_node_handshakes_total", event="failed") == 0
     net = format_network_id(network_id)
     config = a.config()
     assert config is not None
