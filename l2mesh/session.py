@@ -15,6 +15,7 @@ import enum
 import os
 import struct
 import time
+from collections import Counter
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 
@@ -198,6 +199,7 @@ class Session:
         )[: -2 * MAC_BYTES]
         packet = self.cookies.add_macs(body, now)
         self.pending = PendingHandshake(noise, local_index, first_sent_s, now + retry_s, retry_s, mac1_of(packet))
+        table.handshakes["initiated"] += 1
         return packet
 
     # -- timers ---------------------------------------------------------
@@ -217,6 +219,7 @@ class Session:
             if now - self.pending.first_sent_s >= limits.handshake_give_up_s:
                 self.table._release_index(self.pending.local_index)
                 self.pending = None
+                self.table.handshakes["failed"] += 1
                 action |= SessionAction.HANDSHAKE_FAILED
             elif now >= self.pending.next_retry_s:
                 action |= SessionAction.SEND_INITIATION
@@ -292,6 +295,9 @@ class SessionTable:
         self.scratch = AeadScratch()
         self.cookies = CookieChecker(self.static_public)
         self.sessions: dict[Hashable, Session] = {}  # by Session.key
+        # Handshakes by event, for metrics: initiated (each initiation sent, retries too), completed (ours
+        # answered), answered (a peer's accepted), failed (given up after handshake_give_up_s).
+        self.handshakes: Counter[str] = Counter()
         self._by_index: dict[int, Keypair | Session] = {}
         self._per_source = KeyedRateLimiter(limits.handshake_rate_per_source_per_s, limits.handshake_burst_per_source)
         self._total = TokenBucket(limits.handshake_rate_total_per_s, limits.handshake_rate_total_per_s)
@@ -382,6 +388,7 @@ class SessionTable:
         self._by_index[local_index] = keypair
         session._install_unconfirmed(keypair)
         session.last_received_s = now
+        self.handshakes["answered"] += 1
         body = HandshakeResponse.build(
             {
                 "sender_index": local_index,
@@ -420,6 +427,7 @@ class SessionTable:
         self._by_index[local_index] = keypair
         session._install(keypair, now)
         session.last_received_s = now
+        self.handshakes["completed"] += 1
         return HandshakeResult(session)
 
     def handle_cookie_reply(self, data: bytes | memoryview, now: float) -> Session:

@@ -63,6 +63,17 @@ def add_state_dir_argument(parser: argparse.ArgumentParser, default: str) -> Non
     parser.set_defaults(_state_dir_default=default)
 
 
+def endpoint_arg(text: str) -> tuple[str, int]:
+    """An argparse type for IP:PORT or [IPv6]:PORT."""
+    # Imported on use: most commands take no endpoint and start faster without l2mesh.netconf (~20 ms).
+    from l2mesh.netconf import NetconfError, parse_endpoint
+
+    try:
+        return parse_endpoint(text)
+    except NetconfError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def resolve_state_dir(args: argparse.Namespace) -> Path:
     if args.state_dir is not None:
         return args.state_dir

@@ -11,6 +11,7 @@ from l2mesh import __version__
 from l2mesh.cli.common import (
     OneLineArgumentParser,
     add_state_dir_argument,
+    endpoint_arg,
     print_json,
     print_data,
     print_table,
@@ -48,7 +49,7 @@ def cmd_daemon(args: argparse.Namespace) -> int:
     roots = parse_root_list(args.root, os.environ.get(ROOTS_ENV))
     return run_daemon(
         DaemonOptions(resolve_state_dir(args), args.port, list(args.static_netconf), not args.no_offload, roots,
-                      port_mapping=not args.no_port_mapping)
+                      port_mapping=not args.no_port_mapping, metrics_listen=args.metrics_listen)
     )
 
 
@@ -290,6 +291,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-port-mapping",
         action="store_true",
         help="do not ask the default gateway (NAT-PMP, PCP) to forward the UDP port",
+    )
+    p.add_argument(
+        "--metrics-listen",
+        type=endpoint_arg,
+        metavar="HOST:PORT",
+        help="serve Prometheus metrics at http://HOST:PORT/metrics (no token: bind it to loopback or a private address)",
     )
     p.set_defaults(func=cmd_daemon)
     return parser

@@ -103,6 +103,8 @@ class ControllerCore:
         self.max_datagram_bytes = max_datagram_bytes
         self.drops: Counter[str] = Counter()
         self.sent: Counter[str] = Counter()
+        self.pushes: Counter[int] = Counter()  # network id -> members a push of it reached (metrics)
+        self.requests: Counter[str] = Counter()  # "netconf" requests with a valid proof; "join": a node's first per network
         self.clients = Clients(identity.x25519_private, self.drops)
         self.relay = Relay(relay_limit_mbps, self.drops)
         self.issuer = Issuer(identity, wall_clock_s, self.drops, self.sent, self.controller_endpoints)
@@ -264,6 +266,7 @@ class ControllerCore:
         if not identity.verify(proof, request.proof):
             self.drops["netconf_request_without_proof"] += 1
             return
+        self.requests["netconf"] += 1
         node_id = node_id_from_public_keys(identity.x25519_public, identity.ed25519_public)
         if client.node_id not in (None, node_id):
             self.drops["client_changed_identity"] += 1
@@ -302,6 +305,8 @@ class ControllerCore:
             member is not None and member.authorized and member.endpoint != observed
             and self._endpoint_pushes.take(node_id, self._now_s)
         )
+        if member is None or member.identity is None:
+            self.requests["join"] += 1  # a node's first ask for this network (pre-authorized or not)
         self._asked.add((network_id, node_id))
         self._writes.append(MemberAsked(network_id, node_id, identity, observed, announce, self.wall_clock_s()))
 
@@ -366,6 +371,9 @@ class ControllerCore:
         network = self._find_network(network_id)
         if network is None:
             self.issuer.history.forget(network_id)
+            self.pushes.pop(network_id, None)  # its series goes with it
+        else:
+            self.pushes[network_id] += len(clients)
         members = self.directory.members(network_id)
         for client in clients:
             if network is None:

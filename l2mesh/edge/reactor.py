@@ -21,6 +21,8 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
+from l2mesh.edge.loop_lateness import LatenessHistogram
+
 T = TypeVar("T")
 log = logging.getLogger("l2mesh.edge.reactor")
 ERROR_LOG_INTERVAL_S = 10.0
@@ -42,6 +44,7 @@ class Reactor:
         self._paused = False
         self._running = True
         self.internal_errors = 0
+        self.tick_lateness = LatenessHistogram()  # how far past its deadline each tick ran (metrics)
         self.finished = threading.Event()  # set when run() has returned (or was never started)
         self._next_error_log_s = 0.0
         self._epoll.register(self._doorbell, READABLE)
@@ -114,6 +117,7 @@ class Reactor:
         writers = self._writers
         after_wakeup = self.after_wakeup
         monotonic = time.monotonic
+        observe_lateness = self.tick_lateness.observe
         next_tick_s = monotonic() + self.tick_interval_s
         try:
             while self._running:
@@ -133,6 +137,7 @@ class Reactor:
                 now = monotonic()
                 try:
                     if now >= next_tick_s:
+                        observe_lateness(now - next_tick_s)
                         next_tick_s = now + self.tick_interval_s
                         self.on_tick(now)
                     after_wakeup()

@@ -204,9 +204,9 @@ class Controller:
     def endpoint(self) -> str:
         return f"{self.host.underlay_ip}:{self.port}"
 
-    def start(self) -> None:
+    def start(self, *extra: str) -> None:
         self.process = self.host.popen(
-            L2MESH_CTL, "serve", "--state-dir", str(self.state_dir), "--listen", f"0.0.0.0:{self.port}",
+            L2MESH_CTL, "serve", "--state-dir", str(self.state_dir), "--listen", f"0.0.0.0:{self.port}", *extra,
             log_name="controller",
         )
         process = self.process

@@ -26,6 +26,7 @@ from l2mesh.controller.changes import Committed
 from l2mesh.controller.core import ControllerCore
 from l2mesh.controller.model import NotFound, ValidationError
 from l2mesh.controller.storage import Storage
+from l2mesh.edge.controller.metrics import AdminMetrics
 from l2mesh.errors import InvalidId, L2meshError
 from l2mesh.ids import format_network_id, parse_network_id, parse_node_id
 
@@ -144,8 +145,11 @@ def build_app(controller: Controller, token: str, controller_id: int) -> Starlet
     async def bad_method(request: Request, exc: Exception) -> Response:
         return error(405, f"method {request.method} not allowed on {request.url.path}")
 
+    # Prometheus text; loopback reads it without the token, anyone else with it (metrics.py says why).
+    metrics = AdminMetrics(controller.read, token)
     p = API_PREFIX
     routes = [
+        Route("/metrics", metrics.endpoint, methods=["GET"]),
         Route(f"{p}/status", handler(status), methods=["GET"]),
         Route(f"{p}/networks", handler(list_networks), methods=["GET"]),
         Route(f"{p}/networks", handler(create_network, 201), methods=["POST"]),
@@ -159,4 +163,4 @@ def build_app(controller: Controller, token: str, controller_id: int) -> Starlet
         Route(f"{p}/networks/{{network_id}}/members/{{node_id}}", handler(update_member), methods=["PATCH"]),
         Route(f"{p}/networks/{{network_id}}/members/{{node_id}}", handler(delete_member), methods=["DELETE"]),
     ]
-    return Starlette(routes=routes, exception_handlers={404: not_found, 405: bad_method})
+    return metrics.timed(Starlette(routes=routes, exception_handlers={404: not_found, 405: bad_method}))

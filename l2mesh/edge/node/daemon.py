@@ -82,6 +82,7 @@ class DaemonOptions:
     offload: bool = True
     roots: list[RootSpec] = field(default_factory=list)
     port_mapping: bool = True  # NAT-PMP/PCP on the default gateway (--no-port-mapping turns it off)
+    metrics_listen: Endpoint | None = None  # --metrics-listen: Prometheus text at http://HOST:PORT/metrics
 
 
 class NodeDaemon:
@@ -118,6 +119,11 @@ class NodeDaemon:
         try:
             async with trio.open_nursery() as nursery:
                 await nursery.start(serve_control, self.options.state_dir, self.handle_control)
+                if self.options.metrics_listen is not None:
+                    # Imported only with the flag: prometheus_client stays out of an idle daemon (issue 17).
+                    from l2mesh.edge.node.metrics import serve_node_metrics
+
+                    await nursery.start(serve_node_metrics, self.options.metrics_listen, self.on_core, self.reactor, self.transmit.drops)
                 nursery.start_soon(self.edge.stop_on_signals, nursery.cancel_scope.cancel, "removing TAP devices and exiting")
                 nursery.start_soon(self.edge.run_reactor, nursery.cancel_scope)
                 for config in self._static_configs:
