@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
+import time
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -14,13 +16,14 @@ from l2mesh.cli.common import (
     print_json,
     print_data,
     print_table,
+    fail,
     resolve_state_dir,
     run_parser,
     say,
 )
 from l2mesh.edge.identity_file import load_or_create_identity
 from l2mesh.ids import format_network_id, format_node_id, parse_network_id
-from l2mesh.edge.node.control_client import call_daemon, daemon_wait_s
+from l2mesh.edge.node.control_client import CLIENT_TIMEOUT_S, call_daemon, daemon_wait_s
 from l2mesh.ports import DEFAULT_NODE_PORT
 from l2mesh.root_spec import ROOTS_ENV, parse_root_list
 
@@ -186,6 +189,57 @@ def cmd_rules(args: argparse.Namespace) -> int:
         + [[None, "(no rule matched: accepted)", report["unmatched"]["outbound"], report["unmatched"]["inbound"]]],
     )
     return 0
+
+
+def cmd_ping(args: argparse.Namespace) -> int:
+    """Probes through the overlay session, one every --interval seconds: per reply the path and round trip."""
+    state_dir = resolve_state_dir(args)
+    replies: list[dict[str, Any]] = []
+    name = args.node
+    for seq in range(1, args.count + 1):
+        started_s = time.monotonic()
+        answer = call_daemon(
+            state_dir, "ping", wait_s=daemon_wait_s() if seq == 1 else 0.0, notice=say,
+            timeout_s=args.timeout + CLIENT_TIMEOUT_S, node=args.node, probe_timeout_s=args.timeout,
+        )
+        name = answer["id"]
+        if answer.get("timeout"):
+            if not args.json:
+                print(f"timeout waiting for a reply from {name} ({args.timeout:g} s)", flush=True)
+        else:
+            reply = {"seq": seq, "id": name, "path": answer["path"], "endpoint": answer["endpoint"],
+                     "relay": answer["relay"], "rtt_ms": answer["rtt_ms"]}
+            replies.append(reply)
+            if not args.json:
+                via = answer["endpoint"] if answer["path"] == "direct" else f"relay {answer['relay']} at {answer['endpoint']}"
+                print(f"pong from {name} via {via} in {answer['rtt_ms']:.2f} ms", flush=True)
+        if seq < args.count:
+            time.sleep(max(0.0, args.interval - (time.monotonic() - started_s)))
+    if args.json:
+        print_json(replies)
+    if not replies:
+        fail(f"no reply from {name} to {args.count} probe(s)")
+    return 0
+
+
+def positive_count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected at least 1, got {value}")
+    return value
+
+
+def seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or not 0 < value <= 60:
+        raise argparse.ArgumentTypeError(f"expected seconds between 0 and 60, got {text!r}")
+    return value
 
 
 def port_number(text: str) -> int:
