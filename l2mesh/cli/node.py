@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from l2mesh import __version__
+from l2mesh.cli.completion import add_completion_command
 from l2mesh.cli.common import (
     OneLineArgumentParser,
     add_state_dir_argument,
@@ -222,6 +223,32 @@ def cmd_ping(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_netcheck(args: argparse.Namespace) -> int:
+    """Without the daemon: ask the controllers and roots where they see us, and whether the NAT maps per destination."""
+    from l2mesh.edge.node.netcheck import merged, run_netcheck, servers_from_specs, servers_from_state
+
+    given = servers_from_specs(parse_root_list(args.controller, None), parse_root_list(args.root, os.environ.get(ROOTS_ENV)))
+    servers = merged(given, servers_from_state(resolve_state_dir(args)))
+    if not servers:
+        fail("nothing to ask: join a network (its controller is asked), run the daemon with --root, "
+             "or name servers with --controller ID@HOST:PORT / --root ID@HOST:PORT")
+    report = run_netcheck(servers, args.timeout)
+    if args.json:
+        print_json(report)
+    else:
+        print_table(
+            None,
+            ["server", "role", "endpoint", "sees us at", "latency ms"],
+            [[s["id"], s["role"], s["endpoint"], s["observed"] or s["error"],
+              None if s["latency_ms"] is None else f"{s['latency_ms']:.2f}"] for s in report["servers"]],
+        )
+        verdict = {True: "symmetric (maps per destination)", False: "not symmetric", None: "unknown"}[report["symmetric"]]
+        print(f"NAT: {verdict}: {report['reason']}")
+    if not report["endpoints"]:
+        fail("no server answered (is outgoing UDP blocked?)")
+    return 0
+
+
 def positive_count(text: str) -> int:
     try:
         value = int(text)
@@ -346,6 +373,29 @@ def build_parser() -> argparse.ArgumentParser:
         help="do not ask the default gateway (NAT-PMP, PCP) to forward the UDP port",
     )
     p.set_defaults(func=cmd_daemon)
+
+    p = sub.add_parser("ping", help="probe a peer through the overlay session: path (direct or relay) and round trip per reply")
+    add_state_dir_argument(p, NODE_STATE_DIR_DEFAULT)
+    p.add_argument("node", metavar="NODE", help="a node id (10 hex digits) or a member's name")
+    p.add_argument("--count", "-c", type=positive_count, default=10, metavar="N", help="probes to send (default 10)")
+    p.add_argument("--interval", type=seconds, default=1.0, metavar="SECONDS", help="between probes (default 1)")
+    p.add_argument("--timeout", type=seconds, default=5.0, metavar="SECONDS",
+                   help="wait this long for each reply (default 5; the first may wait for a handshake)")
+    p.add_argument("--json", action="store_true", help="the replies as one JSON list")
+    p.set_defaults(func=cmd_ping)
+
+    p = sub.add_parser("netcheck", help="where the controllers and roots see this host's UDP, NAT kind, latency (no daemon needed)")
+    add_state_dir_argument(p, NODE_STATE_DIR_DEFAULT)
+    p.add_argument("--controller", action="append", metavar="ID@HOST:PORT",
+                   help="a controller to ask (repeatable; default: the joined networks' controllers)")
+    p.add_argument("--root", action="append", metavar="ID@HOST:PORT",
+                   help=f"a root to ask (repeatable; HOST:PORT alone takes whatever keys answer; default: ${ROOTS_ENV} "
+                   "and the roots the daemon pinned)")
+    p.add_argument("--timeout", type=seconds, default=3.0, metavar="SECONDS", help="how long to wait for answers (default 3)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_netcheck)
+
+    add_completion_command(sub, build_parser)
     return parser
 
 
