@@ -12,6 +12,8 @@ PY := $(VENV)/bin/python
 BUILD_DEBS := python3-venv python3-dev gcc
 TEST_DEBS := iproute2 iputils-ping iputils-arping iperf3 nftables dnsmasq-base tcpdump \
              tinc avahi-daemon avahi-utils procps kmod miniupnpd-nftables bind9-dnsutils postgresql
+# tests/integration/test_install.py installs a built wheel with pipx, as README tells users to.
+TEST_DEBS += pipx
 .PHONY: all test unit integration bench demo deps clean
 
 all: test

@@ -13,6 +13,7 @@ from typing import Any, NoReturn
 import httpx
 
 from l2mesh import __version__
+from l2mesh.cli.completion import add_completion_command
 from l2mesh.root_spec import ROOTS_ENV, parse_root_list
 from l2mesh.cli.common import (
     OneLineArgumentParser,
@@ -511,6 +512,8 @@ def build_parser() -> argparse.ArgumentParser:
         if extra == "node+tags":
             p.add_argument("tags", nargs="*", type=tag_arg, metavar="TAG")
         p.set_defaults(func=func)
+
+    add_completion_command(sub, build_parser)
     return parser
 
 

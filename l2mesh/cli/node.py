@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
+import time
 from pathlib import Path
 from typing import Any, NoReturn
 
 from l2mesh import __version__
+from l2mesh.cli.completion import add_completion_command
 from l2mesh.cli.common import (
     OneLineArgumentParser,
     add_state_dir_argument,
@@ -15,13 +18,14 @@ from l2mesh.cli.common import (
     print_json,
     print_data,
     print_table,
+    fail,
     resolve_state_dir,
     run_parser,
     say,
 )
 from l2mesh.edge.identity_file import load_or_create_identity
 from l2mesh.ids import format_network_id, format_node_id, parse_network_id
-from l2mesh.edge.node.control_client import call_daemon, daemon_wait_s
+from l2mesh.edge.node.control_client import CLIENT_TIMEOUT_S, call_daemon, daemon_wait_s
 from l2mesh.ports import DEFAULT_NODE_PORT
 from l2mesh.root_spec import ROOTS_ENV, parse_root_list
 
@@ -189,6 +193,83 @@ def cmd_rules(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ping(args: argparse.Namespace) -> int:
+    """Probes through the overlay session, one every --interval seconds: per reply the path and round trip."""
+    state_dir = resolve_state_dir(args)
+    replies: list[dict[str, Any]] = []
+    name = args.node
+    for seq in range(1, args.count + 1):
+        started_s = time.monotonic()
+        answer = call_daemon(
+            state_dir, "ping", wait_s=daemon_wait_s() if seq == 1 else 0.0, notice=say,
+            timeout_s=args.timeout + CLIENT_TIMEOUT_S, node=args.node, probe_timeout_s=args.timeout,
+        )
+        name = answer["id"]
+        if answer.get("timeout"):
+            if not args.json:
+                print(f"timeout waiting for a reply from {name} ({args.timeout:g} s)", flush=True)
+        else:
+            reply = {"seq": seq, "id": name, "path": answer["path"], "endpoint": answer["endpoint"],
+                     "relay": answer["relay"], "rtt_ms": answer["rtt_ms"]}
+            replies.append(reply)
+            if not args.json:
+                via = answer["endpoint"] if answer["path"] == "direct" else f"relay {answer['relay']} at {answer['endpoint']}"
+                print(f"pong from {name} via {via} in {answer['rtt_ms']:.2f} ms", flush=True)
+        if seq < args.count:
+            time.sleep(max(0.0, args.interval - (time.monotonic() - started_s)))
+    if args.json:
+        print_json(replies)
+    if not replies:
+        fail(f"no reply from {name} to {args.count} probe(s)")
+    return 0
+
+
+def cmd_netcheck(args: argparse.Namespace) -> int:
+    """Without the daemon: ask the controllers and roots where they see us, and whether the NAT maps per destination."""
+    from l2mesh.edge.node.netcheck import merged, run_netcheck, servers_from_specs, servers_from_state
+
+    given = servers_from_specs(parse_root_list(args.controller, None), parse_root_list(args.root, os.environ.get(ROOTS_ENV)))
+    servers = merged(given, servers_from_state(resolve_state_dir(args)))
+    if not servers:
+        fail("nothing to ask: join a network (its controller is asked), run the daemon with --root, "
+             "or name servers with --controller ID@HOST:PORT / --root ID@HOST:PORT")
+    report = run_netcheck(servers, args.timeout)
+    if args.json:
+        print_json(report)
+    else:
+        print_table(
+            None,
+            ["server", "role", "endpoint", "sees us at", "latency ms"],
+            [[s["id"], s["role"], s["endpoint"], s["observed"] or s["error"],
+              None if s["latency_ms"] is None else f"{s['latency_ms']:.2f}"] for s in report["servers"]],
+        )
+        verdict = {True: "symmetric (maps per destination)", False: "not symmetric", None: "unknown"}[report["symmetric"]]
+        print(f"NAT: {verdict}: {report['reason']}")
+    if not report["endpoints"]:
+        fail("no server answered (is outgoing UDP blocked?)")
+    return 0
+
+
+def positive_count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected at least 1, got {value}")
+    return value
+
+
+def seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or not 0 < value <= 60:
+        raise argparse.ArgumentTypeError(f"expected seconds between 0 and 60, got {text!r}")
+    return value
+
+
 def port_number(text: str) -> int:
     try:
         port = int(text)
@@ -299,6 +380,29 @@ def build_parser() -> argparse.ArgumentParser:
         help="serve Prometheus metrics at http://HOST:PORT/metrics (no token: bind it to loopback or a private address)",
     )
     p.set_defaults(func=cmd_daemon)
+
+    p = sub.add_parser("ping", help="probe a peer through the overlay session: path (direct or relay) and round trip per reply")
+    add_state_dir_argument(p, NODE_STATE_DIR_DEFAULT)
+    p.add_argument("node", metavar="NODE", help="a node id (10 hex digits) or a member's name")
+    p.add_argument("--count", "-c", type=positive_count, default=10, metavar="N", help="probes to send (default 10)")
+    p.add_argument("--interval", type=seconds, default=1.0, metavar="SECONDS", help="between probes (default 1)")
+    p.add_argument("--timeout", type=seconds, default=5.0, metavar="SECONDS",
+                   help="wait this long for each reply (default 5; the first may wait for a handshake)")
+    p.add_argument("--json", action="store_true", help="the replies as one JSON list")
+    p.set_defaults(func=cmd_ping)
+
+    p = sub.add_parser("netcheck", help="where the controllers and roots see this host's UDP, NAT kind, latency (no daemon needed)")
+    add_state_dir_argument(p, NODE_STATE_DIR_DEFAULT)
+    p.add_argument("--controller", action="append", metavar="ID@HOST:PORT",
+                   help="a controller to ask (repeatable; default: the joined networks' controllers)")
+    p.add_argument("--root", action="append", metavar="ID@HOST:PORT",
+                   help=f"a root to ask (repeatable; HOST:PORT alone takes whatever keys answer; default: ${ROOTS_ENV} "
+                   "and the roots the daemon pinned)")
+    p.add_argument("--timeout", type=seconds, default=3.0, metavar="SECONDS", help="how long to wait for answers (default 3)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_netcheck)
+
+    add_completion_command(sub, build_parser)
     return parser
 
 

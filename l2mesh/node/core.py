@@ -61,6 +61,7 @@ from l2mesh.node.networks import GROUP_REFRESH_S, GROUP_TTL_S, Networks
 from l2mesh.node.paths import Paths
 from l2mesh.node.peer_table import PeerTable
 from l2mesh.node.peers import Peer
+from l2mesh.node.ping import Pings
 from l2mesh.node.roots import Roots
 from l2mesh.node.receive import (
     ControlMessage,
@@ -120,6 +121,7 @@ class NodeCore:
         self.nets = Networks(self.node_id, self.networks, self.peer_table, self.send, self.events, self.drops)
         self.receive = ReceivePath(self.peer_table, self.networks, self.paths, self.send, self.drops, limits)
         self.reassembler = self.receive.reassembler
+        self.pings = Pings()
         # The per-frame entry points, bound once: the edge calls them for every frame.
         self.frame_from_tap = self.send.frame_from_tap
         self.vnet_frame_from_tap = self.send.vnet_frame_from_tap
@@ -163,6 +165,16 @@ class NodeCore:
 
     def send_message(self, node_id: int, plaintext: bytes, now: float) -> None:
         self.send.send_message(node_id, plaintext, now)
+
+    def ping(self, node_id: int, now: float) -> int | None:
+        """Probe node_id on the path in use (behind a handshake when there is no session): the ping's id,
+        whose answer pings.take() gives; None when node_id is no peer (not in a network we share, nor a
+        controller or root of ours)."""
+        if self.peer_table.peer(node_id, now) is None:
+            return None
+        probe_id, message = self.pings.start(node_id, now)
+        self.send.send_message(node_id, message, now)
+        return probe_id
 
     # -- datagrams ----------------------------------------------------------------------------------------
     def datagram_received(self, data: memoryview, source: Endpoint, now: float) -> None:
@@ -215,6 +227,10 @@ class NodeCore:
         elif kind == MessageKind.PATH_PROBE:
             self.apply(self.paths.probe_received(peer, message, note.source, note.relayed), now)
         elif kind == MessageKind.PATH_PROBE_REPLY:
+            if self.pings.outstanding and self.pings.reply_received(
+                peer.node_id, message, note.source, note.relayed, peer.relay_id, now
+            ):
+                return
             self.apply(self.paths.probe_reply_received(peer, message, note.source, note.relayed, now), now)
         elif kind == MessageKind.ENDPOINT_HINTS and (peer.is_controller or peer.is_root):
             self.apply(self.paths.hints_received(message, now), now)

@@ -50,14 +50,14 @@ def control_path(state_dir: Path) -> Path:
     return state_dir / CONTROL_SOCKET
 
 
-def _connect(state_dir: Path, wait_s: float, notice: Callable[[str], None] | None) -> socket.socket:
+def _connect(state_dir: Path, wait_s: float, notice: Callable[[str], None] | None, timeout_s: float) -> socket.socket:
     path = control_path(state_dir)
     not_running = f"no l2mesh daemon is running for {state_dir} (start it with: l2mesh daemon --state-dir {state_dir})"
     deadline_s = time.monotonic() + wait_s
     told = False
     while True:
         client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        client.settimeout(CLIENT_TIMEOUT_S)
+        client.settimeout(timeout_s)
         try:
             client.connect(str(path))
             return client
@@ -91,14 +91,16 @@ def call_daemon(
     *,
     wait_s: float = 0.0,
     notice: Callable[[str], None] | None = None,
+    timeout_s: float = CLIENT_TIMEOUT_S,
     **arguments: Any,
 ) -> Any:
     """Ask the daemon behind state_dir; ControlError with a one-line reason on any failure.
 
     With no daemon listening yet, keep trying for wait_s seconds (telling
-    notice once) before giving up: the daemon may be starting.
+    notice once) before giving up: the daemon may be starting. timeout_s bounds the wait for the answer
+    (a ping waits longer than its own timeout).
     """
-    client = _connect(state_dir, wait_s, notice)
+    client = _connect(state_dir, wait_s, notice, timeout_s)
     try:
         client.sendall((json.dumps({"command": command, **arguments}) + "\n").encode())
         data = b""

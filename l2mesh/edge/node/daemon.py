@@ -47,6 +47,7 @@ from l2mesh.node.decisions import AnnounceEndpoints
 from l2mesh.node.events import ControllerIdentityLearned, FlowRuleMatched, NetworkStatus, RootPinned
 from l2mesh.node.join_options import JoinOptions
 from l2mesh.node.network_state import NetworkState
+from l2mesh.node.ping import PingReply, resolve_node
 from l2mesh.node.route_plan import needs_underlay_hosts
 from l2mesh.switch.flow_rules import OUTBOUND
 from l2mesh.edge.node.state_dir import JoinedNetwork, NodeState, endpoint_text
@@ -67,6 +68,11 @@ MAX_FRAME_BYTES = 65536 + 14 + 10
 GROUP_POLL_INTERVAL_S = 0.25
 LOCAL_ENDPOINT_SCAN_S = 30.0
 REACHABILITY_CHECK_S = 5.0
+# `l2mesh ping`: how long one probe is waited for by default and at most (below the control client's
+# own timeout), and how often the trio side looks for the reply the core timed.
+PING_TIMEOUT_S = 5.0
+MAX_PING_TIMEOUT_S = 30.0
+PING_POLL_S = 0.01
 # After this long without an answer from any root or controller, the node says it is cut off (once).
 UNREACHABLE_AFTER_S = 15.0
 
@@ -377,6 +383,8 @@ class NodeDaemon:
             return await self._join(request)
         if command == "leave":
             return await self._leave(request)
+        if command == "ping":
+            return await self._ping(request)
         raise L2meshError(f"unknown command {command!r}")
 
     async def _join(self, request: dict[str, Any]) -> dict[str, Any]:
@@ -407,6 +415,36 @@ class NodeDaemon:
             "controller": endpoint_text(endpoint) if endpoint is not None else "found through the roots",
             "status": "REQUESTING",
             "options": options.to_json(),
+        }
+
+    async def _ping(self, request: dict[str, Any]) -> dict[str, Any]:
+        """One ping to a node (id or member name): its path and round trip, or {"timeout": true}."""
+        target = str(request.get("node"))
+        timeout_s = min(max(float(request.get("probe_timeout_s", PING_TIMEOUT_S)), 0.01), MAX_PING_TIMEOUT_S)
+
+        def start(core: NodeCore) -> tuple[int, int | None]:
+            configs = [state.config for state in core.networks.values() if state.config is not None]
+            node_id = resolve_node(target, configs, core.node_id)
+            return node_id, core.ping(node_id, time.monotonic())
+
+        node_id, probe_id = await self.on_core(start)
+        if probe_id is None:
+            raise L2meshError(f"{format_node_id(node_id)} is not a member of a network this node is in (nor its controller or root)")
+        reply: PingReply | None = None
+        with trio.move_on_after(timeout_s):
+            while reply is None:
+                # The round trip is timed in the core when the reply arrives; this only notices it.
+                await trio.sleep(PING_POLL_S)
+                reply = await self.on_core(lambda core: core.pings.take(probe_id))
+        if reply is None:
+            await self.on_core(lambda core: core.pings.forget(probe_id))
+            return {"id": format_node_id(node_id), "timeout": True, "timeout_s": timeout_s}
+        return {
+            "id": format_node_id(node_id),
+            "path": reply.path,
+            "endpoint": endpoint_text(reply.endpoint),
+            "relay": format_node_id(reply.relay_id) if reply.relay_id is not None else None,
+            "rtt_ms": round(reply.rtt_ms, 3),
         }
 
     async def _leave(self, request: dict[str, Any]) -> dict[str, Any]:
