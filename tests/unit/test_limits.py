@@ -4,10 +4,12 @@ stay bounded however many sources a flood spoofs."""
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 
 from l2mesh import __version__
 from l2mesh.controller import multicast as controller_multicast
+from l2mesh.edge.drop_log import DropLog
 from l2mesh.controller.core import NETCONF_REQUEST_BURST, PATH_PROBE_BURST
 from l2mesh.identity import Identity
 from l2mesh.node.networks import ANNOUNCEMENT_BURST
@@ -240,3 +242,22 @@ def test_punch_hints_for_one_peer_are_cut_and_hints_for_another_peer_still_act(w
     assert acted == PUNCH_BURST
     assert target.drops["punch_hints_rate_limited"] == FLOOD - PUNCH_BURST
     assert paths.hints_received(punch(other.node_id), world.now)
+
+
+# -- logged once per cause (the edges' DropLog) ------------------------------------------------------------------
+
+
+def test_each_limit_is_logged_once_however_long_the_flood_and_other_drops_are_not(caplog) -> None:
+    drop_log = DropLog(logging.getLogger("l2mesh.test"), "the counters")
+    drops: Counter[str] = Counter()
+    with caplog.at_level(logging.WARNING, logger="l2mesh.test"):
+        for second in range(10):
+            drops["netconf_request_rate_limited"] += 1000
+            drops["relay_malformed"] += 1
+            drop_log.check(float(second), drops)
+        drops["stream_too_many_from_source"] += 1
+        drop_log.check(10.0, drops, Counter({"path_probe_rate_limited": 1}))
+    logged = [r.getMessage() for r in caplog.records]
+    assert len(logged) == 3
+    assert "netconf_request_rate_limited" in logged[0] and "logged once" in logged[0]
+    assert not any("relay_malformed" in line for line in logged)
