@@ -23,6 +23,9 @@ from l2mesh.rules.syntax import NO_RULES, TAG_SYNTAX, RuleSet, RuleSyntaxError, 
 FALLBACK_PREFIX_V4 = 24
 FALLBACK_PREFIX_V6 = 64
 
+MAX_POOLS_PER_NETWORK = 16  # a request cannot make every config carry (and every assignment scan) thousands
+MAX_IPS_PER_MEMBER = 16
+
 
 class ValidationError(L2meshError):
     """Admin input that does not fit the network (bad CIDR, duplicate IP, out of range...)."""
@@ -123,8 +126,8 @@ def validate_network_fields(
             raise ValidationError("network name must be 1..64 characters")
         out["name"] = name.strip()
     if pools is not None:
-        if not isinstance(pools, list):
-            raise ValidationError("pools must be a list of CIDRs")
+        if not isinstance(pools, list) or len(pools) > MAX_POOLS_PER_NETWORK:
+            raise ValidationError(f"pools must be a list of at most {MAX_POOLS_PER_NETWORK} CIDRs")
         out["pools"] = tuple(_cidr(p, "pool") for p in pools)
     if dns_domain is not None:
         try:
