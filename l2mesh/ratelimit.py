@@ -20,6 +20,11 @@ BOUND_DROPS = frozenset(
         "storage_backlog",
         "stream_too_many_connections",
         "stream_too_many_from_source",
+        "fragment_memory_limit",
+        "fragment_source_limit",
+        "fragment_message_limit",
+        "multicast_like_too_many_groups",
+        "multicast_watch_limit",
     }
 )
 

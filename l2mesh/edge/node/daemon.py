@@ -174,7 +174,9 @@ class NodeDaemon:
 
     def _tick(self, now: float) -> None:
         self.core.tick(now)
-        self.drop_log.check(now, self.core.drops, self.transmit.drops, *(r.drops for r in self.host.responders.values()))
+        self.drop_log.check(
+            now, self.core.drops, self.core.reassembler.drops, self.transmit.drops, *(r.drops for r in self.host.responders.values())
+        )
         if self.core.roots.links:
             self.tcp_fallback.tick(now)
         if now >= self._next_reachability_check_s:
