@@ -15,7 +15,7 @@ from l2mesh.identity import Identity
 from l2mesh.node.networks import ANNOUNCEMENT_BURST
 from l2mesh.node.paths import PROBE_ANSWER_BURST, PUNCH_BURST
 from l2mesh.ratelimit import KeyedLimit, is_limit_drop
-from l2mesh.relaying import RENDEZVOUS_BURST_PER_ASKER, RendezvousBudget
+from l2mesh.relaying import RELAY_BURST_S, RENDEZVOUS_BURST_PER_ASKER, RendezvousBudget
 from l2mesh.root.core import PATH_PROBE_BURST as ROOT_PATH_PROBE_BURST
 from l2mesh.root.core import REGISTER_BURST
 from l2mesh.session_server import (
@@ -187,6 +187,22 @@ def test_path_probes_to_a_root_are_cut_per_session() -> None:
     assert answers == ROOT_PATH_PROBE_BURST
     assert world.drops["path_probe_rate_limited"] == FLOOD - answers
     assert [kind for kind, _ in world.ask(other, other.client.probe(1, world.now))] == [MessageKind.PATH_PROBE_REPLY]
+
+
+def test_relay_traffic_over_a_roots_tcp_stream_meets_the_same_per_origin_budget_and_other_origins_are_unaffected() -> None:
+    world = RootWorld(relay_limit_mbps=8)  # 1 MB/s, a bucket of RELAY_BURST_S of it
+    streamed, udp, target = world.node(1, stream=True), world.node(2), world.node(3)
+    packet = streamed.client.envelope(target.node_id, bytes(988))
+    burst_packets = int(1_000_000 * RELAY_BURST_S) // len(packet)
+    run = packet * 10  # what one read of the stream delivers, forwarded as one segmented send when within budget
+    for _ in range(burst_packets // 10 + 5):
+        world.core.segments_received(memoryview(run), len(packet), streamed.endpoint, world.now, stream=True)
+    for _ in range(5):
+        world.send(streamed, packet)
+    assert world.drops["relay_rate_limited"] == 5 + 5
+    assert sum(len(data) // len(packet) for data in world.sent_to(target)) == burst_packets // 10 * 10
+    world.send(udp, udp.client.envelope(target.node_id, bytes(988)))
+    assert len(world.sent_to(target)) == 1 and world.drops["relay_rate_limited"] == 10
 
 
 # -- the node core --------------------------------------------------------------------------------------------
