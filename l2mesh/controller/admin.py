@@ -121,8 +121,10 @@ def update_member(storage: Storage, network_id: int, node_id: int, doc: dict[str
         if "tags" in doc:
             changes["tags"] = validate_tags(doc["tags"])
         if "ips" in doc:
-            if not isinstance(doc["ips"], list) or len(doc["ips"]) > MAX_IPS_PER_MEMBER:
-                raise ValidationError(f"ips must be a list of at most {MAX_IPS_PER_MEMBER} addresses")
+            if not isinstance(doc["ips"], list):
+                raise ValidationError("ips must be a list of addresses")
+            if len(doc["ips"]) > MAX_IPS_PER_MEMBER:
+                raise ValidationError(f"a member has at most {MAX_IPS_PER_MEMBER} addresses")
             changes["ips"] = tuple(member_interface(network, str(ip)) for ip in doc["ips"])
         before = member
         member = replace(member, **changes)

@@ -126,8 +126,10 @@ def validate_network_fields(
             raise ValidationError("network name must be 1..64 characters")
         out["name"] = name.strip()
     if pools is not None:
-        if not isinstance(pools, list) or len(pools) > MAX_POOLS_PER_NETWORK:
-            raise ValidationError(f"pools must be a list of at most {MAX_POOLS_PER_NETWORK} CIDRs")
+        if not isinstance(pools, list):
+            raise ValidationError("pools must be a list of CIDRs")
+        if len(pools) > MAX_POOLS_PER_NETWORK:
+            raise ValidationError(f"a network has at most {MAX_POOLS_PER_NETWORK} pools")
         out["pools"] = tuple(_cidr(p, "pool") for p in pools)
     if dns_domain is not None:
         try:
