@@ -9,8 +9,8 @@ from collections import Counter
 
 from l2mesh import __version__
 from l2mesh.controller import multicast as controller_multicast
-from l2mesh.edge.drop_log import DropLog
 from l2mesh.controller.core import NETCONF_REQUEST_BURST, PATH_PROBE_BURST
+from l2mesh.edge.drop_log import DropLog
 from l2mesh.identity import Identity
 from l2mesh.node.networks import ANNOUNCEMENT_BURST
 from l2mesh.node.paths import PROBE_ANSWER_BURST, PUNCH_BURST
