@@ -4,20 +4,26 @@ Relayed packets stay end-to-end encrypted: a relay reads only the envelope
 (RELAY_HEADER: hops, destination, origin), forwards the rest as is, and
 bounds each origin to a byte budget. A rendezvous tells two nodes to probe
 each other at once (UDP hole punching), at most RENDEZVOUS_PER_PAIR_PER_S
-per pair, so a node cannot make a relay spray hints.
+per pair and RENDEZVOUS_PER_ASKER_PER_S per asker, so a node cannot make a
+relay spray hints (each costs two sealed sends).
 """
 
 from __future__ import annotations
 
 from collections import Counter
 
-from l2mesh.ratelimit import KeyedRateLimiter
+from l2mesh.ratelimit import KeyedLimit, KeyedRateLimiter
 from l2mesh.wire.common import Endpoint
 from l2mesh.wire.messages import EndpointHints
 from l2mesh.wire.packets import MAX_RELAY_HOPS, RELAY_HEADER, RELAY_HEADER_BYTES, PacketType
 
 RELAY_BURST_S = 0.05  # the relay budget's bucket holds this much time at the origin's rate
 RENDEZVOUS_PER_PAIR_PER_S = 1.0
+# A node asks once per PUNCH_REQUEST_INTERVAL_S (5 s) for each peer it cannot reach directly:
+# 20/s covers one reaching a hundred peers through relays at once.
+RENDEZVOUS_PER_ASKER_PER_S = 20.0
+RENDEZVOUS_BURST_PER_ASKER = 50.0
+MAX_RENDEZVOUS_KEYS = 65536
 MAX_PUNCH_ENDPOINTS = 8
 
 
@@ -85,11 +91,16 @@ class RelayBudget:
 
 
 class RendezvousBudget:
-    def __init__(self) -> None:
-        self._per_pair = KeyedRateLimiter(RENDEZVOUS_PER_PAIR_PER_S, 2.0)
+    """How often a pair may be told to meet, and how often one node may ask (refusals counted)."""
 
-    def take(self, one: int, other: int, now: float) -> bool:
-        return self._per_pair.take((min(one, other), max(one, other)), now)
+    def __init__(self, drops: Counter[str]) -> None:
+        self._per_pair = KeyedLimit("rendezvous_rate_limited", RENDEZVOUS_PER_PAIR_PER_S, 2.0, drops, MAX_RENDEZVOUS_KEYS)
+        self._per_asker = KeyedLimit(
+            "rendezvous_per_asker_rate_limited", RENDEZVOUS_PER_ASKER_PER_S, RENDEZVOUS_BURST_PER_ASKER, drops, MAX_RENDEZVOUS_KEYS
+        )
+
+    def take(self, asker: int, other: int, now: float) -> bool:
+        return self._per_asker.take(asker, now) and self._per_pair.take((min(asker, other), max(asker, other)), now)
 
 
 def punch_hints(node_id: int, endpoints: tuple[Endpoint, ...] | list[Endpoint]) -> bytes:

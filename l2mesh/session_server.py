@@ -23,7 +23,7 @@ from typing import Generic, TypeVar
 
 from l2mesh.crypto.timers import DEFAULT_LIMITS
 from l2mesh.identity import Identity, PublicIdentity
-from l2mesh.ratelimit import KeyedRateLimiter
+from l2mesh.ratelimit import KeyedLimit
 from l2mesh.session import HandshakeRefused, Session, SessionAction, SessionTable
 from l2mesh.wire.common import Endpoint
 from l2mesh.wire.errors import parse_exact
@@ -35,6 +35,11 @@ MAX_UNIDENTIFIED_CLIENTS = 10_000
 # Anyone may handshake; the overall rate stays below what one core can answer.
 SERVER_SESSION_LIMITS = replace(DEFAULT_LIMITS, handshake_rate_total_per_s=1000.0)
 IDENTITY_REQUESTS_PER_SOURCE_PER_S = 5.0
+IDENTITY_REQUEST_BURST_PER_SOURCE = 10.0
+# Per source is not enough under spoofing (each new source starts with a full
+# bucket); a real node asks once per start, so the total can be modest.
+IDENTITY_REQUESTS_TOTAL_PER_S = 1000.0
+MAX_IDENTITY_REQUEST_SOURCES = 4096
 
 
 @dataclass(eq=False)
@@ -182,7 +187,8 @@ class SessionServer(Generic[C]):
 
 
 class IdentityDesk:
-    """Answers IDENTITY_REQUESTs (a node fetching our public keys before its first handshake), per source IP rate-limited.
+    """Answers IDENTITY_REQUESTs (a node fetching our public keys before its first handshake), rate-limited
+    per source IP and in total.
 
     The answer is larger than the request, so without the limit a spoofed
     source would make us an amplifier.
@@ -192,14 +198,19 @@ class IdentityDesk:
         public = identity.public
         self._response = IdentityResponse.build({"x25519": public.x25519_public, "ed25519": public.ed25519_public})
         self._answers_for = answers_for
-        self._per_source = KeyedRateLimiter(IDENTITY_REQUESTS_PER_SOURCE_PER_S, 10.0)
+        self._limit = KeyedLimit(
+            "identity_request_rate_limited", IDENTITY_REQUESTS_PER_SOURCE_PER_S, IDENTITY_REQUEST_BURST_PER_SOURCE, drops,
+            max_keys=MAX_IDENTITY_REQUEST_SOURCES, total_per_s=IDENTITY_REQUESTS_TOTAL_PER_S,
+        )
         self.drops = drops
 
     def answer(self, data: memoryview, source: Endpoint, now: float) -> bytes | None:
         """The response to send back, or None (counted). ParseError on a malformed request."""
         request = parse_exact(IdentityRequest, data)
-        if request.node_id not in self._answers_for or not self._per_source.take(source[0], now):
+        if request.node_id not in self._answers_for:
             self.drops["identity_request_refused"] += 1
+            return None
+        if not self._limit.take(source[0], now):
             return None
         return self._response
 

@@ -16,6 +16,7 @@ from typing import Any
 from l2mesh.controller.changes import Committed
 from l2mesh.controller.directory import Directory
 from l2mesh.controller.model import (
+    MAX_IPS_PER_MEMBER,
     Member,
     Network,
     NotFound,
@@ -122,6 +123,8 @@ def update_member(storage: Storage, network_id: int, node_id: int, doc: dict[str
         if "ips" in doc:
             if not isinstance(doc["ips"], list):
                 raise ValidationError("ips must be a list of addresses")
+            if len(doc["ips"]) > MAX_IPS_PER_MEMBER:
+                raise ValidationError(f"a member has at most {MAX_IPS_PER_MEMBER} addresses")
             changes["ips"] = tuple(member_interface(network, str(ip)) for ip in doc["ips"])
         before = member
         member = replace(member, **changes)

@@ -51,7 +51,7 @@ from l2mesh.fragments import DEFAULT_MAX_DATAGRAM_BYTES, fragment
 from l2mesh.identity import Identity, PublicIdentity, node_id_from_public_keys
 from l2mesh.ids import controller_of, format_node_id
 from l2mesh.netconf import MAX_CONTROLLER_ENDPOINTS, format_endpoint, parse_endpoint
-from l2mesh.ratelimit import KeyedRateLimiter
+from l2mesh.ratelimit import KeyedLimit, KeyedRateLimiter
 from l2mesh.relaying import envelope_run_packets
 from l2mesh.session import SessionError
 from l2mesh.session_server import IdentityDesk
@@ -69,6 +69,14 @@ MULTICAST_EXPIRE_INTERVAL_S = 5.0
 ROOT_SILENT_S = 60.0  # a root unheard this long is shown as connecting again (keepalives come every ~10 s)
 
 ENDPOINT_PUSHES_PER_MEMBER_PER_S = 0.1
+# A member asks per network every NETCONF_REFRESH_S (25 s), every 2 s while waiting, and again on a
+# new session or a delta it cannot apply; each request costs a signature check and a (large) answer.
+NETCONF_REQUESTS_PER_NETWORK_PER_S = 1.0
+NETCONF_REQUEST_BURST = 5.0
+# Members probe a controller every 1-10 s (path_probe); `l2mesh netcheck` a few more at once.
+PATH_PROBES_PER_SESSION_PER_S = 5.0
+PATH_PROBE_BURST = 20.0
+MAX_LIMITED_KEYS = 65536
 # A push for members' own writes (joins, moved endpoints) or another instance's commits goes out at
 # once unless the network's last such push went out less than this ago; then once at the end of the
 # window (tick), carrying every change since: a storm of n joins costs one push per window, not n.
@@ -112,6 +120,12 @@ class ControllerCore:
         self.identity_desk = IdentityDesk(identity, frozenset({self.node_id}), self.drops)
         self._endpoint_pushes = KeyedRateLimiter(ENDPOINT_PUSHES_PER_MEMBER_PER_S, 2.0)
         self._punches = KeyedRateLimiter(PUNCHES_PER_MEMBER_PER_S, 3.0)
+        self._netconf_requests = KeyedLimit(
+            "netconf_request_rate_limited", NETCONF_REQUESTS_PER_NETWORK_PER_S, NETCONF_REQUEST_BURST, self.drops, MAX_LIMITED_KEYS
+        )
+        self._path_probes = KeyedLimit(
+            "path_probe_rate_limited", PATH_PROBES_PER_SESSION_PER_S, PATH_PROBE_BURST, self.drops, MAX_LIMITED_KEYS
+        )
         self._node_id_bytes = identity.node_id.to_bytes(5, "big")
         self.pinned_roots: list[tuple[Endpoint, PublicIdentity]] = []  # for the edge to save (trust on first use)
         self._writes: list[StorageWrite] = []
@@ -233,6 +247,8 @@ class ControllerCore:
         elif kind == MessageKind.MULTICAST_LIKE or kind == MessageKind.MULTICAST_GATHER:
             self._multicast(client, kind, parsed, now)
         elif kind == MessageKind.PATH_PROBE:
+            if not self._path_probes.take(client.session.key, now):
+                return
             # The reply tells the member its address as seen from here (its NAT mapping).
             self._send(client, PathProbeReply.build({"probe_id": parsed.probe_id, "observed": source}))
         else:
@@ -260,6 +276,9 @@ class ControllerCore:
                     self.sent["multicast_push"] += 1
 
     def _netconf_request(self, client: Client, request: Any) -> None:
+        # Before the signature check: that is what a member asking in a loop would make us spend.
+        if not self._netconf_requests.take((client.session.key, request.network_id), self._now_s):
+            return
         identity = PublicIdentity(client.session.remote_static, request.ed25519)
         network_id = request.network_id
         proof = NETCONF_PROOF_CONTEXT + identity.x25519_public + network_id.to_bytes(8, "big")

@@ -23,6 +23,9 @@ from l2mesh.rules.syntax import NO_RULES, TAG_SYNTAX, RuleSet, RuleSyntaxError, 
 FALLBACK_PREFIX_V4 = 24
 FALLBACK_PREFIX_V6 = 64
 
+MAX_POOLS_PER_NETWORK = 16  # a request cannot make every config carry (and every assignment scan) thousands
+MAX_IPS_PER_MEMBER = 16
+
 
 class ValidationError(L2meshError):
     """Admin input that does not fit the network (bad CIDR, duplicate IP, out of range...)."""
@@ -125,6 +128,8 @@ def validate_network_fields(
     if pools is not None:
         if not isinstance(pools, list):
             raise ValidationError("pools must be a list of CIDRs")
+        if len(pools) > MAX_POOLS_PER_NETWORK:
+            raise ValidationError(f"a network has at most {MAX_POOLS_PER_NETWORK} pools")
         out["pools"] = tuple(_cidr(p, "pool") for p in pools)
     if dns_domain is not None:
         try:

@@ -15,7 +15,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from l2mesh.ratelimit import KeyedRateLimiter
+from l2mesh.ratelimit import KeyedLimit
 from l2mesh.switch.multicast import GATHERED_TTL_S, MulticastGroups, group_fields
 from l2mesh.wire.messages import MulticastSubscribersChanged, pack_gather_reply_page
 
@@ -27,6 +27,11 @@ WATCH_S = GATHERED_TTL_S
 GATHER_PAGE_SUBSCRIBERS = 200  # 1 KiB of node ids: one page fits one datagram
 GATHERS_PER_MEMBER_PER_S = 20.0
 GATHER_BURST = 100.0
+# A member likes on each change of its kernel's groups (polled every 0.25 s) and every minute, in
+# pages of 100 groups: legitimate bursts stay far below; each LIKE costs a set update and pushes.
+LIKES_PER_MEMBER_PER_S = 10.0
+LIKE_BURST = 40.0
+MAX_LIMITED_MEMBERS = 65536
 PUSH_IDS_PER_MESSAGE = 200
 
 
@@ -54,10 +59,13 @@ class MulticastRegistry:
     def __init__(self, drops: Counter[str]) -> None:
         self.drops = drops
         self.networks: dict[int, NetworkSubscriptions] = {}
-        self._gathers = KeyedRateLimiter(GATHERS_PER_MEMBER_PER_S, GATHER_BURST, max_keys=65536)
+        self._gathers = KeyedLimit("multicast_gather_rate_limited", GATHERS_PER_MEMBER_PER_S, GATHER_BURST, drops, MAX_LIMITED_MEMBERS)
+        self._likes = KeyedLimit("multicast_like_rate_limited", LIKES_PER_MEMBER_PER_S, LIKE_BURST, drops, MAX_LIMITED_MEMBERS)
 
     def like(self, network_id: int, node_id: int, groups: list[bytes], complete: bool, ttl_s: int, now: float) -> list[Push]:
         """A member's groups (its complete set, or more of it); returns the pushes to members watching what changed."""
+        if not self._likes.take((network_id, node_id), now):
+            return []
         network = self.networks.setdefault(network_id, NetworkSubscriptions())
         old = network.groups.groups_of(node_id)
         new = set(groups) if complete else old | set(groups)
@@ -74,7 +82,6 @@ class MulticastRegistry:
         """The reply pages for a member's GATHER (the asker included if subscribed; it
         skips itself); the asker is told of changes to the group for WATCH_S."""
         if not self._gathers.take(asker, now):
-            self.drops["multicast_gather_rate_limited"] += 1
             return []
         network = self.networks.setdefault(network_id, NetworkSubscriptions())
         packed = network.packed.get(group)

@@ -22,7 +22,7 @@ __all__ = ["RELAY_BURST_S", "Relay"]
 class Relay:
     def __init__(self, relay_limit_mbps: int, drops: Counter[str]) -> None:
         self.budget = RelayBudget(relay_limit_mbps, drops)
-        self._rendezvous_budget = RendezvousBudget()
+        self._rendezvous_budget = RendezvousBudget(drops)
         self.drops = drops
 
     @property
@@ -64,7 +64,9 @@ class Relay:
         if target is None or not target.online(now):
             self.drops["rendezvous_target_offline"] += 1
             return []
-        if not directory.authorized_together(client.node_id, peer_id) or not self._rendezvous_budget.take(client.node_id, peer_id, now):
+        if not directory.authorized_together(client.node_id, peer_id):
             self.drops["rendezvous_refused"] += 1
+            return []
+        if not self._rendezvous_budget.take(client.node_id, peer_id, now):
             return []
         return [(client, punch_hints(peer_id, target.endpoints)), (target, punch_hints(client.node_id, client.endpoints))]

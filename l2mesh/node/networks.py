@@ -22,6 +22,7 @@ from l2mesh.node.network_state import NetworkState
 from l2mesh.node.peer_table import PeerTable
 from l2mesh.node.peers import Peer
 from l2mesh.node.send import SendPath
+from l2mesh.ratelimit import KeyedLimit
 from l2mesh.rules.syntax import format_rule
 from l2mesh.switch import MemberPort
 from l2mesh.switch.loops import HELLO_INTERVAL_S, build_hello, build_topology_change
@@ -40,6 +41,10 @@ GROUP_TTL_S = 180  # subscriptions announced live this long unless refreshed
 GROUP_REFRESH_S = 60.0
 LIKE_GROUPS_PER_MESSAGE = 100  # 1 KiB of groups: one LIKE fits one datagram
 SWITCH_EXPIRE_INTERVAL_S = 5.0
+# A member announces on each change of its kernel's groups (polled every 0.25 s), every minute, and
+# to a peer with a new session: per peer and network, real bursts stay far below this.
+ANNOUNCEMENTS_PER_PEER_PER_S = 10.0
+ANNOUNCEMENT_BURST = 40.0
 
 
 class Networks:
@@ -59,6 +64,9 @@ class Networks:
         self.events = events
         self.drops = drops
         self._next_switch_expiry_s = 0.0
+        self._announcements = KeyedLimit(
+            "multicast_announcement_rate_limited", ANNOUNCEMENTS_PER_PEER_PER_S, ANNOUNCEMENT_BURST, drops
+        )
         # Each configured network's members by node id (the MemberConfigs of its config): what a change
         # of a few members is applied against without going through the whole member list.
         self._members: dict[int, dict[int, MemberConfig]] = {}
@@ -250,6 +258,8 @@ class Networks:
         state = self.states.get(announcement.network_id)
         if state is None or announcement.network_id not in peer.networks:
             self.drops["subscriptions_for_unshared_network"] += 1
+            return
+        if not self._announcements.take((peer.node_id, announcement.network_id), now):
             return
         groups = {group_key(bytes(g.mac), g.adi) for g in announcement.groups}
         if not announcement.complete:

@@ -32,6 +32,7 @@ from l2mesh.node.membership import ControllerLink
 from l2mesh.node.peer_table import PeerTable
 from l2mesh.node.peers import Peer
 from l2mesh.node.roots import Roots
+from l2mesh.ratelimit import KeyedLimit
 from l2mesh.wire.common import Endpoint
 from l2mesh.wire.errors import parse_or_none
 from l2mesh.wire.messages import EndpointHints, PathProbe, PathProbeReply
@@ -60,6 +61,14 @@ LATENCY_SMOOTHING = 0.3
 # often; one whose round trip is below this fraction of the current one takes over.
 CANDIDATE_PROBE_S = 30.0
 BETTER_PATH_RATIO = 0.8
+# Probes a peer may make us answer: it sends one a second on the path in use, plus bursts of one per
+# candidate (MAX_CANDIDATES) when punching or retrying direct paths.
+PROBE_ANSWERS_PER_PEER_PER_S = 5.0
+PROBE_ANSWER_BURST = 30.0
+# Punch hints (a relay telling us a peer wants to meet) make us probe or handshake at once:
+# the relays send at most one a second per pair, from each of our roots and controllers.
+PUNCHES_PER_PEER_PER_S = 1.0
+PUNCH_BURST = 5.0
 
 
 class Paths:
@@ -74,6 +83,8 @@ class Paths:
         self.now_s = 0.0  # as of the last call that knew the time: relay choice needs no finer
         self.local_endpoints: list[Endpoint] = []
         self.observed_endpoint: Endpoint | None = None  # our address as the controller sees it
+        self._probe_answers = KeyedLimit("path_probe_rate_limited", PROBE_ANSWERS_PER_PEER_PER_S, PROBE_ANSWER_BURST, drops)
+        self._punches = KeyedLimit("punch_hints_rate_limited", PUNCHES_PER_PEER_PER_S, PUNCH_BURST, drops)
 
     # -- relays ------------------------------------------------------------------------------------
     def relay_for(self, peer: Peer) -> Endpoint | None:
@@ -185,6 +196,8 @@ class Paths:
         if hints is None:
             self.drops["hints_malformed"] += 1
             return []
+        if hints.punch and not self._punches.take(hints.node_id, now):
+            return []
         # Endpoints for an idle member wait for traffic (its config and our roots tell them then); a punch
         # request means it is trying to reach us: traffic starts.
         peer = self.peers.peer(hints.node_id, now) if hints.punch else self.peers.by_id.get(hints.node_id)
@@ -280,6 +293,8 @@ class Paths:
         probe = parse_or_none(PathProbe, message)
         if probe is None:
             self.drops["probe_malformed"] += 1
+            return []
+        if not self._probe_answers.take(peer.node_id, self.now_s):  # refills at tick granularity: fine for a bound
             return []
         reply = PathProbeReply.build({"probe_id": probe.probe_id, "observed": source})
         return [SendOnPath(peer.node_id, reply, None if relayed else source)]

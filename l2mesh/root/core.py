@@ -21,7 +21,7 @@ from typing import Any, Protocol
 from l2mesh.controller.defaults import DEFAULT_RELAY_LIMIT_MBPS
 from l2mesh.identity import Identity, PublicIdentity
 from l2mesh.ids import format_node_id
-from l2mesh.ratelimit import KeyedRateLimiter
+from l2mesh.ratelimit import KeyedLimit
 from l2mesh.relaying import RelayBudget, RendezvousBudget, envelope_of, envelope_run_packets, may_hop, punch_hints
 from l2mesh.root.registry import REGISTRATION_TTL_S, Registry
 from l2mesh.session import Session, SessionError
@@ -41,6 +41,13 @@ from l2mesh.wire.packets import ANY_NODE_ID, RELAY_HEADER_BYTES, PacketType
 
 LOOKUPS_PER_SESSION_PER_S = 20.0
 LOOKUP_BURST = 50.0
+# Nodes register every ~25 s and on each new session; each registration costs a signature check.
+REGISTERS_PER_SESSION_PER_S = 1.0
+REGISTER_BURST = 5.0
+# Nodes probe a root every ROOT_PROBE_S (1 s); `l2mesh netcheck` a few more at once.
+PATH_PROBES_PER_SESSION_PER_S = 5.0
+PATH_PROBE_BURST = 20.0
+MAX_LIMITED_SESSIONS = 65536
 NO_KEY = bytes(32)
 
 
@@ -67,10 +74,16 @@ class RootCore:
         self.clients = SessionServer(identity.x25519_private, self.drops, _new_client, sessions_per_endpoint=True)
         self.registry = Registry(self.drops)
         self.relay = RelayBudget(relay_limit_mbps, self.drops)
-        self._rendezvous = RendezvousBudget()
+        self._rendezvous = RendezvousBudget(self.drops)
         # Its own id, or any: a root given only as HOST:PORT is pinned on first use.
         self.identity_desk = IdentityDesk(identity, frozenset({self.node_id, ANY_NODE_ID}), self.drops)
-        self._lookups = KeyedRateLimiter(LOOKUPS_PER_SESSION_PER_S, LOOKUP_BURST, max_keys=65536)
+        self._lookups = KeyedLimit("lookup_rate_limited", LOOKUPS_PER_SESSION_PER_S, LOOKUP_BURST, self.drops, MAX_LIMITED_SESSIONS)
+        self._registers = KeyedLimit(
+            "register_rate_limited", REGISTERS_PER_SESSION_PER_S, REGISTER_BURST, self.drops, MAX_LIMITED_SESSIONS
+        )
+        self._path_probes = KeyedLimit(
+            "path_probe_rate_limited", PATH_PROBES_PER_SESSION_PER_S, PATH_PROBE_BURST, self.drops, MAX_LIMITED_SESSIONS
+        )
         self._register_proof_suffix = self.node_id.to_bytes(5, "big")
         self._now_s = 0.0
         self._handlers: dict[MessageKind, Callable[[SessionClient, Any, Endpoint, bool], None]] = {
@@ -148,6 +161,8 @@ class RootCore:
 
     # -- messages on a session ------------------------------------------------------------------------
     def _register(self, client: SessionClient, request: Any, source: Endpoint, stream: bool) -> None:
+        if not self._registers.take(client.session.key, self._now_s):
+            return
         identity = PublicIdentity(client.session.remote_static, request.ed25519)
         proof = ROOT_REGISTER_CONTEXT + identity.x25519_public + self._register_proof_suffix
         if not identity.verify(proof, request.proof):
@@ -164,7 +179,6 @@ class RootCore:
 
     def _lookup(self, client: SessionClient, request: Any, source: Endpoint, stream: bool) -> None:
         if not self._lookups.take(client.session.remote_static, self._now_s):
-            self.drops["lookup_rate_limited"] += 1
             return
         node_id = request.node_id
         live = self.registry.live(node_id, self._now_s)
@@ -187,12 +201,13 @@ class RootCore:
             self.drops["rendezvous_target_unregistered"] += 1
             return
         if not self._rendezvous.take(asker, peer, self._now_s):
-            self.drops["rendezvous_rate_limited"] += 1
             return
         self._send(client, punch_hints(peer, self.registry.endpoints(peer, self._now_s)), "punch_hints")
         self._send(peer_client, punch_hints(asker, self.registry.endpoints(asker, self._now_s)), "punch_hints")
 
     def _path_probe(self, client: SessionClient, probe: Any, source: Endpoint, stream: bool) -> None:
+        if not self._path_probes.take(client.session.key, self._now_s):
+            return
         # The reply tells the node its address as seen from here (its NAT mapping), as STUN would.
         self._send(client, PathProbeReply.build({"probe_id": probe.probe_id, "observed": source}), "path_probe_reply")
 

@@ -88,7 +88,7 @@ def test_a_rendezvous_tells_both_members_to_probe_each_others_endpoints_at_most_
     assert EndpointHints.parse(hints[1][1]).node_id == world.a.node_id
     assert world.relay.rendezvous(b, world.a.node_id, 1.0, world.by_node, world.directory)  # the bucket holds two
     assert world.relay.rendezvous(a, world.b.node_id, 1.0, world.by_node, world.directory) == []
-    assert world.relay.drops["rendezvous_refused"] == 1
+    assert world.relay.drops["rendezvous_rate_limited"] == 1
 
 
 def test_no_rendezvous_with_an_unauthorized_or_offline_member() -> None:

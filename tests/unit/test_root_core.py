@@ -32,7 +32,7 @@ def test_identity_requests_are_rate_limited_per_source_ip() -> None:
     for port in range(1, 31):
         world.core.datagram_received(memoryview(RootClient.identity_request(ANY_NODE_ID)), ("198.18.1.2", port), world.now)
     assert 5 <= len(world.transmit.datagrams) <= 12
-    assert world.drops["identity_request_refused"] == 30 - len(world.transmit.datagrams)
+    assert world.drops["identity_request_rate_limited"] == 30 - len(world.transmit.datagrams)
 
 
 def test_registration_is_answered_with_ttl_and_observed_and_a_lookup_returns_keys_and_endpoints() -> None:

@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, TypeVar
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -26,6 +27,7 @@ from l2mesh.controller.changes import Committed
 from l2mesh.controller.core import ControllerCore
 from l2mesh.controller.model import NotFound, ValidationError
 from l2mesh.controller.storage import Storage
+from l2mesh.edge.controller.body_limit import BodyLimit
 from l2mesh.edge.controller.metrics import AdminMetrics
 from l2mesh.errors import InvalidId, L2meshError
 from l2mesh.ids import format_network_id, parse_network_id, parse_node_id
@@ -163,4 +165,6 @@ def build_app(controller: Controller, token: str, controller_id: int) -> Starlet
         Route(f"{p}/networks/{{network_id}}/members/{{node_id}}", handler(update_member), methods=["PATCH"]),
         Route(f"{p}/networks/{{network_id}}/members/{{node_id}}", handler(delete_member), methods=["DELETE"]),
     ]
-    return metrics.timed(Starlette(routes=routes, exception_handlers={404: not_found, 405: bad_method}))
+    # Bodies are bounded before anything reads them (body_limit.py): 413 past MAX_BODY_BYTES.
+    app = Starlette(routes=routes, exception_handlers={404: not_found, 405: bad_method}, middleware=[Middleware(BodyLimit)])
+    return metrics.timed(app)

@@ -40,6 +40,7 @@ from l2mesh.edge.controller.change_feed import watch_changes
 from l2mesh.edge.controller.storage_url import open_storage
 from l2mesh.edge.controller.writer import StorageWriter
 from l2mesh.edge.reactor_edge import ReactorEdge
+from l2mesh.edge.drop_log import DropLog
 from l2mesh.edge.roots import endpoint_text, resolved_roots, save_root_pin
 from l2mesh.root_spec import RootSpec
 from l2mesh.errors import L2meshError, StateError
@@ -96,6 +97,7 @@ class ControllerServer:
         # Read once, before any thread runs; from here on only the writer thread touches storage.
         directory = Directory.load(self.storage)
         self.core = ControllerCore(self.identity, directory, self.sender, relay_limit_mbps=options.relay_limit_mbps)
+        self.drop_log = DropLog(log, "the drops of `l2mesh-ctl status --json`")
         # Other instances on this database (issue 12), before any thread runs: greet_members leaves their members alone.
         self.core.instance_endpoints = instance_endpoints(options.listen)
         self.core.instances = tuple(self.storage.live_instances(time.time() - INSTANCE_LIVE_S))
@@ -109,6 +111,7 @@ class ControllerServer:
 
     def _tick(self, now: float) -> None:
         self.core.tick(now)
+        self.drop_log.check(now, self.core.drops)
         while self.core.pinned_roots:
             endpoint, identity = self.core.pinned_roots.pop()
             save_root_pin(self.options.state_dir, endpoint, identity)

@@ -1,7 +1,12 @@
 """The daemon's side of its local control socket: one JSON request line in, one JSON response line out.
 
-A Unix socket in the state directory, mode 0600, so only the owner (root)
-can steer the daemon; the CLI (control_client.py) is its only client.
+A Unix socket in the state directory (itself 0700), created with mode 0600
+(bound under a umask, so it never exists with a wider mode), so only the
+owner (root) can steer the daemon; the CLI (control_client.py) is its only
+client. Should the file's mode be widened by hand, the peer's credentials
+(SO_PEERCRED) are checked too: anyone but root or the daemon's own user gets
+a one-line refusal. There is no group access: delegate with sudo rules for
+the commands a user may run.
 """
 
 from __future__ import annotations
@@ -9,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import struct
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -19,6 +25,8 @@ from l2mesh.edge.node.control_client import CLIENT_TIMEOUT_S, control_path
 from l2mesh.errors import L2meshError
 
 MAX_REQUEST_BYTES = 64 * 1024
+PEER_CREDENTIALS = struct.Struct("3i")  # struct ucred: pid, uid, gid
+REFUSED = "permission denied: only root may use the l2mesh daemon's control socket"
 
 Handler = Callable[[dict[str, Any]], Awaitable[Any]]
 
@@ -53,7 +61,9 @@ async def serve_control(state_dir: Path, handler: Handler, *, task_status: Any =
     async def serve_one(stream: trio.SocketStream) -> None:
         async with stream:
             try:
-                request = await _read_request(stream)
+                request = await _read_request(stream)  # read first: a refusal sent before it would break the client's pipe
+                if not _peer_allowed(stream):
+                    raise L2meshError(REFUSED)
                 result = await handler(request)
                 reply = {"ok": True, "result": result}
             except L2meshError as exc:
@@ -78,6 +88,13 @@ async def serve_control(state_dir: Path, handler: Handler, *, task_status: Any =
             path.unlink()
         except OSError:
             pass
+
+
+def _peer_allowed(stream: trio.SocketStream) -> bool:
+    """Root, or the user the daemon runs as (tests, unprivileged set-ups)."""
+    credentials = stream.socket.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, PEER_CREDENTIALS.size)
+    _, uid, _ = PEER_CREDENTIALS.unpack(credentials)
+    return uid in (0, os.geteuid())
 
 
 async def _read_request(stream: trio.SocketStream) -> dict[str, Any]:

@@ -15,6 +15,7 @@ import logging
 from functools import partial
 import os
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,7 @@ import trio
 
 from l2mesh import __version__
 from l2mesh.edge.reactor_edge import ReactorEdge
+from l2mesh.edge.drop_log import DropLog
 from l2mesh.edge.roots import resolve_endpoint, resolved_roots, save_root_pin
 from l2mesh.errors import L2meshError
 from l2mesh.identity import Identity, PublicIdentity
@@ -100,6 +102,7 @@ class NodeDaemon:
         self.sock = open_udp_socket(options.port)
         self.transmit = EdgeTransmit(self.sock)
         self.core = NodeCore(identity, self.transmit)
+        self.drop_log = DropLog(log, "`l2mesh status --json` counters")
         self.reactor = Reactor(self._tick)
         self.groups = GroupWatcher()
         self._next_group_poll_s = 0.0
@@ -183,6 +186,9 @@ class NodeDaemon:
 
     def _tick(self, now: float) -> None:
         self.core.tick(now)
+        self.drop_log.check(
+            now, self.core.drops, self.core.reassembler.drops, self.transmit.drops, *(r.drops for r in self.host.responders.values())
+        )
         if self.core.roots.links:
             self.tcp_fallback.tick(now)
         if now >= self._next_reachability_check_s:
@@ -460,6 +466,7 @@ class NodeDaemon:
     def _status(self, core: NodeCore) -> dict[str, Any]:
         counters = core.counters()
         counters["edge"] = dict(self.transmit.drops)
+        counters["dns"] = dict(sum((r.drops for r in self.host.responders.values()), Counter()))
         return {
             "id": format_node_id(self.identity.node_id),
             "port": self.options.port,

@@ -21,6 +21,7 @@ from l2mesh.controller.defaults import DEFAULT_RELAY_LIMIT_MBPS
 from l2mesh.edge.identity_file import load_or_create_identity
 from l2mesh.edge.reactor import Reactor
 from l2mesh.edge.reactor_edge import ReactorEdge
+from l2mesh.edge.drop_log import DropLog
 from l2mesh.edge.root.streams import RootTransmit, StreamListener, open_tcp_listener
 from l2mesh.edge.sd_notify import notify_ready
 from l2mesh.edge.statefile import atomic_write_json, ensure_state_dir
@@ -66,6 +67,7 @@ class RootServer:
         if tcp_sock is not None:
             self.streams = StreamListener(tcp_sock, self.reactor, self._stream_datagram, time.monotonic, self._stream_segments)
         self.core = RootCore(self.identity, RootTransmit(self.sender, self.streams), options.relay_limit_mbps)
+        self.drop_log = DropLog(log, "the root's drop counters")
         drainer = make_socket_drainer(self.sock, self.core.datagram_received, time.monotonic, self.core.segments_received)
         self.reactor.add_reader(self.sock.fileno(), drainer)
         self.edge = ReactorEdge(self.reactor, self.sock, self.sender, pause_readers=False)
@@ -80,6 +82,7 @@ class RootServer:
 
     def _tick(self, now: float) -> None:
         self.core.tick(now)
+        self.drop_log.check(now, self.core.drops, self.streams.drops if self.streams is not None else {})
         if self.streams is not None and now >= self._next_stream_tick_s:
             self._next_stream_tick_s = now + STREAM_TICK_S
             self.streams.tick(now)

@@ -4,9 +4,12 @@ Each connection is accepted non-blocking and served on the reactor thread.
 Once its HTTP upgrade is accepted, every frame is handed to the core as a
 datagram from the connection's remote (ip, port), flagged as from a stream;
 datagrams the root sends to that address go back over the connection
-(RootTransmit). Connections are bounded in number; one that has not
+(RootTransmit). Connections are bounded in number, in total and per source
+address, and so is how fast one address may open them (a TCP handshake
+proves the address, so per-address limits hold); one that has not
 upgraded within UPGRADE_TIMEOUT_S or has been silent for IDLE_TIMEOUT_S is
-closed (nodes renew their registration every ~25 s).
+closed (nodes renew their registration every ~25 s). What an upgraded
+connection carries meets the core's own limits, as UDP does.
 """
 
 from __future__ import annotations
@@ -21,10 +24,16 @@ from collections.abc import Callable
 from l2mesh.edge.framed import FramedSocket
 from l2mesh.edge.reactor import Reactor
 from l2mesh.edge.udp import DatagramSender, Endpoint, bind_error, plain_endpoint
+from l2mesh.ratelimit import KeyedLimit
 from l2mesh.relaying import same_size_runs
 from l2mesh.wire.stream import HeadReader, StreamError, check_request, refusal, upgrade_response
 
 MAX_CONNECTIONS = 4096
+# Several nodes behind one NAT may all need the fallback, so not one; but not all of MAX_CONNECTIONS.
+MAX_CONNECTIONS_PER_SOURCE = 64
+# A node reconnects after a backoff (root_stream.py): one a second per node behind an address is plenty.
+ACCEPTS_PER_SOURCE_PER_S = 10.0
+ACCEPT_BURST_PER_SOURCE = 20.0
 ACCEPTS_PER_WAKEUP = 64
 UPGRADE_TIMEOUT_S = 10.0
 IDLE_TIMEOUT_S = 90.0
@@ -70,7 +79,9 @@ class StreamListener:
         self.on_segments = on_segments
         self.clock = clock
         self.by_remote: dict[Endpoint, StreamConnection] = {}
+        self.per_source: Counter[str] = Counter()  # open connections by remote address
         self.drops: Counter[str] = Counter()
+        self._accepts = KeyedLimit("stream_accept_rate_limited", ACCEPTS_PER_SOURCE_PER_S, ACCEPT_BURST_PER_SOURCE, self.drops)
         reactor.add_reader(sock.fileno(), self._accept)
 
     # -- reactor callbacks ------------------------------------------------------------------------
@@ -89,11 +100,19 @@ class StreamListener:
                 conn.close()
                 continue
             remote = plain_endpoint(address)
+            if not self._accepts.take(remote[0], now):
+                conn.close()
+                continue
             old = self.by_remote.get(remote)
             if old is not None:
                 self._close(old)
+            if self.per_source[remote[0]] >= MAX_CONNECTIONS_PER_SOURCE:
+                self.drops["stream_too_many_from_source"] += 1
+                conn.close()
+                continue
             connection = StreamConnection(FramedSocket(conn, self.drops), remote, now)
             self.by_remote[remote] = connection
+            self.per_source[remote[0]] += 1
             self.reactor.add_reader(connection.framed.fileno(), partial(self._readable, connection))
 
     def _readable(self, connection: StreamConnection) -> None:
@@ -158,6 +177,10 @@ class StreamListener:
         connection.framed.close()
         if self.by_remote.get(connection.remote) is connection:
             del self.by_remote[connection.remote]
+            ip = connection.remote[0]
+            self.per_source[ip] -= 1
+            if not self.per_source[ip]:
+                del self.per_source[ip]
 
     # -- the root's sending side -----------------------------------------------------------------------
     def connection_to(self, address: Endpoint) -> StreamConnection | None:
