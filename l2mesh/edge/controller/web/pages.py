@@ -57,7 +57,8 @@ SECURITY_HEADERS = {
     ),
     "x-frame-options": "DENY",
     "x-content-type-options": "nosniff",
-    "referrer-policy": "no-referrer",  # the login link's token must not travel on in a Referer
+    # Not no-referrer: with it, browsers send `Origin: null` on form posts, and the origin check needs the real one.
+    "referrer-policy": "same-origin",
     "cross-origin-opener-policy": "same-origin",
 }
 
