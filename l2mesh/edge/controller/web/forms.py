@@ -21,7 +21,7 @@ _ITEM_SEPARATORS = re.compile(r"[\s,]+")
 def parse_form(raw: bytes) -> dict[str, str]:
     try:
         text = raw.decode("utf-8")
-        pairs = parse_qsl(text, keep_blank_values=True, strict_parsing=False, max_num_fields=MAX_FORM_FIELDS)
+        pairs = parse_qsl(text, keep_blank_values=True, max_num_fields=MAX_FORM_FIELDS, errors="strict")
     except (UnicodeDecodeError, ValueError):
         raise ValidationError("the form could not be read") from None
     return dict(pairs)
