@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from argon2 import PasswordHasher
 
 from l2mesh.controller.model import ValidationError
 from l2mesh.edge.controller.storage_url import storage_from_url
@@ -14,6 +15,12 @@ from tests.unit.conftest import STORAGE_BACKENDS
 
 NOW_S = 1_900_000_000.0
 each_backend = pytest.mark.parametrize("storage_backend", STORAGE_BACKENDS, indirect=True)
+
+
+@pytest.fixture(autouse=True)
+def cheap_argon2(monkeypatch: pytest.MonkeyPatch) -> None:
+    """argon2id at its smallest cost: the same code path, milliseconds instead of a second per hash on a busy box."""
+    monkeypatch.setattr(auth, "_hasher", PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+from argon2 import PasswordHasher
 from starlette.testclient import TestClient
 
 from l2mesh.controller import admin
@@ -50,6 +51,12 @@ class InProcessController:
 
     async def change(self, perform: Callable[[Storage], Committed]) -> Any:
         return self.core.committed(perform(self.storage))
+
+
+@pytest.fixture(autouse=True)
+def cheap_argon2(monkeypatch: pytest.MonkeyPatch) -> None:
+    """argon2id at its smallest cost: the same code path, milliseconds instead of a second per hash on a busy box."""
+    monkeypatch.setattr(auth, "_hasher", PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
 
 
 @pytest.fixture
