@@ -17,6 +17,7 @@ import logging
 from functools import partial
 import secrets
 import socket
+import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -75,7 +76,13 @@ class ServeOptions:
         """Off loopback, the API (and its login links, cookies, passwords) only over TLS: ours or a proxy's."""
         if (self.tls_cert is None) != (self.tls_key is None):
             raise L2meshError("give both --tls-cert and --tls-key")
-        if self.tls_cert is not None or self.behind_proxy or is_loopback(self.api[0]):
+        if self.tls_cert is not None and self.tls_key is not None:
+            try:  # here, where a bad file is one line, not inside hypercorn's task group
+                ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(self.tls_cert, self.tls_key)
+            except (OSError, ssl.SSLError) as exc:
+                raise L2meshError(f"cannot load --tls-cert {self.tls_cert} / --tls-key {self.tls_key}: {exc.strerror or exc}") from None
+            return
+        if self.behind_proxy or is_loopback(self.api[0]):
             return
         raise L2meshError(
             f"the admin API would listen on {self.api[0]} without TLS: give --tls-cert and --tls-key, "
