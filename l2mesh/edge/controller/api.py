@@ -26,7 +26,7 @@ from l2mesh.controller.changes import Committed
 from l2mesh.controller.core import ControllerCore
 from l2mesh.controller.model import NotFound, ValidationError
 from l2mesh.controller.storage import Storage
-from l2mesh.edge.controller.web import WebAdmin
+from l2mesh.edge.controller.web.pages import WebAdmin
 from l2mesh.errors import InvalidId, L2meshError
 from l2mesh.ids import format_network_id, parse_network_id, parse_node_id
 
