@@ -124,11 +124,30 @@ def screenshot(driver: Any, path: Path) -> None:
     assert png_colours(path.read_bytes(), enough=BUSY_COLOURS) >= BUSY_COLOURS, f"{path.name} looks blank"
 
 
-def member_row(driver: Any, node_id: str) -> Any:
+def cell_text(driver: Any, node_id: str, css: str) -> str:
+    """The text of a cell in the member's row, "" while it is not there (or is being replaced by a live update)."""
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
 
-    rows = driver.find_elements(By.CSS_SELECTOR, f"[data-member='{node_id}']")
-    return rows[0] if rows else None
+    try:
+        cells = driver.find_elements(By.CSS_SELECTOR, f"[data-member='{node_id}'] {css}")
+        return str(cells[0].text) if cells else ""
+    except StaleElementReferenceException:
+        return ""
+
+
+def click(driver: Any, css: str) -> None:
+    """Click what css finds, found afresh if a live update replaced it in between."""
+    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.common.by import By
+
+    for _ in range(5):
+        try:
+            driver.find_element(By.CSS_SELECTOR, css).click()
+            return
+        except StaleElementReferenceException:
+            continue
+    raise AssertionError(f"{css} kept being replaced")
 
 
 # -- the tests ---------------------------------------------------------------------------------------------
@@ -156,24 +175,26 @@ def test_admin_logs_in_with_the_link_creates_a_network_sees_a_join_live_authoriz
         driver.execute_script("window.notReloaded = true;")
         wait_until(lambda: driver.find_element(By.ID, "live-status").text == "live", 10, what="the live stream")
         member.l2mesh("join", network_id, "--controller", controller.endpoint)
-        row = wait_until(lambda: member_row(driver, member.node_id), LIVE_TIMEOUT_S, what="the join request on the overview")
+        wait_until(lambda: cell_text(driver, member.node_id, "button.authorize"), LIVE_TIMEOUT_S, what="the join request on the overview")
         assert driver.execute_script("return window.notReloaded === true;"), "the request must appear without a reload"
         assert "Asking to join" in driver.page_source
         screenshot(driver, tmp_path / "overview.png")
 
-        row.find_element(By.CSS_SELECTOR, "button.authorize").click()
+        click(driver, f"[data-member='{member.node_id}'] button.authorize")
         wait_until(lambda: network_status(member, network_id) == "OK", 10, what="the member authorized")
         driver.find_element(By.LINK_TEXT, "Members (1 authorized of 1)").click()
         address = wait_until(
-            lambda: re.search(r"10\.147\.17\.\d+", member_row(driver, member.node_id).find_element(By.CSS_SELECTOR, "td.ips").text),
-            10, what="the member's address on the members page",
+            lambda: re.search(r"10\.147\.17\.\d+", cell_text(driver, member.node_id, "td.ips")), 10, what="the member's address on the members page"
         ).group(0)
         assert controller.ctl_json("member", "show", network_id, member.node_id)[0]["ips"] == [address]
         screenshot(driver, tmp_path / "members.png")
+        driver.set_window_size(390, 844)  # a phone: the page fits its width (the members table scrolls inside it)
+        assert driver.execute_script("return document.documentElement.scrollWidth <= window.innerWidth;")
+        screenshot(driver, tmp_path / "members-phone.png")
+        driver.set_window_size(1280, 900)
 
-        member_row(driver, member.node_id).find_element(By.CSS_SELECTOR, "button.deauthorize").click()
-        wait_until(lambda: member_row(driver, member.node_id).find_element(By.CSS_SELECTOR, "td.authorized").text == "asking",
-                   10, what="deauthorized on the page")
+        click(driver, f"[data-member='{member.node_id}'] button.deauthorize")
+        wait_until(lambda: cell_text(driver, member.node_id, "td.authorized") == "asking", 10, what="deauthorized on the page")
         assert controller.ctl_json("member", "show", network_id, member.node_id)[0]["authorized"] is False
         wait_until(lambda: network_status(member, network_id) == "ACCESS_DENIED", 10, what="the member cut off")
 

@@ -231,6 +231,15 @@ def test_named_admins_log_in_with_their_password(controller: InProcessController
     assert client.delete("/api/v1/web/admins/alice", headers=bearer).status_code == 404
 
 
+def test_password_guessing_is_slowed_per_name(controller: InProcessController) -> None:
+    client = client_for(controller)
+    client.put("/api/v1/web/admins/alice", json={"password": "correct horse"}, headers={"authorization": f"Bearer {TOKEN}"})
+    guesses = [client.post("/web/login", data={"name": "alice", "password": f"guess {i}"}).status_code for i in range(6)]
+    assert guesses == [403] * pages.PASSWORD_TRIES_PER_NAME_BURST + [429]
+    assert client.post("/web/login", data={"name": "alice", "password": "correct horse"}).status_code == 429
+    assert client.post("/web/login", data={"name": "bob", "password": "guess"}).status_code == 403  # another name: its own tries
+
+
 async def test_the_live_stream_names_a_network_whose_members_changed(controller: InProcessController, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(pages, "EVENT_POLL_S", 0.01)
     web = pages.WebAdmin(controller, controller.core.node_id)

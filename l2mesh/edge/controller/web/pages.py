@@ -35,6 +35,7 @@ from l2mesh.controller.model import NotFound, ValidationError
 from l2mesh.controller.storage import Storage
 from l2mesh.edge.controller.web import auth, forms, views
 from l2mesh.errors import InvalidId, L2meshError
+from l2mesh.ratelimit import KeyedRateLimiter, TokenBucket
 from l2mesh.ids import format_network_id, format_node_id, parse_network_id, parse_node_id
 from l2mesh.rules.syntax import MAX_RULES_TEXT_BYTES
 
@@ -48,6 +49,11 @@ MAX_COOKIE_CHARS = 128
 EVENT_POLL_S = 1.0  # how often the live stream compares what the pages show
 EVENT_KEEPALIVE_S = 15.0  # a comment line now and then keeps proxies from closing a quiet stream
 EVENT_SESSION_CHECK_S = 60.0  # a stream ends within this long of its session (logout, expiry, admin removed)
+# Password guessing: each guess costs an argon2 hash (64 MiB, tens of ms). Per admin name a burst, then one
+# every 5 s; across all names a bound on the CPU and memory guesses may take; at most two hashes at a time.
+PASSWORD_TRIES_PER_NAME_PER_S, PASSWORD_TRIES_PER_NAME_BURST = 0.2, 5
+PASSWORD_TRIES_PER_S, PASSWORD_TRIES_BURST = 2.0, 10
+ARGON2_AT_ONCE = 2
 
 # No inline script or style anywhere (the page's script and stylesheet are files under static/).
 SECURITY_HEADERS = {
@@ -118,6 +124,15 @@ class WebAdmin:
         self.templates = Jinja2Templates(directory=str(HERE / "templates"))
         self.templates.env.filters["ago"] = ago
         self.templates.env.filters["dash"] = dash
+        self._tries_per_name = KeyedRateLimiter(PASSWORD_TRIES_PER_NAME_PER_S, PASSWORD_TRIES_PER_NAME_BURST)
+        self._tries = TokenBucket(PASSWORD_TRIES_PER_S, PASSWORD_TRIES_BURST)
+        self._argon2_slots: anyio.CapacityLimiter | None = None  # made in the event loop, on first use
+
+    async def argon2(self, function: Callable[..., T], *args: Any) -> T:
+        """function(*args) on a worker thread, at most ARGON2_AT_ONCE at a time."""
+        if self._argon2_slots is None:
+            self._argon2_slots = anyio.CapacityLimiter(ARGON2_AT_ONCE)
+        return await anyio.to_thread.run_sync(function, *args, limiter=self._argon2_slots)
 
     # -- plumbing ---------------------------------------------------------------------------------------
     async def stored(self, function: Callable[[auth.WebStore], T]) -> T:
@@ -214,8 +229,12 @@ class WebAdmin:
         except ValidationError as exc:
             return forbidden(str(exc), 400)
         name, password = form.get("name", ""), form.get("password", "")
+        now = time.monotonic()
+        if not (self._tries_per_name.take(name[:64], now) and self._tries.take(now)):
+            log.warning("web admin: password login for %r refused: too many tries", name[:40])
+            return self.render(request, "login.html", 429, session=None, error="Too many tries: wait a minute.")
         stored_hash = await self.stored(lambda store: store.web_admin_hash(name)) if auth.ADMIN_NAME_PATTERN.fullmatch(name) else None
-        if not await anyio.to_thread.run_sync(auth.password_matches, stored_hash, password):
+        if not await self.argon2(auth.password_matches, stored_hash, password):
             log.warning("web admin: failed password login for %r", name[:40])
             return self.render(request, "login.html", 403, session=None, error="Wrong name or password.")
         session = await self.stored(lambda store: auth.open_session(store, name, time.time()))
@@ -342,7 +361,7 @@ class WebAdmin:
         password = doc.get("password") if isinstance(doc, dict) else None
         if not isinstance(password, str):
             raise ValidationError('give the password as {"password": TEXT}')
-        password_hash = await anyio.to_thread.run_sync(auth.hash_password, password)
+        password_hash = await self.argon2(auth.hash_password, password)
         created = await self.stored(lambda store: store.set_web_admin(name, password_hash, time.time()))
         log.info("web admin %s: %s", name, "added" if created else "password changed")
         return {"name": name, "created": created}
