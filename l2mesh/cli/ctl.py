@@ -382,7 +382,7 @@ def cmd_member_delete(args: argparse.Namespace) -> int:
 def cmd_web(args: argparse.Namespace) -> int:
     api = ApiClient(args)
     link = api.request("POST", "/web/login-links")
-    url = api.root + link["path"]
+    url = (args.base_url or api.root).rstrip("/") + link["path"]
     if args.json:
         print_json({"url": url, "expires_in_s": link["expires_in_s"]})
     else:
@@ -435,6 +435,7 @@ def cmd_admin_remove(args: argparse.Namespace) -> int:
 def add_web_parsers(sub: Any) -> None:
     p = sub.add_parser("web", help="print a one-time login link to the web admin")
     _common(p)
+    p.add_argument("--base-url", metavar="URL", help="the address browsers open, e.g. a reverse proxy's https://NAME (default: the API's)")
     p.set_defaults(func=cmd_web)
     admin = sub.add_parser("admin", help="named web admins who log in with a password").add_subparsers(
         dest="admin_command", required=True, parser_class=OneLineArgumentParser

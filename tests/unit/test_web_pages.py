@@ -3,6 +3,7 @@ controller core and SQLite storage, no sockets."""
 
 from __future__ import annotations
 
+import io
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 from argon2 import PasswordHasher
 from starlette.testclient import TestClient
 
+from l2mesh.cli import ctl
 from l2mesh.controller import admin
 from l2mesh.controller.changes import Committed
 from l2mesh.controller.core import ControllerCore
@@ -282,3 +284,13 @@ def test_the_api_leaves_loopback_only_with_tls_or_behind_a_proxy(tmp_path: Path)
         options("0.0.0.0").check_api_exposure()
     with pytest.raises(L2meshError, match="both --tls-cert and --tls-key"):
         options("0.0.0.0", tls_cert=tmp_path / "c.pem").check_api_exposure()
+
+
+def test_admin_add_without_a_terminal_asks_for_password_stdin(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("sys.stdin", io.StringIO("correct horse\n"))
+    assert ctl.read_new_password(from_stdin=True) == "correct horse"
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))
+    with pytest.raises(L2meshError, match="--password-stdin"):
+        ctl.read_new_password(from_stdin=False)
+    with pytest.raises(L2meshError, match="empty password"):
+        ctl.read_new_password(from_stdin=True)
