@@ -24,7 +24,7 @@ from l2mesh.edge.controller.api import build_app
 from l2mesh.edge.controller.server import ServeOptions
 from l2mesh.edge.controller.sqlite_storage import SqliteStorage
 from l2mesh.edge.controller.web import auth, forms, pages
-from l2mesh.errors import L2meshError
+from l2mesh.errors import L2meshError, StateError
 from l2mesh.identity import Identity
 from l2mesh.ids import parse_network_id
 
@@ -294,3 +294,14 @@ def test_admin_add_without_a_terminal_asks_for_password_stdin(monkeypatch: pytes
         ctl.read_new_password(from_stdin=False)
     with pytest.raises(L2meshError, match="empty password"):
         ctl.read_new_password(from_stdin=True)
+
+
+def test_a_storage_failure_is_one_line_503_not_a_traceback(controller: InProcessController, monkeypatch: pytest.MonkeyPatch) -> None:
+    client = logged_in(controller)
+
+    def unreachable(*args: object) -> None:
+        raise StateError("PostgreSQL: connection refused")
+
+    monkeypatch.setattr(controller.storage, "find_web_token", unreachable)
+    response = client.get("/web/")
+    assert (response.status_code, response.text) == (503, "the controller's storage failed: PostgreSQL: connection refused\n")

@@ -158,7 +158,7 @@ class WebAdmin:
     def set_session_cookie(self, response: Response, session: auth.WebSession) -> None:
         response.set_cookie(
             SESSION_COOKIE, session.token, max_age=int(auth.SESSION_TTL_S), path="/web",
-            httponly=True, samesite="strict", secure=self.cookie_secure or False,
+            httponly=True, samesite="strict", secure=self.cookie_secure,
         )
 
     def page(self, function: Callable[[Request, auth.WebSession], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
@@ -402,7 +402,7 @@ class WebAdmin:
             Route(f"{net}/members/{{node_id}}", self.action(self.change_member), methods=["POST"]),
             Mount("/static", app=StaticFiles(directory=str(HERE / "static")), name="static"),
         ]
-        app = Starlette(routes=routes)
+        app = Starlette(routes=routes, exception_handlers={L2meshError: storage_failed})
         app.add_middleware(SecurityHeaders)
         return Mount("/web", app=app)
 
@@ -418,7 +418,14 @@ async def read_form(request: Request) -> dict[str, str]:
     return forms.parse_form(bytes(raw))
 
 
+async def storage_failed(request: Request, exc: Exception) -> Response:
+    """What escapes a page's own handling is the storage failing (PostgreSQL unreachable): one line, not a 500."""
+    log.warning("web admin: %s %s: %s", request.method, request.url.path, exc)
+    return forbidden(f"the controller's storage failed: {exc}", 503)
+
+
 def forbidden(message: str, status: int = 403) -> Response:
+    """A refusal as one plain line (no page: the asker has no session, or came from elsewhere)."""
     return Response(message + "\n", status_code=status, media_type="text/plain")
 
 
