@@ -23,7 +23,7 @@ from l2mesh.controller.storage import Storage
 from l2mesh.edge.controller.api import build_app
 from l2mesh.edge.controller.server import ServeOptions
 from l2mesh.edge.controller.sqlite_storage import SqliteStorage
-from l2mesh.edge.controller.web import auth, forms, pages
+from l2mesh.edge.controller.web import auth, forms, pages, security
 from l2mesh.errors import L2meshError, StateError
 from l2mesh.identity import Identity
 from l2mesh.ids import parse_network_id
@@ -267,9 +267,9 @@ def test_form_fields_become_api_documents() -> None:
         forms.network_settings_doc({"mtu": "big"})
     with pytest.raises(L2meshError):
         forms.parse_form(b"name=%ff%fe")
-    assert pages.safe_next("/web/networks/x") == "/web/networks/x"
+    assert security.safe_next("/web/networks/x") == "/web/networks/x"
     for hostile in ("//evil.example/web/", "https://evil.example/web/", "/\\evil.example", "/web/\\..\\x", "/api/v1/status"):
-        assert pages.safe_next(hostile) == "/web/"
+        assert security.safe_next(hostile) == "/web/"
 
 
 def test_the_api_leaves_loopback_only_with_tls_or_behind_a_proxy(tmp_path: Path) -> None:

@@ -16,17 +16,14 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any, Protocol, TypeVar, cast
-from urllib.parse import urlsplit
 
 import anyio
 from starlette.applications import Starlette
-from starlette.datastructures import MutableHeaders
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from l2mesh.controller import admin
 from l2mesh.controller.changes import Committed
@@ -34,6 +31,7 @@ from l2mesh.controller.core import ControllerCore
 from l2mesh.controller.model import NotFound, ValidationError
 from l2mesh.controller.storage import Storage
 from l2mesh.edge.controller.web import auth, forms, views
+from l2mesh.edge.controller.web.security import SecurityHeaders, safe_next, same_origin
 from l2mesh.errors import InvalidId, L2meshError
 from l2mesh.ratelimit import KeyedRateLimiter, TokenBucket
 from l2mesh.ids import format_network_id, format_node_id, parse_network_id, parse_node_id
@@ -55,19 +53,6 @@ PASSWORD_TRIES_PER_NAME_PER_S, PASSWORD_TRIES_PER_NAME_BURST = 0.2, 5
 PASSWORD_TRIES_PER_S, PASSWORD_TRIES_BURST = 2.0, 10
 ARGON2_AT_ONCE = 2
 
-# No inline script or style anywhere (the page's script and stylesheet are files under static/).
-SECURITY_HEADERS = {
-    "content-security-policy": (
-        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
-        "base-uri 'none'; form-action 'self'; frame-ancestors 'none'; object-src 'none'"
-    ),
-    "x-frame-options": "DENY",
-    "x-content-type-options": "nosniff",
-    # Not no-referrer: with it, browsers send `Origin: null` on form posts, and the origin check needs the real one.
-    "referrer-policy": "same-origin",
-    "cross-origin-opener-policy": "same-origin",
-}
-
 
 class Controller(Protocol):
     """What the web admin needs of the controller (api.Controller, which imports this module)."""
@@ -76,47 +61,9 @@ class Controller(Protocol):
     async def change(self, perform: Callable[[Storage], Committed]) -> Any: ...
 
 
-class SecurityHeaders:
-    """ASGI middleware: the headers above on every /web response, and no caching of pages."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        static = "/static/" in scope["path"]
-
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
-                for name, value in SECURITY_HEADERS.items():
-                    headers[name] = value
-                if not static:
-                    headers["cache-control"] = "no-store"
-            await send(message)
-
-        await self.app(scope, receive, send_with_headers)
-
-
-def same_origin(request: Request) -> bool:
-    """A browser names the page a POST comes from; it must be one of ours. Without either header (not a
-    browser, e.g. curl) the CSRF token alone decides."""
-    source = request.headers.get("origin") or request.headers.get("referer")
-    if source is None:
-        return True
-    return urlsplit(source).netloc == request.headers.get("host", "")
-
-
-def safe_next(target: str, fallback: str = "/web/") -> str:
-    """Where a form returns to: one of our pages, never another site (`//evil`, `/\\evil`, `https://...`)."""
-    if target.startswith("/web/") and not target.startswith(("//", "/\\")) and "\\" not in target:
-        return target
-    return fallback
-
-
 class WebAdmin:
+    """The pages and their routes; one per admin API app."""
+
     def __init__(self, controller: Controller, controller_id: int, cookie_secure: bool = False) -> None:
         self.controller = controller
         self.controller_id = controller_id
