@@ -22,6 +22,7 @@ from l2mesh.cli.common import (
     print_table,
     resolve_state_dir,
     run_parser,
+    say,
 )
 from l2mesh.controller.defaults import API_FILE, DEFAULT_API, DEFAULT_LISTEN, DEFAULT_RELAY_LIMIT_MBPS, TOKEN_FILE
 from l2mesh.dns_names import DnsNameError, normalize_domain
@@ -58,7 +59,8 @@ class ApiClient:
                 ) from None
             except PermissionError:
                 raise L2meshError(f"permission denied reading {token_file}: run as root") from None
-        self.base = url.rstrip("/") + "/api/v1"
+        self.root = url.rstrip("/")  # where the web admin's pages are too
+        self.base = self.root + "/api/v1"
         self.headers = {"Authorization": f"Bearer {token}"}
 
     def request(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
@@ -150,6 +152,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     roots = parse_root_list(args.root, os.environ.get(ROOTS_ENV))
     options = ServeOptions(resolve_state_dir(args), args.listen, args.api_listen, args.relay_limit_mbps, roots, db_url=args.db)
     options.identity_file = args.identity
+    options.tls_cert, options.tls_key, options.behind_proxy = args.tls_cert, args.tls_key, args.behind_proxy
     return run_controller(options)
 
 
@@ -376,6 +379,82 @@ def cmd_member_delete(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- the web admin (issue 15) ----------------------------------------------------------------------------
+def cmd_web(args: argparse.Namespace) -> int:
+    api = ApiClient(args)
+    link = api.request("POST", "/web/login-links")
+    url = (args.base_url or api.root).rstrip("/") + link["path"]
+    if args.json:
+        print_json({"url": url, "expires_in_s": link["expires_in_s"]})
+    else:
+        print(url)
+        say(f"a one-time login link: it works once, within {link['expires_in_s'] / 60:.0f} minutes")
+    return 0
+
+
+def read_new_password(from_stdin: bool) -> str:
+    if from_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        import getpass
+
+        if not sys.stdin.isatty():
+            raise L2meshError("no terminal to ask the password on: use --password-stdin")
+        password = getpass.getpass("Password: ")
+        if getpass.getpass("Password again: ") != password:
+            raise L2meshError("the passwords differ")
+    if not password:
+        raise L2meshError("empty password")
+    return password
+
+
+def cmd_admin_add(args: argparse.Namespace) -> int:
+    password = read_new_password(args.password_stdin)
+    doc = ApiClient(args).request("PUT", f"/web/admins/{args.name}", {"password": password})
+    if args.json:
+        print_json(doc)
+    else:
+        print(f"admin {doc['name']}: {'added' if doc['created'] else 'password changed'}")
+    return 0
+
+
+def cmd_admin_list(args: argparse.Namespace) -> int:
+    admins = ApiClient(args).request("GET", "/web/admins")
+    if args.json:
+        print_json(admins)
+    else:
+        print_table(None, ["admin", "added"], [[a["name"], _ago(a["created"])] for a in admins])
+    return 0
+
+
+def cmd_admin_remove(args: argparse.Namespace) -> int:
+    ApiClient(args).request("DELETE", f"/web/admins/{args.name}")
+    print(f"removed admin {args.name} (and ended their sessions)")
+    return 0
+
+
+def add_web_parsers(sub: Any) -> None:
+    p = sub.add_parser("web", help="print a one-time login link to the web admin")
+    _common(p)
+    p.add_argument("--base-url", metavar="URL", help="the address browsers open, e.g. a reverse proxy's https://NAME (default: the API's)")
+    p.set_defaults(func=cmd_web)
+    admin = sub.add_parser("admin", help="named web admins who log in with a password").add_subparsers(
+        dest="admin_command", required=True, parser_class=OneLineArgumentParser
+    )
+    p = admin.add_parser("add", help="add an admin, or set an existing admin's password (asked for on the terminal)")
+    _common(p)
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("--password-stdin", action="store_true", help="read the password from the first line of standard input")
+    p.set_defaults(func=cmd_admin_add)
+    p = admin.add_parser("list", help="list admins")
+    _common(p)
+    p.set_defaults(func=cmd_admin_list)
+    p = admin.add_parser("remove", help="remove an admin (their sessions end)")
+    _common(p, json_output=False)
+    p.add_argument("name", metavar="NAME")
+    p.set_defaults(func=cmd_admin_remove)
+
+
 # -- parser -----------------------------------------------------------------------------------------------
 def _common(p: argparse.ArgumentParser, json_output: bool = True) -> None:
     add_state_dir_argument(p, CONTROLLER_STATE_DIR_DEFAULT)
@@ -438,6 +517,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--identity", type=Path, metavar="FILE",
         help="the controller identity file (as identity.json in a state directory): several instances share one",
+    )
+    p.add_argument("--tls-cert", type=Path, metavar="FILE", help="serve the admin API and web admin over HTTPS with this certificate (PEM)")
+    p.add_argument("--tls-key", type=Path, metavar="FILE", help="the certificate's private key (PEM)")
+    p.add_argument(
+        "--behind-proxy", action="store_true",
+        help="--api may be a non-loopback address without --tls-cert: a reverse proxy in front serves HTTPS (README: Web admin)",
     )
     p.set_defaults(func=cmd_serve)
 
@@ -512,6 +597,7 @@ def build_parser() -> argparse.ArgumentParser:
         if extra == "node+tags":
             p.add_argument("tags", nargs="*", type=tag_arg, metavar="TAG")
         p.set_defaults(func=func)
+    add_web_parsers(sub)
 
     add_completion_command(sub, build_parser)
     return parser

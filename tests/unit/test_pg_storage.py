@@ -62,7 +62,7 @@ def schema_of(url: str) -> int:
 def test_a_version_1_database_opens_migrated_with_every_network_and_member(pg_url: str) -> None:
     v1_database(pg_url)
     storage = PgStorage(pg_url)
-    assert schema_of(pg_url) == SCHEMA_VERSION == 4
+    assert schema_of(pg_url) == SCHEMA_VERSION == 5
     assert storage.list_networks() == V1_NETWORKS
     assert all(n.rules == NO_RULES and n.dns_domain == "" for n in storage.list_networks())
     assert [m for n in NETWORKS for m in storage.list_members(n)] == V1_MEMBERS

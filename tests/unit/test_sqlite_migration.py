@@ -107,7 +107,7 @@ def test_a_version_1_database_opens_migrated_with_every_network_and_member(tmp_p
     path = tmp_path / "controller.db"
     networks, members = v1_database(path)
     storage = SqliteStorage(path)
-    assert schema_of(path) == SCHEMA_VERSION == 4
+    assert schema_of(path) == SCHEMA_VERSION == 5
     assert storage.list_networks() == networks
     assert all(n.rules == NO_RULES for n in storage.list_networks())
     stored = [m for n in networks for m in storage.list_members(n.network_id)]
@@ -124,7 +124,7 @@ def test_a_version_1_database_opens_migrated_with_every_network_and_member(tmp_p
     assert reopened.get_member(NETWORKS[0], members[0].node_id).tags == ("guest",)
     assert len(reopened.list_members(NETWORKS[0])) == 3
     reopened.close()
-    assert schema_of(path) == 4
+    assert schema_of(path) == SCHEMA_VERSION
 
 
 def test_a_fresh_database_and_a_migrated_one_have_the_same_columns(tmp_path: Path) -> None:
@@ -135,7 +135,7 @@ def test_a_fresh_database_and_a_migrated_one_have_the_same_columns(tmp_path: Pat
     def columns(path: Path) -> dict[str, list[str]]:
         db = sqlite3.connect(str(path))
         try:
-            return {t: [row[1] for row in db.execute(f"PRAGMA table_info({t})")] for t in ("networks", "members")}
+            return {t: [row[1] for row in db.execute(f"PRAGMA table_info({t})")] for t in ("networks", "members", "web_admins", "web_tokens")}
         finally:
             db.close()
 
@@ -161,10 +161,10 @@ def test_a_database_from_a_newer_version_is_refused_in_one_line(tmp_path: Path) 
     path = tmp_path / "controller.db"
     SqliteStorage(path).close()
     db = sqlite3.connect(str(path))
-    db.execute("UPDATE meta SET value='5' WHERE key='schema'")
+    db.execute("UPDATE meta SET value='6' WHERE key='schema'")
     db.commit()
     db.close()
-    with pytest.raises(StateError, match="schema version 5 is newer than this controller's 4"):
+    with pytest.raises(StateError, match="schema version 6 is newer than this controller's 5"):
         SqliteStorage(path)
 
 
@@ -185,7 +185,7 @@ def test_a_version_2_database_opens_migrated_with_its_rules_tags_and_routes_and_
     path = tmp_path / "controller.db"
     v2_database(path)
     storage = SqliteStorage(path)
-    assert schema_of(path) == 4
+    assert schema_of(path) == SCHEMA_VERSION
     lab, plant = storage.get_network(NETWORKS[0]), storage.get_network(NETWORKS[1])
     assert lab.rules.text == "drop tcp dport 22 src-tag guest\n"
     assert plant.routes == (ManagedRoute("10.147.18.0/24"),)  # a version-2 route: on-link

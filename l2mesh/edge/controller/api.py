@@ -20,7 +20,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from l2mesh.controller import admin
 from l2mesh.controller.changes import Committed
@@ -29,6 +29,7 @@ from l2mesh.controller.model import NotFound, ValidationError
 from l2mesh.controller.storage import Storage
 from l2mesh.edge.controller.body_limit import BodyLimit
 from l2mesh.edge.controller.metrics import AdminMetrics
+from l2mesh.edge.controller.web.pages import WebAdmin
 from l2mesh.errors import InvalidId, L2meshError
 from l2mesh.ids import format_network_id, parse_network_id, parse_node_id
 
@@ -51,7 +52,8 @@ def error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
 
-def build_app(controller: Controller, token: str, controller_id: int) -> Starlette:
+def build_app(controller: Controller, token: str, controller_id: int, secure_cookies: bool = False) -> Starlette:
+    """secure_cookies: the web admin's session cookie only over HTTPS (served with TLS, or behind a TLS proxy)."""
     async def body(request: Request) -> dict[str, Any]:
         raw = await request.body()
         if not raw:
@@ -165,6 +167,9 @@ def build_app(controller: Controller, token: str, controller_id: int) -> Starlet
         Route(f"{p}/networks/{{network_id}}/members/{{node_id}}", handler(update_member), methods=["PATCH"]),
         Route(f"{p}/networks/{{network_id}}/members/{{node_id}}", handler(delete_member), methods=["DELETE"]),
     ]
+    # The web admin (issue 15): its pages under /web, and the calls `l2mesh-ctl web` and `admin` make.
+    web = WebAdmin(controller, controller_id, secure_cookies)
+    served: list[BaseRoute] = [*routes, *web.api_routes(p, handler), web.mount()]
     # Bodies are bounded before anything reads them (body_limit.py): 413 past MAX_BODY_BYTES.
-    app = Starlette(routes=routes, exception_handlers={404: not_found, 405: bad_method}, middleware=[Middleware(BodyLimit)])
+    app = Starlette(routes=served, exception_handlers={404: not_found, 405: bad_method}, middleware=[Middleware(BodyLimit)])
     return metrics.timed(app)

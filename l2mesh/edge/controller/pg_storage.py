@@ -24,7 +24,7 @@ from typing import Any
 
 import psycopg
 
-from l2mesh.edge.controller.sql_storage import INSTANCES_TABLE, SqlStorage
+from l2mesh.edge.controller.sql_storage import INSTANCES_TABLE, WEB_TABLES, SqlStorage
 from l2mesh.errors import StateError
 from l2mesh.ids import format_network_id
 
@@ -60,6 +60,7 @@ _SCHEMA = (
         PRIMARY KEY (network_id, node_id)
     )""",
     INSTANCES_TABLE,
+    *WEB_TABLES,
 )
 
 

@@ -12,10 +12,12 @@ zerotier-cli finds its authtoken).
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 from functools import partial
 import secrets
 import socket
+import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -66,6 +68,31 @@ class ServeOptions:
     roots: list[RootSpec] = field(default_factory=list)
     db_url: str | None = None  # None: controller.db in the state directory, this instance's alone
     identity_file: Path | None = None  # None: identity.json in the state directory
+    # The admin API and web admin off loopback (issue 15): served with TLS, or behind a TLS-terminating proxy.
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    behind_proxy: bool = False
+
+    def check_api_exposure(self) -> None:
+        """Off loopback, the API (and its login links, cookies, passwords) only over TLS: ours or a proxy's."""
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise L2meshError("give both --tls-cert and --tls-key")
+        if self.tls_cert is not None and self.tls_key is not None:
+            try:  # here, where a bad file is one line, not inside hypercorn's task group
+                ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(self.tls_cert, self.tls_key)
+            except (OSError, ssl.SSLError) as exc:
+                raise L2meshError(f"cannot load --tls-cert {self.tls_cert} / --tls-key {self.tls_key}: {exc.strerror or exc}") from None
+            return
+        if self.behind_proxy or is_loopback(self.api[0]):
+            return
+        raise L2meshError(
+            f"the admin API would listen on {self.api[0]} without TLS: give --tls-cert and --tls-key, "
+            "or --behind-proxy when a reverse proxy in front of it serves HTTPS (see README, Web admin)"
+        )
+
+    @property
+    def api_scheme(self) -> str:
+        return "https" if self.tls_cert is not None else "http"
 
 
 def load_or_create_token(state_dir: Path) -> str:
@@ -84,6 +111,7 @@ def load_or_create_token(state_dir: Path) -> str:
 
 class ControllerServer:
     def __init__(self, options: ServeOptions) -> None:
+        options.check_api_exposure()
         self.options = options
         ensure_state_dir(options.state_dir)
         if options.identity_file is not None:
@@ -151,7 +179,10 @@ class ControllerServer:
         config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
         config.accesslog = None
         config.errorlog = logging.getLogger("l2mesh.controller.http")
-        app = build_app(self, self.token, self.identity.node_id)
+        if self.options.tls_cert is not None:
+            config.certfile, config.keyfile = str(self.options.tls_cert), str(self.options.tls_key)
+        scheme = self.options.api_scheme
+        app = build_app(self, self.token, self.identity.node_id, secure_cookies=scheme == "https" or self.options.behind_proxy)
         shutdown = trio.Event()
         self.writer.start()
         try:
@@ -171,14 +202,14 @@ class ControllerServer:
                     raise L2meshError(f"cannot serve the admin API on {host}:{port}: {exc.strerror}") from None
                 atomic_write_json(
                     self.options.state_dir / API_FILE,
-                    {"url": f"http://{'[' + host + ']' if ':' in host else host}:{port}", "listen": list(self.options.listen)},
+                    {"url": f"{scheme}://{'[' + host + ']' if ':' in host else host}:{port}", "listen": list(self.options.listen)},
                 )
                 log.info(
-                    "controller %s: UDP %s:%d, admin API http://%s:%d; greeted %d known members",
-                    format_node_id(self.identity.node_id), *self.options.listen, host, port, greeted,
+                    "controller %s: UDP %s:%d, admin API %s://%s:%d; greeted %d known members",
+                    format_node_id(self.identity.node_id), *self.options.listen, scheme, host, port, greeted,
                 )
                 # Admin API listening and api.json written: `systemctl start l2mesh-ctl` may return.
-                notify_ready(f"controller {format_node_id(self.identity.node_id)}: admin API http://{host}:{port}")
+                notify_ready(f"controller {format_node_id(self.identity.node_id)}: admin API {scheme}://{host}:{port}")
                 await shutdown.wait()
                 nursery.cancel_scope.cancel()
         finally:
@@ -197,6 +228,13 @@ async def serve_api(app: Any, config: Config, shutdown: trio.Event, nursery: tri
 
 async def _serve(app: Any, config: Config, shutdown: trio.Event, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
     await serve(app, config, shutdown_trigger=shutdown.wait, task_status=task_status)
+
+
+def is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 def instance_endpoints(listen: Endpoint) -> list[Endpoint]:

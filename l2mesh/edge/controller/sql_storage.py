@@ -29,7 +29,7 @@ from l2mesh.rules.syntax import RuleSyntaxError, parse_rules
 
 log = logging.getLogger("l2mesh.controller.storage")
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 # Controller instances sharing this database (issue 12): each upserts its row every few
 # seconds; members learn the live ones' endpoints from their configs. Not admin data.
@@ -43,6 +43,25 @@ CREATE TABLE IF NOT EXISTS controller_instances (
     heartbeat DOUBLE PRECISION NOT NULL
 );
 """
+
+# The web admin (issue 15): named admins' argon2 password hashes, and login tokens (one-time links and
+# sessions), here rather than in one instance's state directory so that every instance on a shared
+# database honours a link or a session another one issued, and a logout or a used link ends everywhere.
+# A token is stored as its SHA-256 only: the table leaks no usable session.
+WEB_TABLES = (
+    """CREATE TABLE IF NOT EXISTS web_admins (
+    name TEXT PRIMARY KEY,
+    password_hash TEXT NOT NULL,
+    created DOUBLE PRECISION NOT NULL
+)""",
+    """CREATE TABLE IF NOT EXISTS web_tokens (
+    token_hash TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    admin TEXT NOT NULL,
+    csrf TEXT NOT NULL,
+    expires DOUBLE PRECISION NOT NULL
+)""",
+)
 
 # From version N to N+1, run in one transaction with the version update. Columns
 # are appended (as a fresh schema has them), so rows read the same either way.
@@ -58,6 +77,7 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
     # rewriting settings without the gateways it cannot read.
     2: ("ALTER TABLE networks ADD COLUMN dns_domain TEXT NOT NULL DEFAULT ''",),
     3: (INSTANCES_TABLE,),  # several controller instances on one database (issue 12)
+    4: WEB_TABLES,  # the web admin's admins and login tokens (issue 15)
 }
 
 Statement = tuple[str, tuple[Any, ...]]
@@ -365,3 +385,48 @@ class SqlStorage:
 
     def remove_instances(self, instance_id: str | None, heard_before_s: float) -> None:
         self._write([("DELETE FROM controller_instances WHERE id=? OR heartbeat < ?", (instance_id, heard_before_s))])
+
+    # -- the web admin (issue 15): admins and login tokens, see WEB_TABLES -------------------------------
+    def set_web_admin(self, name: str, password_hash: str, now_s: float) -> bool:
+        """Add the admin, or give an existing one this password; True if it is new."""
+        with self.transaction():
+            known = self._execute("SELECT 1 FROM web_admins WHERE name=?", (name,)).fetchone() is not None
+            self._write([(
+                "INSERT INTO web_admins VALUES (?, ?, ?) ON CONFLICT (name) DO UPDATE SET password_hash=excluded.password_hash",
+                (name, password_hash, now_s),
+            )])
+        return not known
+
+    def web_admin_hash(self, name: str) -> str | None:
+        row = self._execute("SELECT password_hash FROM web_admins WHERE name=?", (name,)).fetchone()
+        return row[0] if row is not None else None
+
+    def list_web_admins(self) -> list[tuple[str, float]]:
+        return [(r[0], r[1]) for r in self._execute("SELECT name, created FROM web_admins ORDER BY name").fetchall()]
+
+    def remove_web_admin(self, name: str) -> bool:
+        """The admin and its sessions; False if there was no such admin."""
+        with self.transaction():
+            self._write([("DELETE FROM web_tokens WHERE admin=?", (name,))])
+            return self._write([("DELETE FROM web_admins WHERE name=?", (name,))]) == 1
+
+    def add_web_token(self, token_hash: str, kind: str, admin: str, csrf: str, expires_s: float, now_s: float) -> None:
+        """A new login link or session; expired ones go at the same time (nothing else sweeps them)."""
+        self._write([
+            ("DELETE FROM web_tokens WHERE expires < ?", (now_s,)),
+            ("INSERT INTO web_tokens VALUES (?, ?, ?, ?, ?)", (token_hash, kind, admin, csrf, expires_s)),
+        ])
+
+    def find_web_token(self, token_hash: str, kind: str, now_s: float) -> tuple[str, str] | None:
+        """(admin, csrf) of an unexpired token of this kind."""
+        row = self._execute(
+            "SELECT admin, csrf FROM web_tokens WHERE token_hash=? AND kind=? AND expires >= ?", (token_hash, kind, now_s)
+        ).fetchone()
+        return (row[0], row[1]) if row is not None else None
+
+    def take_web_token(self, token_hash: str, kind: str, now_s: float) -> tuple[str, str] | None:
+        """find_web_token, and the token is gone: a one-time link works once, on whichever instance."""
+        with self.transaction():
+            found = self.find_web_token(token_hash, kind, now_s)
+            self._write([("DELETE FROM web_tokens WHERE token_hash=?", (token_hash,))])
+        return found

@@ -18,7 +18,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from l2mesh.edge.controller.sql_storage import INSTANCES_TABLE, MIGRATIONS, SCHEMA_VERSION, SqlStorage
+from l2mesh.edge.controller.sql_storage import INSTANCES_TABLE, MIGRATIONS, SCHEMA_VERSION, WEB_TABLES, SqlStorage
 from l2mesh.errors import StateError
 
 __all__ = ["DATABASE_FILE", "MIGRATIONS", "SCHEMA_VERSION", "SqliteStorage"]
@@ -64,7 +64,7 @@ class SqliteStorage(SqlStorage):
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=FULL")
             self.db.execute("PRAGMA foreign_keys=ON")
-            self.db.executescript(_SCHEMA + INSTANCES_TABLE)
+            self.db.executescript(_SCHEMA + INSTANCES_TABLE + "".join(t + ";\n" for t in WEB_TABLES))
             self._init_schema(str(path))
         except sqlite3.DatabaseError as exc:
             raise StateError(f"cannot open controller database {path}: {exc}") from None
