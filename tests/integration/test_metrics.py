@@ -57,7 +57,8 @@ def overlay_ip(host: Host, network_id: str) -> str | None:
 def test_controller_and_node_metrics_after_a_ping_with_the_token_rule_and_bind_errors(topology: Topology) -> None:
     ctl_host = topology.add_host("ctl")
     controller = Controller(ctl_host, topology.work_dir / "ctl-state")
-    controller.start("--api", f"0.0.0.0:{API_PORT}")  # reachable from the members too: the token rule applies
+    # Reachable from the members too, so the token rule applies; plain HTTP off loopback needs --behind-proxy.
+    controller.start("--api", f"0.0.0.0:{API_PORT}", "--behind-proxy")
     network_id = controller.ctl("network", "create", "lab", "--pool", "10.147.17.0/24").stdout.strip()
     a, b = topology.add_host("a"), topology.add_host("b")
     a.start_daemon("--metrics-listen", METRICS_LISTEN)

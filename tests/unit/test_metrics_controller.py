@@ -115,9 +115,9 @@ class CoreReader:
         raise AssertionError("no change expected")
 
 
-def client_from(world: World, address: str) -> httpx.AsyncClient:
+def client_from(world: World, address: str, behind_proxy: bool = False) -> httpx.AsyncClient:
     controller = controller_of(world)
-    app = build_app(CoreReader(controller), TOKEN, controller.node_id)
+    app = build_app(CoreReader(controller), TOKEN, controller.node_id, behind_proxy=behind_proxy)
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app, client=(address, 40000)), base_url="http://controller")
 
 
@@ -135,6 +135,14 @@ async def test_metrics_are_open_to_loopback_and_need_the_bearer_token_from_elsew
         answer = await remote.get("/metrics", headers={"Authorization": f"Bearer {TOKEN}"})
     assert answer.status_code == 200
     assert "process_resident_memory_bytes" in answer.text
+
+
+async def test_behind_a_reverse_proxy_even_loopback_needs_the_token(world: World) -> None:
+    controller_of(world).create_network(pools=[POOL])
+    async with client_from(world, "127.0.0.1", behind_proxy=True) as via_proxy:
+        assert (await via_proxy.get("/metrics")).status_code == 401
+        answer = await via_proxy.get("/metrics", headers={"Authorization": f"Bearer {TOKEN}"})
+    assert answer.status_code == 200 and "l2mesh_controller_members{" in answer.text
 
 
 async def test_admin_requests_are_timed_by_method_and_route_template(world: World) -> None:

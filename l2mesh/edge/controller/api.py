@@ -52,8 +52,12 @@ def error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
 
-def build_app(controller: Controller, token: str, controller_id: int, secure_cookies: bool = False) -> Starlette:
-    """secure_cookies: the web admin's session cookie only over HTTPS (served with TLS, or behind a TLS proxy)."""
+def build_app(
+    controller: Controller, token: str, controller_id: int, secure_cookies: bool = False, behind_proxy: bool = False
+) -> Starlette:
+    """secure_cookies: the web admin's session cookie only over HTTPS (served with TLS, or behind a TLS proxy).
+
+    behind_proxy: requests arrive through a reverse proxy, so none counts as local (see metrics.py)."""
     async def body(request: Request) -> dict[str, Any]:
         raw = await request.body()
         if not raw:
@@ -150,7 +154,7 @@ def build_app(controller: Controller, token: str, controller_id: int, secure_coo
         return error(405, f"method {request.method} not allowed on {request.url.path}")
 
     # Prometheus text; loopback reads it without the token, anyone else with it (metrics.py says why).
-    metrics = AdminMetrics(controller.read, token)
+    metrics = AdminMetrics(controller.read, token, trust_loopback=not behind_proxy)
     p = API_PREFIX
     routes = [
         Route("/metrics", metrics.endpoint, methods=["GET"]),

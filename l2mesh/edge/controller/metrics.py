@@ -10,8 +10,8 @@ never share or clash).
 Who may read: any request from a loopback address without the token (a
 Prometheus or node_exporter-style scraper on the controller host), any other
 only with `Authorization: Bearer <admin token>`, as for the rest of the API.
-A reverse proxy on the same host makes every request look local: put the
-token check in the proxy, or bind the API where only the proxy reaches it.
+A reverse proxy on the same host makes every request look local, so with
+`serve --behind-proxy` /metrics always needs the token.
 """
 
 from __future__ import annotations
@@ -108,25 +108,30 @@ def _single(kind: type[GaugeMetricFamily] | type[CounterMetricFamily], name: str
     return family
 
 
-def is_loopback(request: Request) -> bool:
-    """The request came from this host's loopback (IPv4, IPv6, or IPv4 mapped into IPv6)."""
-    if request.client is None:
-        return False
+def is_loopback_host(host: str) -> bool:
+    """host is this machine's loopback: IPv4, IPv6, IPv4 mapped into IPv6, or the name localhost."""
     try:
-        address = ipaddress.ip_address(request.client.host)
+        address = ipaddress.ip_address(host)
     except ValueError:
-        return False
+        return host == "localhost"
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         address = address.ipv4_mapped
     return address.is_loopback
 
 
+def is_loopback(request: Request) -> bool:
+    """The request came from this host's loopback."""
+    return request.client is not None and request.client.host != "localhost" and is_loopback_host(request.client.host)
+
+
 class AdminMetrics:
     """`GET /metrics` for the admin API app, and the timing of that app's requests."""
 
-    def __init__(self, read: Read[list[Metric]], token: str) -> None:
+    def __init__(self, read: Read[list[Metric]], token: str, trust_loopback: bool = True) -> None:
+        """trust_loopback=False: the token always (behind a reverse proxy on this host every request is local)."""
         self.read = read
         self.token = token
+        self.trust_loopback = trust_loopback
         self.registry = CollectorRegistry()
         self.latency = Histogram(
             "l2mesh_controller_admin_request_duration_seconds", "Admin API requests by method and route: time to answer",
@@ -134,7 +139,7 @@ class AdminMetrics:
         )
 
     def may_read(self, request: Request) -> bool:
-        if is_loopback(request):
+        if self.trust_loopback and is_loopback(request):
             return True
         supplied = request.headers.get("authorization", "")
         return hmac.compare_digest(supplied.encode(), f"Bearer {self.token}".encode())

@@ -12,7 +12,6 @@ zerotier-cli finds its authtoken).
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 from functools import partial
 import secrets
@@ -39,6 +38,7 @@ from l2mesh.edge.controller.api import build_app
 from l2mesh.controller.heartbeat import Departure
 from l2mesh.controller.instances import INSTANCE_LIVE_S
 from l2mesh.edge.controller.change_feed import watch_changes
+from l2mesh.edge.controller.metrics import is_loopback_host
 from l2mesh.edge.controller.storage_url import open_storage
 from l2mesh.edge.controller.writer import StorageWriter
 from l2mesh.edge.reactor_edge import ReactorEdge
@@ -83,7 +83,7 @@ class ServeOptions:
             except (OSError, ssl.SSLError) as exc:
                 raise L2meshError(f"cannot load --tls-cert {self.tls_cert} / --tls-key {self.tls_key}: {exc.strerror or exc}") from None
             return
-        if self.behind_proxy or is_loopback(self.api[0]):
+        if self.behind_proxy or is_loopback_host(self.api[0]):
             return
         raise L2meshError(
             f"the admin API would listen on {self.api[0]} without TLS: give --tls-cert and --tls-key, "
@@ -182,7 +182,8 @@ class ControllerServer:
         if self.options.tls_cert is not None:
             config.certfile, config.keyfile = str(self.options.tls_cert), str(self.options.tls_key)
         scheme = self.options.api_scheme
-        app = build_app(self, self.token, self.identity.node_id, secure_cookies=scheme == "https" or self.options.behind_proxy)
+        app = build_app(self, self.token, self.identity.node_id, secure_cookies=scheme == "https" or self.options.behind_proxy,
+                        behind_proxy=self.options.behind_proxy)
         shutdown = trio.Event()
         self.writer.start()
         try:
@@ -228,13 +229,6 @@ async def serve_api(app: Any, config: Config, shutdown: trio.Event, nursery: tri
 
 async def _serve(app: Any, config: Config, shutdown: trio.Event, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
     await serve(app, config, shutdown_trigger=shutdown.wait, task_status=task_status)
-
-
-def is_loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return host == "localhost"
 
 
 def instance_endpoints(listen: Endpoint) -> list[Endpoint]:
