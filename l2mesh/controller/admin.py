@@ -210,10 +210,12 @@ def known_member(directory: Directory, network_id: int, node_id: int) -> Member:
     return member
 
 
-def member_doc(member: Member, online_since_s: float | None) -> dict[str, Any]:
-    """online_since_s: wall time the member was last heard from, if it has a session with us now."""
+def member_doc(member: Member, online_since_s: float | None, version: str | None = None) -> dict[str, Any]:
+    """online_since_s: wall time the member was last heard from, if it has a session with us now;
+    version: the l2mesh version it reported, if online."""
     doc = member.to_json()
     if online_since_s is not None:
         doc["last_seen"] = online_since_s
     doc["online"] = online_since_s is not None
+    doc["version"] = version
     return doc

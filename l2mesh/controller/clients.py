@@ -30,6 +30,7 @@ class Client(SessionClient):
 
     networks: set[int] = field(default_factory=set)
     local_endpoints: list[Endpoint] = field(default_factory=list)
+    client_version: str = ""  # the l2mesh version it reports in its netconf requests
 
     def online(self, now: float) -> bool:
         return now - self.last_seen_s <= ONLINE_WINDOW_S
@@ -68,3 +69,11 @@ class Clients(SessionServer[Client]):
     def online_in(self, network_id: int, now: float) -> list[Client]:
         """Online clients that asked for this network."""
         return [c for c in self.by_static.values() if network_id in c.networks and c.online(now)]
+
+
+MAX_VERSION_CHARS = 32
+
+
+def printable_version(reported: str) -> str:
+    """A member's self-reported version as shown to admins: printable ASCII only, bounded."""
+    return "".join(ch for ch in reported[:MAX_VERSION_CHARS] if " " <= ch <= "~")

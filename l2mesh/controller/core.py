@@ -34,7 +34,7 @@ from typing import Any, Protocol
 
 from l2mesh.controller import admin
 from l2mesh.controller.changes import Committed, StorageWrite
-from l2mesh.controller.clients import Client, Clients
+from l2mesh.controller.clients import Client, Clients, printable_version
 from l2mesh.controller.defaults import DEFAULT_RELAY_LIMIT_MBPS
 from l2mesh.controller.directory import Directory
 from l2mesh.controller.heartbeat import Heartbeat
@@ -301,6 +301,7 @@ class ControllerCore:
             return
         # Only now, with the keys matching what we hold, does this client speak for the id.
         self.clients.identify(client, node_id, identity, network_id)
+        client.client_version = printable_version(request.client_version)
         self.seen.heard(network_id, node_id)
         self.issuer.history.note_held(network_id, node_id, request.have_revision)  # what the commit's answer builds on
         if (network_id, node_id) in self._asked:
@@ -653,7 +654,12 @@ class ControllerCore:
         return self.member_doc(admin.known_member(self.directory, network_id, node_id))
 
     def member_doc(self, member: Member) -> dict[str, Any]:
-        return admin.member_doc(member, self.online_since(member.node_id))
+        return admin.member_doc(member, self.online_since(member.node_id), self.reported_version(member.node_id))
+
+    def reported_version(self, node_id: int) -> str | None:
+        """The l2mesh version an online member reported in its last netconf request."""
+        client = self.clients.by_node.get(node_id)
+        return client.client_version or None if client is not None else None
 
     def status(self) -> dict[str, Any]:
         return {

@@ -23,6 +23,8 @@ from typing import Any
 import httpx
 import pytest
 
+import l2mesh
+
 from tests.integration.topology import Topology, add_controller, network_status, wait_until
 
 CHROMIUM = "/usr/bin/chromium"
@@ -187,6 +189,7 @@ def test_admin_logs_in_with_the_link_creates_a_network_sees_a_join_live_authoriz
             lambda: re.search(r"10\.147\.17\.\d+", cell_text(driver, member.node_id, "td.ips")), 10, what="the member's address on the members page"
         ).group(0)
         assert controller.ctl_json("member", "show", network_id, member.node_id)[0]["ips"] == [address]
+        assert cell_text(driver, member.node_id, "td.version") == l2mesh.__version__  # as the node reported it
         screenshot(driver, tmp_path / "members.png")
         driver.set_window_size(390, 844)  # a phone: the page fits its width (the members table scrolls inside it)
         assert driver.execute_script("return document.documentElement.scrollWidth <= window.innerWidth;")

@@ -7,7 +7,14 @@ from collections import Counter
 import pytest
 
 from l2mesh import session_server as session_server_module
-from l2mesh.controller.clients import MAX_LOCAL_ENDPOINTS, ONLINE_WINDOW_S, UNIDENTIFIED_CLIENT_S, Clients
+from l2mesh.controller.clients import (
+    MAX_LOCAL_ENDPOINTS,
+    MAX_VERSION_CHARS,
+    ONLINE_WINDOW_S,
+    UNIDENTIFIED_CLIENT_S,
+    Clients,
+    printable_version,
+)
 from l2mesh.identity import Identity
 from l2mesh.session import SessionTable
 from l2mesh.wire.messages import Keepalive
@@ -92,3 +99,9 @@ def test_a_greeting_is_one_initiation_until_it_is_answered(clients: Clients) -> 
     node = Identity.generate()
     assert clients.greeting(node.public, 1.0) is not None
     assert clients.greeting(node.public, 1.5) is None
+
+
+def test_a_reported_version_is_shown_printable_and_bounded() -> None:
+    assert printable_version("0.1.0") == "0.1.0"
+    assert printable_version("1.0\x1b[31m\nevil") == "1.0[31mevil"
+    assert len(printable_version("9" * 1000)) == MAX_VERSION_CHARS

@@ -7,6 +7,7 @@ from typing import Any, Callable
 
 import pytest
 
+import l2mesh
 from l2mesh.controller import admin
 from l2mesh.controller import core as core_module
 from l2mesh.controller.changes import Committed
@@ -231,6 +232,7 @@ def test_admin_views_read_the_directory_with_who_is_online(world: World) -> None
     [listed] = world.core.list_members(world.network_id)
     assert listed["id"] == format_node_id(node.node_id) and listed["online"] and listed["known"]
     assert listed["last_seen"] == pytest.approx(WALL_S, abs=1.0)
+    assert listed["version"] == l2mesh.__version__  # what the node's netconf request reported
     [network] = world.core.list_networks()
     assert (network["members"], network["authorized"]) == (1, 0)
     assert world.core.status()["online_members"] == 1

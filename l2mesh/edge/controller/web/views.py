@@ -2,8 +2,8 @@
 
 Plain dicts for the templates. Online state and path come from the core's
 sessions (a member talking to us through a root is on a relayed path); last
-seen from the member seen records; what the controller cannot know (a
-member's software version: nodes do not report it) is None, shown as "—".
+seen from the member seen records; the software version is what an online
+member reported in its netconf requests. What is not known is None, shown as "—".
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ def member_view(core: ControllerCore, member: Member) -> dict[str, Any]:
         "last_seen": online_since_s if online_since_s is not None else member.last_seen_s,
         "path": None if client is None else ("relay" if client.via_root else "direct"),
         "endpoint": member.endpoint,
-        "version": None,
+        "version": core.reported_version(member.node_id),
     }
 
 
