@@ -45,6 +45,7 @@ bench: deps $(VENV)/.installed
 	$(PY) benchmarks/flood.py
 	$(PY) benchmarks/idle_peers.py
 	$(PY) benchmarks/memory.py
+	$(PY) benchmarks/latency.py
 
 demo: deps $(VENV)/.installed
 	$(PY) demo/demo.py $(DEMO_ARGS)
