@@ -1,0 +1,353 @@
+"""Issue 16, crash loops: `kill -9` of the controller at random moments of a stream of admin changes, and of
+a node daemon during joins and leaves; every restart must load its state, lose nothing it acknowledged,
+and keep its identity.
+
+Each loop runs CRASH_N kills (`make test`: a shorter run, see below; `make crashloop`: 200 each), from
+the seed CRASH_SEED (default 16); the machinery is crash_harness.py. The controller runs alone in an
+l2mt- namespace on loopback, its admin API driven over HTTP from a thread inside that namespace; the
+node daemon runs in a lab topology with a real controller, driven through its control socket (what
+`l2mesh join` and `l2mesh leave` send).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import random
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from l2mesh.edge.node.control_client import ControlError, call_daemon
+from l2mesh.lab import Lab, Proc
+from tests.integration.crash_harness import (
+    ANY,
+    NotifySocket,
+    Outcome,
+    Verdict,
+    Worker,
+    crash_iterations,
+    crash_seed,
+    differences,
+    log_size,
+    log_since,
+    run_crash_loop,
+)
+from tests.integration.topology import L2MESH, L2MESH_CTL, TEST_PREFIX, Controller, Host, Topology, add_controller
+
+# Kills per loop in `make test` (CRASH_N overrides; `make crashloop` runs 200 of each). Each costs a
+# restart, about a second of CPU on the loaded 2-core machine, hence fewer on PostgreSQL.
+SQLITE_KILLS = 40
+POSTGRES_KILLS = 15
+NODE_KILLS = 40
+
+# Both loops run in parallel with the rest of the suite, one xdist group each.
+pytestmark = pytest.mark.xdist_group("crash_loops")
+
+API = "127.0.0.1:9995"
+MAX_NETWORKS = 5
+NODE_IDS = [f"a{n:x}b2c3d4e5"[:10] for n in range(1, 9)]  # members that never ask: pre-authorized entries
+MEMBER_NAMES = ["", "web", "db-1", "laptop"]
+TAGS = ["guest", "ops", "db"]
+RULES = ["", "accept\n", "drop tcp dport 22\naccept\n", "drop tcp src-tag guest\naccept\n"]
+RUNTIME_MEMBER_FIELDS = ("last_seen", "endpoint", "online")  # not admin data: a member's runtime facts
+
+
+# -- the controller ------------------------------------------------------------------------------------
+State = dict[str, dict[str, Any]]  # network id -> {"network": doc, "rules": text, "members": {node id: doc}}
+
+
+class AdminChange:
+    """One admin API request and what it asks for (how it shows once applied)."""
+
+    def __init__(self, kind: str, method: str, path: str, body: dict[str, Any] | None,
+                 network: str | None = None, member: str | None = None) -> None:
+        self.kind, self.method, self.path, self.body = kind, method, path, body
+        self.network, self.member = network, member
+
+    def __repr__(self) -> str:
+        return f"{self.method} {self.path} {json.dumps(self.body) if self.body is not None else ''}".strip()
+
+
+def _network_doc(doc: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in doc.items() if k not in ("members", "authorized")}  # the listing's counts
+
+
+def _member_doc(doc: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in doc.items() if k not in RUNTIME_MEMBER_FIELDS}
+
+
+class AdminModel:
+    """What the controller acknowledged; draws the next change from it."""
+
+    def __init__(self) -> None:
+        self.state: State = {}
+
+    # -- drawing changes ---------------------------------------------------------------------------
+    def draw(self, rng: random.Random) -> AdminChange:
+        networks = sorted(self.state)
+        if not networks or (len(networks) < MAX_NETWORKS and rng.random() < 0.12):
+            body: dict[str, Any] = {"name": rng.choice(["lab", "office", "home"]), "pools": [self._pool(rng)]}
+            if rng.random() < 0.3:
+                body["mtu"] = rng.choice([1400, 2800])
+            return AdminChange("create", "POST", "/networks", body)
+        nid = rng.choice(networks)
+        members = sorted(self.state[nid]["members"])
+        roll = rng.random()
+        if roll < 0.2:
+            return AdminChange("network", "PATCH", f"/networks/{nid}", self._network_fields(rng), nid)
+        if roll < 0.32:
+            return AdminChange("rules", "PUT", f"/networks/{nid}/rules", {"rules": rng.choice(RULES)}, nid)
+        if roll < 0.42 and members:
+            node = rng.choice(members)
+            return AdminChange("delete_member", "DELETE", f"/networks/{nid}/members/{node}", None, nid, node)
+        if roll < 0.45 and len(networks) > 2:
+            return AdminChange("delete_network", "DELETE", f"/networks/{nid}", None, nid)
+        node = rng.choice(NODE_IDS)
+        return AdminChange("member", "PATCH", f"/networks/{nid}/members/{node}", self._member_fields(rng, nid), nid, node)
+
+    @staticmethod
+    def _pool(rng: random.Random) -> str:
+        return f"10.147.{rng.randint(100, 199)}.0/24"
+
+    def _network_fields(self, rng: random.Random) -> dict[str, Any]:
+        choices: dict[str, Any] = {
+            "name": rng.choice(["lab", "office", "home", "renamed"]),
+            "mtu": rng.choice([1280, 1400, 2800]),
+            "multicast_limit": rng.choice([None, 8, 64]),
+            "broadcast": rng.random() < 0.5,
+            "private": rng.random() < 0.8,
+            "pools": [self._pool(rng)],
+        }
+        keys = rng.sample(sorted(choices), rng.randint(1, 3))
+        return {k: choices[k] for k in keys}
+
+    def _member_fields(self, rng: random.Random, nid: str) -> dict[str, Any]:
+        pool = self.state[nid]["network"]["pools"]
+        prefix = pool[0].rsplit(".", 1)[0] if pool else "10.147.1"
+        choices: dict[str, Any] = {
+            "authorized": rng.random() < 0.7,
+            "name": rng.choice(MEMBER_NAMES),
+            "tags": rng.sample(TAGS, rng.randint(0, 2)),
+            "ips": rng.choice([[], [f"{prefix}.{rng.randint(10, 40)}"]]),  # a taken address is refused (409)
+            "bridge": rng.random() < 0.2,
+        }
+        keys = rng.sample(sorted(choices), rng.randint(1, 3))
+        return {k: choices[k] for k in keys}
+
+    # -- following answers ---------------------------------------------------------------------------
+    def acknowledged(self, change: AdminChange, doc: Any) -> None:
+        """The controller answered 2xx: this is now part of what it must keep."""
+        state, nid = self.state, change.network
+        if change.kind == "create":
+            state[doc["id"]] = {"network": _network_doc(doc), "rules": "", "members": {}}
+        elif change.kind == "network":
+            state[nid]["network"] = _network_doc(doc)  # type: ignore[index]
+        elif change.kind == "rules":
+            network = state[nid]  # type: ignore[index]
+            network["rules"] = doc["text"]
+            network["network"].update(revision=doc["revision"], rules=len(doc["rules"]))
+        elif change.kind == "member":
+            state[nid]["members"][change.member] = _member_doc(doc)  # type: ignore[index]
+        elif change.kind == "delete_member":
+            del state[nid]["members"][change.member]  # type: ignore[index]
+            state[nid]["network"]["revision"] += 1  # type: ignore[index]
+        elif change.kind == "delete_network":
+            del state[nid]  # type: ignore[arg-type]
+
+    def expected_if_applied(self, change: AdminChange, actual: State) -> State:
+        """The acknowledged state with the in-doubt change applied whole (ANY where the controller chooses)."""
+        state = copy.deepcopy(self.state)
+        body = change.body or {}
+        if change.kind == "create":
+            new = sorted(set(actual) - set(state))
+            key = new[0] if len(new) == 1 else "<the created network>"
+            network = {k: ANY for k in ("id", "routes", "dns_domain", "mtu", "multicast_limit", "broadcast", "private", "revision", "created")}
+            network.update(name=body["name"], pools=body["pools"], rules=0, **({"mtu": body["mtu"]} if "mtu" in body else {}))
+            state[key] = {"network": network, "rules": "", "members": {}}
+            return state
+        if change.kind == "delete_network":
+            state.pop(change.network, None)  # type: ignore[arg-type]
+            return state
+        target = state[change.network]  # type: ignore[index]
+        network = target["network"]
+        if change.kind == "network":
+            network.update(body, revision=network["revision"] + 1)
+            if "name" in body:
+                network["dns_domain"] = ANY  # `<name>.l2mesh` unless one was set
+        elif change.kind == "rules":
+            target["rules"] = body["rules"]
+            network.update(revision=network["revision"] + 1, rules=ANY)
+        elif change.kind == "delete_member":
+            del target["members"][change.member]
+            network["revision"] += 1
+        elif change.kind == "member":
+            before = target["members"].get(change.member)
+            member = dict(before) if before else {
+                "id": change.member, "network": change.network, "authorized": False, "bridge": False, "ips": [],
+                "tags": [], "cidrs": [], "name": "", "mac": ANY, "known": False,
+            }
+            member.update({k: v for k, v in body.items() if k in ("authorized", "bridge", "name")})
+            if "tags" in body:
+                member["tags"] = sorted(set(body["tags"]))
+            if "ips" in body:
+                member["ips"], member["cidrs"] = body["ips"], ANY
+            elif not member["ips"]:
+                member["ips"] = member["cidrs"] = ANY  # authorizing takes the lowest free pool address
+            target["members"][change.member] = member
+        return state
+
+    def settle(self, actual: State, in_doubt: AdminChange | None) -> bool | None:
+        """Check what the restarted controller holds, then adopt it; whether the in-doubt change took effect."""
+        lost = differences(self.state, actual)
+        applied: bool | None = None
+        if in_doubt is not None:
+            applied = bool(lost)
+        if lost:
+            if in_doubt is None:
+                raise AssertionError("acknowledged admin changes lost or altered:\n  " + "\n  ".join(lost))
+            partial = differences(self.expected_if_applied(in_doubt, actual), actual)
+            if partial:
+                raise AssertionError(
+                    f"the change cut off by the kill ({in_doubt!r}) is neither absent nor whole:\n"
+                    f"  as if absent:\n    " + "\n    ".join(lost) + "\n  as if applied:\n    " + "\n    ".join(partial)
+                )
+        self.state = actual
+        return applied
+
+
+class AdminClient:
+    """The admin API over HTTP; every call runs on the worker thread, inside the controller's namespace."""
+
+    def __init__(self, token: str) -> None:
+        self.http = httpx.Client(base_url=f"http://{API}/api/v1", headers={"Authorization": f"Bearer {token}"}, timeout=30.0)
+
+    def send(self, change: AdminChange) -> httpx.Response:
+        return self.http.request(change.method, change.path, json=change.body)
+
+    def get(self, path: str) -> Any:
+        response = self.http.get(path)
+        assert response.status_code == 200, f"GET {path}: {response.status_code} {response.text}"
+        return response.json()
+
+    def state(self) -> State:
+        state: State = {}
+        for network in self.get("/networks"):
+            nid = network["id"]
+            members = {m["id"]: _member_doc(m) for m in self.get(f"/networks/{nid}/members")}
+            state[nid] = {"network": _network_doc(network), "rules": self.get(f"/networks/{nid}/rules")["text"], "members": members}
+        return state
+
+    def close(self) -> None:
+        self.http.close()
+
+
+class CrashingController:
+    """`l2mesh-ctl serve` alone in a namespace, on loopback, killed and restarted on one state directory."""
+
+    def __init__(self, lab: Lab, state_dir: Path, notify: NotifySocket, db_url: str | None) -> None:
+        self.lab = lab
+        self.namespace = lab.add_namespace("ctl")
+        self.state_dir = state_dir
+        self.notify = notify
+        self.db_url = db_url
+        self.worker = Worker(self.namespace)
+        self.model = AdminModel()
+        self.process: Proc | None = None
+        self.client: AdminClient | None = None
+        self.kept: dict[str, bytes] = {}  # identity and API token, as first written
+        self._log_offset = 0
+
+    @property
+    def log(self) -> Path:
+        return self.lab.logs / "controller.log"
+
+    def launch(self) -> None:
+        self._log_offset = log_size(self.log)
+        db = ["--db", self.db_url] if self.db_url else []
+        self.process = self.lab.start(self.namespace, [
+            *self.notify.env(), L2MESH_CTL, "serve", "--state-dir", str(self.state_dir),
+            "--listen", "127.0.0.1:9994", "--api", API, *db,
+        ], "controller")
+
+    def start(self) -> None:
+        self.launch()
+        assert self.process is not None
+        self.notify.wait_ready(self.process, lambda: log_since(self.log, self._log_offset)[-2000:])
+        started_log = log_since(self.log, self._log_offset)
+        assert "Traceback" not in started_log, started_log
+        for name in ("identity.json", "api.token"):
+            content = (self.state_dir / name).read_bytes()
+            assert self.kept.setdefault(name, content) == content, f"{name} changed across a restart"
+        if self.client is not None:
+            self.worker.call(self.client.close)  # its connections died with the last process
+        self.client = AdminClient(self.kept["api.token"].decode().strip())
+
+    def kill(self) -> None:
+        process, self.process = self.process, None
+        assert process is not None and process.poll() is None, f"the controller exited by itself: {log_since(self.log, self._log_offset)[-2000:]}"
+        self.lab.stop(process, signal.SIGKILL)
+
+    def change(self, rng: random.Random) -> Outcome:
+        assert self.client is not None
+        change = self.model.draw(rng)
+        began = time.monotonic()
+        try:
+            response = self.client.send(change)
+        except httpx.TransportError:
+            return Outcome(change, Verdict.IN_DOUBT, time.monotonic() - began)
+        latency = time.monotonic() - began
+        assert response.status_code < 500, f"{change!r}: {response.status_code} {response.text}"
+        if response.status_code >= 400:
+            return Outcome(change, Verdict.REFUSED, latency)
+        self.model.acknowledged(change, response.json() if response.content else None)
+        return Outcome(change, Verdict.ACKED, latency)
+
+    def check(self, in_doubt: Any | None) -> bool | None:
+        client = self.client
+        assert client is not None
+        actual = self.worker.call(client.state)
+        return self.model.settle(actual, in_doubt)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            code = self.lab.stop(self.process, signal.SIGTERM)
+            self.process = None
+            assert code == 0, f"the controller's clean stop exited {code}"
+
+    def close(self) -> None:
+        if self.client is not None:
+            self.worker.call(self.client.close)
+        self.worker.close()
+
+
+@pytest.fixture
+def crash_lab(tmp_path: Path) -> Iterator[Lab]:
+    lab = Lab(TEST_PREFIX, tmp_path)
+    try:
+        yield lab
+    finally:
+        lab.close()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_controller_killed_at_random_moments_keeps_every_acknowledged_admin_change(
+    crash_lab: Lab, tmp_path: Path, request: pytest.FixtureRequest, backend: str
+) -> None:
+    db_url = str(request.getfixturevalue("pg_url")) if backend == "postgresql" else None
+    notify = NotifySocket(tmp_path / "notify")
+    controller = CrashingController(crash_lab, tmp_path / "ctl-state", notify, db_url)
+    try:
+        kills = crash_iterations(SQLITE_KILLS if backend == "sqlite" else POSTGRES_KILLS)
+        stats = run_crash_loop(controller, kills, crash_seed())
+        assert stats.iterations == kills
+        assert stats.verdicts.get(Verdict.ACKED.value, 0) >= kills, "too few changes acknowledged to test anything"
+        assert controller.model.state, "the loop ended with no network at all"
+    finally:
+        controller.close()
+        notify.close()
