@@ -150,9 +150,6 @@ class Subject(Protocol):
     def check(self, in_doubt: Any | None) -> bool | None:
         """After a start: everything acknowledged is there, the in-doubt change whole or absent (whether it took effect)."""
 
-    def stop(self) -> None:
-        """The clean stop at the end (SIGTERM)."""
-
 
 class KillMode(Enum):
     AFTER_ACK = "right after an acknowledged change"
@@ -204,7 +201,8 @@ def _kill_during(subject: Subject, run: Future[Outcome | None], delay_s: float, 
 
 
 def run_crash_loop(subject: Subject, iterations: int, seed: int, log: Callable[[str], None] = print) -> LoopStats:
-    """iterations kills, each at a moment drawn from the seeded RNG, each followed by a restart and a check."""
+    """iterations kills, each at a moment drawn from the seeded RNG, each followed by a restart and a check;
+    the subject is left running after the last check."""
     rng = random.Random(seed)
     stats = LoopStats()
     began = time.monotonic()
@@ -247,7 +245,6 @@ def run_crash_loop(subject: Subject, iterations: int, seed: int, log: Callable[[
         _count_in_doubt(stats, subject.check(in_doubt.change if in_doubt else None))
     except AssertionError as exc:
         raise AssertionError(f"seed {seed}, after the last kill: {exc}") from exc
-    subject.stop()
     stats.wall_s = time.monotonic() - began
     log(stats.summary())
     return stats
@@ -289,6 +286,11 @@ def differences(expected: Any, actual: Any, where: str = "") -> list[str]:
     if expected != actual:
         return [f"{where or '/'}: expected {expected!r}, found {actual!r}"]
     return []
+
+
+def temporary_files(state_dir: Path) -> list[str]:
+    """Half-written files (statefile.py's temporary names) anywhere in a state directory."""
+    return sorted(str(p.relative_to(state_dir)) for p in state_dir.rglob(".*") if ".tmp." in p.name or ".new." in p.name)
 
 
 def log_since(proc_log: Path, offset: int) -> str:

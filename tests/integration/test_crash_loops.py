@@ -15,6 +15,7 @@ import copy
 import json
 import random
 import signal
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,7 +24,7 @@ from typing import Any
 import httpx
 import pytest
 
-from l2mesh.edge.node.control_client import ControlError, call_daemon
+from l2mesh.edge.node.control_client import call_daemon
 from l2mesh.lab import Lab, Proc
 from tests.integration.crash_harness import (
     ANY,
@@ -37,6 +38,7 @@ from tests.integration.crash_harness import (
     log_size,
     log_since,
     run_crash_loop,
+    temporary_files,
 )
 from tests.integration.topology import L2MESH, L2MESH_CTL, TEST_PREFIX, Controller, Host, Topology, add_controller
 
@@ -348,6 +350,162 @@ def test_controller_killed_at_random_moments_keeps_every_acknowledged_admin_chan
         assert stats.iterations == kills
         assert stats.verdicts.get(Verdict.ACKED.value, 0) >= kills, "too few changes acknowledged to test anything"
         assert controller.model.state, "the loop ended with no network at all"
+        controller.stop()
+        # A kill mid-write leaves a temporary file; each start removes those of dead writers.
+        assert temporary_files(controller.state_dir) == []
     finally:
         controller.close()
+        notify.close()
+
+
+# -- the node ------------------------------------------------------------------------------------------
+JOIN_OPTION_KEYS = ("allow_default", "managed_routes", "exit_node", "subnet_router")
+NETWORKS_ON_CONTROLLER = 4
+
+
+def control_request(state_dir: Path, request: dict[str, Any]) -> dict[str, Any] | None:
+    """One request on the daemon's control socket (what the `l2mesh` CLI sends); its reply, or None when
+    none came (refused connection, or cut off by the kill). call_daemon folds the two into one error;
+    here they differ: an answered refusal changed nothing, an unanswered request is in doubt."""
+    data = b""
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
+            client.settimeout(30.0)
+            client.connect(str(state_dir / "control.sock"))
+            client.sendall((json.dumps(request) + "\n").encode())
+            while not data.endswith(b"\n"):
+                chunk = client.recv(65536)
+                if not chunk:
+                    return None
+                data += chunk
+    except OSError:
+        return None
+    reply: dict[str, Any] = json.loads(data)
+    return reply
+
+
+class CrashingNode:
+    """`l2mesh daemon` in a member namespace, joining and leaving its controller's networks, killed and restarted."""
+
+    def __init__(self, host: Host, controller: Controller, networks: list[str], notify: NotifySocket) -> None:
+        self.host = host
+        self.controller = controller
+        self.networks = networks
+        self.notify = notify
+        self.worker = Worker()  # the control socket is a path: no namespace needed
+        self.joined: dict[str, dict[str, bool]] = {}  # network id -> join options, as acknowledged
+        self.identity = (host.state_dir / "identity.json").read_bytes()
+        self.process: Proc | None = None
+        self._log_offset = 0
+
+    @property
+    def log(self) -> Path:
+        return self.host.topology.logs / "n-daemon.log"
+
+    def launch(self) -> None:
+        self._log_offset = log_size(self.log)
+        self.process = self.host.popen(
+            *self.notify.env(), L2MESH, "daemon", "--state-dir", str(self.host.state_dir), "--port", str(self.host.port),
+            "--no-port-mapping", log_name="n-daemon",
+        )
+
+    def start(self) -> None:
+        self.launch()
+        assert self.process is not None
+        self.notify.wait_ready(self.process, lambda: log_since(self.log, self._log_offset)[-2000:])
+        started_log = log_since(self.log, self._log_offset)
+        assert "Traceback" not in started_log, started_log
+
+    def kill(self) -> None:
+        process, self.process = self.process, None
+        assert process is not None and process.poll() is None, f"the daemon exited by itself: {log_since(self.log, self._log_offset)[-2000:]}"
+        self.host.topology.stop_process(process, signal.SIGKILL)
+
+    def _draw(self, rng: random.Random) -> dict[str, Any]:
+        if self.joined and rng.random() < 0.4:
+            # Now and then a network it is not in: the daemon refuses, and nothing may change.
+            target = rng.choice(sorted(self.joined)) if rng.random() < 0.9 else rng.choice(self.networks)
+            return {"command": "leave", "network_id": target}
+        options = {
+            "allow_default": rng.random() < 0.2, "managed_routes": rng.random() < 0.8,
+            "exit_node": rng.random() < 0.1, "subnet_router": rng.random() < 0.1,
+        }
+        return {"command": "join", "network_id": rng.choice(self.networks), "controller": self.controller.endpoint, "options": options}
+
+    def change(self, rng: random.Random) -> Outcome:
+        request = self._draw(rng)
+        began = time.monotonic()
+        reply = control_request(self.host.state_dir, request)
+        latency = time.monotonic() - began
+        if reply is None:
+            return Outcome(request, Verdict.IN_DOUBT, latency)
+        nid = request["network_id"]
+        if not reply["ok"]:
+            assert request["command"] == "leave" and nid not in self.joined, f"{request}: refused: {reply['error']}"
+            return Outcome(request, Verdict.REFUSED, latency)
+        if request["command"] == "join":
+            self.joined[nid] = request["options"]
+        else:
+            del self.joined[nid]
+        return Outcome(request, Verdict.ACKED, latency)
+
+    def _actual(self) -> dict[str, dict[str, bool]]:
+        status = call_daemon(self.host.state_dir, "status")
+        assert status["id"] == self.host.node_id, f"node id changed: {status['id']} != {self.host.node_id}"
+        assert (self.host.state_dir / "identity.json").read_bytes() == self.identity, "identity.json changed across a restart"
+        networks = call_daemon(self.host.state_dir, "networks")
+        return {n["id"]: {k: n[k] for k in JOIN_OPTION_KEYS} for n in networks}
+
+    def check(self, in_doubt: Any | None) -> bool | None:
+        actual = self._actual()
+        lost = differences(self.joined, actual)
+        applied: bool | None = None
+        if in_doubt is not None:
+            applied = bool(lost)
+        if lost:
+            if in_doubt is None:
+                raise AssertionError("acknowledged joins or leaves lost:\n  " + "\n  ".join(lost))
+            expected = dict(self.joined)
+            if in_doubt["command"] == "join":
+                expected[in_doubt["network_id"]] = in_doubt["options"]
+            else:
+                expected.pop(in_doubt["network_id"], None)
+            partial = differences(expected, actual)
+            assert not partial, f"the {in_doubt} cut off by the kill is neither absent nor whole: " + "; ".join(partial)
+        self.joined = actual
+        return applied
+
+    def stop(self) -> None:
+        if self.process is not None:
+            code = self.host.topology.stop_process(self.process, signal.SIGTERM)
+            self.process = None
+            assert code == 0, f"the daemon's clean stop exited {code}"
+
+    def close(self) -> None:
+        self.worker.close()
+
+
+def test_node_killed_during_joins_and_leaves_keeps_its_identity_and_every_acknowledged_join(topology: Topology, tmp_path: Path) -> None:
+    controller = add_controller(topology)
+    host = topology.add_host("n")
+    networks = []
+    for number in range(NETWORKS_ON_CONTROLLER):
+        nid = controller.ctl("network", "create", f"crash{number}", "--pool", f"10.147.{60 + number}.0/24").stdout.strip()
+        controller.ctl("member", "authorize", nid, host.node_id)
+        networks.append(nid)
+    notify = NotifySocket(tmp_path / "notify")
+    node = CrashingNode(host, controller, networks, notify)
+    try:
+        kills = crash_iterations(NODE_KILLS)
+        stats = run_crash_loop(node, kills, crash_seed())
+        assert stats.iterations == kills
+        # What the `l2mesh` CLI shows after all that: the same node, and its restored joins.
+        assert host.status()["id"] == host.node_id
+        listed = {n["id"] for n in json.loads(host.l2mesh("networks", "--json").stdout)}
+        assert listed == set(node.joined)
+        node.stop()
+        # A kill mid-write leaves a temporary file; each start removes those of dead writers.
+        assert temporary_files(host.state_dir) == []
+    finally:
+        node.close()
         notify.close()
