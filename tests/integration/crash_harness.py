@@ -208,7 +208,8 @@ def run_crash_loop(subject: Subject, iterations: int, seed: int, log: Callable[[
     began = time.monotonic()
     in_doubt: Outcome | None = None
     for iteration in range(iterations):
-        mode = rng.choice(list(KillMode))
+        # The first kill lands in the very first start, on an empty state directory (identity, token, schema).
+        mode = KillMode.DURING_START if iteration == 0 else rng.choice(list(KillMode))
         stats.modes[mode.name] = stats.modes.get(mode.name, 0) + 1
         worker_rng = random.Random(rng.getrandbits(64))
         context = f"seed {seed}, iteration {iteration} (kill {mode.value})"

@@ -43,13 +43,10 @@ from tests.integration.crash_harness import (
 from tests.integration.topology import L2MESH, L2MESH_CTL, TEST_PREFIX, Controller, Host, Topology, add_controller
 
 # Kills per loop in `make test` (CRASH_N overrides; `make crashloop` runs 200 of each). Each costs a
-# restart, about a second of CPU on the loaded 2-core machine, hence fewer on PostgreSQL.
-SQLITE_KILLS = 40
-POSTGRES_KILLS = 15
-NODE_KILLS = 40
-
-# Both loops run in parallel with the rest of the suite, one xdist group each.
-pytestmark = pytest.mark.xdist_group("crash_loops")
+# restart: 1.1-1.9 s on the loaded 2-core machine, hence fewer on PostgreSQL.
+SQLITE_KILLS = 30
+POSTGRES_KILLS = 10
+NODE_KILLS = 30
 
 API = "127.0.0.1:9995"
 MAX_NETWORKS = 5
@@ -337,7 +334,11 @@ def crash_lab(tmp_path: Path) -> Iterator[Lab]:
         lab.close()
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+# Each loop is an xdist group of its own: the three run beside each other and beside the rest of the suite.
+@pytest.mark.parametrize("backend", [
+    pytest.param("sqlite", marks=pytest.mark.xdist_group("crash_loop_sqlite")),
+    pytest.param("postgresql", marks=pytest.mark.xdist_group("crash_loop_postgresql")),
+])
 def test_controller_killed_at_random_moments_keeps_every_acknowledged_admin_change(
     crash_lab: Lab, tmp_path: Path, request: pytest.FixtureRequest, backend: str
 ) -> None:
@@ -485,6 +486,7 @@ class CrashingNode:
         self.worker.close()
 
 
+@pytest.mark.xdist_group("crash_loop_node")
 def test_node_killed_during_joins_and_leaves_keeps_its_identity_and_every_acknowledged_join(topology: Topology, tmp_path: Path) -> None:
     controller = add_controller(topology)
     host = topology.add_host("n")
