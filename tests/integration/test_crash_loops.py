@@ -463,6 +463,8 @@ class CrashingNode:
         assert status["id"] == self.host.node_id, f"node id changed: {status['id']} != {self.host.node_id}"
         assert (self.host.state_dir / "identity.json").read_bytes() == self.identity, "identity.json changed across a restart"
         networks = call_daemon(self.host.state_dir, "networks")
+        without_tap = [n["id"] for n in networks if not n["iface"]]
+        assert not without_tap, f"restored networks without their TAP: {without_tap}"
         return {n["id"]: {k: n[k] for k in JOIN_OPTION_KEYS} for n in networks}
 
     def check(self, in_doubt: Any | None) -> bool | None:
