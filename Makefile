@@ -47,6 +47,13 @@ bench: deps $(VENV)/.installed
 	$(PY) benchmarks/memory.py
 	$(PY) benchmarks/latency.py
 
+# Crash loops at full length: 200 SIGKILLs each of the controller (SQLite, PostgreSQL) and of a node
+# daemon, every restart checked against what was acknowledged (`make test` runs a shorter loop).
+CRASH_N ?= 200
+.PHONY: crashloop
+crashloop: deps $(VENV)/.installed
+	CRASH_N=$(CRASH_N) scripts/run-tests.sh -rP tests/integration/test_crash_loops.py
+
 demo: deps $(VENV)/.installed
 	$(PY) demo/demo.py $(DEMO_ARGS)
 

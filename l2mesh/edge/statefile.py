@@ -2,13 +2,16 @@
 
 Every piece of state l2mesh keeps (keys, joined networks, cached configs)
 goes through here, so a crash at any moment leaves either the old or the new
-file, never a torn one.
+file, never a torn one. A crash mid-write leaves its temporary file behind
+(named after the writer's PID); the next start removes those whose writer is
+gone, so they do not pile up over many crashes.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -16,16 +19,53 @@ from l2mesh.errors import StateError
 
 PRIVATE_FILE_MODE = 0o600
 STATE_DIR_MODE = 0o700
+# The temporary names atomic_write_bytes and create_exclusively write under: .NAME.tmp.PID, .NAME.new.PID.HEX
+_TEMPORARY_RE = re.compile(r"\..+\.(?:tmp\.(?P<tmp_pid>[0-9]+)|new\.(?P<new_pid>[0-9]+)\.[0-9a-f]+)")
 
 
 def ensure_state_dir(path: Path) -> Path:
+    """path, created if missing (mode 0700), without the temporary files of writers that crashed."""
     try:
         path.mkdir(mode=STATE_DIR_MODE, parents=True, exist_ok=True)
     except OSError as exc:
         raise StateError(f"cannot create state directory {path}: {exc.strerror}") from None
     if not path.is_dir():
         raise StateError(f"state directory {path} is not a directory")
+    remove_stale_temporaries(path)
     return path
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # someone else's: alive
+    return True
+
+
+def remove_stale_temporaries(directory: Path) -> int:
+    """Remove the temporary files in directory whose writer process is gone (killed mid-write); how many.
+
+    A live writer's are left alone: another process (`l2mesh id` beside a
+    daemon) may be writing in the same directory right now.
+    """
+    removed = 0
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return 0
+    for name in names:
+        match = _TEMPORARY_RE.fullmatch(name)
+        if match is None or _process_exists(int(match["tmp_pid"] or match["new_pid"])):
+            continue
+        try:
+            (directory / name).unlink()
+            removed += 1
+        except OSError:
+            pass  # gone already (another start sweeping), or not ours to remove
+    return removed
 
 
 def _write_synced(path: Path, data: bytes, mode: int) -> None:

@@ -16,7 +16,7 @@ from l2mesh.identity import PublicIdentity
 from l2mesh.ids import format_network_id, format_node_id, parse_network_id
 from l2mesh.netconf import parse_endpoint
 from l2mesh.node.join_options import JoinOptions
-from l2mesh.edge.statefile import atomic_write_bytes, atomic_write_json, read_json
+from l2mesh.edge.statefile import atomic_write_bytes, atomic_write_json, read_json, remove_stale_temporaries
 from l2mesh.wire.common import Endpoint
 
 NETWORKS_FILE = "networks.json"
@@ -32,7 +32,10 @@ class JoinedNetwork:
 
 class NodeState:
     def __init__(self, state_dir: Path) -> None:
+        """The daemon's, once at start: the state directory's own leftovers go with ensure_state_dir, these with it."""
         self.state_dir = state_dir
+        for subdirectory in (NETCONF_DIR, CONTROLLERS_DIR):
+            remove_stale_temporaries(state_dir / subdirectory)
 
     def load_joined(self) -> dict[int, JoinedNetwork]:
         """Joined networks: the controller address given (None: found through the roots) and the join's flags."""

@@ -6,6 +6,7 @@ import errno
 import fcntl
 import ipaddress
 import os
+import time
 
 import pytun
 
@@ -23,6 +24,11 @@ TUN_F_TSO6 = 0x04
 TUN_F_TSO_ECN = 0x08
 OFFLOADS = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN
 VNET_HEADER = bytes(10)  # virtio_net_hdr with no offload work: what plain frames are written with
+# A TAP closed while another thread starts a program (nft, resolvectl) lives on, attached, until that
+# child has closed its copy of the descriptor: milliseconds (12 ms seen on a loaded machine). Making
+# the same name again meanwhile (`l2mesh leave X; l2mesh join X`) fails with EBUSY: wait that out.
+BUSY_WAIT_S = 1.0
+BUSY_POLL_S = 0.005
 
 
 class TapError(L2meshError):
@@ -46,6 +52,18 @@ def check_tap_support() -> None:
         raise TapError(f"cannot open {TUN_DEVICE}: run as root or with CAP_NET_ADMIN")
 
 
+def _attach(name: str) -> pytun.TunTapDevice:
+    """A new TAP named name; while the name is busy (see BUSY_WAIT_S), tried again for up to BUSY_WAIT_S."""
+    deadline = time.monotonic() + BUSY_WAIT_S
+    while True:
+        try:
+            return pytun.TunTapDevice(name=name, flags=pytun.IFF_TAP | pytun.IFF_NO_PI | pytun.IFF_VNET_HDR)
+        except pytun.Error as exc:
+            if not (exc.args and exc.args[0] == errno.EBUSY) or time.monotonic() >= deadline:
+                raise
+        time.sleep(BUSY_POLL_S)
+
+
 class TapDevice:
     """One non-persistent TAP (IFF_TAP | IFF_NO_PI | IFF_VNET_HDR): closing it removes the interface.
 
@@ -56,12 +74,14 @@ class TapDevice:
 
     def __init__(self, name: str, mac: bytes, mtu_bytes: int, offload: bool = True) -> None:
         try:
-            self._device = pytun.TunTapDevice(name=name, flags=pytun.IFF_TAP | pytun.IFF_NO_PI | pytun.IFF_VNET_HDR)
+            self._device = _attach(name)
             fcntl.ioctl(self._device.fileno(), TUNSETOFFLOAD, OFFLOADS if offload else 0)
             self._device.hwaddr = mac
             self._device.mtu = mtu_bytes
             self._device.up()
         except (pytun.Error, OSError) as exc:
+            if exc.args and exc.args[0] == errno.EBUSY:
+                raise TapError(f"cannot create TAP device {name}: another process holds a TAP of that name") from None
             raise TapError(f"cannot create TAP device {name}: {exc} (needs root or CAP_NET_ADMIN)") from None
         self.name = self._device.name
         self.fd = self._device.fileno()
