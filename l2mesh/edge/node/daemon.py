@@ -246,7 +246,7 @@ class NodeDaemon:
                         format_network_id(event.network_id), event.config.revision, len(event.config.members),
                         ", ".join(me.ips) if me and me.ips else "none", len(event.config.rules.rules),
                     )
-                    if event.signed is not None:
+                    if event.signed is not None and event.network_id in self.joined:  # not one just left
                         self.state.save_signed_netconf(event.network_id, event.signed)
                     self._update_host(event.network_id, event.config, event.changes)
                 elif isinstance(event, NetworkStatusChanged):
@@ -459,8 +459,14 @@ class NodeDaemon:
             raise L2meshError(f"not a member of network {format_network_id(network_id)}")
         del self.joined[network_id]
         self.state.save_joined(self.joined)
-        self.state.forget_network(network_id)
-        await self.on_core(lambda core: core.leave(network_id))
+
+        def leave_then_forget(core: NodeCore) -> None:
+            # On the packet thread, after the core lets go: a config that arrived just before
+            # cannot be saved again behind the forget.
+            core.leave(network_id)
+            self.state.forget_network(network_id)
+
+        await self.on_core(leave_then_forget)
         return {"id": format_network_id(network_id), "status": "LEFT"}
 
     def _status(self, core: NodeCore) -> dict[str, Any]:
