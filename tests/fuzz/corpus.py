@@ -62,6 +62,7 @@ from l2mesh.wire.packets import (
 BROADCAST_MAC = b"\xff" * 6
 MDNS_V4_MAC = bytes.fromhex("01005e0000fb")
 MDNS_V6_MAC = bytes.fromhex("3333000000fb")
+LAN_HOST_MAC = bytes.fromhex("525400123456")
 
 
 @dataclass(frozen=True)
@@ -148,6 +149,9 @@ def ethernet_frames(names: Names = DEFAULT_NAMES) -> list[bytes]:
         topology_change,
         dst + src + b"\x88\xb5" + b"hello over the overlay",
         dst + src + b"\x08\x00",  # header only
+        # From a host on a bridge member's LAN: learned behind the bridge, refused from anyone else.
+        dst + LAN_HOST_MAC + ipv4_unicast[12:],
+        BROADCAST_MAC + LAN_HOST_MAC + b"\x08\x06" + bytes(arp_request)[:8] + LAN_HOST_MAC + bytes(arp_request)[14:],
     ]
 
 

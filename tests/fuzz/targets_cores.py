@@ -163,14 +163,21 @@ class NodeFromPeer(MeshTarget):
         if sealed is None:
             self.setup()  # the fuzz input ended the session (a config without B, say): start over
             return "session_gone"
-        packet = bytes(sealed)
+        packet, source = bytes(sealed), self.source(mesh)
         way = choose(data, 10)
+        if way == 1:  # relayed by the controller, as when no direct path works
+            packet = RELAY_HEADER.pack(PacketType.RELAY, 0, mesh.a.node_id.to_bytes(5, "big"),
+                                       self.sender_id(mesh).to_bytes(5, "big")) + packet
+            source = mesh.controller.endpoint
         if way == 0 and len(packet) > FRAGMENT_BYTES:
             for piece in fragment(packet, FRAGMENT_BYTES):
-                mesh.a.core.datagram_received(memoryview(piece), self.source(mesh), self.now)
+                mesh.a.core.datagram_received(memoryview(piece), source, self.now)
         else:
-            mesh.a.core.datagram_received(memoryview(packet), self.source(mesh), self.now)
+            mesh.a.core.datagram_received(memoryview(packet), source, self.now)
         return None
+
+    def sender_id(self, mesh: MeshWorld) -> int:
+        return mesh.b.node_id
 
     def strategy(self) -> st.SearchStrategy[bytes]:
         return message_strategy()
@@ -187,6 +194,9 @@ class NodeFromController(NodeFromPeer):
 
     def source(self, mesh: MeshWorld) -> Any:
         return mesh.controller.endpoint
+
+    def sender_id(self, mesh: MeshWorld) -> int:
+        return mesh.controller.node_id
 
 
 class NodeNetconf(NodeFromController):
@@ -269,6 +279,20 @@ class NodeTapFrame(MeshTarget):
     def deliver(self, mesh: MeshWorld, data: bytes) -> str | None:
         mesh.a.core.frame_from_tap(mesh.network_id, data, self.now)
         return None
+
+    def strategy(self) -> st.SearchStrategy[bytes]:
+        return ethernet_strategy(self.seeds)
+
+
+def ethernet_strategy(seeds: list[bytes]) -> st.SearchStrategy[bytes]:
+    """A seed frame's addresses (or the broadcast), a known or any ethertype, any payload."""
+    macs = sorted({seed[:6] for seed in seeds} | {seed[6:12] for seed in seeds})
+    ethertypes = [0x0800, 0x0806, 0x86DD, 0x8100, 0x88A8, 0x88B5, 0x88CC]
+    return st.builds(
+        lambda dst, src, ethertype, payload: dst + src + ethertype.to_bytes(2, "big") + payload,
+        st.sampled_from(macs), st.sampled_from(macs), st.one_of(st.sampled_from(ethertypes), st.integers(0, 0xFFFF)),
+        st.binary(max_size=200),
+    )
 
 
 # -- the controller ----------------------------------------------------------------------------------------

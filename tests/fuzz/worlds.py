@@ -24,7 +24,12 @@ SETTLE_S = 10.0
 
 @dataclass
 class MeshWorld:
-    """A controller and two members, A and B, authorized on one network with flow rules, B talking to A directly."""
+    """A controller and two members, A and B, authorized on one network with flow rules, B talking to A directly.
+
+    B is a bridge member: frames from it may carry any source MAC (learned
+    by A's switch) and its topology changes are taken, so more of the
+    switch is behind a mutated frame than behind a plain member's.
+    """
 
     world: World
     controller: Controller
@@ -40,9 +45,9 @@ class MeshWorld:
         controller = world.add_controller(f"sqlite://{Path(directory.name) / 'controller.db'}")
         network_id = controller.create_network()
         a, b = world.add_member(), world.add_member()
-        for member in (a, b):
+        for member, ip in ((a, "10.147.17.1"), (b, "10.147.17.2")):
             member.join(network_id, controller)
-            controller.authorize(network_id, member)
+            controller.authorize(network_id, member, ip=ip, bridge=member is b)
         world.run(SETTLE_S, until=lambda: a.status() == "OK" and b.status() == "OK")
         controller.set_rules(network_id, RULE_TEXTS[0])
         b.send(b.frame_to(a))
