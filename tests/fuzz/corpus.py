@@ -28,6 +28,7 @@ from l2mesh.wire import bridge, natpmp, pcp, stream
 from l2mesh.wire.common import Endpoint
 from l2mesh.wire.messages import (
     FRAME_HEADER,
+    NETCONF_PROOF_CONTEXT,
     EndpointHints,
     Frame,
     Keepalive,
@@ -203,6 +204,23 @@ def inner_messages(names: Names = DEFAULT_NAMES, frames: list[bytes] | None = No
                             "signed_delta": bytes(64) + b"{}"}),
     ]
     return out
+
+
+def member_to_controller_messages(member: Identity, network_id: int, other_id: int) -> list[bytes]:
+    """What a member sends its controller, with a real proof of its keys: ask, like, gather, hint, probe."""
+    group = {"mac": MDNS_V4_MAC, "adi": 0}
+    proof = member.sign(NETCONF_PROOF_CONTEXT + member.x25519_public + network_id.to_bytes(8, "big"))
+    names = Names(network_id, member.node_id, other_id)
+    return [
+        NetconfRequest.build({"network_id": network_id, "have_revision": 0, "ed25519": member.ed25519_public,
+                              "proof": proof, "client_version": "fuzz"}),
+        MulticastLike.build({"network_id": network_id, "ttl_s": 180, "complete": True, "groups": [group]}),
+        MulticastGather.build({"network_id": network_id, "group": group, "gather_id": 1, "limit": 0}),
+        EndpointHints.build({"node_id": member.node_id, "punch": False, "endpoints": [("192.168.1.2", 9993)]}),
+        EndpointHints.build({"node_id": other_id, "punch": True, "endpoints": []}),
+        PathProbe.build({"probe_id": 1}),
+        *inner_messages(names)[-12:],
+    ]
 
 
 # -- outer packets -----------------------------------------------------------------------------------------

@@ -1,13 +1,18 @@
-"""Sends mutated valid l2mesh packets to a running member, as a member of its network: tests/integration/test_live_fuzz.py.
+"""Sends mutated valid l2mesh packets to a running member or controller: tests/integration/test_live_fuzz.py.
 
-Runs inside a lab namespace with the identity of a member listed in the
-target's network config, so it opens a real session with the target first
-(a Noise handshake its daemon accepts). Then, paced and bounded in count
-and time, only to 198.18.0.0/15, it sends a mix:
+Runs inside a lab namespace. Against a member (--mode member) it has the
+identity of a member listed in the target's network config; against a
+controller (--mode controller) any identity will do, as a controller takes
+sessions from anyone and asks for proof in the messages. Either way it opens
+a real session with the target first (a Noise handshake the daemon
+accepts). Then, paced and bounded in count and time, only to
+198.18.0.0/15, it sends a mix:
 
-  sealed      mutated inner messages (Ethernet frames of every kind, control
-              messages) sealed with the live session: they reach the
-              target's message parsing, its switch and its TAP
+  sealed      mutated inner messages sealed with the live session: to a member,
+              Ethernet frames of every kind and control messages (they reach
+              its message parsing, its switch and its TAP); to a controller,
+              netconf requests with a real proof, multicast likes and gathers,
+              endpoint hints, probes
   fragmented  the same, cut into fragments (some with mutated headers)
   tampered    valid sealed packets with bytes changed after sealing, or replayed
   handshake   mutated initiations from a key the network does not list,
@@ -51,10 +56,11 @@ KINDS = (("sealed", 55), ("fragmented", 10), ("tampered", 10), ("handshake", 15)
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("target", help="HOST:PORT of the member (in 198.18.0.0/15)")
+    parser.add_argument("target", help="HOST:PORT of the member or controller (in 198.18.0.0/15)")
+    parser.add_argument("--mode", choices=("member", "controller"), default="member")
     parser.add_argument("--target-key", required=True, help="its x25519 public key, hex")
-    parser.add_argument("--target-id", required=True, help="its node id, hex")
-    parser.add_argument("--target-ip", required=True, help="its overlay address")
+    parser.add_argument("--target-id", required=True, help="its node id, hex (mode controller: another member's)")
+    parser.add_argument("--target-ip", required=True, help="its overlay address (mode controller: another member's)")
     parser.add_argument("--state-dir", type=Path, required=True, help="our identity (a member of the network)")
     parser.add_argument("--listen", required=True, help="our underlay HOST:PORT, as the network config lists it")
     parser.add_argument("--network-id", required=True, help="hex")
@@ -109,7 +115,10 @@ def main(argv: list[str]) -> int:
 
     names = corpus.Names(network_id, identity.node_id, target_id, sender_ip=args.own_ip, receiver_ip=args.target_ip,
                          sender_endpoint=args.listen_address)
-    messages = corpus.inner_messages(names)
+    if args.mode == "member":
+        messages = corpus.inner_messages(names)
+    else:
+        messages = corpus.member_to_controller_messages(identity, network_id, target_id)
     stranger = Identity.generate()  # not in the network config: its handshakes are refused after the DH
     stranger_table = SessionTable(stranger.x25519_private)
     outer = corpus.outer_packets(names, peer_static)

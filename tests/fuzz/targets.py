@@ -30,6 +30,7 @@ from l2mesh.identity import Identity
 from l2mesh.ids import make_network_id, parse_mac, parse_network_id, parse_node_id
 from l2mesh.managed_routes import parse_route_spec
 from l2mesh.netconf import NetconfError, parse_endpoint, verify_signed_config
+from l2mesh.node.name_table import NameTable
 from l2mesh.netconf_delta import DELTA_SIGNATURE_CONTEXT, DeltaBase, apply_delta, verify_signed_delta
 from l2mesh.portmap.client import MappingClient
 from l2mesh.portmap.natpmp import NatPmp
@@ -208,6 +209,35 @@ def rules_strategy() -> st.SearchStrategy[bytes]:
     )
 
 
+# -- DNS -------------------------------------------------------------------------------------------------------
+
+_DNS_TABLE = NameTable("lab.l2mesh", {"n2": ("10.147.17.2", "fd00::2"), "0a1b2c3d4e": ("10.147.17.2",), "bridge": ()}, serial=9)
+
+
+def dns_queries() -> list[bytes]:
+    """Queries a member's DNS responder gets from the overlay: names it holds and not, every common type, EDNS."""
+    import dns.message
+    import dns.opcode
+
+    queries = [dns.message.make_query(name, rdtype) for name, rdtype in (
+        ("n2.lab.l2mesh", "A"), ("n2.lab.l2mesh", "AAAA"), ("lab.l2mesh", "SOA"), ("lab.l2mesh", "ANY"),
+        ("nobody.lab.l2mesh", "A"), ("example.com", "A"), ("2.17.147.10.in-addr.arpa", "PTR"), ("bridge.lab.l2mesh", "MX"))]
+    queries.append(dns.message.make_query("n2.lab.l2mesh", "A", use_edns=0, payload=4096))
+    queries.append(dns.message.make_query("n2.lab.l2mesh", "A", rdclass="CH"))
+    notify = dns.message.make_query("lab.l2mesh", "SOA")
+    notify.set_opcode(dns.opcode.NOTIFY)
+    queries.append(notify)
+    return [query.to_wire() for query in queries]
+
+
+def run_dns(data: bytes) -> str:
+    """A query datagram to the responder: every input is answered, refused or ignored, never raised on."""
+    from l2mesh.edge.node.dns_answers import reply_to
+
+    reply = reply_to(data, _DNS_TABLE)
+    return "ignored" if reply is None else f"rcode_{reply[3] & 0x0F}"
+
+
 # -- fragments and port mapping -------------------------------------------------------------------------
 
 
@@ -367,6 +397,7 @@ def all_targets() -> list[Target]:
                        run_text_parsers, ()),
         FunctionTarget("rules.text", lambda: [text.encode() for text in corpus.RULE_TEXTS], run_rules, (L2meshError,),
                        rules_strategy),
+        FunctionTarget("dns.query", dns_queries, run_dns, ()),
         FragmentsTarget(),
         PortmapTarget("natpmp"),
         PortmapTarget("pcp"),

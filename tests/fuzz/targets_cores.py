@@ -22,14 +22,10 @@ from l2mesh.fragments import fragment
 from l2mesh.netconf_delta import DELTA_SIGNATURE_CONTEXT
 from l2mesh.wire.messages import (
     NETCONF_CHUNK_BYTES,
-    NETCONF_PROOF_CONTEXT,
     ROOT_REGISTER_CONTEXT,
     EndpointHints,
     MessageKind,
-    MulticastGather,
-    MulticastLike,
     NetconfDelta,
-    NetconfRequest,
     NetconfResponse,
     PathProbe,
     RootLookup,
@@ -329,20 +325,7 @@ class ControllerFromMember(ControllerFromStranger):
     name = "controller.from_member"
 
     def make_seeds(self, mesh: MeshWorld) -> list[bytes]:
-        a, network_id = mesh.a, mesh.network_id
-        group = {"mac": corpus.MDNS_V4_MAC, "adi": 0}
-        proof = a.identity.sign(NETCONF_PROOF_CONTEXT + a.identity.x25519_public + network_id.to_bytes(8, "big"))
-        names = corpus.Names(network_id, a.node_id, mesh.b.node_id)
-        return [
-            NetconfRequest.build({"network_id": network_id, "have_revision": 0, "ed25519": a.identity.ed25519_public,
-                                  "proof": proof, "client_version": "fuzz"}),
-            MulticastLike.build({"network_id": network_id, "ttl_s": 180, "complete": True, "groups": [group]}),
-            MulticastGather.build({"network_id": network_id, "group": group, "gather_id": 1, "limit": 0}),
-            EndpointHints.build({"node_id": a.node_id, "punch": False, "endpoints": [("192.168.1.2", 9993)]}),
-            EndpointHints.build({"node_id": mesh.b.node_id, "punch": True, "endpoints": []}),
-            PathProbe.build({"probe_id": 1}),
-            *corpus.inner_messages(names)[-12:],
-        ]
+        return corpus.member_to_controller_messages(mesh.a.identity, mesh.network_id, mesh.b.node_id)
 
     def deliver(self, mesh: MeshWorld, data: bytes) -> str | None:
         session = mesh.a.core.peers[mesh.controller.node_id].session
