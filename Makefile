@@ -43,6 +43,14 @@ bench: deps $(VENV)/.installed
 	$(PY) benchmarks/idle_peers.py
 	$(PY) benchmarks/memory.py
 
+# Fuzzing at scale (issue 16): FUZZ_N inputs spread over every parser and state-machine entry point
+# (tests/fuzz); a table per target, repro files in fuzz-findings/, exit 1 on any unhandled exception.
+FUZZ_N ?= 1000000
+FUZZ_SEED ?= 1
+.PHONY: fuzz
+fuzz: $(VENV)/.installed
+	$(PY) -m tests.fuzz --iterations $(FUZZ_N) --seed $(FUZZ_SEED)
+
 demo: deps $(VENV)/.installed
 	$(PY) demo/demo.py $(DEMO_ARGS)
 
