@@ -21,6 +21,7 @@ from l2mesh.crypto.cookie import CookieGenerator
 from l2mesh.fragments import fragment
 from l2mesh.identity import Identity, PublicIdentity
 from l2mesh.ids import format_network_id, format_node_id, make_network_id, member_mac
+from l2mesh.managed_routes import parse_route_spec
 from l2mesh.netconf import MemberConfig, NetworkConfig, canonical_json
 from l2mesh.netconf_delta import ConfigDelta, content_digest, members_sum
 from l2mesh.rules.syntax import parse_rules
@@ -297,6 +298,9 @@ def network_config(network_id: int, issued_to: int, members: list[tuple[PublicId
             for n, (identity, ip, endpoint) in enumerate(members)
         ),
         rules=parse_rules(rules or RULE_TEXTS[0]),
+        routes=(parse_route_spec("10.10.0.0/16@10.147.17.2"), parse_route_spec("0.0.0.0/0@10.147.17.2"),
+                parse_route_spec("198.18.0.0/15"), parse_route_spec("10.147.17.0/24")),
+        dns_domain="lab.example",
         controllers=(("198.18.0.1", 9994),),
     )
 

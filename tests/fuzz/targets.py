@@ -30,7 +30,9 @@ from l2mesh.identity import Identity
 from l2mesh.ids import make_network_id, parse_mac, parse_network_id, parse_node_id
 from l2mesh.managed_routes import parse_route_spec
 from l2mesh.netconf import NetconfError, parse_endpoint, verify_signed_config
+from l2mesh.node.join_options import JoinOptions
 from l2mesh.node.name_table import NameTable
+from l2mesh.node.route_plan import UnderlayRoute, plan_routes
 from l2mesh.netconf_delta import DELTA_SIGNATURE_CONTEXT, DeltaBase, apply_delta, verify_signed_delta
 from l2mesh.portmap.client import MappingClient
 from l2mesh.portmap.natpmp import NatPmp
@@ -51,6 +53,9 @@ from tests.unit import rules_strategies
 PORTMAP_PORT = 9993
 PCP_NONCE = bytes(range(1, 13))
 PCP_CLIENT_IP = "198.19.1.2"
+UNDERLAY_ROUTES = (UnderlayRoute("0.0.0.0/0", "198.18.1.1", "eth0"), UnderlayRoute("198.18.1.0/24", None, "eth0"),
+                   UnderlayRoute("fd00:1::/64", None, "eth0"))
+UNDERLAY_HOSTS = ("198.18.0.1", "198.18.2.2")
 
 json_leaves = st.one_of(
     st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text(max_size=40),
@@ -303,9 +308,19 @@ class SignedConfigTarget(Target):
         return self.seeds
 
     def run(self, data: bytes) -> str:
+        """Verified, then what a member's edge makes of it: its route plan, its DNS names and their answers."""
         config = verify_signed_config(self.controller.sign(data) + data, self.controller.public, self.network_id,
                                       self.member.node_id, 10.0)
-        return f"members_{min(len(config.members), 3)}"
+        plan = plan_routes(config, self.member.node_id, JoinOptions(allow_default=True), UNDERLAY_ROUTES, UNDERLAY_HOSTS)
+        table = NameTable.from_config(config)
+        import dns.message
+
+        from l2mesh.edge.node.dns_answers import reply_to
+
+        for label in [table.domain, *list(table.hosts)[:3]]:
+            for rdtype in ("A", "SOA"):
+                reply_to(dns.message.make_query(f"{label}.{table.domain}.", rdtype).to_wire(), table)
+        return f"members_{min(len(config.members), 3)}_routes_{min(len(plan.install), 2)}_{min(len(plan.refused), 2)}"
 
     handled = (NetconfError,)
 
