@@ -52,7 +52,7 @@ def choose(data: bytes, ways: int, salt: int = 0) -> int:
 
 def remac(data: bytes, receiver_static: bytes) -> bytes:
     """A handshake packet of the right length gets a correct mac1 again (half the time): past the screen, into Noise."""
-    sizes = {PacketType.HANDSHAKE_INIT: HANDSHAKE_INIT_BYTES, PacketType.HANDSHAKE_RESPONSE: HANDSHAKE_RESPONSE_BYTES}
+    sizes: dict[int, int] = {PacketType.HANDSHAKE_INIT: HANDSHAKE_INIT_BYTES, PacketType.HANDSHAKE_RESPONSE: HANDSHAKE_RESPONSE_BYTES}
     if data and sizes.get(data[0]) == len(data) and choose(data, 2, 0x5EED):
         return corpus.with_macs(data[: -2 * MAC_BYTES], receiver_static)
     return data
@@ -200,7 +200,7 @@ class NodeNetconf(NodeFromController):
 
     name = "node.netconf"
     reset_every = 500
-    revision_fields = ((b"revision", 1),)
+    revision_fields: tuple[tuple[bytes, int], ...] = ((b"revision", 1),)
 
     def make_seeds(self, mesh: MeshWorld) -> list[bytes]:
         held = mesh.a.config()
