@@ -8,10 +8,10 @@ from collections.abc import Iterator
 import pytest
 
 from l2mesh.identity import Identity
-from l2mesh.ids import make_network_id
+from l2mesh.ids import format_network_id, format_node_id, make_network_id, parse_network_id, parse_node_id
 from l2mesh.netconf import MAX_REVISION, NetconfError, NetworkConfig
 from l2mesh.netconf_delta import ConfigDelta
-from tests.fuzz.targets_cores import NodeNetconf
+from tests.fuzz.targets_cores import AdminApi, NodeNetconf
 from tests.fuzz.worlds import MeshWorld
 
 CONTROLLER = Identity.generate()
@@ -55,3 +55,24 @@ def test_a_signed_config_with_revision_2_to_the_64_leaves_the_node_running(netco
     assert mesh.a.config() == held
     for second in range(1, 700, 7):  # past the refresh interval: the node asks the controller again
         mesh.a.tick(mesh.now + second)
+
+
+@pytest.mark.parametrize("space", ["\x1f", "\x1c", "\u2028", "\u3000", " \t"])
+def test_ids_with_whitespace_int_does_not_strip_parse_as_the_digits_they_hold(space: str) -> None:
+    """Found by admin.api: the id matched after str.strip() but int() was given it unstripped and raised ValueError."""
+    node_id, network_id = 0xA785F3831A, make_network_id(0xA785F3831A, 7)
+    assert parse_node_id(f"{space}{format_node_id(node_id)}{space}") == node_id
+    assert parse_network_id(f"{format_network_id(network_id)}{space}") == network_id
+
+
+def test_admin_api_paths_with_such_ids_get_an_answer_not_a_500() -> None:
+    target = AdminApi()
+    target.setup()
+    try:
+        mesh = target.mesh
+        assert mesh is not None
+        net, node = format_network_id(mesh.network_id), format_node_id(mesh.a.node_id)
+        assert target.run(f"GET /api/v1/networks/{net}/members/{node}\x1f\n".encode()) == "status_200"
+        assert target.run(f"GET /api/v1/networks/\x1f\x1f{net}/members/{node}\n".encode()) == "status_200"
+    finally:
+        target.close()
