@@ -176,6 +176,16 @@ def run_stream(data: bytes) -> str:
     return f"request_{refused or 'ok'}+{answer}+frames_{min(len(frames), 3)}"
 
 
+TEXT_SEEDS = (b"0a1b2c3d4e", b"0a1b2c3d4e000001", b"52:54:00:12:34:56", b"198.18.1.2:9993", b"0a1b2c3d4e@[2001:db8::1]:9993",
+              b"10.10.0.0/16@10.147.17.1")
+
+
+def text_strategy() -> st.SearchStrategy[bytes]:
+    """Valid texts with odd characters around them (every kind of whitespace and control), as people paste them."""
+    odd = st.text(alphabet=st.characters(categories=("Zs", "Zl", "Zp", "Cc", "Cf")), max_size=3)
+    return st.builds(lambda before, text, after: before.encode() + text + after.encode(), odd, st.sampled_from(TEXT_SEEDS), odd)
+
+
 def run_text_parsers(data: bytes) -> str:
     """The ids, addresses and specs people and files give: each must take the text or refuse it in one line."""
     text = data.decode("utf-8", "replace")
@@ -411,9 +421,7 @@ def all_targets() -> list[Target]:
         FunctionTarget("wire.bridge", lambda: [f for f in corpus.ethernet_frames() if f[12:14] == bridge.HELLO_ETHERTYPE.to_bytes(2, "big")][:2],
                        run_bridge, (ParseError,)),
         FunctionTarget("wire.stream", corpus.stream_inputs, run_stream, (StreamError,)),
-        FunctionTarget("text.parsers", lambda: [b"0a1b2c3d4e", b"0a1b2c3d4e000001", b"52:54:00:12:34:56", b"198.18.1.2:9993",
-                                                b"0a1b2c3d4e@[2001:db8::1]:9993", b"10.10.0.0/16@10.147.17.1"],
-                       run_text_parsers, ()),
+        FunctionTarget("text.parsers", lambda: list(TEXT_SEEDS), run_text_parsers, (), text_strategy),
         FunctionTarget("rules.text", lambda: [text.encode() for text in corpus.RULE_TEXTS], run_rules, (L2meshError,),
                        rules_strategy),
         FunctionTarget("dns.query", dns_queries, run_dns, ()),
