@@ -372,7 +372,10 @@ class StateFileTarget(Target):
         self.kind = kind
         self.name = f"statefile.{kind}"
 
+    directory: tempfile.TemporaryDirectory[str] | None = None
+
     def setup(self) -> list[bytes]:
+        self.close()
         self.directory = tempfile.TemporaryDirectory(prefix="l2mesh-fuzz-state-")
         self.state_dir = Path(self.directory.name)
         identity, controller = Identity.generate(), Identity.generate()
@@ -401,7 +404,9 @@ class StateFileTarget(Target):
         return json_bytes_like(self.seeds)
 
     def close(self) -> None:
-        self.directory.cleanup()
+        if self.directory is not None:
+            self.directory.cleanup()
+            self.directory = None
 
 
 # -- the registry ---------------------------------------------------------------------------------------------
