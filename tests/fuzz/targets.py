@@ -19,9 +19,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import dns.message
+import dns.opcode
 from hypothesis import strategies as st
 
 from l2mesh.edge.identity_file import load_identity_file
+from l2mesh.edge.node.dns_answers import reply_to
 from l2mesh.edge.node.state_dir import NodeState
 from l2mesh.edge.roots import load_root_pins
 from l2mesh.errors import L2meshError
@@ -200,10 +203,6 @@ def run_text_parsers(data: bytes) -> str:
     return "+".join(taken) or "refused"
 
 
-def _rules_frames() -> list[bytes]:
-    return corpus.ethernet_frames()
-
-
 _TAGS = {0x1000000001: frozenset({"guest"}), 0x1000000002: frozenset({"plc", "server"})}
 
 
@@ -217,7 +216,7 @@ def run_rules(data: bytes) -> str:
     return f"rules_{min(len(ruleset.rules), 5)}_verdicts_{len(verdicts)}"
 
 
-_RULE_FRAMES = _rules_frames()
+_RULE_FRAMES = corpus.ethernet_frames()
 
 
 def rules_strategy() -> st.SearchStrategy[bytes]:
@@ -234,9 +233,6 @@ _DNS_TABLE = NameTable("lab.l2mesh", {"n2": ("10.147.17.2", "fd00::2"), "0a1b2c3
 
 def dns_queries() -> list[bytes]:
     """Queries a member's DNS responder gets from the overlay: names it holds and not, every common type, EDNS."""
-    import dns.message
-    import dns.opcode
-
     queries = [dns.message.make_query(name, rdtype) for name, rdtype in (
         ("n2.lab.l2mesh", "A"), ("n2.lab.l2mesh", "AAAA"), ("lab.l2mesh", "SOA"), ("lab.l2mesh", "ANY"),
         ("nobody.lab.l2mesh", "A"), ("example.com", "A"), ("2.17.147.10.in-addr.arpa", "PTR"), ("bridge.lab.l2mesh", "MX"))]
@@ -250,8 +246,6 @@ def dns_queries() -> list[bytes]:
 
 def run_dns(data: bytes) -> str:
     """A query datagram to the responder: every input is answered, refused or ignored, never raised on."""
-    from l2mesh.edge.node.dns_answers import reply_to
-
     reply = reply_to(data, _DNS_TABLE)
     return "ignored" if reply is None else f"rcode_{reply[3] & 0x0F}"
 
@@ -326,10 +320,6 @@ class SignedConfigTarget(Target):
                                       self.member.node_id, 10.0)
         plan = plan_routes(config, self.member.node_id, JoinOptions(allow_default=True), UNDERLAY_ROUTES, UNDERLAY_HOSTS)
         table = NameTable.from_config(config)
-        import dns.message
-
-        from l2mesh.edge.node.dns_answers import reply_to
-
         for label in [table.domain, *list(table.hosts)[:3]]:
             for rdtype in ("A", "SOA"):
                 reply_to(dns.message.make_query(f"{label}.{table.domain}.", rdtype).to_wire(), table)
