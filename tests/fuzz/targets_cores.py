@@ -31,7 +31,15 @@ from l2mesh.wire.messages import (
     RootLookup,
     RootRegister,
 )
-from l2mesh.wire.packets import HANDSHAKE_INIT_BYTES, HANDSHAKE_RESPONSE_BYTES, MAC_BYTES, RELAY_HEADER, PacketType
+from l2mesh.wire.packets import (
+    FRAGMENT_HEADER_BYTES,
+    HANDSHAKE_INIT_BYTES,
+    HANDSHAKE_RESPONSE_BYTES,
+    MAC_BYTES,
+    MAX_FRAGMENTS,
+    RELAY_HEADER,
+    PacketType,
+)
 from l2mesh.session import SessionTable
 from tests.fuzz import corpus
 from tests.fuzz.targets import Target, json_bytes_like, tagged_binary
@@ -166,7 +174,9 @@ class NodeFromPeer(MeshTarget):
                                        self.sender_id(mesh).to_bytes(5, "big")) + packet
             source = mesh.controller.endpoint
         if way == 0 and len(packet) > FRAGMENT_BYTES:
-            for piece in fragment(packet, FRAGMENT_BYTES):
+            # Small fragments, but never more than a packet may have (a big config needs bigger ones).
+            size = max(FRAGMENT_BYTES, -(-(len(packet) - FRAGMENT_HEADER_BYTES) // MAX_FRAGMENTS) + FRAGMENT_HEADER_BYTES)
+            for piece in fragment(packet, size):
                 mesh.a.core.datagram_received(memoryview(piece), source, self.now)
         else:
             mesh.a.core.datagram_received(memoryview(packet), source, self.now)
