@@ -54,6 +54,14 @@ CRASH_N ?= 200
 crashloop: deps $(VENV)/.installed
 	CRASH_N=$(CRASH_N) scripts/run-tests.sh -rP tests/integration/test_crash_loops.py
 
+# Fuzzing at scale (issue 16): FUZZ_N inputs spread over every parser and state-machine entry point
+# (tests/fuzz); a table per target, repro files in fuzz-findings/, exit 1 on any unhandled exception.
+FUZZ_N ?= 1000000
+FUZZ_SEED ?= 1
+.PHONY: fuzz
+fuzz: $(VENV)/.installed
+	$(PY) -m tests.fuzz --iterations $(FUZZ_N) --seed $(FUZZ_SEED)
+
 demo: deps $(VENV)/.installed
 	$(PY) demo/demo.py $(DEMO_ARGS)
 

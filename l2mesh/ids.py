@@ -30,7 +30,8 @@ def is_reserved_node_id(node_id: int) -> bool:
 def parse_node_id(text: str) -> int:
     if not isinstance(text, str) or not _NODE_ID_RE.fullmatch(text.strip()):
         raise InvalidId(f"invalid node id {text!r}: expected 10 hex digits")
-    value = int(text, 16)
+    # The digits as matched: int() strips less than str.strip() does ("\x1f" is whitespace to one only).
+    value = int(text.strip(), 16)
     if is_reserved_node_id(value):
         raise InvalidId(f"invalid node id {text!r}: reserved value")
     return value
@@ -43,7 +44,7 @@ def format_node_id(node_id: int) -> str:
 def parse_network_id(text: str) -> int:
     if not isinstance(text, str) or not _NETWORK_ID_RE.fullmatch(text.strip()):
         raise InvalidId(f"invalid network id {text!r}: expected 16 hex digits")
-    value = int(text, 16)
+    value = int(text.strip(), 16)
     if is_reserved_node_id(controller_of(value)):
         raise InvalidId(f"invalid network id {text!r}: its controller part is a reserved node id")
     return value

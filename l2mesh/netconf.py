@@ -40,6 +40,9 @@ EXPIRY_SLACK_S = 3600
 MAX_TAGS_PER_MEMBER = 64
 NO_TAGS: frozenset[str] = frozenset()
 MAX_CONTROLLER_ENDPOINTS = 32
+# Revisions travel as 64-bit unsigned integers (NetconfRequest, NetconfResponse, NetconfDelta): one held
+# beyond that could never be asked about again, and building the next request would raise.
+MAX_REVISION = 2**64 - 1
 
 
 class NetconfError(L2meshError):
@@ -254,6 +257,12 @@ def _int(value: Any, name: str) -> int:
     return value
 
 
+def parse_revision(value: Any, name: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_REVISION:
+        raise NetconfError(f"{name} must be an integer within 0..{MAX_REVISION}")
+    return value
+
+
 def _host_for_endpoint(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
@@ -299,7 +308,7 @@ def _parse_config(doc: Any) -> NetworkConfig:
         raise NetconfError("network config lists a member twice")
     return NetworkConfig(
         network_id=network_id,
-        revision=_int(doc["revision"], "revision"),
+        revision=parse_revision(doc["revision"], "revision"),
         issued_to=parse_node_id(doc["issued_to"]),
         timestamp_s=float(doc.get("timestamp", 0.0)),
         expires_s=float(doc.get("expires", 0.0)),

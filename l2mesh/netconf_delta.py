@@ -43,6 +43,7 @@ from l2mesh.netconf import (
     parse_controllers,
     parse_member,
     parse_network_fields,
+    parse_revision,
 )
 from l2mesh.errors import L2meshError
 
@@ -226,18 +227,12 @@ class MemberChanges:
         return held is self.base or held.with_changes(**untimed) == self.base.with_changes(**untimed)
 
 
-def _revision(value: Any, name: str) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise NetconfError(f"{name} must be a non-negative integer")
-    return value
-
-
 def _parse_delta(doc: Any) -> ConfigDelta:
     if not isinstance(doc, dict):
         raise NetconfError("netconf delta must be a JSON object")
     network_id = parse_network_id(doc["id"])
-    from_revision = _revision(doc["from_revision"], "from_revision")
-    to_revision = _revision(doc["to_revision"], "to_revision")
+    from_revision = parse_revision(doc["from_revision"], "from_revision")
+    to_revision = parse_revision(doc["to_revision"], "to_revision")
     if to_revision < from_revision:
         raise NetconfError("netconf delta goes back in revisions")
     member_docs, removed_docs = doc["members"], doc["removed"]

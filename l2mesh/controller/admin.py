@@ -51,8 +51,8 @@ def create_network(storage: Storage, controller_id: int, doc: dict[str, Any]) ->
         mtu=doc.get("mtu"), multicast_limit=doc.get("multicast_limit"), dns_domain=doc.get("dns_domain"),
     )
     fields.update(_flags(doc))
-    # Checked against the pools given with them (the id is not known yet, nor needed).
-    fields["routes"] = validate_routes(Network(0, "", pools=fields["pools"]), route_list(doc.get("routes", []), "routes"))
+    # Checked against the pools given with them (the id is not known yet, nor needed); "pools": null gives none.
+    fields["routes"] = validate_routes(Network(0, "", pools=fields.get("pools", ())), route_list(doc.get("routes", []), "routes"))
     network = storage.create_network(controller_id, fields)
     return Committed(networks=(network,), answer=network)
 
