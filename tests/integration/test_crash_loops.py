@@ -58,7 +58,7 @@ NODE_IDS = [f"a{n:x}b2c3d4e5"[:10] for n in range(1, 9)]  # members that never a
 MEMBER_NAMES = ["", "web", "db-1", "laptop"]
 TAGS = ["guest", "ops", "db"]
 RULES = ["", "accept\n", "drop tcp dport 22\naccept\n", "drop tcp src-tag guest\naccept\n"]
-RUNTIME_MEMBER_FIELDS = ("last_seen", "endpoint", "online")  # not admin data: a member's runtime facts
+RUNTIME_MEMBER_FIELDS = ("last_seen", "endpoint", "online", "version")  # not admin data: a member's runtime facts
 
 
 # -- the controller ------------------------------------------------------------------------------------

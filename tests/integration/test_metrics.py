@@ -1,4 +1,4 @@
-"""Issue 15, metrics: the controller's GET /metrics (open to loopback, bearer token from elsewhere) and a
+"""Issue 15, metrics: the controller's GET /metrics (bearer token; served as behind a reverse proxy, so loopback too) and a
 node's `l2mesh daemon --metrics-listen`, scraped over real sockets in the lab after a ping across the overlay."""
 
 from __future__ import annotations
@@ -84,15 +84,17 @@ def test_controller_and_node_metrics_after_a_ping_with_the_token_rule_and_bind_e
     assert value(node, "l2mesh_node_reactor_tick_lateness_seconds_count") > 0
     assert value(node, "process_resident_memory_bytes") > 0
 
-    # The controller: from its own loopback without the token; from a member's address only with it.
-    status, text = fetch(ctl_host, f"http://127.0.0.1:{API_PORT}/metrics")
+    # The controller serves behind a (stand-in) reverse proxy, where every request would look local: so
+    # even its own loopback needs the token (a controller on loopback alone trusts it: the unit tests).
+    token = (controller.state_dir / TOKEN_FILE).read_text().strip()
+    assert fetch(ctl_host, f"http://127.0.0.1:{API_PORT}/metrics")[0] == 401
+    status, text = fetch(ctl_host, f"http://127.0.0.1:{API_PORT}/metrics", {"Authorization": f"Bearer {token}"})
     assert status == 200
     members = samples_of(text)
     assert value(members, "l2mesh_controller_members", network=network_id, state="authorized") == 2
     assert value(members, "l2mesh_controller_members_online", network=network_id) == 2
     remote = f"http://{ctl_host.underlay_ip}:{API_PORT}/metrics"
     assert fetch(a, remote)[0] == 401
-    token = (controller.state_dir / TOKEN_FILE).read_text().strip()
     status, text = fetch(a, remote, {"Authorization": f"Bearer {token}"})
     assert status == 200
     assert value(samples_of(text), "l2mesh_controller_join_requests_total") == 2
