@@ -17,6 +17,8 @@ UDP_SEGMENT = 103
 UDP_GRO = 104
 # A UDP_SEGMENT send may carry at most 64 segments and 64 KiB in all.
 MAX_SEGMENTS_PER_SEND = 44
+# A held run stays under the largest UDP payload (65,507 bytes over IPv4).
+MAX_RUN_BYTES = 65000
 BACKLOG_LIMIT_DATAGRAMS = 4096
 DRAIN_BATCH = 256
 MAX_DATAGRAM_BYTES = 65536
@@ -63,8 +65,33 @@ class DatagramSender:
         self._sendto = sock.sendto
         self._sendmsg = sock.sendmsg
         self.segmentation = True
+        # A run of datagrams held back to go out in one segmented send (see hold()).
+        self._holding = False
+        self._run = bytearray()
+        self._run_address: Endpoint | None = None
+        self._run_segment = 0
+        self._run_count = 0
+        self._run_closed = False  # a shorter datagram ended it: UDP_SEGMENT allows only the last to be short
+
+    def hold(self) -> None:
+        """Until release(), datagrams of one size to one address queue up and leave as one segmented send.
+
+        Small frames read from a TAP in one wake-up (a VoIP or game stream,
+        iperf3 -u) cost one system call per run instead of one each; the
+        receiver's UDP_GRO takes the run in one receive too. Nothing waits
+        longer than the wake-up that produced it.
+        """
+        self._holding = True
+
+    def release(self) -> None:
+        self._holding = False
+        if self._run_count:
+            self._flush_run()
 
     def send_datagram(self, data: bytes | memoryview, address: Endpoint) -> None:
+        if self._holding and self.segmentation and not self.backlog:
+            self._add_to_run(data, address)
+            return
         if self.backlog:
             self._park(data, address)
             return
@@ -75,6 +102,43 @@ class DatagramSender:
         except OSError:
             self.drops["send_error"] += 1
 
+    def _add_to_run(self, data: bytes | memoryview, address: Endpoint) -> None:
+        size = len(data)
+        if self._run_count and (
+            address != self._run_address
+            or size > self._run_segment
+            or self._run_closed
+            or self._run_count >= MAX_SEGMENTS_PER_SEND
+            or len(self._run) + size > MAX_RUN_BYTES
+        ):
+            self._flush_run()
+        if not self._run_count:
+            self._run_address, self._run_segment = address, size
+        elif size < self._run_segment:
+            self._run_closed = True
+        self._run += data
+        self._run_count += 1
+
+    def _flush_run(self) -> None:
+        run, address, segment_bytes, count = self._run, self._run_address, self._run_segment, self._run_count
+        assert address is not None
+        self._run_count, self._run_closed = 0, False
+        try:
+            if count == 1:
+                self._sendto(run, address)
+            else:
+                self._sendmsg([run], [(SOL_UDP, UDP_SEGMENT, segment_bytes.to_bytes(2, "little"))], 0, address)
+        except BlockingIOError:
+            self._park_segments(memoryview(bytes(run)), segment_bytes, address)
+        except OSError:
+            if count > 1:
+                # No UDP GSO on this path (old kernel, a device without it): plain sends from now on.
+                self.segmentation = False
+                self._send_each(memoryview(bytes(run)), segment_bytes, address)
+            else:
+                self.drops["send_error"] += 1
+        del run[:]
+
     def _park(self, data: bytes | memoryview, address: Endpoint) -> None:
         if len(self.backlog) >= BACKLOG_LIMIT_DATAGRAMS:
             self.drops["send_backlog_full"] += 1
@@ -83,6 +147,8 @@ class DatagramSender:
 
     def send_segments(self, data: bytes | memoryview, segment_bytes: int, address: Endpoint) -> None:
         """Datagrams of segment_bytes each (the last may be shorter), in as few system calls as the kernel allows."""
+        if self._run_count:
+            self._flush_run()  # what was held goes first: frames leave in the order they came
         view = memoryview(data)
         if not self.segmentation or self.backlog:
             self._send_each(view, segment_bytes, address)

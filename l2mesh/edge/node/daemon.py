@@ -342,18 +342,23 @@ class NodeDaemon:
     def _tap_drainer(self, network_id: int, fd: int) -> Callable[[], None]:
         read = os.read
         frame_from_tap = self.core.vnet_frame_from_tap
+        transmit = self.transmit
 
         def drain() -> None:
             now = time.monotonic()
-            for _ in range(TAP_DRAIN_BATCH):
-                try:
-                    frame = read(fd, MAX_FRAME_BYTES)
-                except BlockingIOError:
-                    return
-                except OSError:
-                    self.reactor.remove_reader(fd)  # the device went away
-                    return
-                frame_from_tap(network_id, frame, now)
+            transmit.hold()  # what one wake-up reads leaves in runs, one send each
+            try:
+                for _ in range(TAP_DRAIN_BATCH):
+                    try:
+                        frame = read(fd, MAX_FRAME_BYTES)
+                    except BlockingIOError:
+                        return
+                    except OSError:
+                        self.reactor.remove_reader(fd)  # the device went away
+                        return
+                    frame_from_tap(network_id, frame, now)
+            finally:
+                transmit.release()
 
         return drain
 
