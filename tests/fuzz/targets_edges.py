@@ -166,7 +166,7 @@ class ControlRequest(Target):
         return self.seeds
 
     def run(self, data: bytes) -> str:
-        request = trio.run(_read_request, ChunkedStream(data, 1 + choose(data, 4096)))
+        request = trio.run(_read_request, ChunkedStream(data, 1 + choose(data, 4096)))  # type: ignore[arg-type]
         command = request["command"]
         if command in ("rules", "join", "leave"):
             parse_network_id(str(request.get("network_id")))
