@@ -14,6 +14,7 @@ responder's head reading and answer need no socket: its stream is a stub.
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections import Counter
 from typing import Any
@@ -82,7 +83,14 @@ class WebForms(MeshTarget):
             (f"{net}/members/{b}", {"action": "authorize", "next": "//elsewhere.example"}),
             (f"{net}/members/{stranger}", {"action": "delete"}),
         ]
+        self.paths = sorted({path.encode() for path, _ in forms})
         return [path.encode() + b"\n" + urlencode(fields).encode() for path, fields in forms]
+
+    def route(self, line: bytes, data: bytes) -> bytes:
+        """A mutated path, one time in four; else the form's path it came from, so the body's mutants reach a form."""
+        if line in self.paths or choose(data, 4, 3) == 0:
+            return line
+        return max(self.paths, key=lambda path: (len(os.path.commonprefix([path, line])), -len(path)))
 
     def log_in(self) -> tuple[str, str]:
         """A login link from the API, taken by a browser: the session cookie, and the CSRF token a page carries."""
@@ -100,7 +108,7 @@ class WebForms(MeshTarget):
 
     def deliver(self, mesh: MeshWorld, data: bytes) -> str | None:
         line, _, body = data.partition(b"\n")
-        path = line.decode("latin-1")
+        path = self.route(line, data).decode("latin-1")
         if not path.startswith("/web/") or path.startswith("/web/logout"):
             return "not_a_form"  # logging out would end the session every later input needs
         if choose(data, 10) != 0:
