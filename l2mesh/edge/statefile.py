@@ -145,5 +145,5 @@ def read_json(path: Path) -> Any:
         raise StateError(f"cannot read {path}: {exc.strerror}") from None
     try:
         return json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: nested deeper than the parser recurses
         raise StateError(f"{path} is corrupted: not valid JSON") from None

@@ -28,6 +28,9 @@ JSON_BOUNDARIES: tuple[Any, ...] = (
     True, False, None, [], {}, [None], {"": None}, [[[[[[]]]]]],
 )
 MAX_MUTANT_BYTES = 1 << 17
+# Deeper than Python's JSON parser recurses (the interpreter's limit is 1000): RecursionError is no ValueError.
+DEEP_NESTING = 3000
+DEEP_NESTING_SHARE = 0.01
 
 
 class Mutator:
@@ -42,6 +45,8 @@ class Mutator:
     def mutate(self, data: bytes, corpus: Sequence[bytes], rounds: int | None = None) -> bytes:
         """data changed by 1..4 moves (or `rounds`); a JSON document is changed in its structure half of the time."""
         rng = self.random
+        if (b"{" in data or b"[" in data) and rng.random() < DEEP_NESTING_SHARE:
+            return self.nest_deeply(data)
         if data[:1] in (b"{", b"[") and rng.random() < 0.5:
             mutant = self.mutate_json(data)
             if mutant is not None:
@@ -130,6 +135,12 @@ class Mutator:
             return json.dumps(doc).encode()
         except (ValueError, OverflowError, UnicodeEncodeError):
             return None
+
+    def nest_deeply(self, data: bytes) -> bytes:
+        """The input with a value nested DEEP_NESTING lists deep somewhere (at a JSON value's start, mostly)."""
+        starts = [at for at in range(len(data)) if data[at : at + 1] in (b"[", b"{", b'"')] or [0]
+        at = self.random.choice(starts)
+        return data[:at] + b"[" * DEEP_NESTING + data[at:] + b"]" * DEEP_NESTING
 
     def _mutate_value(self, value: Any, depth: int) -> Any:
         rng = self.random

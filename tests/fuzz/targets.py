@@ -405,6 +405,8 @@ class StateFileTarget(Target):
 def all_targets() -> list[Target]:
     """Every target, in the order the report lists them (built fresh: targets hold state)."""
     from tests.fuzz.targets_cores import core_targets
+    from tests.fuzz.targets_edges import edge_targets
+    from tests.fuzz.targets_netcheck import netcheck_targets
 
     packet_types = [int(t) for t in PacketType]
     message_kinds = [int(k) for k in MessageKind]
@@ -427,5 +429,7 @@ def all_targets() -> list[Target]:
         SignedDeltaTarget(),
         *(StateFileTarget(kind) for kind in ("identity", "networks", "roots", "controller")),
         *core_targets(),
+        *netcheck_targets(),
+        *edge_targets(),
     ]
 

@@ -478,15 +478,28 @@ class AdminApi(MeshTarget):
 
 
 def asgi_request(app: Any, method: str, path: str, body: bytes) -> int:
-    """One request through an ASGI app, driven without an event loop (the app awaits nothing real); its status."""
+    """One admin API request (bearer token, JSON body); its status, below 500."""
+    status, _, _ = asgi_call(app, method, path, body, [(b"authorization", f"Bearer {API_TOKEN}".encode()),
+                                                        (b"content-type", b"application/json")])
+    return status
+
+
+def asgi_call(app: Any, method: str, path: str, body: bytes,
+              headers: list[tuple[bytes, bytes]]) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    """One request through an ASGI app, driven without an event loop (the app awaits nothing real).
+
+    Its status, headers and body; an answer of 500 or more (or none) raises, as it is a traceback in the log.
+    """
+    path, _, query = path.partition("?")
     scope = {
         "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method, "path": path,
-        "raw_path": path.encode("utf-8", "surrogateescape"), "query_string": b"", "root_path": "", "scheme": "http",
-        "headers": [(b"authorization", f"Bearer {API_TOKEN}".encode()), (b"content-type", b"application/json")],
-        "server": ("127.0.0.1", 9995), "client": ("127.0.0.1", 40000),
+        "raw_path": path.encode("utf-8", "surrogateescape"), "query_string": query.encode("utf-8", "surrogateescape"),
+        "root_path": "", "scheme": "http", "headers": headers, "server": ("127.0.0.1", 9995), "client": ("127.0.0.1", 40000),
     }
     inbox = [{"type": "http.request", "body": body, "more_body": False}]
     status: list[int] = []
+    answer_headers: list[tuple[bytes, bytes]] = []
+    answer = bytearray()
 
     async def receive() -> dict[str, Any]:
         return inbox.pop() if inbox else {"type": "http.disconnect"}
@@ -494,6 +507,9 @@ def asgi_request(app: Any, method: str, path: str, body: bytes) -> int:
     async def send(message: dict[str, Any]) -> None:
         if message["type"] == "http.response.start":
             status.append(message["status"])
+            answer_headers.extend(message.get("headers", []))
+        elif message["type"] == "http.response.body":
+            answer.extend(message.get("body", b""))
 
     coroutine = app(scope, receive, send)
     try:
@@ -502,8 +518,8 @@ def asgi_request(app: Any, method: str, path: str, body: bytes) -> int:
     except StopIteration:
         pass
     if not status or status[0] >= 500:
-        raise AssertionError(f"admin API answered {status[0] if status else 'nothing'}")
-    return status[0]
+        raise AssertionError(f"{method} {path} answered {status[0] if status else 'nothing'}")
+    return status[0], answer_headers, bytes(answer)
 
 
 def core_targets() -> list[Target]:

@@ -4,9 +4,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
+import trio
 
+from l2mesh.edge.node.control_client import control_path
+from l2mesh.edge.node.control_server import serve_control
+from l2mesh.edge.statefile import read_json
+from l2mesh.errors import StateError
 from l2mesh.identity import Identity
 from l2mesh.ids import format_network_id, format_node_id, make_network_id, parse_network_id, parse_node_id
 from l2mesh.netconf import MAX_REVISION, NetconfError, NetworkConfig
@@ -89,5 +96,61 @@ def test_creating_a_network_with_null_pools_makes_one_without_pools_not_a_500() 
         assert target.run(f"POST /api/v1/networks\n{body}".encode()) == "status_201"
         created = [n for n in mesh.controller.core.list_networks() if n["id"] != format_network_id(mesh.network_id)]
         assert [(n["pools"], n["routes"]) for n in created] == [([], [{"target": "10.10.0.0/16", "via": None}])]
+    finally:
+        target.close()
+
+
+DEEP_JSON = b"[" * 3000 + b"]" * 3000  # deeper than Python's JSON parser recurses: RecursionError, not ValueError
+
+
+@pytest.mark.parametrize("line", [
+    json.dumps({"command": "ping", "node": "0a1b2c3d4e", "probe_timeout_s": 10**400}).encode() + b"\n",
+    DEEP_JSON + b"\n",
+])
+def test_a_control_request_with_a_huge_number_or_deep_nesting_gets_an_error_reply_and_the_server_goes_on(
+        line: bytes, tmp_path: Path) -> None:
+    """Found by control.request: float(10**400) (as the daemon's ping does) is an OverflowError and a deep line a
+    RecursionError; the control server caught neither, so one request ended it, and the daemon with it."""
+
+    async def handler(request: dict[str, Any]) -> str:
+        return f"timeout {float(request.get('probe_timeout_s', 1.0))}"
+
+    async def ask(data: bytes) -> dict[str, Any]:
+        stream = await trio.open_unix_socket(str(control_path(tmp_path)))
+        async with stream:
+            await stream.send_all(data)
+            reply = b""
+            while not reply.endswith(b"\n"):
+                reply += await stream.receive_some(4096)
+        answer: dict[str, Any] = json.loads(reply)
+        return answer
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(serve_control, tmp_path, handler)
+            refused = await ask(line)
+            assert refused["ok"] is False and refused["error"].startswith("bad control request")
+            assert await ask(b'{"command": "ping", "probe_timeout_s": 2}\n') == {"ok": True, "result": "timeout 2.0"}
+            nursery.cancel_scope.cancel()
+
+    trio.run(main)
+
+
+def test_a_state_file_nested_too_deeply_is_a_corrupted_file_not_a_traceback(tmp_path: Path) -> None:
+    """Found by statefile.identity and statefile.networks (seed 16, once the mutator nested deeply)."""
+    path = tmp_path / "networks.json"
+    path.write_bytes(DEEP_JSON)
+    with pytest.raises(StateError, match="corrupted"):
+        read_json(path)
+
+
+@pytest.mark.parametrize("line", [b"POST /api/v1/networks", b"PUT /api/v1/web/admins/bob"])
+def test_an_admin_api_body_nested_too_deeply_is_a_400_not_a_500(line: bytes) -> None:
+    """Found by admin.api (--targets admin.api --iterations 2000 --seed 16, once the mutator nested deeply); the web
+    admins' call (PUT /api/v1/web/admins/NAME) parses its body alike."""
+    target = AdminApi()
+    target.setup()
+    try:
+        assert target.run(line + b"\n" + DEEP_JSON) == "status_400"
     finally:
         target.close()

@@ -64,7 +64,7 @@ def build_app(
             return {}
         try:
             doc = json.loads(raw)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested deeper than the parser recurses
             raise ValidationError("request body is not valid JSON") from None
         if not isinstance(doc, dict):
             raise ValidationError("request body must be a JSON object")

@@ -26,6 +26,8 @@ from l2mesh.errors import L2meshError
 
 MAX_REQUEST_BYTES = 64 * 1024
 PEER_CREDENTIALS = struct.Struct("3i")  # struct ucred: pid, uid, gid
+# What a malformed request or argument raises (a huge number for a float is an OverflowError): one error reply.
+BAD_REQUEST_ERRORS = (ValueError, KeyError, TypeError, OverflowError)
 REFUSED = "permission denied: only root may use the l2mesh daemon's control socket"
 
 Handler = Callable[[dict[str, Any]], Awaitable[Any]]
@@ -68,7 +70,7 @@ async def serve_control(state_dir: Path, handler: Handler, *, task_status: Any =
                 reply = {"ok": True, "result": result}
             except L2meshError as exc:
                 reply = {"ok": False, "error": str(exc)}
-            except (ValueError, KeyError, TypeError) as exc:
+            except BAD_REQUEST_ERRORS as exc:
                 reply = {"ok": False, "error": f"bad control request: {exc}"}
             except trio.TooSlowError:
                 # A client that never finishes its line gets an answer; the server goes on serving others.
@@ -107,7 +109,10 @@ async def _read_request(stream: trio.SocketStream) -> dict[str, Any]:
             data += chunk
             if len(data) > MAX_REQUEST_BYTES:
                 raise ValueError("request too large")
-    request = json.loads(data)
+    try:
+        request = json.loads(data)
+    except RecursionError:  # a line of 64 KB nests deeper than the parser recurses: refused, not raised out of the server
+        raise ValueError("request nested too deeply") from None
     if not isinstance(request, dict) or not isinstance(request.get("command"), str):
         raise ValueError("request must be an object with a command")
     return request

@@ -303,7 +303,7 @@ class WebAdmin:
         name = auth.check_admin_name(request.path_params["name"])
         try:
             doc = json.loads(await request.body() or b"{}")
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested deeper than the parser recurses
             raise ValidationError("request body is not valid JSON") from None
         password = doc.get("password") if isinstance(doc, dict) else None
         if not isinstance(password, str):
