@@ -314,7 +314,7 @@ class Member:
     @property
     def drops(self) -> dict[str, int]:
         """Every drop counter of the node (its core's and its reassembler's)."""
-        return dict(self.core.counters()["drops"])
+        return dict(self.core.drops + self.core.receive.reassembler.drops)
 
     def switch_counters(self, network_id: int | None = None) -> dict[str, dict[str, int]]:
         """The network switch's drop and forwarding counters."""
