@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import re
 import shutil
 import sys
 import tempfile
@@ -126,7 +127,7 @@ def soak(network: SoakNetwork, args: argparse.Namespace, result: dict[str, Any])
     unreachable = all_pairs_reach(network, 30.0)
     if unreachable:
         raise LabError(f"before the churn, unreachable pairs: {', '.join(unreachable)}")
-    churn = Churn(network, random.Random(args.seed))
+    churn = Churn(network, random.Random(args.seed), started_s=time.monotonic())
     sampler = Sampler(network, args.sample_s)
     result["churn"], result["sampler"] = churn, sampler
     log(f"churn for {args.duration:g} s, seed {args.seed}, a sample every {args.sample_s:g} s")
@@ -151,6 +152,22 @@ def soak(network: SoakNetwork, args: argparse.Namespace, result: dict[str, Any])
 
 
 # ------------------------------------------------------------------ report
+SAMPLE_FIELDS = ("t_s", "pid", *ALLOWANCES, "online_members")
+
+
+def sample_table(series: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, list[Any]]]:
+    """The samples as one row per sample under a shared field list: a 30-minute run's file stays readable and small."""
+    return {label: {"fields": list(SAMPLE_FIELDS), "rows": [[s.get(f) for f in SAMPLE_FIELDS] for s in samples]}
+            for label, samples in series.items()}
+
+
+def one_line_lists(path: Path) -> None:
+    """Rewrite an indented JSON file with every innermost list of plain values on one line."""
+    text = path.read_text()
+    path.write_text(re.sub(r"\[\n\s+([^\[\]{}]*?)\n\s+\]",
+                           lambda m: "[" + " ".join(line.strip() for line in m.group(1).splitlines()) + "]", text))
+
+
 def figure(metric: str, value: float | None) -> str:
     if value is None:
         return "-"
@@ -209,7 +226,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print_report(report)
     print(f"events: {dict(sorted(churn.events.items()))}")
     print(f"failed steps: {sum(churn.failures.values())}; pings {churn.traffic.pings_ok}/{churn.traffic.pings}, "
-          f"between long-lived members {churn.traffic.long_lived_pings_ok}/{churn.traffic.long_lived_pings}")
+          f"between settled members {churn.traffic.settled_pings_ok}/{churn.traffic.settled_pings}")
     print(f"growing without bound: {', '.join(grows) if grows else 'none'}")
     print(f"after the churn: not ready {result['not_ready'] or 'none'}; unreachable pairs {result['unreachable'] or 'none'}")
     if not args.no_save:
@@ -224,8 +241,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         tail = {"wall_s": round(time.monotonic() - started, 1), "events": dict(churn.events),
                 "failed_steps": dict(churn.failures), "traffic": churn.traffic.to_json(),
                 "not_ready": result["not_ready"], "unreachable": result["unreachable"],
-                "growing": grows, "verdicts": report, "samples": sampler.series}
+                "growing": grows, "verdicts": report, "samples": sample_table(sampler.series)}
         nsbench.write_results(out, "soak", stamp, head, machine, tail)
+        one_line_lists(out)
         print(f"written {display_path(out)}")
     return 1 if grows or result["unreachable"] or result["not_ready"] else 0
 

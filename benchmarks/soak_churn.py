@@ -43,6 +43,8 @@ UDP_STREAM_S = 10
 UDP_STREAM_RATE = "2M"
 MULTICAST_GROUPS = ("239.147.50.1", "239.147.50.2", "239.147.50.3")
 MULTICAST_BURST = 10
+SETTLED_AFTER_S = 15.0  # a member touched by an event this long ago is expected to be back
+SETTLED_FAILURES_KEPT = 50
 EVENT_WEIGHTS = {
     "leave_rejoin": 3.0,
     "deauth_reauth": 3.0,
@@ -66,10 +68,13 @@ class Pending:
 class Traffic:
     pings: int = 0
     pings_ok: int = 0
-    long_lived_pings: int = 0  # between two long-lived members, no path flap on the pair
-    long_lived_pings_ok: int = 0
+    # Between two settled members (nothing pending on either, neither touched for SETTLED_AFTER_S, no flap on
+    # the pair): these should all answer; a failure is kept with its time for the logs.
+    settled_pings: int = 0
+    settled_pings_ok: int = 0
+    settled_failures: list[str] = field(default_factory=list)
 
-    def to_json(self) -> dict[str, int]:
+    def to_json(self) -> dict[str, object]:
         return dict(self.__dict__)
 
 
@@ -85,6 +90,8 @@ class Churn:
     listeners: dict[Proc, str] = field(default_factory=dict)  # listener -> group
     udp_stream: Proc | None = None
     iperf_servers: dict[str, Proc] = field(default_factory=dict)  # long-lived member name -> iperf3 -s
+    touched_s: dict[str, float] = field(default_factory=dict)  # member name -> when an event or undo last touched it
+    started_s: float = field(default_factory=time.monotonic)
 
     # -- the loop's step ------------------------------------------------------------------------------
     def step(self, now_s: float) -> None:
@@ -105,6 +112,14 @@ class Churn:
         for item in [p for p in self.pending if p.due_s <= now_s]:
             self.pending.remove(item)
             self.attempt(f"undo {item.what}", lambda: item.undo())
+            if item.member is not None:
+                self.touched_s[item.member] = time.monotonic()
+
+    def settled(self, now_s: float) -> list[Member]:
+        """Members nothing is pending on and no event touched for SETTLED_AFTER_S."""
+        busy = {p.member for p in self.pending}
+        return [m for m in self.network.members
+                if m.name not in busy and now_s - self.touched_s.get(m.name, -SETTLED_AFTER_S) >= SETTLED_AFTER_S]
 
     def settle(self) -> None:
         """Undo everything pending now, stop the traffic generators: the network as built, for the final check."""
@@ -119,9 +134,14 @@ class Churn:
 
     # -- choosing ---------------------------------------------------------------------------------------
     def idle_churned_member(self) -> Member | None:
+        """A churned member nothing is pending on, marked touched now (the caller is about to act on it)."""
         busy = {p.member for p in self.pending}
         choices = [m for m in self.network.members if not m.long_lived and m.name not in busy]
-        return self.rng.choice(choices) if choices else None
+        if not choices:
+            return None
+        member = self.rng.choice(choices)
+        self.touched_s[member.name] = time.monotonic()
+        return member
 
     def later(self, now_s: float, span_s: tuple[float, float], what: str, undo: Callable[[], None],
               member: Member | None = None) -> None:
@@ -155,6 +175,7 @@ class Churn:
         if member is None:
             return False
         self.network.restart_daemon(member, sig)
+        self.touched_s[member.name] = time.monotonic()  # settling counts from the new daemon's start
         return True
 
     def controller_restart(self, now_s: float) -> bool:
@@ -187,13 +208,14 @@ class Churn:
             self.listeners.pop(listener, None)
             self.network.stop(listener)
 
-        self.later(now_s, MULTICAST_HOLD_S, "multicast leave", leave, member)
+        self.later(now_s, MULTICAST_HOLD_S, "multicast leave", leave)  # the member stays free for other events
         return True
 
     # -- traffic --------------------------------------------------------------------------------------------
     def send_traffic(self) -> None:
-        members = self.network.members
-        a, b = self.rng.sample(members, 2)
+        now_s = time.monotonic()
+        settled = self.settled(now_s)
+        a, b = self.rng.sample(self.network.members, 2)
         try:
             ok = self.network.ping(a, b)
         except SoakStepError as exc:
@@ -201,11 +223,13 @@ class Churn:
             ok = False
         self.traffic.pings += 1
         self.traffic.pings_ok += ok
-        if a.long_lived and b.long_lived and self.flapped not in ((a.name, b.name), (b.name, a.name)):
-            self.traffic.long_lived_pings += 1
-            self.traffic.long_lived_pings_ok += ok
-        if self.listeners:
-            sender = self.rng.choice(members)
+        if a in settled and b in settled and self.flapped not in ((a.name, b.name), (b.name, a.name)):
+            self.traffic.settled_pings += 1
+            self.traffic.settled_pings_ok += ok
+            if not ok and len(self.traffic.settled_failures) < SETTLED_FAILURES_KEPT:
+                self.traffic.settled_failures.append(f"{a.name}->{b.name} at {now_s - self.started_s:.0f} s")
+        if self.listeners and settled:
+            sender = self.rng.choice(settled)
             self.attempt("multicast_burst", lambda: self.network.send_multicast(
                 sender, self.rng.choice(list(self.listeners.values())), MULTICAST_BURST))
         self.attempt("udp_stream", self._udp_stream)

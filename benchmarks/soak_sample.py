@@ -118,7 +118,8 @@ def segments(samples: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
 
 
 def judge(series: dict[str, list[dict[str, Any]]], run_s: float) -> dict[str, list[dict[str, Any]]]:
-    """Per daemon, per process lifetime: its span, first and last figures, and a trend verdict per metric when long enough."""
+    """Per daemon, per process lifetime: its span; when long enough to judge, per metric its first, last, least and
+    largest figure and the trend verdict."""
     report: dict[str, list[dict[str, Any]]] = {}
     for label, samples in series.items():
         for segment in segments(samples):
@@ -126,15 +127,13 @@ def judge(series: dict[str, list[dict[str, Any]]], run_s: float) -> dict[str, li
             entry: dict[str, Any] = {"pid": segment[0]["pid"], "from_s": segment[0]["t_s"], "to_s": segment[-1]["t_s"],
                                      "samples": len(segment), "judged": span_s >= MIN_SEGMENT_FRACTION * run_s,
                                      "metrics": {}}
-            for metric, (allowance_abs, allowance_rel) in ALLOWANCES.items():
+            for metric, (allowance_abs, allowance_rel) in ALLOWANCES.items() if entry["judged"] else ():
                 points = [(s["t_s"], float(s[metric])) for s in segment if s.get(metric) is not None]
                 if not points:
                     continue
-                figures: dict[str, Any] = {"first": points[0][1], "last": points[-1][1],
-                                           "min": min(v for _, v in points), "max": max(v for _, v in points)}
-                if entry["judged"]:
-                    figures.update(grows_without_bound(points, allowance_abs, allowance_rel).to_json())
-                entry["metrics"][metric] = figures
+                entry["metrics"][metric] = {"first": points[0][1], "last": points[-1][1],
+                                            "min": min(v for _, v in points), "max": max(v for _, v in points),
+                                            **grows_without_bound(points, allowance_abs, allowance_rel).to_json()}
             report.setdefault(label, []).append(entry)
     return report
 
