@@ -109,7 +109,7 @@ class SoakNetwork:
         return _step(f"l2mesh-ctl {' '.join(argv[:2])}", self.controller.ctl, *argv)
 
     def controller_status(self) -> dict[str, Any]:
-        return json.loads(self.ctl("status", "--json").stdout)
+        return _step("l2mesh-ctl status", json.loads, self.ctl("status", "--json").stdout)
 
     def authorize(self, member: Member) -> None:
         self.ctl("member", "authorize", self.network_id, member.host.node_id, "--ip", f"{member.overlay_ip}/24")

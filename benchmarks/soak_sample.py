@@ -45,13 +45,14 @@ def process_figures(pid: int) -> dict[str, int] | None:
             name, _, value = line.partition(":")
             fields[name] = value.strip()
         fds = len(os.listdir(f"/proc/{pid}/fd"))
-    except OSError:
-        return None
-    if "VmRSS" not in fields:  # a zombie has no memory left to count
+        if "VmRSS" not in fields:  # a zombie has no memory left to count
+            return None
+        tree_rss_bytes = process_tree_memory(pid)["rss_bytes"]
+    except OSError:  # gone meanwhile: churn stops daemons at any moment
         return None
     return {
         "rss_bytes": int(fields["VmRSS"].split()[0]) * 1024,
-        "tree_rss_bytes": process_tree_memory(pid)["rss_bytes"],
+        "tree_rss_bytes": tree_rss_bytes,
         "fds": fds,
         "threads": int(fields["Threads"]),
     }
