@@ -8,8 +8,9 @@ daemons (SIGTERM and SIGKILL) and the controller, drops UDP between two
 members in the router for a while, joins and leaves multicast groups, and
 sends pings, multicast and UDP streams throughout, every choice from a
 seeded RNG (--seed replays a run's choices). The first --long-lived members
-are never left, deauthorized or restarted: theirs (and the root's, and the
-controller's between restarts) are the long series a leak shows in.
+are never left, deauthorized or restarted: theirs, the root's and the
+controller's last lifetime (it is restarted in the first half of the run
+only) are the long series a leak shows in.
 
 Every --sample-s seconds each daemon's RSS (its own, and with its children),
 open fds, threads and sessions are sampled (soak_sample.py); at the end each
@@ -58,6 +59,8 @@ nsbench.set_program("soak")  # after soak_sample imported memory, which names it
 DEFAULT_DURATION_S = 1800.0
 STEP_PAUSE_S = (1.0, 4.0)  # between churn steps
 FINAL_REACH_TIMEOUT_S = 90.0
+# The controller is restarted in this first part of the run only, so its last lifetime (the rest) is judged.
+CONTROLLER_CHURN_FRACTION = 0.5
 
 
 def default_duration_s() -> float:
@@ -127,12 +130,14 @@ def soak(network: SoakNetwork, args: argparse.Namespace, result: dict[str, Any])
     unreachable = all_pairs_reach(network, 30.0)
     if unreachable:
         raise LabError(f"before the churn, unreachable pairs: {', '.join(unreachable)}")
-    churn = Churn(network, random.Random(args.seed), started_s=time.monotonic())
+    started_s = time.monotonic()
+    churn = Churn(network, random.Random(args.seed), started_s=started_s,
+                  controller_restarts_until_s=started_s + CONTROLLER_CHURN_FRACTION * args.duration)
     sampler = Sampler(network, args.sample_s)
     result["churn"], result["sampler"] = churn, sampler
     log(f"churn for {args.duration:g} s, seed {args.seed}, a sample every {args.sample_s:g} s")
     sampler.start()
-    deadline = time.monotonic() + args.duration
+    deadline = started_s + args.duration
     next_note = time.monotonic() + 60
     try:
         while time.monotonic() < deadline:

@@ -12,7 +12,8 @@ then starts one new event (when there is something to do it to):
 | deauth_reauth     | `l2mesh-ctl member deauthorize`, `authorize` again 3-15 s later       |
 | restart_sigterm   | the member's daemon stopped by SIGTERM (by PID) and started again     |
 | restart_sigkill   | the same with SIGKILL: no goodbye, a stale control socket             |
-| controller_restart| the controller stopped (SIGTERM or SIGKILL), down 1-5 s, started again |
+| controller_restart| the controller stopped (SIGTERM or SIGKILL), down 1-5 s, started again;  |
+|                   | only until controller_restarts_until_s (soak.py: the first half of the run) |
 | path_flap         | UDP between two members' underlay addresses dropped in the router 5-20 s |
 | multicast_join    | a member joins a group on its TAP (an IGMP report), leaves 10-60 s later |
 
@@ -92,6 +93,8 @@ class Churn:
     iperf_servers: dict[str, Proc] = field(default_factory=dict)  # long-lived member name -> iperf3 -s
     touched_s: dict[str, float] = field(default_factory=dict)  # member name -> when an event or undo last touched it
     started_s: float = field(default_factory=time.monotonic)
+    # The controller is restarted only until then: its last lifetime must be long enough for the trend test.
+    controller_restarts_until_s: float = float("inf")
 
     # -- the loop's step ------------------------------------------------------------------------------
     def step(self, now_s: float) -> None:
@@ -179,6 +182,8 @@ class Churn:
         return True
 
     def controller_restart(self, now_s: float) -> bool:
+        if now_s > self.controller_restarts_until_s:
+            return False
         sig = self.rng.choice((signal.SIGTERM, signal.SIGKILL))
         self.network.restart_controller(sig, self.rng.uniform(*CONTROLLER_DOWN_S))
         return True
