@@ -62,6 +62,12 @@ FUZZ_SEED ?= 1
 fuzz: $(VENV)/.installed
 	$(PY) -m tests.fuzz --iterations $(FUZZ_N) --seed $(FUZZ_SEED)
 
+# Churn on a 10-member namespace network for SOAK_S seconds (default 1800) and a
+# trend test on every daemon's RSS, fds, threads and sessions (benchmarks/README.md).
+.PHONY: soak
+soak: deps $(VENV)/.installed
+	SOAK_S=$${SOAK_S:-1800} $(PY) benchmarks/soak.py
+
 demo: deps $(VENV)/.installed
 	$(PY) demo/demo.py $(DEMO_ARGS)
 
