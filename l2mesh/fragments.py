@@ -140,6 +140,37 @@ class Reassembler:
             self._forget(oldest_key, self._pending[oldest_key])
         return None
 
+    def take_whole(self, run: memoryview, offset: int, segment_bytes: int, source: Hashable) -> tuple[bytes, int] | None:
+        """The transport packet whose fragments all lie in order at offset of a UDP_GRO run, joined in one
+        copy, and the bytes they took; None unless that holds (the caller then adds the fragment alone).
+
+        A GRO run is datagrams of segment_bytes each, the last maybe shorter: a super-frame's
+        fragments usually arrive whole in one, and 44 add() calls become one join. Only the first
+        and the last fragment's headers are read: a run is what one sender sent in order, a gap
+        or a stranger's fragment in between moves the last one (no match), and a forged middle
+        fails the packet's authentication, as it would through add().
+        """
+        size = len(run)
+        if size - offset <= FRAGMENT_HEADER_BYTES:
+            return None
+        kind, index, count, receiver_index, counter = FRAGMENT_HEADER.unpack_from(run, offset)
+        if kind != _FRAGMENT or index != 0 or count == 0 or count > MAX_FRAGMENTS:
+            return None
+        last = offset + (count - 1) * segment_bytes
+        if size - last <= FRAGMENT_HEADER_BYTES:
+            return None
+        if FRAGMENT_HEADER.unpack_from(run, last) != (_FRAGMENT, count - 1, count, receiver_index, counter):
+            return None
+        names = bytes(run[offset + 4 : offset + FRAGMENT_HEADER_BYTES])
+        if (source, names) in self._pending:
+            return None  # part of it came before: the fragment-by-fragment path owns it
+        end = min(last + segment_bytes, size)
+        body = FRAGMENT_HEADER_BYTES
+        parts: list[bytes | memoryview] = [_TRANSPORT_PREFIX, names]
+        parts += [run[at + body : at + segment_bytes] for at in range(offset, last, segment_bytes)]
+        parts.append(run[last + body : end])
+        return b"".join(parts), end - offset
+
     def _start(self, key: tuple[Hashable, bytes], count: int, now: float) -> _Pending:
         mine = self._per_source.setdefault(_sender_of(key[0]), OrderedDict())
         if len(mine) >= self.max_pending_per_source:

@@ -183,6 +183,25 @@ class NodeCore:
         if note is not None:
             self._note(note, now)
 
+    def segments_received(self, run: memoryview, segment_bytes: int, source: Endpoint, now: float) -> bool:
+        """A UDP_GRO run (datagrams of segment_bytes, the last maybe shorter): whole fragment sets in
+        it are joined at once, everything else goes datagram by datagram. True: the run is taken."""
+        take_whole = self.receive.reassembler.take_whole
+        offset, size = 0, len(run)
+        while offset < size:
+            whole = take_whole(run, offset, segment_bytes, source)
+            if whole is not None:
+                packet, consumed = whole
+                note = self.receive.whole_packet(packet, source, now)
+                offset += consumed
+            else:
+                end = min(offset + segment_bytes, size)
+                note = self.receive.datagram(run[offset:end], source, now)
+                offset = end
+            if note is not None:
+                self._note(note, now)
+        return True
+
     def _note(self, note: Note, now: float) -> None:
         if isinstance(note, ControlMessage):
             self._control(note, now)

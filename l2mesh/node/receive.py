@@ -113,6 +113,10 @@ class ReceivePath:
             return Unsealed(data, source)
         return self.dispatch(data, source, now, None)
 
+    def whole_packet(self, packet: bytes, source: Endpoint, now: float) -> Note | None:
+        """A transport packet reassembled from fragments that came directly (Reassembler.take_whole)."""
+        return self._transport(memoryview(packet), source, now, None)
+
     def dispatch(self, data: memoryview, source: Endpoint, now: float, relayed_from: Peer | None) -> Note | None:
         """A session packet that arrived directly (relayed_from None) or inside a relay envelope."""
         kind = data[0] if data else -1

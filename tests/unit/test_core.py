@@ -164,6 +164,25 @@ def test_full_mtu_frames_arrive_intact_through_fragments(direction: str) -> None
     assert receiver.core.reassembler.pending_count == 0
 
 
+def test_a_gro_run_holding_a_whole_fragment_set_or_part_of_one_delivers_the_frames_as_sent() -> None:
+    mesh = Mesh()
+    m1, m2, _ = mesh.members
+    established(mesh, m1, m2)
+    frames = [udp_frame(m1, m2.mac(), payload_bytes=2772 - n) for n in range(2)]
+    m1.transmit.segmented.clear()
+    for n, frame in enumerate(frames):
+        m1.core.frame_from_tap(NET, frame, 1.0 + n)
+    [(first, segment_bytes, _), (second, _, _)] = m1.transmit.segmented
+    # A run as UDP_GRO hands it over: the whole set, taken at once.
+    assert m2.core.segments_received(memoryview(first), segment_bytes, m1.endpoint, 2.0)
+    assert m2.frames() == [frames[0]] and m2.core.reassembler.pending_count == 0
+    # A run holding only the set's first fragment: it waits for the rest, which comes alone.
+    assert m2.core.segments_received(memoryview(second[:segment_bytes]), segment_bytes, m1.endpoint, 2.1)
+    assert m2.core.reassembler.pending_count == 1
+    m2.core.datagram_received(memoryview(second[segment_bytes:]), m1.endpoint, 2.2)
+    assert m2.frames() == frames
+
+
 def test_full_mtu_frame_queued_behind_a_handshake_arrives_intact() -> None:
     mesh = Mesh()
     m1, m2, _ = mesh.members

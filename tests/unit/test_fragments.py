@@ -296,3 +296,76 @@ def test_tiny_hostile_fragments_are_counted_with_their_overhead_and_cannot_fill_
         reassembler.add(datagram, ("198.18.9.9", 1024 + n % 30000), 0.0)
     assert reassembler.pending_count <= reassembler.max_pending_per_source  # one host, whatever its ports
     assert reassembler.pending_bytes <= reassembler.max_pending_bytes
+
+
+# -- whole fragment sets inside one UDP_GRO run ----------------------------------------------------------
+
+
+def gro_run(*packets: bytes, max_datagram_bytes: int = DEFAULT_MAX_DATAGRAM_BYTES) -> bytes:
+    """What UDP_GRO hands over for these packets' fragments sent back to back: one buffer, every
+    datagram max_datagram_bytes long but the run's last (each packet here fills its last fragment)."""
+    out = bytearray(len(packets) * 70000)
+    end = 0
+    for packet in packets:
+        end += fragment_into(packet, max_datagram_bytes, memoryview(out)[end:])  # type: ignore[arg-type]
+    return bytes(out[:end])
+
+
+def take_all(run: bytes, segment_bytes: int, reassembler: Reassembler) -> list[bytes | None]:
+    """take_whole along the run, as NodeCore.segments_received walks it: a packet, or None for a lone datagram."""
+    view, offset, out = memoryview(run), 0, []
+    while offset < len(view):
+        whole = reassembler.take_whole(view, offset, segment_bytes, A)
+        if whole is None:
+            out.append(None)
+            offset += segment_bytes
+        else:
+            out.append(whole[0])
+            offset += whole[1]
+    return out
+
+
+def test_a_run_of_whole_fragment_sets_gives_each_packet_joined_as_add_would() -> None:
+    chunk = DEFAULT_MAX_DATAGRAM_BYTES - FRAGMENT_HEADER_BYTES
+    first, second = sealed_packet(TRANSPORT_HEADER_BYTES + 45 * chunk, counter=1), sealed_packet(TRANSPORT_HEADER_BYTES + 3 * chunk, counter=2)
+    run = gro_run(first, second)
+    assert take_all(run, DEFAULT_MAX_DATAGRAM_BYTES, Reassembler()) == [first, second]
+    # The same datagrams one by one through add() give the same packets.
+    one_by_one = Reassembler()
+    results = [one_by_one.add(run[o : o + DEFAULT_MAX_DATAGRAM_BYTES], A, 0.0) for o in range(0, len(run), DEFAULT_MAX_DATAGRAM_BYTES)]
+    assert [r for r in results if r is not None] == [first, second]
+
+
+def test_a_set_cut_by_the_run_end_or_begun_earlier_is_left_to_add() -> None:
+    chunk = DEFAULT_MAX_DATAGRAM_BYTES - FRAGMENT_HEADER_BYTES
+    packet = sealed_packet(TRANSPORT_HEADER_BYTES + 4 * chunk)
+    run = gro_run(packet)
+    reassembler = Reassembler()
+    # Only the first three fragments in this run: nothing whole.
+    assert reassembler.take_whole(memoryview(run[: 3 * DEFAULT_MAX_DATAGRAM_BYTES]), 0, DEFAULT_MAX_DATAGRAM_BYTES, A) is None
+    # A run starting mid-set (its first datagram is fragment 1) is not a whole set either.
+    assert reassembler.take_whole(memoryview(run), DEFAULT_MAX_DATAGRAM_BYTES, DEFAULT_MAX_DATAGRAM_BYTES, A) is None
+    # Once fragment 0 is pending through add(), a whole-looking copy belongs to that reassembly.
+    assert reassembler.add(run[:DEFAULT_MAX_DATAGRAM_BYTES], A, 0.0) is None
+    assert reassembler.take_whole(memoryview(run), 0, DEFAULT_MAX_DATAGRAM_BYTES, A) is None
+
+
+def test_a_set_with_a_foreign_or_misordered_fragment_is_not_whole() -> None:
+    chunk = DEFAULT_MAX_DATAGRAM_BYTES - FRAGMENT_HEADER_BYTES
+    a = gro_run(sealed_packet(TRANSPORT_HEADER_BYTES + 2 * chunk, counter=1))
+    b = gro_run(sealed_packet(TRANSPORT_HEADER_BYTES + 2 * chunk, counter=2))
+    seg = DEFAULT_MAX_DATAGRAM_BYTES
+    mixed = a[:seg] + b[seg : 2 * seg]  # fragment 0 of one packet, fragment 1 of another
+    swapped = a[seg : 2 * seg] + a[:seg]
+    for run in (mixed, swapped):
+        assert Reassembler().take_whole(memoryview(run), 0, seg, A) is None
+
+
+def test_a_set_with_a_fragment_missing_in_the_middle_is_not_whole() -> None:
+    chunk = DEFAULT_MAX_DATAGRAM_BYTES - FRAGMENT_HEADER_BYTES
+    seg = DEFAULT_MAX_DATAGRAM_BYTES
+    a = gro_run(sealed_packet(TRANSPORT_HEADER_BYTES + 4 * chunk, counter=1))
+    whole_b = sealed_packet(TRANSPORT_HEADER_BYTES + 2 * chunk, counter=2)
+    gap = a[: 2 * seg] + a[3 * seg :] + gro_run(whole_b)  # fragments 0, 1, 3 of one set, then the next set
+    # Fragment 0's set would end where the next set begins: left to add(), one datagram at a time.
+    assert take_all(gap, seg, Reassembler()) == [None, None, None, whole_b]

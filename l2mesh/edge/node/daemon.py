@@ -107,7 +107,9 @@ class NodeDaemon:
         self.groups = GroupWatcher()
         self._next_group_poll_s = 0.0
         self._next_endpoint_scan_s = 0.0
-        udp_reader = make_socket_drainer(self.sock, self.core.datagram_received, time.monotonic)
+        udp_reader = make_socket_drainer(
+            self.sock, self.core.datagram_received, time.monotonic, on_segments=self.core.segments_received
+        )
         self.reactor.add_reader(self.sock.fileno(), udp_reader)
         self.tcp_fallback = TcpFallback(
             self.core, self.transmit, self.sock, self.reactor, udp_reader,

@@ -15,16 +15,19 @@ import struct
 from collections.abc import Iterator
 
 NETLINK_ROUTE = 0
+RTM_NEWLINK = 16
 RTM_NEWADDR, RTM_DELADDR, RTM_GETADDR = 20, 21, 22
 RTM_GETRULE = 34
 NLMSG_ERROR, NLMSG_DONE = 2, 3
 NLM_F_REQUEST, NLM_F_ACK, NLM_F_EXCL, NLM_F_CREATE = 0x1, 0x4, 0x200, 0x400
 NLM_F_DUMP = 0x300
 IFA_ADDRESS, IFA_LOCAL = 1, 2
+IFLA_GSO_MAX_SIZE = 41
 FRA_PRIORITY = 6
 
 _HEADER = struct.Struct("=IHHII")  # nlmsghdr: length, type, flags, sequence, port id
 _IFADDRMSG = struct.Struct("=BBBBI")  # family, prefix length, flags, scope, interface index
+_IFINFOMSG = struct.Struct("=BxHiII")  # family, device type, interface index, flags, change mask
 _RTMSG = struct.Struct("=BBBBBBBBI")  # fib_rule_hdr has rtmsg's layout: family first
 _ATTRIBUTE = struct.Struct("=HH")  # rtattr: length, type
 _ERROR_CODE = struct.Struct("=i")
@@ -103,6 +106,12 @@ class RtNetlink:
     def change(self, kind: int, flags: int, payload: bytes) -> None:
         for _ in self._replies(self._send(kind, flags | NLM_F_ACK, payload)):
             pass
+
+    # -- links ------------------------------------------------------------------------------------------------
+    def set_gso_max_size(self, index: int, size_bytes: int) -> None:
+        """The largest offloaded (TSO) packet the kernel hands this interface (`ip link set ... gso_max_size`)."""
+        payload = _IFINFOMSG.pack(socket.AF_UNSPEC, 0, index, 0, 0) + _attribute(IFLA_GSO_MAX_SIZE, struct.pack("=I", size_bytes))
+        self.change(RTM_NEWLINK, 0, payload)
 
     # -- addresses --------------------------------------------------------------------------------------
     def ipv4_addresses(self, index: int | None = None) -> list[tuple[int, str]]:

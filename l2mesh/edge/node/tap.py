@@ -24,6 +24,9 @@ TUN_F_TSO6 = 0x04
 TUN_F_TSO_ECN = 0x08
 OFFLOADS = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN
 VNET_HEADER = bytes(10)  # virtio_net_hdr with no offload work: what plain frames are written with
+# Sealed and fragmented, a frame this size fits one UDP_SEGMENT send: 44 fragments of 1,428 bytes
+# (62,832) hold it with its message header, virtio header and tag (see _cap_super_frames).
+SUPER_FRAME_BYTES = 61440
 # A TAP closed while another thread starts a program (nft, resolvectl) lives on, attached, until that
 # child has closed its copy of the descriptor: milliseconds (12 ms seen on a loaded machine). Making
 # the same name again meanwhile (`l2mesh leave X; l2mesh join X`) fails with EBUSY: wait that out.
@@ -64,6 +67,25 @@ def _attach(name: str) -> pytun.TunTapDevice:
         time.sleep(BUSY_POLL_S)
 
 
+def _cap_super_frames(name: str) -> None:
+    """Super-frames no larger than one segmented UDP send carries once sealed and fragmented.
+
+    A 64 KiB frame needs 46 fragments of a 1,444-byte datagram, more than one
+    UDP_SEGMENT send holds (64 KiB in all), so its fragments would reach the
+    peer in two receives and be reassembled one by one; at SUPER_FRAME_BYTES
+    they fit 44 and the peer joins them in one go (Reassembler.take_whole).
+    An older kernel that refuses the setting keeps 64 KiB frames: still correct.
+    """
+    index = link_index(name)
+    if index is None:
+        return
+    try:
+        with RtNetlink() as netlink:
+            netlink.set_gso_max_size(index, SUPER_FRAME_BYTES)
+    except OSError:
+        pass
+
+
 class TapDevice:
     """One non-persistent TAP (IFF_TAP | IFF_NO_PI | IFF_VNET_HDR): closing it removes the interface.
 
@@ -78,6 +100,8 @@ class TapDevice:
             fcntl.ioctl(self._device.fileno(), TUNSETOFFLOAD, OFFLOADS if offload else 0)
             self._device.hwaddr = mac
             self._device.mtu = mtu_bytes
+            if offload:
+                _cap_super_frames(self._device.name)
             self._device.up()
         except (pytun.Error, OSError) as exc:
             if exc.args and exc.args[0] == errno.EBUSY:
