@@ -18,6 +18,8 @@ from l2mesh.root_spec import ROOTS_ENV, parse_root_list
 from l2mesh.cli.common import (
     OneLineArgumentParser,
     add_state_dir_argument,
+    endpoint_arg,
+    positive_int,
     print_json,
     print_table,
     resolve_state_dir,
@@ -29,7 +31,6 @@ from l2mesh.dns_names import DnsNameError, normalize_domain
 from l2mesh.errors import L2meshError
 from l2mesh.ids import format_network_id, format_node_id, parse_network_id, parse_node_id
 from l2mesh.managed_routes import RouteError, parse_route_spec
-from l2mesh.netconf import NetconfError, parse_endpoint
 from l2mesh.ports import DEFAULT_ROOT_PORT
 from l2mesh.rules.syntax import MAX_RULES_TEXT_BYTES, TAG_SYNTAX, RuleSyntaxError, is_valid_tag, parse_rules
 from l2mesh.edge.statefile import read_json
@@ -83,13 +84,6 @@ class ApiClient:
         return doc
 
 
-def endpoint_arg(text: str) -> tuple[str, int]:
-    try:
-        return parse_endpoint(text)
-    except NetconfError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
 def network_arg(text: str) -> str:
     try:
         return format_network_id(parse_network_id(text))
@@ -123,16 +117,6 @@ def domain_arg(text: str) -> str:
         return normalize_domain(text)
     except DnsNameError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
 
 
 def _ago(timestamp: float | None) -> str | None:

@@ -15,6 +15,7 @@ from l2mesh.cli.common import (
     OneLineArgumentParser,
     add_state_dir_argument,
     endpoint_arg,
+    positive_int,
     print_json,
     print_data,
     print_table,
@@ -250,16 +251,6 @@ def cmd_netcheck(args: argparse.Namespace) -> int:
     return 0
 
 
-def positive_count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected at least 1, got {value}")
-    return value
-
-
 def seconds(text: str) -> float:
     try:
         value = float(text)
@@ -384,7 +375,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("ping", help="probe a peer through the overlay session: path (direct or relay) and round trip per reply")
     add_state_dir_argument(p, NODE_STATE_DIR_DEFAULT)
     p.add_argument("node", metavar="NODE", help="a node id (10 hex digits) or a member's name")
-    p.add_argument("--count", "-c", type=positive_count, default=10, metavar="N", help="probes to send (default 10)")
+    p.add_argument("--count", "-c", type=positive_int, default=10, metavar="N", help="probes to send (default 10)")
     p.add_argument("--interval", type=seconds, default=1.0, metavar="SECONDS", help="between probes (default 1)")
     p.add_argument("--timeout", type=seconds, default=5.0, metavar="SECONDS",
                    help="wait this long for each reply (default 5; the first may wait for a handshake)")
