@@ -659,7 +659,7 @@ class ControllerCore:
     def reported_version(self, node_id: int) -> str | None:
         """The l2mesh version an online member reported in its last netconf request."""
         client = self.clients.by_node.get(node_id)
-        return client.client_version or None if client is not None else None
+        return (client.client_version or None) if client is not None else None
 
     def status(self) -> dict[str, Any]:
         return {
