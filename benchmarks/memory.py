@@ -16,10 +16,12 @@ With iperf3 installed, one TCP stream h1 -> h2 for --load seconds follows,
 and the peak of the same figures during it (sampled every 0.2 s) and the
 figures after it (idle again) are reported too.
 
-import_probe: a fresh interpreter's RSS bare and after importing the
-daemon's module, and the third-party packages that import loads (what the
-daemon pays before it does anything). Bytes per known peer and per session
-are benchmarks/idle_peers.py's.
+import_probe: a fresh interpreter's RSS bare and after importing what
+`l2mesh daemon` imports (the CLI's module, then the daemon's), and the
+third-party packages that import loads (what the daemon pays before it does
+anything); kept_out: the modules l2mesh/edge/deferred_imports.py left as
+stand-ins (or blocked, as OpenSSL's hashes), not loaded. Bytes per known
+peer and per session are benchmarks/idle_peers.py's.
 
 Bytecode is cached, as for an installed l2mesh: a daemon that compiles its
 modules from source at start-up (PYTHONDONTWRITEBYTECODE in a checkout)
@@ -56,6 +58,8 @@ nsbench.set_program("memory")  # after importing net, which names itself
 TARGET_RSS_BYTES = 25 * 1024 * 1024
 SAMPLE_INTERVAL_S = 0.2
 DAEMON_MODULE = "l2mesh.edge.node.daemon"
+# What `l2mesh daemon` imports, in order: the CLI's module (which defers what the daemon never uses), then the daemon's.
+DAEMON_IMPORTS = ("l2mesh.cli.node", DAEMON_MODULE)
 
 
 # ------------------------------------------------------------------ reading /proc
@@ -148,10 +152,14 @@ def rss():
             return int(line.split()[1]) * 1024
 before, loaded = rss(), set(sys.modules)
 import importlib
-importlib.import_module(sys.argv[1])
+for name in sys.argv[1:]:
+    importlib.import_module(name)
+from l2mesh.edge.deferred_imports import pending
+kept_out = sorted(m for m, module in sys.modules.items() if module is None or pending(module))
 stdlib = set(sys.stdlib_module_names)
-third = sorted({m.split('.')[0] for m in set(sys.modules) - loaded} - stdlib - {'l2mesh'})
-print(json.dumps({'bare_rss_bytes': before, 'imported_rss_bytes': rss(), 'modules': len(sys.modules), 'third_party': third}))
+third = sorted({m.split('.')[0] for m in set(sys.modules) - loaded - set(kept_out)} - stdlib - {'l2mesh'})
+print(json.dumps({'bare_rss_bytes': before, 'imported_rss_bytes': rss(), 'modules': len(sys.modules) - len(kept_out),
+                  'third_party': third, 'kept_out': kept_out}))
 """
 
 
@@ -159,12 +167,12 @@ def cache_bytecode(work_dir: Path) -> None:
     """Daemons started from here (they inherit this environment) load cached bytecode, as an installed one does."""
     os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
     os.environ["PYTHONPYCACHEPREFIX"] = str(work_dir / "pycache")
-    subprocess.run([sys.executable, "-c", f"import l2mesh.cli.node, {DAEMON_MODULE}"], check=True, timeout=120)
+    subprocess.run([sys.executable, "-c", f"import {', '.join(DAEMON_IMPORTS)}"], check=True, timeout=120)
 
 
 def import_probe() -> dict[str, Any]:
     """What importing the daemon's module costs a fresh interpreter (this script's environment, so this tree's code)."""
-    done = subprocess.run([sys.executable, "-c", PROBE, DAEMON_MODULE], capture_output=True, text=True, timeout=60)
+    done = subprocess.run([sys.executable, "-c", PROBE, *DAEMON_IMPORTS], capture_output=True, text=True, timeout=60)
     if done.returncode != 0:
         return {"error": done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"exit {done.returncode}"}
     return json.loads(done.stdout)
@@ -211,8 +219,9 @@ def print_summary(result: dict[str, Any], probe: dict[str, Any]) -> None:
             print(f"{phase:10} {label}: RSS {mib(figures['rss_bytes'])}, PSS {mib(figures['pss_bytes'])}, "
                   f"USS {mib(figures['uss_bytes'])}, {figures['processes']} process(es), {figures['threads']} threads")
     if "imported_rss_bytes" in probe:
-        print(f"import of {DAEMON_MODULE}: RSS {mib(probe['bare_rss_bytes'])} bare -> {mib(probe['imported_rss_bytes'])}, "
-              f"{probe['modules']} modules; third-party: {', '.join(probe['third_party'])}")
+        print(f"import of {' + '.join(DAEMON_IMPORTS)}: RSS {mib(probe['bare_rss_bytes'])} bare -> "
+              f"{mib(probe['imported_rss_bytes'])}, {probe['modules']} modules; third-party: {', '.join(probe['third_party'])}; "
+              f"kept out: {', '.join(probe['kept_out'])}")
     worst = max(f["rss_bytes"] for f in result["idle"].values())
     print(f"idle member daemon RSS (all processes, worst of two) {mib(worst)}: target < {mib(TARGET_RSS_BYTES)}: "
           f"{'met' if worst < TARGET_RSS_BYTES else 'NOT met'}")

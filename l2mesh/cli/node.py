@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+# First: what the daemon's dependencies import and never use stays out of the process (issue 17).
+from l2mesh.edge import deferred_imports
+
+deferred_imports.install()
+
 import argparse
 import math
 import os

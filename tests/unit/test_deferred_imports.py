@@ -1,0 +1,115 @@
+"""deferred_imports: the node daemon starts without OpenSSL, ssl, pdb, pickle and idna, and each still works when used.
+
+Every check runs in a fresh interpreter: what a process has imported is the subject.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import subprocess
+import sys
+
+from l2mesh.edge import deferred_imports
+
+
+def run_python(program: str) -> str:
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_the_node_daemon_imports_neither_openssl_nor_the_deferred_modules() -> None:
+    """What `l2mesh daemon` imports before it starts (issue 17: libcrypto alone is 3.4 MiB resident)."""
+    probe = (
+        "import json, sys, l2mesh.cli.node, l2mesh.edge.node.daemon\n"
+        "from l2mesh.edge.deferred_imports import DEFERRED_MODULES, pending\n"
+        "print(json.dumps({'hashlib_binding': repr(sys.modules.get('_hashlib', 'absent')),\n"
+        "                  'ssl_binding': '_ssl' in sys.modules,\n"
+        "                  'pending': {name: pending(sys.modules.get(name)) for name in DEFERRED_MODULES},\n"
+        "                  'libcrypto': 'libcrypto' in open('/proc/self/maps').read()}))\n"
+    )
+    state = json.loads(run_python(probe))
+    assert state == {
+        "hashlib_binding": "None",
+        "ssl_binding": False,
+        "pending": {name: True for name in deferred_imports.DEFERRED_MODULES},
+        "libcrypto": False,
+    }
+
+
+def test_digests_without_openssl_are_the_ones_openssl_gives() -> None:
+    """Node ids, MACs, netconf digests and Noise's HMAC come out the same from CPython's built-in hashes."""
+    program = (
+        "from l2mesh.edge import deferred_imports\n"
+        "deferred_imports.install()\n"
+        "import hashlib, hmac, sys\n"
+        "assert sys.modules['_hashlib'] is None\n"
+        "print(hashlib.sha256(b'abc').hexdigest())\n"
+        "print(hashlib.blake2b(b'abc', digest_size=5, person=b'l2mesh-mac').hexdigest())\n"
+        "print(hashlib.blake2s(b'abc', key=b'k' * 16, digest_size=16).hexdigest())\n"
+        "print(hmac.new(b'key', b'abc', hashlib.blake2b).hexdigest())\n"
+        "print(hmac.new(b'key', b'abc', 'sha256').hexdigest())\n"
+    )
+    expected = [
+        hashlib.sha256(b"abc").hexdigest(),
+        hashlib.blake2b(b"abc", digest_size=5, person=b"l2mesh-mac").hexdigest(),
+        hashlib.blake2s(b"abc", key=b"k" * 16, digest_size=16).hexdigest(),
+        hmac.new(b"key", b"abc", hashlib.blake2b).hexdigest(),
+        hmac.new(b"key", b"abc", "sha256").hexdigest(),
+    ]
+    assert run_python(program).split() == expected
+
+
+def test_a_deferred_module_works_in_full_once_used() -> None:
+    """trio's and construct's references become the real modules on first use; a later import gets the real one."""
+    program = (
+        "from l2mesh.edge import deferred_imports\n"
+        "deferred_imports.install()\n"
+        "import sys, trio, construct.debug\n"
+        "from trio import _ssl\n"
+        "context = _ssl._stdlib_ssl.create_default_context()\n"
+        "import ssl\n"
+        "assert isinstance(context, ssl.SSLContext) and _ssl._stdlib_ssl.SSLContext is ssl.SSLContext\n"
+        "assert not deferred_imports.pending(_ssl._stdlib_ssl) and '_ssl' in sys.modules\n"
+        "assert construct.debug.pdb.Pdb is __import__('pdb').Pdb\n"
+        "import pickle\n"
+        "assert pickle.loads(pickle.dumps({'a': [1, 2]})) == {'a': [1, 2]}\n"
+        "from trio import _socket\n"
+        "print(_socket._idna.encode('bücher.example', uts46=True).decode())\n"
+    )
+    assert run_python(program).strip() == "xn--bcher-kva.example"
+
+
+def test_probing_a_stand_in_for_dunders_does_not_import_it() -> None:
+    """inspect.getmodule() and hasattr(module, '__wrapped__')-style probes walk sys.modules: they must not load ssl."""
+    program = (
+        "from l2mesh.edge import deferred_imports\n"
+        "deferred_imports.install()\n"
+        "import inspect, sys\n"
+        "inspect.getmodule(inspect.getmodule)\n"
+        "ssl = sys.modules['ssl']\n"
+        "print(hasattr(ssl, '__wrapped__'), ssl.__name__, ssl.__file__.endswith('ssl.py'), deferred_imports.pending(ssl))\n"
+    )
+    assert run_python(program).split() == ["False", "ssl", "True", "True"]
+
+
+def test_modules_imported_before_install_are_left_alone() -> None:
+    program = (
+        "import pickle, hashlib, sys\n"
+        "from l2mesh.edge import deferred_imports\n"
+        "deferred_imports.install()\n"
+        "print(sys.modules['pickle'] is pickle, sys.modules['_hashlib'] is not None, deferred_imports.pending(sys.modules['pdb']))\n"
+    )
+    assert run_python(program).split() == ["True", "True", "True"]
+
+
+def test_a_module_that_is_not_installed_is_not_given_a_stand_in() -> None:
+    program = (
+        "import sys\n"
+        "from l2mesh.edge import deferred_imports\n"
+        "deferred_imports.defer('l2mesh_no_such_module')\n"
+        "print('l2mesh_no_such_module' in sys.modules)\n"
+    )
+    assert run_python(program).strip() == "False"
