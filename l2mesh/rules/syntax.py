@@ -15,7 +15,6 @@ so an operator fixes a file in one look; nothing of a bad file is used.
 
 from __future__ import annotations
 
-import difflib
 import ipaddress
 import re
 from dataclasses import dataclass, field
@@ -240,6 +239,8 @@ _KEYWORDS = (*_VALUE_PARSERS, *PROTOCOL_NUMBERS, BROADCAST, MULTICAST, "not")
 def _hint(keyword: str) -> str:
     if keyword in ACTIONS:
         return " (the action comes first, once per line)"
+    import difflib  # here: only a rule with a typo needs it, and every daemon parses rules (issue 17: idle RSS)
+
     close = difflib.get_close_matches(keyword, _KEYWORDS, n=1, cutoff=0.6)
     return f" (did you mean {close[0]}?)" if close else ""
 

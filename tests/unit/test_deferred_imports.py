@@ -27,6 +27,7 @@ def test_the_node_daemon_imports_neither_openssl_nor_the_deferred_modules() -> N
         "from l2mesh.edge.deferred_imports import DEFERRED_MODULES, pending\n"
         "print(json.dumps({'hashlib_binding': repr(sys.modules.get('_hashlib', 'absent')),\n"
         "                  'ssl_binding': '_ssl' in sys.modules,\n"
+        "                  'difflib': 'difflib' in sys.modules,\n"
         "                  'pending': {name: pending(sys.modules.get(name)) for name in DEFERRED_MODULES},\n"
         "                  'libcrypto': 'libcrypto' in open('/proc/self/maps').read()}))\n"
     )
@@ -34,6 +35,7 @@ def test_the_node_daemon_imports_neither_openssl_nor_the_deferred_modules() -> N
     assert state == {
         "hashlib_binding": "None",
         "ssl_binding": False,
+        "difflib": False,  # rules' typo hints import it when there is a typo
         "pending": {name: True for name in deferred_imports.DEFERRED_MODULES},
         "libcrypto": False,
     }
