@@ -20,8 +20,12 @@ import_probe: a fresh interpreter's RSS bare and after importing what
 `l2mesh daemon` imports (the CLI's module, then the daemon's), and the
 third-party packages that import loads (what the daemon pays before it does
 anything); kept_out: the modules l2mesh/edge/deferred_imports.py left as
-stand-ins (or blocked, as OpenSSL's hashes), not loaded. Bytes per known
-peer and per session are benchmarks/idle_peers.py's.
+stand-ins (or blocked, as OpenSSL's hashes), not loaded.
+
+sessions.bytes_per_session: what a member's NodeCore holds per peer in use
+(session, keys, path state) beyond the record of an idle known member, in
+process (the unit tests' harness, SESSION_PEERS peers; object sizes reachable
+from the core). Bytes per idle known member are benchmarks/idle_peers.py's.
 
 Bytecode is cached, as for an installed l2mesh: a daemon that compiles its
 modules from source at start-up (PYTHONDONTWRITEBYTECODE in a checkout)
@@ -35,6 +39,7 @@ Needs root, iproute2 and ping; the load part needs iperf3.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import shutil
@@ -42,6 +47,7 @@ import subprocess
 import sys
 import threading
 import time
+import types
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -57,6 +63,7 @@ nsbench.set_program("memory")  # after importing net, which names itself
 
 TARGET_RSS_BYTES = 25 * 1024 * 1024
 SAMPLE_INTERVAL_S = 0.2
+SESSION_PEERS = 100
 DAEMON_MODULE = "l2mesh.edge.node.daemon"
 # What `l2mesh daemon` imports, in order: the CLI's module (which defers what the daemon never uses), then the daemon's.
 DAEMON_IMPORTS = ("l2mesh.cli.node", DAEMON_MODULE)
@@ -178,6 +185,58 @@ def import_probe() -> dict[str, Any]:
     return json.loads(done.stdout)
 
 
+# ------------------------------------------------------------------ bytes per session
+# Shared by every core (code, classes, modules): not what a peer costs.
+_SHARED_TYPES = (types.ModuleType, type, types.FunctionType, types.BuiltinFunctionType, types.CodeType)
+
+
+def reachable_bytes(root: object, outside: list[object]) -> int:
+    """sys.getsizeof summed over the objects reachable from root, not entering outside's or shared code."""
+    seen = {id(o) for o in outside}
+    stack, total = [root], 0
+    while stack:
+        item = stack.pop()
+        if id(item) in seen or isinstance(item, _SHARED_TYPES):
+            continue
+        seen.add(id(item))
+        total += sys.getsizeof(item)
+        stack.extend(gc.get_referents(item))
+    return total
+
+
+def session_bytes(peers: int) -> dict[str, Any]:
+    """What a member's NodeCore holds per peer in use (session, keys, path state) beyond its idle record.
+
+    In process, through the unit tests' harness: peers + 1 members of one static network; the first sends
+    one frame to each of the others, which makes a peer with a session of each.
+    """
+    repo = str(Path(__file__).resolve().parent.parent)
+    if repo not in sys.path:
+        sys.path.insert(0, repo)  # tests.unit: the sans-IO harness
+    from tests.unit.test_core import Mesh, udp_frame
+
+    mesh = Mesh(peers + 1)
+    member, others = mesh.members[0], mesh.members[1:]
+    mesh.run(1.0)
+    outside: list[object] = [mesh, mesh.network, member.transmit]
+    for other in others:
+        outside += [other, other.core, other.transmit]
+    gc.collect()
+    idle = reachable_bytes(member.core, outside)
+    for other in others:
+        member.send(udp_frame(member, other.mac()), now=mesh.now)
+        mesh.settle()
+    if len(member.core.table.sessions) != peers:
+        raise LabError(f"{len(member.core.table.sessions)} sessions, not {peers}")
+    member.transmit.datagrams.clear()
+    member.transmit.frames.clear()
+    member.transmit.segmented.clear()
+    gc.collect()
+    in_use = reachable_bytes(member.core, outside)
+    return {"peers": peers, "core_idle_bytes": idle, "core_in_use_bytes": in_use,
+            "bytes_per_session": round((in_use - idle) / peers)}
+
+
 # ------------------------------------------------------------------ the run
 def measure(ctx: net.Context, args: argparse.Namespace) -> dict[str, Any]:
     system = net.L2mesh(ctx)
@@ -222,6 +281,9 @@ def print_summary(result: dict[str, Any], probe: dict[str, Any]) -> None:
         print(f"import of {' + '.join(DAEMON_IMPORTS)}: RSS {mib(probe['bare_rss_bytes'])} bare -> "
               f"{mib(probe['imported_rss_bytes'])}, {probe['modules']} modules; third-party: {', '.join(probe['third_party'])}; "
               f"kept out: {', '.join(probe['kept_out'])}")
+    sessions = result["sessions"]
+    print(f"per peer in use (session, keys, path state; {sessions['peers']} peers, in process): "
+          f"{sessions['bytes_per_session']:,} bytes beyond an idle known member (benchmarks/idle_peers.py)")
     worst = max(f["rss_bytes"] for f in result["idle"].values())
     print(f"idle member daemon RSS (all processes, worst of two) {mib(worst)}: target < {mib(TARGET_RSS_BYTES)}: "
           f"{'met' if worst < TARGET_RSS_BYTES else 'NOT met'}")
@@ -260,6 +322,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         probe.update(import_probe())  # while the cache is there
 
     nsbench.guarded_run(body, lambda: nsbench.cleanup(ctx.lab, args.keep_logs, "logs and configs"))
+    result["sessions"] = session_bytes(SESSION_PEERS)
     print_summary(result, probe)
     worst = max(f["rss_bytes"] for f in result["idle"].values())
     tail = {**result, "import_probe": probe, "target_rss_bytes": TARGET_RSS_BYTES,
