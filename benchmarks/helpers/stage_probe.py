@@ -32,7 +32,7 @@ import struct
 import sys
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 STAGE_NAMES = (
@@ -43,7 +43,8 @@ STAGE_NAMES = (
     "tap_write_enter", "tap_write_done", "datagram_handled", "udp_drain_exit",
 )
 CODE = {name: code for code, name in enumerate(STAGE_NAMES)}
-POLL_RETURN, LOOP_END, KERNEL_RX, UDP_RECEIVED = CODE["poll_return"], CODE["loop_end"], CODE["kernel_rx"], CODE["udp_received"]
+POLL_RETURN, LOOP_END, KERNEL_RX = CODE["poll_return"], CODE["loop_end"], CODE["kernel_rx"]
+UDP_DRAIN_ENTER, UDP_RECEIVED = CODE["udp_drain_enter"], CODE["udp_received"]
 NOW_NS = time.perf_counter_ns
 CAPACITY = 200_000  # stamps, the latest kept: ~12 per hop, so the last ~16,000 hops; ~20 MB at most
 SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # asm-generic/socket.h; Python 3.11 lacks the name
@@ -66,16 +67,34 @@ class Recorder:
 
     def __init__(self, capacity: int = CAPACITY) -> None:
         self.capacity = capacity
-        self.records: deque[tuple[int, int, int]] = deque(maxlen=capacity)
+        # (code, ns, extra); a kernel_rx holds its raw timespec until as_json()
+        self.records: deque[tuple[int, Any, int]] = deque(maxlen=capacity)
         self.append = self.records.append
 
     def as_json(self) -> dict[str, Any]:
-        records = list(self.records)
         return {
             "pid": os.getpid(), "argv": sys.argv, "clock": "CLOCK_MONOTONIC ns (time.perf_counter_ns)",
-            "stage_names": list(STAGE_NAMES), "capacity": self.capacity, "full": len(records) == self.capacity,
-            "codes": [r[0] for r in records], "times_ns": [r[1] for r in records], "extras": [r[2] for r in records],
+            "stage_names": list(STAGE_NAMES), "capacity": self.capacity, "full": len(self.records) == self.capacity,
+            **columns(self.records),
         }
+
+
+def columns(records: Iterable[tuple[int, Any, int]]) -> dict[str, list[int]]:
+    """codes, times_ns and extras; a kernel_rx's raw timespec made monotonic with its drain's clock offset."""
+    codes, times, extras = [], [], []
+    offset = None  # CLOCK_REALTIME minus CLOCK_MONOTONIC at the last UDP drain entry
+    for code, t, extra in records:
+        if code == UDP_DRAIN_ENTER:
+            offset = extra
+        elif code == KERNEL_RX:
+            if offset is None or len(t) < TIMESPEC.size:
+                continue  # its drain entry fell out of the full deque
+            seconds, nanoseconds = TIMESPEC.unpack_from(t)
+            t = seconds * 1_000_000_000 + nanoseconds - offset
+        codes.append(code)
+        times.append(t)
+        extras.append(extra)
+    return {"codes": codes, "times_ns": times, "extras": extras}
 
 
 class StampedEpoll:
@@ -133,27 +152,28 @@ def stamped(original: Callable[..., Any], recorder: Recorder, enter: str | None,
 class TimestampingSocket:
     """The daemon's UDP socket as its drainer sees it: recvmsg_into also reads the kernel's receive time.
 
-    The timestamp's control message is taken out of what the drainer gets,
-    so its UDP_GRO handling sees what it always saw.
+    The timestamp's control message is recorded raw (as_json() turns it into
+    monotonic ns with the drain's clock offset) and taken out of what the
+    drainer gets, so its UDP_GRO handling sees what it always saw.
     """
 
-    def __init__(self, sock: socket.socket, recorder: Recorder, wall_minus_monotonic: list[int]) -> None:
+    def __init__(self, sock: socket.socket, recorder: Recorder) -> None:
         self._sock = sock
         self._receive = sock.recvmsg_into
         self._append = recorder.append
-        self._offset = wall_minus_monotonic
 
     def recvmsg_into(self, buffers: Any, ancbufsize: int = 0, flags: int = 0) -> tuple[int, list[Any], int, Any]:
         size, control, msg_flags, source = self._receive(buffers, RECEIVE_CONTROL_BYTES, flags)
-        kept = []
-        for level, kind, data in control:
-            if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) >= TIMESPEC.size:
-                seconds, nanoseconds = TIMESPEC.unpack_from(data)
-                self._append((KERNEL_RX, seconds * 1_000_000_000 + nanoseconds - self._offset[0], size))
-            else:
-                kept.append((level, kind, data))
         self._append((UDP_RECEIVED, NOW_NS(), size))
-        return size, kept, msg_flags, source
+        if control:
+            kept = []
+            for item in control:
+                if item[1] == SO_TIMESTAMPNS and item[0] == socket.SOL_SOCKET:
+                    self._append((KERNEL_RX, item[2], size))  # struct timespec, CLOCK_REALTIME
+                else:
+                    kept.append(item)
+            control = kept
+        return size, control, msg_flags, source
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._sock, name)
@@ -162,24 +182,22 @@ class TimestampingSocket:
 def stamped_drainer_factory(original: Callable[..., Any], recorder: Recorder) -> Callable[..., Any]:
     """make_socket_drainer, stamping drain entry and exit, each datagram's receive and hand-back."""
     append, now_ns, wall_ns = recorder.append, NOW_NS, time.time_ns
-    enter, leave = CODE["udp_drain_enter"], CODE["udp_drain_exit"]
+    leave = CODE["udp_drain_exit"]
 
     def make_socket_drainer(sock: socket.socket, on_datagram: Callable[..., None], *args: Any, **kwargs: Any) -> Callable[[], None]:
-        offset = [0]
         try:
             sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
-            reader: Any = TimestampingSocket(sock, recorder, offset)
+            reader: Any = TimestampingSocket(sock, recorder)
         except OSError as exc:
             warn(f"no SO_TIMESTAMPNS ({exc.strerror}); the kernel's receive time is left out")
             reader = sock
         inner = original(reader, stamped(on_datagram, recorder, None, "datagram_handled"), *args, **kwargs)
 
         def drain() -> None:
-            # CLOCK_REALTIME minus CLOCK_MONOTONIC, read back to back: turns the kernel's receive time monotonic.
+            # CLOCK_REALTIME minus CLOCK_MONOTONIC, read back to back: turns the kernel's receive times monotonic.
             wall = wall_ns()
             at = now_ns()
-            offset[0] = wall - at
-            append((enter, at, 0))
+            append((UDP_DRAIN_ENTER, at, wall - at))
             inner()
             append((leave, now_ns(), 0))
 

@@ -180,8 +180,9 @@ def test_the_stamped_drainer_hands_over_the_same_datagrams_and_stamps_the_kernel
         time.sleep(0.05)
         drain()
         assert got == [b"x" * 77]
-        assert names(recorder) == ["udp_drain_enter", "kernel_rx", "udp_received", "datagram_handled", "udp_drain_exit"]
-        times: dict[str, Any] = {stage_probe.STAGE_NAMES[c]: (t, extra) for c, t, extra in recorder.records}
+        assert names(recorder) == ["udp_drain_enter", "udp_received", "kernel_rx", "datagram_handled", "udp_drain_exit"]
+        dump = recorder.as_json()
+        times: dict[str, Any] = {dump["stage_names"][c]: (t, extra) for c, t, extra in zip(dump["codes"], dump["times_ns"], dump["extras"])}
         assert times["udp_received"][1] == times["kernel_rx"][1] == 77
         # The kernel's CLOCK_REALTIME stamp, made monotonic, falls between our send and the drain.
         assert sent_ns - 1_000_000 < times["kernel_rx"][0] < times["udp_drain_enter"][0]
@@ -196,3 +197,10 @@ def test_the_recorder_keeps_the_latest_stamps_when_full() -> None:
         recorder.append((0, t, 0))
     assert recorder.as_json()["times_ns"] == [2, 3, 4]
     assert recorder.as_json()["full"] is True
+
+
+def test_a_kernel_receive_time_is_made_monotonic_with_its_drains_clock_offset() -> None:
+    enter, rx = stage_probe.CODE["udp_drain_enter"], stage_probe.CODE["kernel_rx"]
+    timespec = stage_probe.TIMESPEC.pack(2, 5)
+    records = [(rx, timespec, 60), (enter, 7, 1_000), (rx, timespec, 60)]  # the first has no drain entry before it
+    assert stage_probe.columns(records) == {"codes": [enter, rx], "times_ns": [7, 2_000_000_005 - 1_000], "extras": [1_000, 60]}
