@@ -234,16 +234,21 @@ def ping_avg_ms(summary: str) -> float | None:
         return None
 
 
-def stage_summaries(dumps: dict[str, Path], rates: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """interval -> daemon -> stage_log.summarize() of its stamps during that rate's pings."""
+def add_stage_summaries(dumps: dict[str, Path], rates: list[dict[str, Any]]) -> None:
+    """Into each rate of the stage pass: "daemons" (host -> stage_log.summarize() of its stamps during those
+    pings) and "send_overlap" (each daemon's sendto against the other daemon's arrival of the same datagram)."""
     stamps: dict[str, list[stage_log.Stamp]] = {}
     for host, path in dumps.items():
         try:
             stamps[host] = stage_log.load(path)
         except ValueError as exc:
             log(f"stage log of {host}'s daemon left out: {exc}")
-    return {rate["interval"]: {host: stage_log.summarize(s, *rate["monotonic_ns"]) for host, s in stamps.items()}
-            for rate in rates}
+    for rate in rates:
+        window = rate["monotonic_ns"]
+        rate["daemons"] = {host: stage_log.summarize(s, *window) for host, s in sorted(stamps.items())}
+        hops = {host: stage_log.ping_hops(s, *window)[0] for host, s in stamps.items()}
+        rate["send_overlap"] = {f"{a} out -> {b} in": stage_log.send_overlap(hops[a]["out"], hops[b]["in"])
+                                for a, b in (("h1", "h2"), ("h2", "h1")) if a in hops and b in hops}
 
 
 def overhead(plain: list[dict[str, Any]], staged: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -290,18 +295,24 @@ def print_rate(result: dict[str, Any]) -> None:
         print(f"  {hop:10} {p['n']:>5} " + " ".join(f"{'-' if p[k] is None else p[k]:>8}" for k in ("p50_us", "p90_us", "p99_us", "max_us")))
 
 
-def print_stages(interval: str, daemons: dict[str, Any]) -> None:
-    """One table per hop kind: a row per stage, a column per daemon, p50/p90/p99 in µs."""
+def print_stages(rate: dict[str, Any]) -> None:
+    """One table per hop kind: a row per stage, a column per daemon, p50/p90/p99 in µs; then the sendto overlaps."""
+    daemons = rate.get("daemons", {})
+    hosts = [h for h in ("h1", "h2") if h in daemons]
     for kind, title in (("out", "TAP -> UDP"), ("in", "UDP -> TAP")):
-        hosts = [h for h in ("h1", "h2") if h in daemons]
-        print(f"stages at ping -i {interval}, {title} ({kind}), µs p50/p90/p99:")
+        print(f"stages at ping -i {rate['interval']}, {title} ({kind}), µs p50/p90/p99:")
         headers = [f"{h} {kind} (n={daemons[h][kind]['hops']})" for h in hosts]
         print(f"  {'stage':18}" + "".join(f"{header:>24}" for header in headers))
         for stage, _, _ in stage_log.STAGES[kind]:
             print(f"  {stage:18}" + "".join(f"{cell(daemons[h][kind]['stages'][stage]):>24}" for h in hosts))
-    for host in sorted(daemons):
+    for host in hosts:
         if daemons[host]["skipped"]:
             print(f"  {host}: wake-ups left out: " + ", ".join(f"{n} {why}" for why, n in daemons[host]["skipped"].items()))
+    for pair, overlap in rate.get("send_overlap", {}).items():
+        if overlap["pairs"]:
+            at = ", ".join(f"{name} {us:g}" for name, us in overlap["p50_us"].items())
+            print(f"  {pair}: µs p50 after the sendto began: {at}; the sendto returned after the peer's TAP write "
+                  f"in {overlap['sendto_outlasts_peer_tap_write']:.0%} of {overlap['pairs']}")
 
 
 def print_overhead(rows: list[dict[str, Any]]) -> None:
@@ -341,7 +352,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     ctx = net.Context(lab, args.daemon_arg)
     results: list[dict[str, Any]] = []
     staged: list[dict[str, Any]] = []
-    stage_daemons: dict[str, dict[str, Any]] = {}
     cold: list[dict[str, Any]] = []
     work = Path(tempfile.mkdtemp(prefix="l2mb-latency-"))
     saved_pythonpath = os.environ.get("PYTHONPATH")
@@ -378,7 +388,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         finally:
             os.environ.pop(STAGE_LOG_ENV, None)
         dumps = {proc.label.removeprefix("l2mesh-"): Path(f"{prefix}.{proc.pid}.json") for proc in overlay.daemons}
-        stage_daemons.update(stage_summaries(dumps, staged))
+        add_stage_summaries(dumps, staged)
 
     try:
         nsbench.guarded_run(body, lambda: net.cleanup(ctx, None))
@@ -393,12 +403,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print_rate(result)
     stages: dict[str, Any] | None = None
     if staged:
-        stages = {"rates": staged, "daemons": stage_daemons, "overhead": overhead(results, staged),
-                  "stage_notes": stage_log.STAGE_NOTES}
+        stages = {"rates": staged, "overhead": overhead(results, staged), "stage_notes": stage_log.STAGE_NOTES}
         print("with the stage log:")
         for result in staged:
             print_rate(result)
-            print_stages(result["interval"], stage_daemons.get(result["interval"], {}))
+            print_stages(result)
         print_overhead(stages["overhead"])
     if not args.no_save:
         out = RESULTS_DIR / f"latency-{stamp}.json"

@@ -14,6 +14,7 @@ installed) leaves the stages it bounds out of that hop.
 
 from __future__ import annotations
 
+import bisect
 import json
 import statistics
 from collections import Counter
@@ -22,6 +23,8 @@ from pathlib import Path
 from typing import Any
 
 Stamp = tuple[str, int, int]  # stage name, CLOCK_MONOTONIC ns, extra (a size, an event count)
+Hop = dict[str, tuple[int, int]]  # stamp name -> (ns, extra), the first of each in the wake-up
+MATCH_WINDOW_NS = 1_000_000  # a datagram reaches the other daemon's socket well within 1 ms of its sendto
 
 # (stage, from stamp, to stamp), in the order a packet meets them; the last ones span several.
 OUT_STAGES = (
@@ -112,10 +115,10 @@ def wakeups(stamps: Iterable[Stamp]) -> list[list[Stamp]]:
     return out
 
 
-def classify(wakeup: Sequence[Stamp]) -> tuple[str, dict[str, tuple[int, int]]] | str:
+def classify(wakeup: Sequence[Stamp]) -> tuple[str, Hop] | str:
     """("out" or "in", first (time, extra) of each stamp name) for a one-packet hop, else why it is no hop."""
     counts = Counter(name for name, _, _ in wakeup)
-    first: dict[str, tuple[int, int]] = {}
+    first: Hop = {}
     for name, t, extra in wakeup:
         first.setdefault(name, (t, extra))
     tap, udp = counts["tap_drain_enter"], counts["udp_drain_enter"]
@@ -134,7 +137,7 @@ def classify(wakeup: Sequence[Stamp]) -> tuple[str, dict[str, tuple[int, int]]] 
     return "no packet"
 
 
-def hop_size(kind: str, stamps: dict[str, tuple[int, int]]) -> int:
+def hop_size(kind: str, stamps: Hop) -> int:
     """The TAP frame's length (vnet header included) for out, the datagram's for in."""
     return stamps["tap_read" if kind == "out" else "udp_received"][1]
 
@@ -151,10 +154,10 @@ def percentiles(values: list[float]) -> dict[str, float | int | None]:
     return {"n": len(ordered), "p50_us": at(0.5), "p90_us": at(0.9), "p99_us": at(0.99), "max_us": round(ordered[-1], 1)}
 
 
-def summarize(stamps: Iterable[Stamp], start_ns: int, end_ns: int) -> dict[str, Any]:
-    """Per hop kind, per stage percentiles of the hops whose poll returned in [start_ns, end_ns]."""
+def ping_hops(stamps: Iterable[Stamp], start_ns: int, end_ns: int) -> tuple[dict[str, list[Hop]], Counter[str]]:
+    """The one-packet hops of each kind whose poll returned in [start_ns, end_ns], of the pings' size; why others were left out."""
     skipped: Counter[str] = Counter()
-    hops: dict[str, list[dict[str, tuple[int, int]]]] = {"out": [], "in": []}
+    hops: dict[str, list[Hop]] = {"out": [], "in": []}
     for wakeup in wakeups(stamps):
         if not start_ns <= wakeup[0][1] <= end_ns:
             continue
@@ -163,15 +166,52 @@ def summarize(stamps: Iterable[Stamp], start_ns: int, end_ns: int) -> dict[str, 
             skipped[verdict] += 1
         else:
             hops[verdict[0]].append(verdict[1])
-    result: dict[str, Any] = {}
     for kind, found in hops.items():
         size = statistics.mode(hop_size(kind, h) for h in found) if found else None
-        kept = [h for h in found if hop_size(kind, h) == size]
-        skipped[f"{kind}: other size"] += len(found) - len(kept)
+        hops[kind] = [h for h in found if hop_size(kind, h) == size]
+        skipped[f"{kind}: other size"] += len(found) - len(hops[kind])
+    return hops, skipped
+
+
+def summarize(stamps: Iterable[Stamp], start_ns: int, end_ns: int) -> dict[str, Any]:
+    """Per hop kind, per stage percentiles of the pings' hops whose poll returned in [start_ns, end_ns]."""
+    hops, skipped = ping_hops(stamps, start_ns, end_ns)
+    result: dict[str, Any] = {}
+    for kind, kept in hops.items():
         stages = {
             stage: percentiles([(h[to][0] - h[since][0]) / 1000 for h in kept if since in h and to in h])
             for stage, since, to in STAGES[kind]
         }
-        result[kind] = {"hops": len(kept), "size_bytes": size, "stages": stages}
+        result[kind] = {"hops": len(kept), "size_bytes": hop_size(kind, kept[0]) if kept else None, "stages": stages}
     result["skipped"] = {reason: n for reason, n in sorted(skipped.items()) if n}
     return result
+
+
+def send_overlap(sender_out: list[Hop], receiver_in: list[Hop]) -> dict[str, Any]:
+    """Where the receiving daemon was when the sender's sendto returned, from the sender's sendto entry (µs).
+
+    Both daemons stamp CLOCK_MONOTONIC, so an out hop pairs with the
+    receiver's first in hop whose datagram the kernel stamped within
+    MATCH_WINDOW_NS after the sendto began. A sendto that returns after the
+    receiver wrote the frame to its TAP did not take that long for its own
+    work: the sender was off the CPU (the receiver, woken on the same CPU,
+    ran first).
+    """
+    arrivals = sorted((h["kernel_rx"][0], i) for i, h in enumerate(receiver_in) if "kernel_rx" in h and "tap_write_done" in h)
+    times = [t for t, _ in arrivals]
+    columns: dict[str, list[float]] = {"peer kernel_rx": [], "peer poll_return": [], "peer tap_write_done": [], "own send_done": []}
+    outlasted = 0
+    for hop in sender_out:
+        if "send_enter" not in hop or "send_done" not in hop:
+            continue
+        sent = hop["send_enter"][0]
+        at = bisect.bisect_left(times, sent)
+        if at == len(times) or times[at] > sent + MATCH_WINDOW_NS:
+            continue
+        peer = receiver_in[arrivals[at][1]]
+        for column, (who, name) in zip(columns, (("peer", "kernel_rx"), ("peer", "poll_return"), ("peer", "tap_write_done"), ("own", "send_done"))):
+            columns[column].append(((peer if who == "peer" else hop)[name][0] - sent) / 1000)
+        outlasted += hop["send_done"][0] > peer["tap_write_done"][0]
+    pairs = len(columns["own send_done"])
+    return {"pairs": pairs, "p50_us": {c: percentiles(v)["p50_us"] for c, v in columns.items()},
+            "sendto_outlasts_peer_tap_write": round(outlasted / pairs, 2) if pairs else None}
