@@ -186,6 +186,8 @@ def stamped_drainer_factory(original: Callable[..., Any], recorder: Recorder) ->
 
     def make_socket_drainer(sock: socket.socket, on_datagram: Callable[..., None], *args: Any, **kwargs: Any) -> Callable[[], None]:
         try:
+            # The first socket to ask turns the kernel's receive stamps on in a deferred work item: the
+            # daemon's first datagrams may be stamped when read, long before any ping is measured.
             sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
             reader: Any = TimestampingSocket(sock, recorder)
         except OSError as exc:
