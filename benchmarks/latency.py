@@ -319,8 +319,9 @@ def print_overhead(rows: list[dict[str, Any]]) -> None:
     print("cost of the stage wrappers (stage pass minus plain pass, one run each):")
     for row in rows:
         hops = ", ".join(f"{hop} {added:+g}" for hop, added in row["hop_p50_added_us"].items())
+        added = "?" if row["ping_avg_added_us"] is None else f"{row['ping_avg_added_us']:+}"
         print(f"  -i {row['interval']}: ping avg {row['ping_avg_ms']['plain']} -> {row['ping_avg_ms']['stages']} ms "
-              f"({row['ping_avg_added_us']:+} µs); hop p50s µs: {hops}")
+              f"({added} µs); hop p50s µs: {hops}")
 
 
 def print_cold(rows: list[dict[str, Any]]) -> None:
@@ -369,6 +370,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return overlay
 
     def body() -> None:
+        log(f"captures{' and stage logs' if args.stages else ''} go to {work}")
         if args.cold:
             log("cold probe: a no-op, a Python loop and a seal after sleeping 0-50 ms (~15 s)")
             cold.extend(run_cold_probe())
