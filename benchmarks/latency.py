@@ -23,7 +23,20 @@ Per hop: median, 90th and 99th percentile and max, in microseconds.
 a sitecustomize on PYTHONPATH) to test whether the GIL's hand-over interval
 is what a hop waits for.
 
-Usage: .venv/bin/python benchmarks/latency.py [--count-slow N] [--count-fast N] [--switch-interval S] [--no-save]
+--stages adds a second pass with the daemons started under a stage log
+(helpers/stage_probe.py, loaded by the same sitecustomize when
+L2MESH_STAGE_LOG is set): timestamps inside each daemon at every stage of
+a hop (reactor wake-up, read, switch, seal, send; receive, open, switch, TAP
+write), turned into per-stage percentiles per rate, daemon and hop kind
+(helpers/stage_log.py). The first pass, without it, gives what the wrappers
+cost: ping and capture hops of both passes side by side.
+
+--cold (on by default; --no-cold skips its ~15 s) runs helpers/cold_probe.py
+in a fresh process: a no-op, a small Python loop and a 120-byte AEAD seal
+timed after sleeping 0, 1, 10 and 50 ms, the cost of running code cold.
+
+Usage: .venv/bin/python benchmarks/latency.py [--count-slow N] [--count-fast N] [--switch-interval S]
+                                              [--stages] [--no-cold] [--no-save]
 Needs root, iproute2, ping and tcpdump.
 """
 
@@ -35,6 +48,7 @@ import os
 import socket
 import statistics
 import struct
+import subprocess
 import sys
 import tempfile
 import time
@@ -51,12 +65,17 @@ from l2mesh.lab import LabError, in_namespace, run
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # net.py and nsbench, next to this script
 import net  # noqa: E402
 import nsbench  # noqa: E402
+from helpers import stage_log  # noqa: E402
+from helpers.stage_log import percentiles  # noqa: E402
 from nsbench import RESULTS_DIR, display_path, log, new_run  # noqa: E402
 
 nsbench.set_program("latency")
 
 HOPS = ("h1 out", "wire", "h2 in", "h2 host", "h2 out", "wire back", "h1 in")
 CAPTURE_START_S = 1.0
+HELPERS = Path(__file__).resolve().parent / "helpers"
+STAGE_LOG_ENV = "L2MESH_STAGE_LOG"
+COLD_PROBE_TIMEOUT_S = 120
 
 
 @dataclass
@@ -150,21 +169,12 @@ def hop_times(captures: dict[str, Capture]) -> dict[str, list[float]]:
     return hops
 
 
-def percentiles(values: list[float]) -> dict[str, float | int | None]:
-    if not values:
-        return {"n": 0, "p50_us": None, "p90_us": None, "p99_us": None, "max_us": None}
-    ordered = sorted(values)
-
-    def at(q: float) -> float:
-        return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 1)
-
-    return {"n": len(ordered), "p50_us": at(0.5), "p90_us": at(0.9), "p99_us": at(0.99), "max_us": round(ordered[-1], 1)}
-
-
 def measure_rate(ctx: net.Context, overlay: net.Overlay, interval: str, count: int, work: Path) -> dict[str, Any]:
+    """Pings at one interval with captures on both TAPs and veths; "monotonic_ns" is when they ran (for the stage logs)."""
     topo = ctx.topo
     tap = overlay.device
     port_filter = f"udp port {net.L2MESH_PORT}"
+    work.mkdir(parents=True, exist_ok=True)
     files = {name: work / f"{name}-{interval}.pcap" for name in ("tap1", "eth1", "eth2", "tap2")}
     procs = [
         start_capture(ctx, topo.h1, tap, "icmp", files["tap1"]),
@@ -174,8 +184,10 @@ def measure_rate(ctx: net.Context, overlay: net.Overlay, interval: str, count: i
     ]
     time.sleep(CAPTURE_START_S)
     try:
+        started_ns = time.perf_counter_ns()  # CLOCK_MONOTONIC: the daemons' stamps use the same clock
         done = run(in_namespace(topo.h1, ["ping", "-q", "-c", str(count), "-i", interval, overlay.target]),
                    float(interval) * count + 20, check=False)
+        ended_ns = time.perf_counter_ns()
         time.sleep(0.5)
     finally:
         for proc in procs:
@@ -183,14 +195,97 @@ def measure_rate(ctx: net.Context, overlay: net.Overlay, interval: str, count: i
     captures = {name: Capture(name, read_pcap(path)) for name, path in files.items()}
     hops = hop_times(captures)
     summary = next((line for line in done.stdout.splitlines() if line.startswith("rtt")), "")
-    return {"interval": interval, "count": count, "ping": summary, "hops": {h: percentiles(v) for h, v in hops.items()}}
+    return {"interval": interval, "count": count, "ping": summary, "hops": {h: percentiles(v) for h, v in hops.items()},
+            "monotonic_ns": [started_ns, ended_ns]}
 
 
-def switch_interval_path(seconds: float, work: Path) -> Path:
-    site = work / "switch-interval"
-    site.mkdir(exist_ok=True)
-    (site / "sitecustomize.py").write_text(f"import sys\nsys.setswitchinterval({seconds!r})\n")
+def sitecustomize_path(work: Path, switch_interval_s: float | None, stage_log: bool) -> Path:
+    """A directory for PYTHONPATH whose sitecustomize sets the daemons' switch interval and/or loads the stage probe.
+
+    The probe is loaded only in `l2mesh daemon` processes and only while
+    L2MESH_STAGE_LOG is set (the stage pass); otherwise the hook is one
+    environment lookup at start-up and the daemons run unwrapped.
+    """
+    site = work / "site"
+    site.mkdir(parents=True, exist_ok=True)
+    lines = ["import sys"]
+    if switch_interval_s is not None:
+        lines.append(f"sys.setswitchinterval({switch_interval_s!r})")
+    if stage_log:
+        lines += [
+            "import os",
+            f"if os.environ.get({STAGE_LOG_ENV!r}) and sys.argv[1:2] == ['daemon']:",
+            "    import importlib.util",
+            f"    spec = importlib.util.spec_from_file_location('l2mesh_stage_probe', {str(HELPERS / 'stage_probe.py')!r})",
+            "    probe = importlib.util.module_from_spec(spec)",
+            "    sys.modules['l2mesh_stage_probe'] = probe",
+            "    spec.loader.exec_module(probe)",
+            f"    probe.install(os.environ[{STAGE_LOG_ENV!r}])",
+        ]
+    (site / "sitecustomize.py").write_text("\n".join(lines) + "\n")
     return site
+
+
+def ping_avg_ms(summary: str) -> float | None:
+    """The avg of ping's "rtt min/avg/max/mdev = 0.412/0.640/0.860/0.101 ms" line."""
+    try:
+        return float(summary.split("=")[1].split("/")[1])
+    except (IndexError, ValueError):
+        return None
+
+
+def add_stage_summaries(dumps: dict[str, Path], rates: list[dict[str, Any]]) -> None:
+    """Into each rate of the stage pass: "daemons" (host -> stage_log.summarize() of its stamps during those
+    pings) and "send_overlap" (each daemon's sendto against the other daemon's arrival of the same datagram)."""
+    stamps: dict[str, list[stage_log.Stamp]] = {}
+    for host, path in dumps.items():
+        try:
+            stamps[host] = stage_log.load(path)
+        except ValueError as exc:
+            log(f"stage log of {host}'s daemon left out: {exc}")
+    for rate in rates:
+        window = rate["monotonic_ns"]
+        rate["daemons"] = {host: stage_log.summarize(s, *window) for host, s in sorted(stamps.items())}
+        hops = {host: stage_log.ping_hops(s, *window)[0] for host, s in stamps.items()}
+        rate["send_overlap"] = {f"{a} out -> {b} in": stage_log.send_overlap(hops[a]["out"], hops[b]["in"])
+                                for a, b in (("h1", "h2"), ("h2", "h1")) if a in hops and b in hops}
+
+
+def overhead(plain: list[dict[str, Any]], staged: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """What the stage wrappers cost: ping avg and capture-hop p50s of the stage pass minus the plain pass."""
+    out = []
+    for before, after in zip(plain, staged):
+        avg_before, avg_after = ping_avg_ms(before["ping"]), ping_avg_ms(after["ping"])
+        out.append({
+            "interval": before["interval"],
+            "ping_avg_ms": {"plain": avg_before, "stages": avg_after},
+            "ping_avg_added_us": None if avg_before is None or avg_after is None else round((avg_after - avg_before) * 1000),
+            "hop_p50_added_us": {
+                hop: round(after["hops"][hop]["p50_us"] - before["hops"][hop]["p50_us"], 1)
+                for hop in HOPS if after["hops"][hop]["p50_us"] is not None and before["hops"][hop]["p50_us"] is not None
+            },
+        })
+    return out
+
+
+def run_cold_probe() -> list[dict[str, Any]]:
+    """helpers/cold_probe.py in a fresh interpreter (ours, with our PYTHONPATH): its rows, or [] with a log line."""
+    try:
+        done = subprocess.run([sys.executable, str(HELPERS / "cold_probe.py")], capture_output=True, text=True,
+                              timeout=COLD_PROBE_TIMEOUT_S, check=False)
+    except subprocess.TimeoutExpired:
+        log(f"cold probe did not finish within {COLD_PROBE_TIMEOUT_S} s; left out")
+        return []
+    try:
+        rows: list[dict[str, Any]] = json.loads(done.stdout)
+        return rows
+    except ValueError:
+        log(f"cold probe failed (exit {done.returncode}): {done.stderr.strip().splitlines()[-1:] or 'no output'}")
+        return []
+
+
+def cell(p: dict[str, Any], keys: Sequence[str] = ("p50_us", "p90_us", "p99_us")) -> str:
+    return "/".join("-" if p[k] is None else f"{p[k]:g}" for k in keys)
 
 
 def print_rate(result: dict[str, Any]) -> None:
@@ -200,11 +295,52 @@ def print_rate(result: dict[str, Any]) -> None:
         print(f"  {hop:10} {p['n']:>5} " + " ".join(f"{'-' if p[k] is None else p[k]:>8}" for k in ("p50_us", "p90_us", "p99_us", "max_us")))
 
 
+def print_stages(rate: dict[str, Any]) -> None:
+    """One table per hop kind: a row per stage, a column per daemon, p50/p90/p99 in µs; then the sendto overlaps."""
+    daemons = rate.get("daemons", {})
+    hosts = [h for h in ("h1", "h2") if h in daemons]
+    for kind, title in (("out", "TAP -> UDP"), ("in", "UDP -> TAP")):
+        print(f"stages at ping -i {rate['interval']}, {title} ({kind}), µs p50/p90/p99:")
+        headers = [f"{h} {kind} (n={daemons[h][kind]['hops']})" for h in hosts]
+        print(f"  {'stage':18}" + "".join(f"{header:>24}" for header in headers))
+        for stage, _, _ in stage_log.STAGES[kind]:
+            print(f"  {stage:18}" + "".join(f"{cell(daemons[h][kind]['stages'][stage]):>24}" for h in hosts))
+    for host in hosts:
+        if daemons[host]["skipped"]:
+            print(f"  {host}: wake-ups left out: " + ", ".join(f"{n} {why}" for why, n in daemons[host]["skipped"].items()))
+    for pair, overlap in rate.get("send_overlap", {}).items():
+        if overlap["pairs"]:
+            at = ", ".join(f"{name} {us:g}" for name, us in overlap["p50_us"].items())
+            print(f"  {pair}: µs p50 after the sendto began: {at}; the sendto returned after the peer's TAP write "
+                  f"in {overlap['sendto_outlasts_peer_tap_write']:.0%} of {overlap['pairs']}")
+
+
+def print_overhead(rows: list[dict[str, Any]]) -> None:
+    print("cost of the stage wrappers (stage pass minus plain pass, one run each):")
+    for row in rows:
+        hops = ", ".join(f"{hop} {added:+g}" for hop, added in row["hop_p50_added_us"].items())
+        added = "?" if row["ping_avg_added_us"] is None else f"{row['ping_avg_added_us']:+}"
+        print(f"  -i {row['interval']}: ping avg {row['ping_avg_ms']['plain']} -> {row['ping_avg_ms']['stages']} ms "
+              f"({added} µs); hop p50s µs: {hops}")
+
+
+def print_cold(rows: list[dict[str, Any]]) -> None:
+    gaps = sorted({r["sleep_ms"] for r in rows})
+    print("cold code: µs p50/p90 after sleeping (fresh process, " + f"{rows[0]['tries']} tries each):")
+    print(f"  {'work':26}" + "".join(f"{f'{g:g} ms':>14}" for g in gaps))
+    for work in dict.fromkeys(r["work"] for r in rows):
+        by_gap = {r["sleep_ms"]: r for r in rows if r["work"] == work}
+        print(f"  {work:26}" + "".join(f"{cell(by_gap[g], ('p50_us', 'p90_us')):>14}" for g in gaps))
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = nsbench.OneLineParser(prog="latency.py", description=__doc__.splitlines()[0])
     parser.add_argument("--count-slow", type=net.positive_int, default=50, metavar="N", help="pings at -i 0.2 (default 50)")
     parser.add_argument("--count-fast", type=net.positive_int, default=500, metavar="N", help="pings at -i 0.01 (default 500)")
     parser.add_argument("--switch-interval", type=float, metavar="S", help="the daemons' sys.setswitchinterval (default Python's 0.005)")
+    parser.add_argument("--stages", action="store_true", help="a second pass with per-stage stamps inside the daemons")
+    parser.add_argument("--cold", action=argparse.BooleanOptionalAction, default=True,
+                        help="time work after sleeping, in a fresh process (default on, ~15 s)")
     parser.add_argument("--daemon-arg", action="append", default=[], metavar="ARG", help="extra argument for `l2mesh daemon`")
     parser.add_argument("--no-save", action="store_true", help="print only; write no results file")
     return parser.parse_args(argv)
@@ -216,24 +352,45 @@ def main(argv: Sequence[str] | None = None) -> int:
     stamp, lab = new_run()
     ctx = net.Context(lab, args.daemon_arg)
     results: list[dict[str, Any]] = []
+    staged: list[dict[str, Any]] = []
+    cold: list[dict[str, Any]] = []
     work = Path(tempfile.mkdtemp(prefix="l2mb-latency-"))
     saved_pythonpath = os.environ.get("PYTHONPATH")
 
-    def body() -> None:
-        if args.switch_interval is not None:
-            os.environ["PYTHONPATH"] = os.pathsep.join(
-                p for p in (str(switch_interval_path(args.switch_interval, work)), saved_pythonpath) if p)
-        system = net.L2mesh(ctx)
-        ctx.topo.create()
+    def measure_pass(system: net.L2mesh, label: str, into: list[dict[str, Any]]) -> net.Overlay:
         overlay = system.up()
         try:
             net.wait_reachable(ctx.topo.h1, overlay)
             time.sleep(2.0)  # sessions and ARP settled
             for interval, count in (("0.2", args.count_slow), ("0.01", args.count_fast)):
-                log(f"ping -i {interval} x {count} with captures on both TAPs and veths")
-                results.append(measure_rate(ctx, overlay, interval, count, work))
+                log(f"{label}: ping -i {interval} x {count} with captures on both TAPs and veths")
+                into.append(measure_rate(ctx, overlay, interval, count, work / label))
         finally:
-            system.down()
+            system.down()  # SIGTERM: a stage-logged daemon writes its log as its reactor ends
+        return overlay
+
+    def body() -> None:
+        log(f"captures{' and stage logs' if args.stages else ''} go to {work}")
+        if args.cold:
+            log("cold probe: a no-op, a Python loop and a seal after sleeping 0-50 ms (~15 s)")
+            cold.extend(run_cold_probe())
+        if args.switch_interval is not None or args.stages:
+            site = sitecustomize_path(work, args.switch_interval, args.stages)
+            os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(site), saved_pythonpath) if p)
+        system = net.L2mesh(ctx)
+        ctx.topo.create()
+        measure_pass(system, "plain", results)
+        if not args.stages:
+            return
+        prefix = work / "stages" / "daemon"
+        prefix.parent.mkdir(parents=True, exist_ok=True)
+        os.environ[STAGE_LOG_ENV] = str(prefix)
+        try:
+            overlay = measure_pass(system, "stages", staged)
+        finally:
+            os.environ.pop(STAGE_LOG_ENV, None)
+        dumps = {proc.label.removeprefix("l2mesh-"): Path(f"{prefix}.{proc.pid}.json") for proc in overlay.daemons}
+        add_stage_summaries(dumps, staged)
 
     try:
         nsbench.guarded_run(body, lambda: net.cleanup(ctx, None))
@@ -242,14 +399,25 @@ def main(argv: Sequence[str] | None = None) -> int:
             os.environ.pop("PYTHONPATH", None)
         else:
             os.environ["PYTHONPATH"] = saved_pythonpath
+    if cold:
+        print_cold(cold)
     for result in results:
         print_rate(result)
+    stages: dict[str, Any] | None = None
+    if staged:
+        stages = {"rates": staged, "overhead": overhead(results, staged), "stage_notes": stage_log.STAGE_NOTES}
+        print("with the stage log:")
+        for result in staged:
+            print_rate(result)
+            print_stages(result)
+        print_overhead(stages["overhead"])
     if not args.no_save:
         out = RESULTS_DIR / f"latency-{stamp}.json"
         RESULTS_DIR.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps({"benchmark": "latency", "timestamp": stamp, "host": socket.gethostname(),
                                    "switch_interval_s": args.switch_interval, "daemon_args": args.daemon_arg,
-                                   "loadavg": os.getloadavg(), "rates": results}, indent=2) + "\n")
+                                   "loadavg": os.getloadavg(), "rates": results, "stages": stages, "cold": cold},
+                                  indent=2) + "\n")
         print(f"written {display_path(out)}")
     return 0
 
