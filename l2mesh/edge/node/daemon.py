@@ -346,9 +346,18 @@ class NodeDaemon:
         frame_from_tap = self.core.vnet_frame_from_tap
         transmit = self.transmit
 
+        frames_last_wakeup = 0
+
         def drain() -> None:
+            nonlocal frames_last_wakeup
             now = time.monotonic()
-            transmit.hold()  # what one wake-up reads leaves in runs, one send each
+            # A wake-up that follows a busy one holds what it reads for runs, one send each. After a
+            # single frame (a ping, a game tick) the next frame is sent at once instead: a run would
+            # make it wait for the read that finds the TAP empty, on the path of every lone packet.
+            batching = frames_last_wakeup > 1
+            if batching:
+                transmit.hold()
+            frames = 0
             try:
                 for _ in range(TAP_DRAIN_BATCH):
                     try:
@@ -358,9 +367,12 @@ class NodeDaemon:
                     except OSError:
                         self.reactor.remove_reader(fd)  # the device went away
                         return
+                    frames += 1
                     frame_from_tap(network_id, frame, now)
             finally:
-                transmit.release()
+                frames_last_wakeup = frames
+                if batching:
+                    transmit.release()
 
         return drain
 
