@@ -116,7 +116,9 @@ class AeadScratch:
         lib.crypto_aead_chacha20poly1305_ietf_encrypt(
             self._seal_c + header_len,
             self._length,
-            ffi.from_buffer(plaintext),
+            # bytes go to C as they are; a cdata made for them costs 5-10 us more than that when the
+            # process ran cold (a lone frame after idle: benchmarks/latency.py --cold)
+            plaintext if plaintext.__class__ is bytes else ffi.from_buffer(plaintext),
             len(plaintext),
             ffi.NULL,
             0,
