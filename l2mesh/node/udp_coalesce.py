@@ -179,7 +179,7 @@ class UdpCoalescer:
         self._udp_length = 0
         self._closed = False  # a shorter datagram ended the run: only the last may be short
 
-    def add(self, network_id: int, frame: memoryview, vnet: memoryview | None = None) -> bool:
+    def add(self, network_id: int, frame: bytes | memoryview, vnet: bytes | memoryview | None = None) -> bool:
         """frame: a whole Ethernet frame (read only for this call); vnet: the virtio header it came with, if any."""
         if vnet is not None and (
             vnet[1] != VNET_GSO_NONE or (vnet[0] and vnet[0] != VNET_F_DATA_VALID and vnet[0] != VNET_F_NEEDS_CSUM)
@@ -207,11 +207,11 @@ class UdpCoalescer:
         return True
 
     @staticmethod
-    def _csum_request_fits(family: int, vnet: memoryview) -> bool:
+    def _csum_request_fits(family: int, vnet: bytes | memoryview) -> bool:
         wanted = _V4_CSUM_REQUEST if family == _IPV4 else _V6_CSUM_REQUEST
         return int.from_bytes(vnet[6:10], "little") == wanted
 
-    def _joins(self, frame: memoryview, vnet: memoryview | None) -> bool:
+    def _joins(self, frame: bytes | memoryview, vnet: bytes | memoryview | None) -> bool:
         """Whether frame continues the pending run (same flow, same size or a shorter last); if so, it is added."""
         headers = self._headers_bytes
         payload_bytes = len(frame) - headers
@@ -253,7 +253,7 @@ class UdpCoalescer:
         self.emit(self._network_id, uso_vnet_header(udp_at, self._segment_bytes), run)
 
 
-def split_uso(vnet: bytes | memoryview, frame: bytes | memoryview) -> list[tuple[bytes, bytearray]] | None:
+def split_uso(vnet: bytes | memoryview, frame: bytes | bytearray | memoryview) -> list[tuple[bytes, bytearray]] | None:
     """A UDP_L4 super-frame cut into its datagrams, each (virtio header asking for its checksum, frame);
     None when it is not one this module understands (IP options, extension headers, VLAN tags)."""
     if len(vnet) < VNET_HEADER_BYTES or vnet[1] != VNET_GSO_UDP_L4:

@@ -29,9 +29,9 @@ IN_MAC = bytes.fromhex("0200000000a1")
 OUT_MAC = bytes.fromhex("0200000000a2")
 PEER_MAC = bytes.fromhex("0200000000b1")  # the sender behind `in`
 BEHIND_OUT_MAC = bytes.fromhex("0200000000b2")  # the host behind `out`
-ADDRESSES = {
-    4: {"in": "10.147.99.1", "peer": "10.147.99.2", "out": "10.147.97.1", "behind": "10.147.97.2", "prefix": 24},
-    6: {"in": "fd00:99::1", "peer": "fd00:99::2", "out": "fd00:97::1", "behind": "fd00:97::2", "prefix": 64},
+ADDRESSES: dict[int, dict[str, str]] = {
+    4: {"in": "10.147.99.1", "peer": "10.147.99.2", "out": "10.147.97.1", "behind": "10.147.97.2", "prefix": "24"},
+    6: {"in": "fd00:99::1", "peer": "fd00:99::2", "out": "fd00:97::1", "behind": "fd00:97::2", "prefix": "64"},
 }
 SOURCE_PORT, LOCAL_PORT, FORWARDED_PORT = 40000, 5000, 5001
 PAYLOAD_SIZES = [64] * 20 + [17]  # a run and a shorter last one
@@ -53,8 +53,8 @@ def frame(family: int, destination: str, port: int, payload: bytes, ip_id: int) 
         header = bytearray(b"\x45\x00" + (20 + udp_length).to_bytes(2, "big") + ip_id.to_bytes(2, "big") + b"\x40\x00\x40\x11\0\0" + source + target)
         header[10:12] = ipv4_header_checksum(header).to_bytes(2, "big")
         return IN_MAC + PEER_MAC + b"\x08\x00" + bytes(header) + udp
-    header = b"\x60\x00\x00\x00" + udp_length.to_bytes(2, "big") + b"\x11\x40" + source + target
-    return IN_MAC + PEER_MAC + b"\x86\xdd" + header + udp
+    v6_header = b"\x60\x00\x00\x00" + udp_length.to_bytes(2, "big") + b"\x11\x40" + source + target
+    return IN_MAC + PEER_MAC + b"\x86\xdd" + v6_header + udp
 
 
 def internet_checksum(data: bytes) -> int:

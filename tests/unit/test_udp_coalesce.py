@@ -65,8 +65,8 @@ def udp_frame(
         header = bytearray(b"\x45\x00" + (20 + udp_length).to_bytes(2, "big") + ip_id.to_bytes(2, "big") + b"\x40\x00" + bytes([ttl]) + b"\x11\0\0" + source + target)
         header[10:12] = internet_checksum(bytes(header)).to_bytes(2, "big")
         return destination_mac + PEER_MAC + b"\x08\x00" + bytes(header) + udp
-    header = b"\x60\x00\x00\x00" + udp_length.to_bytes(2, "big") + b"\x11" + bytes([ttl]) + source + target
-    return destination_mac + PEER_MAC + b"\x86\xdd" + header + udp
+    v6_header = b"\x60\x00\x00\x00" + udp_length.to_bytes(2, "big") + b"\x11" + bytes([ttl]) + source + target
+    return destination_mac + PEER_MAC + b"\x86\xdd" + v6_header + udp
 
 
 def tcp_frame(payload: bytes) -> bytes:
@@ -371,10 +371,15 @@ def test_a_kernel_refusing_udp_l4_gets_the_datagrams_one_by_one_from_then_on(tap
 
     transmit._writev = writev_before_6_2  # type: ignore[assignment]
     payloads = [b"a" * 64, b"b" * 64, b"c" * 5]
-    transmit.frames_batched(lambda: [transmit.write_frame(1, memoryview(udp_frame(p))) for p in payloads])()
+
+    def drain() -> None:
+        for payload in payloads:
+            transmit.write_frame(1, memoryview(udp_frame(payload)))
+
+    transmit.frames_batched(drain)()
     first = written(kernel)
     assert [m[VNET_HEADER_BYTES + 42 :] for m in first] == payloads
     assert all(m[0] == VNET_F_NEEDS_CSUM and m[1] == 0 for m in first)
     assert transmit.drops["tap_refused_uso"] == 1 and not transmit.coalescing
-    transmit.frames_batched(lambda: [transmit.write_frame(1, memoryview(udp_frame(p))) for p in payloads])()
+    transmit.frames_batched(drain)()
     assert [m[VNET_HEADER_BYTES:] for m in written(kernel)] == [udp_frame(p) for p in payloads]  # as they came
