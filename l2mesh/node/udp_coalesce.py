@@ -21,6 +21,7 @@ split_uso is the inverse, for a TAP that refuses UDP_L4 (a kernel before 6.2).
 
 from __future__ import annotations
 
+import struct
 from collections import Counter
 from collections.abc import Callable
 
@@ -55,20 +56,12 @@ _V4_HEADERS = _V4_UDP_AT + UDP_HEADER_BYTES  # 42
 _V6_HEADERS = _V6_UDP_AT + UDP_HEADER_BYTES  # 62
 
 
-def _mask(total_bytes: int, varying: tuple[tuple[int, int], ...]) -> int:
-    """An integer mask over a frame's first total_bytes that clears the varying (start, end) byte ranges."""
-    mask = bytearray(b"\xff" * total_bytes)
-    for start, end in varying:
-        mask[start:end] = bytes(end - start)
-    return int.from_bytes(mask, "big")
-
-
-# What must match for two datagrams to be one flow: everything up to the ports but the lengths,
-# the IPv4 id and header checksum (the UDP length and checksum, after the ports, are not in the key).
-_V4_KEY_BYTES = _V4_UDP_AT + 4
-_V4_KEY_MASK = _mask(_V4_KEY_BYTES, ((16, 20), (24, 26)))
-_V6_KEY_BYTES = _V6_UDP_AT + 4
-_V6_KEY_MASK = _mask(_V6_KEY_BYTES, ((18, 20),))
+# What must match for two datagrams to be one flow: every byte up to the ports but the lengths, the IPv4 id
+# and header checksum; unpacked in one call with the lengths, which must describe the frame exactly.
+# IPv4: (Ethernet header + version/IHL + TOS, total length, flags/fragment + TTL + protocol, addresses + ports, UDP length)
+_V4_FIELDS = struct.Struct("!16sH2x4s2x12sH").unpack_from
+# IPv6: (Ethernet header + version/class/flow label, payload length, next header + hop limit + addresses + ports, UDP length)
+_V6_FIELDS = struct.Struct("!18sH38sH").unpack_from
 # A checksum request a coalesced frame can replace with its own: at the UDP header, field at offset 6.
 _V4_CSUM_REQUEST = _V4_UDP_AT | UDP_CHECKSUM_OFFSET << 16
 _V6_CSUM_REQUEST = _V6_UDP_AT | UDP_CHECKSUM_OFFSET << 16
@@ -173,7 +166,8 @@ class UdpCoalescer:
         self._network_id = 0
         self._vnet: bytes | memoryview = b""
         self._family = _IPV4
-        self._key = 0
+        self._ip_over_udp_length = 0  # what the IP length field counts beyond the UDP datagram: 20 (IPv4) or 0
+        self._key: tuple[bytes, ...] = ()
         self._segment_bytes = 0
         self._headers_bytes = 0
         self._udp_length = 0
@@ -192,14 +186,19 @@ class UdpCoalescer:
         family = _udp_family(frame)
         if family is None or (vnet is not None and vnet[0] == VNET_F_NEEDS_CSUM and not self._csum_request_fits(family, vnet)):
             return False
-        headers = _V4_HEADERS if family == _IPV4 else _V6_HEADERS
-        key_bytes, key_mask = (_V4_KEY_BYTES, _V4_KEY_MASK) if family == _IPV4 else (_V6_KEY_BYTES, _V6_KEY_MASK)
+        if family == _IPV4:
+            headers, self._ip_over_udp_length = _V4_HEADERS, IPV4_HEADER_BYTES
+            head, _, middle, flow, _ = _V4_FIELDS(frame)
+            self._key = (head, middle, flow)
+        else:
+            headers, self._ip_over_udp_length = _V6_HEADERS, 0
+            head, _, flow, _ = _V6_FIELDS(frame)
+            self._key = (head, flow)
         self._run[:] = frame
         self._count = 1
         self._network_id = network_id
         self._vnet = bytes(vnet) if vnet is not None else b""
         self._family = family
-        self._key = int.from_bytes(frame[:key_bytes], "big") & key_mask
         self._headers_bytes = headers
         self._segment_bytes = len(frame) - headers
         self._udp_length = len(frame) - headers + UDP_HEADER_BYTES
@@ -217,17 +216,16 @@ class UdpCoalescer:
         payload_bytes = len(frame) - headers
         if not 0 < payload_bytes <= self._segment_bytes or self._count >= MAX_SEGMENTS or self._udp_length + payload_bytes > MAX_UDP_LENGTH:
             return False
+        udp_length = payload_bytes + UDP_HEADER_BYTES
         if self._family == _IPV4:
-            if int.from_bytes(frame[:_V4_KEY_BYTES], "big") & _V4_KEY_MASK != self._key:
-                return False
-            # The lengths must describe this frame exactly (no Ethernet padding to carry along).
-            if frame[16] << 8 | frame[17] != len(frame) - ETH_HEADER_BYTES or frame[38] << 8 | frame[39] != payload_bytes + UDP_HEADER_BYTES:
-                return False
+            head, ip_length, middle, flow, frame_udp_length = _V4_FIELDS(frame)
+            key: tuple[bytes, ...] = (head, middle, flow)
         else:
-            if int.from_bytes(frame[:_V6_KEY_BYTES], "big") & _V6_KEY_MASK != self._key:
-                return False
-            if frame[18] << 8 | frame[19] != payload_bytes + UDP_HEADER_BYTES or frame[58] << 8 | frame[59] != payload_bytes + UDP_HEADER_BYTES:
-                return False
+            head, ip_length, flow, frame_udp_length = _V6_FIELDS(frame)
+            key = (head, flow)
+        # The lengths must describe this frame exactly (no Ethernet padding to carry along).
+        if key != self._key or frame_udp_length != udp_length or ip_length != udp_length + self._ip_over_udp_length:
+            return False
         if vnet is not None and vnet[0] == VNET_F_NEEDS_CSUM and not self._csum_request_fits(self._family, vnet):
             return False
         self._run += frame[headers:]

@@ -231,6 +231,30 @@ def test_runs_end_at_another_flow_another_network_a_larger_datagram_and_after_a_
     ]
 
 
+def with_bytes(frame: bytes, at: int, value: bytes) -> bytes:
+    return frame[:at] + value + frame[at + len(value) :]
+
+
+@pytest.mark.parametrize("addresses", [V4, V6], ids=["v4", "v6"])
+def test_a_datagram_joins_no_run_of_another_flow_or_with_lengths_that_disagree(addresses: tuple[bytes, bytes]) -> None:
+    udp_at, ip_length_at = (34, 16) if len(addresses[0]) == 4 else (54, 18)
+    base = udp_frame(b"r" * 64, addresses)
+    ip_length = base[ip_length_at : ip_length_at + 2]
+    strangers = {
+        "source port": with_bytes(base, udp_at, (40001).to_bytes(2, "big")),
+        "destination port": with_bytes(base, udp_at + 2, (5001).to_bytes(2, "big")),
+        "source MAC": with_bytes(base, 6, bytes.fromhex("0200000000c1")),
+        "last address byte": with_bytes(base, udp_at - 1, b"\x09"),
+        "IP length": with_bytes(base, ip_length_at, (int.from_bytes(ip_length, "big") - 1).to_bytes(2, "big")),
+    }
+    for what, stranger in strangers.items():
+        recorder = Recorder()
+        assert recorder.offer(1, base)
+        recorder.offer(1, stranger)
+        recorder.coalescer.flush()
+        assert len(recorder.writes) == 2, what
+
+
 def test_runs_stop_at_the_segment_limit_and_below_the_length_limit() -> None:
     recorder = Recorder()
     for _ in range(MAX_SEGMENTS + 1):
