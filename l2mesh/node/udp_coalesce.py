@@ -41,6 +41,8 @@ VNET_GSO_UDP_L4 = 5
 MAX_SEGMENTS = 64
 # The IP total length and the UDP length are 16 bits: a run stays below both.
 MAX_UDP_LENGTH = 65000
+# What split_uso cuts at most (the kernel's own limit): a peer's 1-byte gso_size must not cost 65,000 writes.
+MAX_SPLIT_SEGMENTS = 128
 
 _IPV4 = 0
 _IPV6 = 1
@@ -262,7 +264,7 @@ def split_uso(vnet: bytes | memoryview, frame: bytes | bytearray | memoryview) -
         family, headers = _IPV4, _V4_HEADERS
     elif len(frame) > _V6_HEADERS and frame[12:14] == b"\x86\xdd" and frame[20] == IPPROTO_UDP:
         family, headers = _IPV6, _V6_HEADERS
-    if family is None or segment_bytes == 0:
+    if family is None or segment_bytes == 0 or len(frame) - headers > segment_bytes * MAX_SPLIT_SEGMENTS:
         return None
     template = bytearray(frame[:headers])
     first_id = template[18] << 8 | template[19]

@@ -334,6 +334,9 @@ def test_split_uso_refuses_what_is_not_a_udp_super_frame() -> None:
     assert split_uso(bytes(10), udp_frame(b"x" * 10)) is None
     assert split_uso(bytes((1, 5)) + bytes(8), udp_frame(b"x" * 10)) is None  # gso_size 0
     assert split_uso(bytes((1, 5, 0, 0, 64, 0, 0, 0, 0, 0)), tcp_frame(b"t" * 200)) is None
+    one_byte_segments = bytes((1, 5, 0, 0, 1, 0, 0, 0, 0, 0))
+    assert split_uso(one_byte_segments, udp_frame(b"x" * 128)) is not None
+    assert split_uso(one_byte_segments, udp_frame(b"x" * 129)) is None  # more datagrams than the kernel would cut
 
 
 # -- EdgeTransmit: a datagram socket pair stands in for the TAP (one write, one message) -----------------------
