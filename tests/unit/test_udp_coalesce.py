@@ -410,3 +410,24 @@ def test_a_kernel_refusing_udp_l4_gets_the_datagrams_one_by_one_from_then_on(tap
     assert transmit.drops["tap_refused_uso"] == 1 and not transmit.coalescing
     transmit.frames_batched(drain)()
     assert [m[VNET_HEADER_BYTES:] for m in written(kernel)] == [udp_frame(p) for p in payloads]  # as they came
+
+
+def test_a_peer_super_frame_the_kernel_refuses_is_written_as_its_datagrams_and_teaches_nothing(tap: tuple[EdgeTransmit, socket.socket]) -> None:
+    transmit, kernel = tap
+    real_write = transmit._write
+
+    def write_before_6_2(fd: int, data: bytes) -> int:
+        if bytes(data[:2])[1] == VNET_GSO_UDP_L4:
+            raise OSError(errno.EINVAL, "Invalid argument")
+        return real_write(fd, data)
+
+    transmit._write = write_before_6_2  # type: ignore[assignment]
+    payloads = [b"a" * 64, b"b" * 64, b"c" * 5]
+    recorder = Recorder()
+    for payload in payloads:
+        recorder.offer(1, udp_frame(payload))
+    recorder.coalescer.flush()
+    [(_, vnet, super_frame)] = recorder.writes
+    transmit.write_offload_frame(1, memoryview(vnet + super_frame))
+    assert [m[VNET_HEADER_BYTES + 42 :] for m in written(kernel)] == payloads
+    assert transmit.coalescing and "tap_refused_uso" not in transmit.drops  # a peer's frame may be malformed on purpose

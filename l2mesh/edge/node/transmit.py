@@ -100,7 +100,7 @@ class EdgeTransmit(DatagramSender):
             self.drops["tap_missing"] += 1
             return
         if fd in self._uso_refused and len(vnet_frame) > 1 and vnet_frame[1] == VNET_GSO_UDP_L4:
-            self._write_uso_refused(fd, vnet_frame[:VNET_HEADER_BYTES], vnet_frame[VNET_HEADER_BYTES:])
+            self._write_datagrams_of(fd, vnet_frame[:VNET_HEADER_BYTES], vnet_frame[VNET_HEADER_BYTES:])
             return
         try:
             self._write(fd, vnet_frame)
@@ -108,7 +108,9 @@ class EdgeTransmit(DatagramSender):
             self.drops["tap_queue_full"] += 1
         except OSError as exc:
             if exc.errno == errno.EINVAL and len(vnet_frame) > 1 and vnet_frame[1] == VNET_GSO_UDP_L4:
-                self._write_uso_refused(fd, vnet_frame[:VNET_HEADER_BYTES], vnet_frame[VNET_HEADER_BYTES:])
+                # A peer's USO super-frame (a program there sent with UDP_SEGMENT) on a kernel before 6.2,
+                # or a malformed one: its datagrams one by one. Only our own frames teach us the kernel's age.
+                self._write_datagrams_of(fd, vnet_frame[:VNET_HEADER_BYTES], vnet_frame[VNET_HEADER_BYTES:])
                 return
             # EINVAL: a malformed virtio header from a peer; the kernel refuses it, we count it.
             self.drops["tap_write_error"] += 1
@@ -125,19 +127,17 @@ class EdgeTransmit(DatagramSender):
             self.drops["tap_queue_full"] += 1
         except OSError as exc:
             if exc.errno == errno.EINVAL and vnet[1] == VNET_GSO_UDP_L4:
-                self._write_uso_refused(fd, vnet, frame)
+                # Our own super-frames are well formed: this kernel (before 6.2) takes no UDP_L4 frames.
+                self.coalescing = self._holding_frames = False
+                if fd not in self._uso_refused:
+                    self._uso_refused.add(fd)
+                    self.drops["tap_refused_uso"] += 1
+                self._write_datagrams_of(fd, vnet, frame)
                 return
             self.drops["tap_write_error"] += 1
 
-    def _write_uso_refused(self, fd: int, vnet: bytes | memoryview, frame: bytes | bytearray | memoryview) -> None:
-        """A kernel before 6.2 takes no UDP_L4 frames: stop making them and write this one's datagrams one by one.
-
-        A peer's own USO super-frame (its kernel handed it one) gets the same treatment.
-        """
-        self.coalescing = self._holding_frames = False
-        if fd not in self._uso_refused:
-            self._uso_refused.add(fd)
-            self.drops["tap_refused_uso"] += 1
+    def _write_datagrams_of(self, fd: int, vnet: bytes | memoryview, frame: bytes | bytearray | memoryview) -> None:
+        """A UDP_L4 super-frame the kernel refused, written as its datagrams one by one."""
         datagrams = split_uso(vnet, frame)
         if datagrams is None:
             self.drops["tap_write_error"] += 1
