@@ -107,9 +107,10 @@ class NodeDaemon:
         self.groups = GroupWatcher()
         self._next_group_poll_s = 0.0
         self._next_endpoint_scan_s = 0.0
-        udp_reader = make_socket_drainer(
+        # Frames one drain decrypts for a TAP leave coalesced (UDP_L4 super-frames), written before it returns.
+        udp_reader = self.transmit.frames_batched(make_socket_drainer(
             self.sock, self.core.datagram_received, time.monotonic, on_segments=self.core.segments_received
-        )
+        ))
         self.reactor.add_reader(self.sock.fileno(), udp_reader)
         self.tcp_fallback = TcpFallback(
             self.core, self.transmit, self.sock, self.reactor, udp_reader,
@@ -491,6 +492,7 @@ class NodeDaemon:
     def _status(self, core: NodeCore) -> dict[str, Any]:
         counters = core.counters()
         counters["edge"] = dict(self.transmit.drops)
+        counters["uso"] = dict(self.transmit.coalescer.counts)
         counters["dns"] = dict(sum((r.drops for r in self.host.responders.values()), Counter()))
         return {
             "id": format_node_id(self.identity.node_id),

@@ -23,6 +23,14 @@ TUN_F_TSO4 = 0x02
 TUN_F_TSO6 = 0x04
 TUN_F_TSO_ECN = 0x08
 OFFLOADS = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN
+# UDP segmentation offload (kernel 6.2+): the kernel may hand us UDP_L4 super-frames (a local
+# program sending with UDP_SEGMENT), which cross to peers as FRAME_OFFLOAD like TCP ones; and it
+# takes UDP_L4 frames we write, which the receive side makes of runs of small datagrams.
+TUN_F_USO4 = 0x20
+TUN_F_USO6 = 0x40
+USO_OFFLOADS = TUN_F_USO4 | TUN_F_USO6
+# Set to 1 to keep UDP segmentation offload off (A/B measurements, a kernel that misbehaves).
+NO_USO_ENV = "L2MESH_NO_USO"
 VNET_HEADER = bytes(10)  # virtio_net_hdr with no offload work: what plain frames are written with
 # Sealed and fragmented, a frame this size fits one UDP_SEGMENT send: 44 fragments of 1,428 bytes
 # (62,832) hold it with its message header, virtio header and tag (see _cap_super_frames).
@@ -67,6 +75,30 @@ def _attach(name: str) -> pytun.TunTapDevice:
         time.sleep(BUSY_POLL_S)
 
 
+def uso_wanted() -> bool:
+    """UDP segmentation offload unless L2MESH_NO_USO=1 says otherwise."""
+    return os.environ.get(NO_USO_ENV, "") not in ("1", "yes", "true")
+
+
+def _set_offloads(fd: int, offload: bool) -> bool:
+    """TUNSETOFFLOAD with USO added when wanted and the kernel knows it (EINVAL before 6.2: without).
+
+    True: USO is on for this TAP.
+    """
+    if not offload:
+        fcntl.ioctl(fd, TUNSETOFFLOAD, 0)
+        return False
+    if uso_wanted():
+        try:
+            fcntl.ioctl(fd, TUNSETOFFLOAD, OFFLOADS | USO_OFFLOADS)
+            return True
+        except OSError as exc:
+            if exc.errno != errno.EINVAL:
+                raise
+    fcntl.ioctl(fd, TUNSETOFFLOAD, OFFLOADS)
+    return False
+
+
 def _cap_super_frames(name: str) -> None:
     """Super-frames no larger than one segmented UDP send carries once sealed and fragmented.
 
@@ -91,13 +123,13 @@ class TapDevice:
 
     The virtio header is always on, so frames peers send with offload work
     left can be written; `offload` decides whether this TAP hands us
-    super-frames and partial checksums in turn.
+    super-frames and partial checksums in turn; `uso` says whether UDP ones too.
     """
 
     def __init__(self, name: str, mac: bytes, mtu_bytes: int, offload: bool = True) -> None:
         try:
             self._device = _attach(name)
-            fcntl.ioctl(self._device.fileno(), TUNSETOFFLOAD, OFFLOADS if offload else 0)
+            self.uso = _set_offloads(self._device.fileno(), offload)
             self._device.hwaddr = mac
             self._device.mtu = mtu_bytes
             if offload:
