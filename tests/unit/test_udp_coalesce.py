@@ -10,7 +10,7 @@ from __future__ import annotations
 import errno
 import ipaddress
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from hypothesis import given, settings
@@ -364,6 +364,46 @@ def written(kernel: socket.socket) -> list[bytes]:
             return out
 
 
+def batched_after_a_busy_drain(transmit: EdgeTransmit, kernel: socket.socket, drain: Callable[[], None]) -> Callable[[], None]:
+    """frames_batched(drain), primed by a drain of two frames so its next drain batches (the first does not)."""
+    priming = [True]
+
+    def drain_or_prime() -> None:
+        if priming:
+            priming.clear()
+            transmit.write_frame(1, memoryview(udp_frame(b"x" * 8)))
+            transmit.write_frame(1, memoryview(udp_frame(b"y" * 8)))
+            return
+        drain()
+
+    batched = transmit.frames_batched(drain_or_prime)
+    batched()
+    written(kernel)
+    transmit.coalescer.counts.clear()
+    return batched
+
+
+def test_a_lone_datagram_is_written_at_once_and_a_drain_after_a_busy_one_batches(tap: tuple[EdgeTransmit, socket.socket]) -> None:
+    transmit, kernel = tap
+    frames = [udp_frame(bytes([n]) * 64) for n in range(3)]
+    plan = [frames[:1], frames, frames]
+
+    def drain() -> None:
+        for frame in plan.pop(0):
+            transmit.write_frame(1, memoryview(frame))
+            if len(plan) == 2:
+                assert written(kernel) == [bytes(10) + frame]  # the first drain: not held
+
+    batched = transmit.frames_batched(drain)
+    batched()  # one frame, at once
+    batched()  # after a one-frame drain: still frame by frame
+    assert transmit.coalescer.counts["uso_writes"] == 0
+    assert len(written(kernel)) == 3
+    batched()  # after a three-frame drain: one super-frame
+    [message] = written(kernel)
+    assert message[1] == VNET_GSO_UDP_L4 and transmit.coalescer.counts["uso_datagrams"] == 3
+
+
 def test_frames_written_outside_a_drain_leave_at_once(tap: tuple[EdgeTransmit, socket.socket]) -> None:
     transmit, kernel = tap
     frame = udp_frame(b"p" * 64)
@@ -381,7 +421,7 @@ def test_a_drain_writes_one_super_frame_before_it_returns(tap: tuple[EdgeTransmi
             transmit.write_offload_frame(1, memoryview(vnet + udp_frame(bytes([index]) * 64)))
         assert written(kernel) == []
 
-    transmit.frames_batched(drain)()
+    batched_after_a_busy_drain(transmit, kernel, drain)()
     [message] = written(kernel)
     assert message[1] == VNET_GSO_UDP_L4 and message[VNET_HEADER_BYTES + 42 :] == b"".join(bytes([i]) * 64 for i in range(5))
     assert transmit.coalescer.counts == {"uso_writes": 1, "uso_datagrams": 5}
@@ -403,12 +443,13 @@ def test_a_kernel_refusing_udp_l4_gets_the_datagrams_one_by_one_from_then_on(tap
         for payload in payloads:
             transmit.write_frame(1, memoryview(udp_frame(payload)))
 
-    transmit.frames_batched(drain)()
+    batched = batched_after_a_busy_drain(transmit, kernel, drain)
+    batched()
     first = written(kernel)
     assert [m[VNET_HEADER_BYTES + 42 :] for m in first] == payloads
     assert all(m[0] == VNET_F_NEEDS_CSUM and m[1] == 0 for m in first)
     assert transmit.drops["tap_refused_uso"] == 1 and not transmit.coalescing
-    transmit.frames_batched(drain)()
+    batched()
     assert [m[VNET_HEADER_BYTES:] for m in written(kernel)] == [udp_frame(p) for p in payloads]  # as they came
 
 

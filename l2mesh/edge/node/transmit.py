@@ -28,6 +28,7 @@ class EdgeTransmit(DatagramSender):
         self.coalescer = UdpCoalescer(self._write_vnet_frame)
         self.coalescing = uso_wanted()
         self._holding_frames = False
+        self.frames_written = 0  # frames handed to write_frame/write_offload_frame (frames_batched's measure)
         self._uso_refused: set[int] = set()  # TAP fds whose kernel refused a UDP_L4 frame (before 6.2)
 
     def hold_frames(self) -> None:
@@ -38,15 +39,27 @@ class EdgeTransmit(DatagramSender):
         self.coalescer.flush()
 
     def frames_batched(self, drain: Callable[[], None]) -> Callable[[], None]:
-        """drain with frames held for coalescing while it runs, and written before it returns."""
+        """drain with frames held for coalescing while it runs, and written before it returns.
+
+        Only after a drain that wrote more than one frame: a lone datagram (a DNS
+        query, a game tick) is written at once, not after the receive that finds
+        the socket empty, which would sit on its path; a stream's drains batch.
+        """
         hold, release = self.hold_frames, self.release_frames
+        frames_last_drain = 0
 
         def drain_batched() -> None:
-            hold()
+            nonlocal frames_last_drain
+            before = self.frames_written
+            batching = frames_last_drain > 1
+            if batching:
+                hold()
             try:
                 drain()
             finally:
-                release()
+                if batching:
+                    release()
+                frames_last_drain = self.frames_written - before
 
         return drain_batched
 
@@ -77,6 +90,7 @@ class EdgeTransmit(DatagramSender):
         self.send_segments = send_segments_  # type: ignore[method-assign]
 
     def write_frame(self, network_id: int, frame: bytes | memoryview) -> None:
+        self.frames_written += 1
         if self._holding_frames and self.coalescer.add(network_id, frame):
             return
         fd = self.tap_fds.get(network_id)
@@ -91,6 +105,7 @@ class EdgeTransmit(DatagramSender):
             self.drops["tap_write_error"] += 1
 
     def write_offload_frame(self, network_id: int, vnet_frame: bytes | memoryview) -> None:
+        self.frames_written += 1
         if self._holding_frames:
             view = memoryview(vnet_frame)
             if self.coalescer.add(network_id, view[VNET_HEADER_BYTES:], view[:VNET_HEADER_BYTES]):
