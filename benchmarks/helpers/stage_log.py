@@ -33,8 +33,7 @@ OUT_STAGES = (
     ("switch", "tap_read", "switch_out"),
     ("build", "switch_out", "seal_enter"),
     ("seal", "seal_enter", "seal_done"),
-    ("hand-off", "seal_done", "frame_handled"),
-    ("drain tail", "frame_handled", "send_enter"),
+    ("hand-off", "seal_done", "send_enter"),
     ("send", "send_enter", "send_done"),
     ("drain exit", "send_done", "tap_drain_exit"),
     ("loop end", "tap_drain_exit", "loop_end"),
@@ -66,10 +65,10 @@ STAGE_NOTES = {
         "switch": "vnet header check, network lookup, NetworkSwitch.route_from_tap",
         "build": "frame header, peer and session lookup, counters, nonce (up to the AEAD call)",
         "seal": "AeadScratch.seal (ChaCha20-Poly1305 of ~130 bytes)",
-        "hand-off": "put_on_path, DatagramSender holds the datagram in a run",
-        "drain tail": "the next os.read (EAGAIN) and release() up to the send",
+        "hand-off": "put_on_path to the sendto: straight there for a lone frame; a frame held in a run "
+                    "(the wake-up before read several) also waits for the next os.read (EAGAIN) and release()",
         "send": "the sendto system call (veth, router, veth: the kernel's forwarding runs in it)",
-        "drain exit": "back out of the drain callback",
+        "drain exit": "after the send: the next os.read (EAGAIN) when the frame went alone, then out of the drain callback",
         "loop end": "the reactor's after_wakeup and tick check, until the next epoll",
     },
     "in": {
