@@ -47,7 +47,6 @@ import subprocess
 import sys
 import threading
 import time
-import types
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -57,6 +56,7 @@ from l2mesh.lab import LabError, Proc
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # net.py and nsbench, next to this script
 import net  # noqa: E402
 import nsbench  # noqa: E402
+from scale import retained_bytes  # noqa: E402
 from nsbench import RESULTS_DIR, display_path, log, new_run, non_negative_float  # noqa: E402
 
 nsbench.set_program("memory")  # after importing net, which names itself
@@ -187,23 +187,6 @@ def import_probe() -> dict[str, Any]:
 
 # ------------------------------------------------------------------ bytes per session
 # Shared by every core (code, classes, modules): not what a peer costs.
-_SHARED_TYPES = (types.ModuleType, type, types.FunctionType, types.BuiltinFunctionType, types.CodeType)
-
-
-def reachable_bytes(root: object, outside: list[object]) -> int:
-    """sys.getsizeof summed over the objects reachable from root, not entering outside's or shared code."""
-    seen = {id(o) for o in outside}
-    stack, total = [root], 0
-    while stack:
-        item = stack.pop()
-        if id(item) in seen or isinstance(item, _SHARED_TYPES):
-            continue
-        seen.add(id(item))
-        total += sys.getsizeof(item)
-        stack.extend(gc.get_referents(item))
-    return total
-
-
 def session_bytes(peers: int) -> dict[str, Any]:
     """What a member's NodeCore holds per peer in use (session, keys, path state) beyond its idle record.
 
@@ -222,7 +205,7 @@ def session_bytes(peers: int) -> dict[str, Any]:
     for other in others:
         outside += [other, other.core, other.transmit]
     gc.collect()
-    idle = reachable_bytes(member.core, outside)
+    idle = retained_bytes(member.core, outside)
     for other in others:
         member.send(udp_frame(member, other.mac()), now=mesh.now)
         mesh.settle()
@@ -232,7 +215,7 @@ def session_bytes(peers: int) -> dict[str, Any]:
     member.transmit.frames.clear()
     member.transmit.segmented.clear()
     gc.collect()
-    in_use = reachable_bytes(member.core, outside)
+    in_use = retained_bytes(member.core, outside)
     return {"peers": peers, "core_idle_bytes": idle, "core_in_use_bytes": in_use,
             "bytes_per_session": round((in_use - idle) / peers)}
 

@@ -274,9 +274,10 @@ class ScaleWorld(World):
 _SHARED = (type, ModuleType, FunctionType)
 
 
-def retained_bytes(root: object) -> int:
-    """Bytes of everything reachable from root (classes, modules and functions excluded: shared, not per object)."""
-    seen: set[int] = set()
+def retained_bytes(root: object, outside: Sequence[object] = ()) -> int:
+    """Bytes of everything reachable from root (classes, modules and functions excluded: shared, not per object),
+    not entering the objects of outside (what root points to but does not own)."""
+    seen = {id(o) for o in outside}
     stack = [root]
     total = 0
     while stack:

@@ -23,7 +23,13 @@ import sys
 import time
 
 from l2mesh.edge.node.tap import TapDevice
-from l2mesh.node.udp_coalesce import VNET_GSO_UDP_L4, VNET_HEADER_BYTES, UdpCoalescer, split_uso
+from l2mesh.node.udp_coalesce import (
+    VNET_GSO_UDP_L4,
+    VNET_HEADER_BYTES,
+    UdpCoalescer,
+    split_uso,
+)
+from tests.checksum import internet_checksum
 
 IN_MAC = bytes.fromhex("0200000000a1")
 OUT_MAC = bytes.fromhex("0200000000a2")
@@ -55,16 +61,6 @@ def frame(family: int, destination: str, port: int, payload: bytes, ip_id: int) 
         return IN_MAC + PEER_MAC + b"\x08\x00" + bytes(header) + udp
     v6_header = b"\x60\x00\x00\x00" + udp_length.to_bytes(2, "big") + b"\x11\x40" + source + target
     return IN_MAC + PEER_MAC + b"\x86\xdd" + v6_header + udp
-
-
-def internet_checksum(data: bytes) -> int:
-    """RFC 1071, word by word: independent of the module under test."""
-    if len(data) % 2:
-        data += b"\0"
-    total = sum(int.from_bytes(data[i : i + 2], "big") for i in range(0, len(data), 2))
-    while total > 0xFFFF:
-        total = (total & 0xFFFF) + (total >> 16)
-    return 0xFFFF - total
 
 
 def full_udp_checksum(addresses: bytes, udp: bytes) -> int:

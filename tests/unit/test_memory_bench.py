@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from benchmarks.memory import reachable_bytes, session_bytes
+from benchmarks.memory import session_bytes
+from benchmarks.scale import retained_bytes
 
 
-def test_reachable_bytes_counts_what_hangs_off_the_root_and_stops_at_what_is_outside() -> None:
+def test_retained_bytes_counts_what_hangs_off_the_root_and_stops_at_what_is_outside() -> None:
     big_outsider = bytes(1_000_000)
     root = {"own": bytes(5_000), "shared": big_outsider, "nested": [bytes(3_000)]}
-    counted = reachable_bytes(root, [big_outsider])
+    counted = retained_bytes(root, [big_outsider])
     assert 8_000 < counted < 20_000
-    assert reachable_bytes(root, []) > 1_000_000
+    assert retained_bytes(root, []) > 1_000_000
 
 
 def test_a_peer_in_use_costs_a_few_kib_beyond_its_idle_record() -> None:

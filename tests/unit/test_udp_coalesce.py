@@ -29,21 +29,13 @@ from l2mesh.node.udp_coalesce import (
     split_uso,
     udp_pseudo_sum,
 )
+from tests.checksum import internet_checksum
 
 TAP_MAC = bytes.fromhex("0200000000a1")
 PEER_MAC = bytes.fromhex("0200000000b1")
 V4 = (ipaddress.ip_address("10.147.1.2").packed, ipaddress.ip_address("10.147.1.1").packed)
 V4_OTHER = (ipaddress.ip_address("10.147.1.3").packed, ipaddress.ip_address("10.147.1.1").packed)
 V6 = (ipaddress.ip_address("fd00::2").packed, ipaddress.ip_address("fd00::1").packed)
-
-
-def internet_checksum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\0"
-    total = sum(int.from_bytes(data[i : i + 2], "big") for i in range(0, len(data), 2))
-    while total > 0xFFFF:
-        total = (total & 0xFFFF) + (total >> 16)
-    return 0xFFFF - total
 
 
 def reference_pseudo_sum(addresses: bytes, udp_length: int) -> int:

@@ -93,16 +93,7 @@ class EdgeTransmit(DatagramSender):
         self.frames_written += 1
         if self._holding_frames and self.coalescer.add(network_id, frame):
             return
-        fd = self.tap_fds.get(network_id)
-        if fd is None:
-            self.drops["tap_missing"] += 1
-            return
-        try:
-            self._writev(fd, (VNET_HEADER, frame))
-        except BlockingIOError:
-            self.drops["tap_queue_full"] += 1
-        except OSError:
-            self.drops["tap_write_error"] += 1
+        self._write_vnet_frame(network_id, VNET_HEADER, frame)
 
     def write_offload_frame(self, network_id: int, vnet_frame: bytes | memoryview) -> None:
         self.frames_written += 1
@@ -131,7 +122,7 @@ class EdgeTransmit(DatagramSender):
             self.drops["tap_write_error"] += 1
 
     def _write_vnet_frame(self, network_id: int, vnet: bytes | memoryview, frame: bytes | bytearray | memoryview) -> None:
-        """The coalescer's output: a frame as it came, or a UDP_L4 super-frame."""
+        """A frame behind a virtio header: a plain one, or the coalescer's output (as it came, or a UDP_L4 super-frame)."""
         fd = self.tap_fds.get(network_id)
         if fd is None:
             self.drops["tap_missing"] += 1
