@@ -78,6 +78,7 @@ from l2mesh.wire.messages import MessageKind
 from l2mesh.wire.packets import RELAY_HEADER_BYTES, PacketType
 
 _SENDS = (SendMessage, SendDatagram, SendOnPath, SendRelayed)
+_FRAGMENT = int(PacketType.FRAGMENT)
 
 __all__ = [
     "BroadcastStorm",
@@ -189,7 +190,8 @@ class NodeCore:
         take_whole = self.receive.reassembler.take_whole
         offset, size = 0, len(run)
         while offset < size:
-            whole = take_whole(run, offset, segment_bytes, source)
+            # Only a fragment can start a set; a run of small frames skips the call (it is per datagram).
+            whole = take_whole(run, offset, segment_bytes, source) if run[offset] == _FRAGMENT else None
             if whole is not None:
                 packet, consumed = whole
                 note = self.receive.whole_packet(packet, source, now)
