@@ -6,14 +6,19 @@ from __future__ import annotations
 import json
 import sys
 
-from prometheus_client.parser import text_string_to_metric_families
-
 from l2mesh.controller.defaults import TOKEN_FILE
-from tests.integration.topology import L2MESH, Controller, Host, Topology, networks_of, wait_until
+from tests.integration.topology import (
+    L2MESH,
+    Controller,
+    Host,
+    Topology,
+    networks_of,
+    wait_until,
+)
+from tests.prometheus_samples import samples_of, value
 
 API_PORT = 9995
 METRICS_LISTEN = "127.0.0.1:9100"
-Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 # Runs inside a namespace: GET url with the headers given as JSON; prints the status, then the body.
 FETCH = """
@@ -33,18 +38,6 @@ def fetch(host: Host, url: str, headers: dict[str, str] | None = None) -> tuple[
     out = host.run(sys.executable, "-c", FETCH, url, json.dumps(headers or {})).stdout
     status, _, body = out.partition("\n")
     return int(status), body
-
-
-def samples_of(text: str) -> Samples:
-    return {
-        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    }
-
-
-def value(samples: Samples, metric: str, /, **labels: str) -> float:
-    return samples[metric, tuple(sorted(labels.items()))]
 
 
 def overlay_ip(host: Host, network_id: str) -> str | None:

@@ -11,7 +11,6 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import httpx
-from prometheus_client.parser import text_string_to_metric_families
 
 from l2mesh.controller.core import ControllerCore
 from l2mesh.edge.controller.api import build_app
@@ -19,29 +18,16 @@ from l2mesh.edge.controller.metrics import ControllerCollector
 from l2mesh.edge.metrics_text import exposition
 from l2mesh.ids import format_network_id
 from l2mesh.wire.packets import RELAY_HEADER, PacketType
+from tests.prometheus_samples import Samples, samples_of, value
 from tests.unit.harness import Controller, World, controller_of, cut_between
 
 T = TypeVar("T")
 POOL = "10.147.17.0/24"
 TOKEN = "a-token-of-at-least-sixteen-characters"
-Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
-
-
-def scrape_text(text: str) -> Samples:
-    """Every sample of a text exposition, by name and sorted labels (parsed by prometheus_client's own parser)."""
-    return {
-        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    }
 
 
 def scrape(core: ControllerCore) -> Samples:
-    return scrape_text(exposition(list(ControllerCollector(core).collect())).decode())
-
-
-def value(samples: Samples, metric: str, /, **labels: str) -> float:
-    return samples[metric, tuple(sorted(labels.items()))]
+    return samples_of(exposition(list(ControllerCollector(core).collect())).decode())
 
 
 def test_members_by_state_and_online_joins_and_pushes_per_network(world: World) -> None:
@@ -153,14 +139,14 @@ async def test_admin_requests_are_timed_by_method_and_route_template(world: Worl
         for _ in range(2):
             assert (await client.get(f"/api/v1/networks/{format_network_id(network_id)}/members", headers=auth)).status_code == 200
         assert (await client.get("/no/such/path")).status_code == 404
-        samples = scrape_text((await client.get("/metrics")).text)
+        samples = samples_of((await client.get("/metrics")).text)
     name = "l2mesh_controller_admin_request_duration_seconds_count"
     assert value(samples, name, method="GET", route="/api/v1/networks") == 1
     assert value(samples, name, method="GET", route="/api/v1/networks/{network_id}/members") == 2
     assert value(samples, name, method="GET", route="unmatched") == 1
     # Each app has a registry of its own: a second app starts from nothing.
     async with client_from(world, "127.0.0.1") as fresh:
-        samples = scrape_text((await fresh.get("/metrics")).text)
+        samples = samples_of((await fresh.get("/metrics")).text)
     assert (name, (("method", "GET"), ("route", "/api/v1/networks"))) not in samples
 
 

@@ -15,7 +15,6 @@ from collections.abc import Callable
 
 import pytest
 import trio
-from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.metrics_core import Metric
 
 from l2mesh.edge.loop_lateness import LatenessHistogram
@@ -26,22 +25,10 @@ from l2mesh.edge.reactor import Reactor
 from l2mesh.errors import L2meshError
 from l2mesh.ids import format_network_id, format_node_id
 from l2mesh.node.core import NodeCore
+from tests.prometheus_samples import Samples, samples_of, value
 from tests.unit.harness import Member, World, controller_of
 
 POOL = "10.147.17.0/24"
-Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
-
-
-def parse(text: str) -> Samples:
-    return {
-        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    }
-
-
-def value(samples: Samples, metric: str, /, **labels: str) -> float:
-    return samples[metric, tuple(sorted(labels.items()))]
 
 
 @pytest.fixture
@@ -57,7 +44,7 @@ def reactor() -> Reactor:
 
 
 def scrape(member: Member, reactor: Reactor, edge_drops: dict[str, int] | None = None) -> Samples:
-    return parse(exposition(list(NodeCollector(member.core, reactor, edge_drops or {}).collect())).decode())
+    return samples_of(exposition(list(NodeCollector(member.core, reactor, edge_drops or {}).collect())).decode())
 
 
 def two_members(world: World) -> tuple[int, Member, Member]:
@@ -230,7 +217,7 @@ async def test_node_metrics_served_over_http_parse_as_prometheus_text(world: Wor
         nursery.cancel_scope.cancel()
     head, _, body = answer.partition(b"\r\n\r\n")
     assert b"Content-Type: text/plain; version=" in head
-    samples = parse(body.decode())
+    samples = samples_of(body.decode())
     assert value(samples, "l2mesh_node_peers", role="controller", path="direct") == 1
     assert value(samples, "process_resident_memory_bytes") > 0
 
