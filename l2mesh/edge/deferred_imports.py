@@ -7,9 +7,14 @@
 - Standard-library modules imported at import time and used only by features
   the node daemon does not use: ssl (trio's SSLStream, which also maps
   libcrypto and libssl), pdb (construct's Debugger), pickle (construct's
-  Pickled), idna (trio, for non-ASCII host names). Each is replaced in
-  sys.modules by a stand-in that imports the real module on its first
-  attribute access, so anything that does use one still gets all of it.
+  Pickled), idna (trio, for non-ASCII host names), bz2 and lzma (shutil's
+  archives, with libbz2 and liblzma; shutil itself is used: argparse asks
+  it for the terminal's width), tempfile (ctypes.util, which trio imports
+  to name its threads, needs it only where ldconfig finds no library).
+  Each is replaced in sys.modules by a stand-in that imports the real
+  module on its first attribute access, so anything that does use one
+  still gets all of it. Only pure-Python modules: a stand-in for an
+  extension module would load it.
 
 install() must run before those imports: first thing in the process's entry
 module. Modules already imported are left as they are (a test process, say).
@@ -23,7 +28,7 @@ import sys
 import threading
 import types
 
-DEFERRED_MODULES = ("ssl", "pdb", "pickle", "idna")
+DEFERRED_MODULES = ("ssl", "pdb", "pickle", "idna", "bz2", "lzma", "tempfile")
 _load_lock = threading.Lock()
 
 
