@@ -31,7 +31,8 @@ def test_the_node_daemon_imports_neither_openssl_nor_the_deferred_modules() -> N
         "                  'ssl_binding': '_ssl' in sys.modules,\n"
         "                  'difflib': 'difflib' in sys.modules,\n"
         "                  'pending': {name: pending(sys.modules.get(name)) for name in DEFERRED_MODULES},\n"
-        "                  'libraries': [name for name in ('libcrypto', 'libssl', 'libbz2', 'liblzma') if name in maps]}))\n"
+        "                  'libraries': [name for name in ('libcrypto', 'libssl', 'libbz2', 'liblzma', '/zlib.', '/unicodedata.',\n"
+        "                                                  '/array.') if name in maps]}))\n"
     )
     state = json.loads(run_python(probe))
     assert state == {
@@ -39,7 +40,7 @@ def test_the_node_daemon_imports_neither_openssl_nor_the_deferred_modules() -> N
         "ssl_binding": False,
         "difflib": False,  # rules' typo hints import it when there is a typo
         "pending": {name: True for name in deferred_imports.DEFERRED_MODULES},
-        "libraries": [],  # libcrypto alone is 3.4 MiB resident
+        "libraries": [],  # libcrypto alone is 3.4 MiB resident; a stand-in for an extension module does not load it
     }
 
 
@@ -105,6 +106,21 @@ def test_shutils_archives_still_compress_with_bz2_and_lzma_deferred() -> None:
         "print(sorted(formats & {'bztar', 'xztar'}), deferred_imports.pending(sys.modules['bz2']))\n"
     )
     assert run_python(program).split() == ["['bztar',", "'xztar']", "False"]
+
+
+def test_deferred_extension_modules_work_once_used() -> None:
+    program = (
+        "from l2mesh.edge import deferred_imports\n"
+        "deferred_imports.install()\n"
+        "import socket, sys, zlib, unicodedata\n"
+        "assert all(deferred_imports.pending(sys.modules[name]) for name in ('zlib', 'unicodedata', 'array'))\n"
+        "ours, theirs = socket.socketpair(socket.AF_UNIX)\n"
+        "socket.send_fds(ours, [b'fd'], [ours.fileno()])  # socket's own `import array`: the stand-in\n"
+        "message, fds, _, _ = socket.recv_fds(theirs, 16, 1)\n"
+        "print(zlib.decompress(zlib.compress(b'l2mesh')).decode(), unicodedata.name('\u00e9').replace(' ', '_'),\n"
+        "      message.decode(), len(fds), deferred_imports.pending(sys.modules['array']))\n"
+    )
+    assert run_python(program).split() == ["l2mesh", "LATIN_SMALL_LETTER_E_WITH_ACUTE", "fd", "1", "False"]
 
 
 def test_probing_a_stand_in_for_dunders_does_not_import_it() -> None:
