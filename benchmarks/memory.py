@@ -17,9 +17,9 @@ and the peak of the same figures during it (sampled every 0.2 s) and the
 figures after it (idle again) are reported too.
 
 command_lines: each daemon's /proc/PID/cmdline (it re-executes itself under
-`python -OO`: l2mesh/edge/reexec.py).
+`python -OO -X no_debug_ranges`: l2mesh/edge/reexec.py).
 
-import_probe: a fresh interpreter's RSS (under -OO, as the daemon runs) bare
+import_probe: a fresh interpreter's RSS (with the daemon's options) bare
 and after importing what `l2mesh daemon` imports (the CLI's module, then the daemon's), and the
 third-party packages that import loads (what the daemon pays before it does
 anything); kept_out: the modules l2mesh/edge/deferred_imports.py left as
@@ -33,8 +33,8 @@ from the core). Bytes per idle known member are benchmarks/idle_peers.py's.
 Bytecode is cached, as for an installed l2mesh: a daemon that compiles its
 modules from source at start-up (PYTHONDONTWRITEBYTECODE in a checkout)
 holds about 1 MiB more. The cache goes to the run's work directory
-(PYTHONPYCACHEPREFIX), filled before the daemons start by one import at
-each level the daemon runs at (plain, then -OO).
+(PYTHONPYCACHEPREFIX), filled before the daemons start by one import as
+the daemon starts (plain) and one as it runs (-OO -X no_debug_ranges).
 
 Usage: .venv/bin/python benchmarks/memory.py [--idle S] [--load S] [--keep-logs DIR] [--no-save]
 Needs root, iproute2 and ping; the load part needs iperf3.
@@ -55,6 +55,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from l2mesh.edge.reexec import OPTIMIZED_OPTIONS
 from l2mesh.lab import LabError, Proc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # net.py and nsbench, next to this script
@@ -71,7 +72,7 @@ SESSION_PEERS = 100
 DAEMON_MODULE = "l2mesh.edge.node.daemon"
 # What `l2mesh daemon` imports, in order: the CLI's module (which defers what the daemon never uses), then the daemon's.
 DAEMON_IMPORTS = ("l2mesh.cli.node", DAEMON_MODULE)
-DAEMON_FLAGS = ("-OO",)  # the interpreter's options `l2mesh daemon` runs under (l2mesh/edge/reexec.py)
+DAEMON_FLAGS = OPTIMIZED_OPTIONS  # the interpreter's options `l2mesh daemon` runs under
 
 
 # ------------------------------------------------------------------ reading /proc
@@ -184,16 +185,16 @@ print(json.dumps({'optimize': sys.flags.optimize, 'bare_rss_bytes': before, 'imp
 def cache_bytecode(work_dir: Path) -> None:
     """Daemons started from here (they inherit this environment) load cached bytecode, as an installed one does.
 
-    Both levels: `l2mesh daemon` starts unoptimized and re-executes itself under -OO (l2mesh/edge/reexec.py).
+    Both: `l2mesh daemon` starts unoptimized and re-executes itself under DAEMON_FLAGS (l2mesh/edge/reexec.py).
     """
     os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
     os.environ["PYTHONPYCACHEPREFIX"] = str(work_dir / "pycache")
-    for flags in ([], DAEMON_FLAGS):
+    for flags in ((), DAEMON_FLAGS):
         subprocess.run([sys.executable, *flags, "-c", f"import {', '.join(DAEMON_IMPORTS)}"], check=True, timeout=120)
 
 
 def import_probe() -> dict[str, Any]:
-    """What importing the daemon's module costs a fresh interpreter run as the daemon is (-OO; this tree's code)."""
+    """What importing the daemon's module costs a fresh interpreter run as the daemon is (DAEMON_FLAGS; this tree's code)."""
     done = subprocess.run([sys.executable, *DAEMON_FLAGS, "-c", PROBE, *DAEMON_IMPORTS], capture_output=True, text=True,
                           timeout=60)
     if done.returncode != 0:
@@ -334,7 +335,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "method": {"rss_bytes": "sum of Rss over the daemon and its descendants (smaps_rollup)",
                            "pss_bytes": "sum of Pss", "uss_bytes": "sum of Private_Clean + Private_Dirty",
                            "load": "one TCP stream h1 -> h2 (iperf3), peaks sampled every 0.2 s",
-                           "bytecode": "cached (PYTHONPYCACHEPREFIX in the run's work dir), as installed, plain and -OO"}}
+                           "bytecode": "cached (PYTHONPYCACHEPREFIX in the run's work dir), as installed, plain and with the daemon's options"}}
         nsbench.write_results(out, "memory", stamp, head, machine, tail)
         print(f"written {display_path(out)}")
     return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from l2mesh.edge.reexec import OPTIMIZED_OPTIONS
 from tests.integration.topology import L2MESH, Topology, wait_until
 
 
@@ -22,8 +23,8 @@ def test_the_daemon_runs_under_minus_OO_unless_told_not_to(topology: Topology) -
     assert interpreter_options(host.daemon.pid) == []
     assert host.status()["id"] == host.node_id
     assert host.stop_daemon() == 0
-    # By default: the same PID (what systemd and the lab stop it by) now runs under -OO, and works.
+    # By default: the same PID (what systemd and the lab stop it by) now runs under -OO -X no_debug_ranges, and works.
     daemon = host.start_daemon()
-    assert interpreter_options(daemon.pid) == ["-OO"]
+    assert interpreter_options(daemon.pid) == list(OPTIMIZED_OPTIONS)
     assert host.status()["id"] == host.node_id
     assert host.stop_daemon() == 0

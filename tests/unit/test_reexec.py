@@ -1,4 +1,5 @@
-"""reexec: a process re-executes itself under -OO, keeping its PID and interpreter options; L2MESH_NO_OPTIMIZE=1 opts out.
+"""reexec: a process re-executes itself under -OO -X no_debug_ranges, keeping its PID and interpreter options;
+L2MESH_NO_OPTIMIZE=1 opts out.
 
 Each check runs a fresh interpreter: the process replacing itself is the subject.
 """
@@ -31,11 +32,12 @@ def run(*options: str, **env: str) -> tuple[int, list[str]]:
     return process.pid, out.splitlines()
 
 
-def test_the_process_runs_again_under_minus_OO_with_its_pid_and_options() -> None:
+def test_the_process_runs_again_optimized_with_its_pid_and_options() -> None:
     pid, lines = run("-X", "l2mesh_probe=1", **{NO_OPTIMIZE_ENV: ""})
     # 'started' twice: once before the exec (flushed, not lost), once by the program run again.
     assert lines[:2] == ["started", "started"]
-    assert json.loads(lines[2]) == {"pid": pid, "optimize": 2, "xoptions": {"l2mesh_probe": "1"}, "docstring": False}
+    assert json.loads(lines[2]) == {"pid": pid, "optimize": 2, "xoptions": {"l2mesh_probe": "1", "no_debug_ranges": True},
+                                    "docstring": False}
 
 
 def test_an_optimize_level_from_the_environment_does_not_make_it_loop() -> None:
