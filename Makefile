@@ -22,9 +22,13 @@ all: test
 deps:
 	@scripts/install-debs.sh $(BUILD_DEBS) $(TEST_DEBS)
 
+# `l2mesh daemon` runs under -OO -X no_debug_ranges (l2mesh/edge/reexec.py): its *.opt-2.pyc bytecode is
+# compiled here (~5 s), not by the first daemons.
 $(VENV)/.installed: pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check -e '.[test]'
+	$(PY) -OO -X no_debug_ranges -m compileall -q -j0 l2mesh "$$($(PY) -c 'import sysconfig; print(sysconfig.get_path("purelib"))')" >/dev/null \
+		|| echo "some -OO bytecode not compiled: daemons compile it at start-up"
 	@touch $@
 
 test: deps $(VENV)/.installed

@@ -16,8 +16,11 @@ With iperf3 installed, one TCP stream h1 -> h2 for --load seconds follows,
 and the peak of the same figures during it (sampled every 0.2 s) and the
 figures after it (idle again) are reported too.
 
-import_probe: a fresh interpreter's RSS bare and after importing what
-`l2mesh daemon` imports (the CLI's module, then the daemon's), and the
+command_lines: each daemon's /proc/PID/cmdline (it re-executes itself under
+`python -OO -X no_debug_ranges`: l2mesh/edge/reexec.py).
+
+import_probe: a fresh interpreter's RSS (with the daemon's options) bare
+and after importing what `l2mesh daemon` imports (the CLI's module, then the daemon's), and the
 third-party packages that import loads (what the daemon pays before it does
 anything); kept_out: the modules l2mesh/edge/deferred_imports.py left as
 stand-ins (or blocked, as OpenSSL's hashes), not loaded.
@@ -30,7 +33,8 @@ from the core). Bytes per idle known member are benchmarks/idle_peers.py's.
 Bytecode is cached, as for an installed l2mesh: a daemon that compiles its
 modules from source at start-up (PYTHONDONTWRITEBYTECODE in a checkout)
 holds about 1 MiB more. The cache goes to the run's work directory
-(PYTHONPYCACHEPREFIX), filled by one import before the daemons start.
+(PYTHONPYCACHEPREFIX), filled before the daemons start by one import as
+the daemon starts (plain) and one as it runs (-OO -X no_debug_ranges).
 
 Usage: .venv/bin/python benchmarks/memory.py [--idle S] [--load S] [--keep-logs DIR] [--no-save]
 Needs root, iproute2 and ping; the load part needs iperf3.
@@ -51,6 +55,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from l2mesh.edge.reexec import OPTIMIZED_OPTIONS
 from l2mesh.lab import LabError, Proc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # net.py and nsbench, next to this script
@@ -67,6 +72,7 @@ SESSION_PEERS = 100
 DAEMON_MODULE = "l2mesh.edge.node.daemon"
 # What `l2mesh daemon` imports, in order: the CLI's module (which defers what the daemon never uses), then the daemon's.
 DAEMON_IMPORTS = ("l2mesh.cli.node", DAEMON_MODULE)
+DAEMON_FLAGS = OPTIMIZED_OPTIONS  # the interpreter's options `l2mesh daemon` runs under
 
 
 # ------------------------------------------------------------------ reading /proc
@@ -120,6 +126,11 @@ def process_tree_memory(pid: int) -> dict[str, int]:
     return totals
 
 
+def command_line(pid: int) -> list[str]:
+    """What pid runs now: after the daemon's re-execution, the interpreter's options show -OO."""
+    return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")[:-1]
+
+
 def peak(samples: list[dict[str, int]]) -> dict[str, int]:
     return {key: max(s[key] for s in samples) for key in samples[0]} if samples else {}
 
@@ -165,21 +176,27 @@ from l2mesh.edge.deferred_imports import pending
 kept_out = sorted(m for m, module in sys.modules.items() if module is None or pending(module))
 stdlib = set(sys.stdlib_module_names)
 third = sorted({m.split('.')[0] for m in set(sys.modules) - loaded - set(kept_out)} - stdlib - {'l2mesh'})
-print(json.dumps({'bare_rss_bytes': before, 'imported_rss_bytes': rss(), 'modules': len(sys.modules) - len(kept_out),
+print(json.dumps({'optimize': sys.flags.optimize, 'bare_rss_bytes': before, 'imported_rss_bytes': rss(),
+                  'modules': len(sys.modules) - len(kept_out),
                   'third_party': third, 'kept_out': kept_out}))
 """
 
 
 def cache_bytecode(work_dir: Path) -> None:
-    """Daemons started from here (they inherit this environment) load cached bytecode, as an installed one does."""
+    """Daemons started from here (they inherit this environment) load cached bytecode, as an installed one does.
+
+    Both: `l2mesh daemon` starts unoptimized and re-executes itself under DAEMON_FLAGS (l2mesh/edge/reexec.py).
+    """
     os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
     os.environ["PYTHONPYCACHEPREFIX"] = str(work_dir / "pycache")
-    subprocess.run([sys.executable, "-c", f"import {', '.join(DAEMON_IMPORTS)}"], check=True, timeout=120)
+    for flags in ((), DAEMON_FLAGS):
+        subprocess.run([sys.executable, *flags, "-c", f"import {', '.join(DAEMON_IMPORTS)}"], check=True, timeout=120)
 
 
 def import_probe() -> dict[str, Any]:
-    """What importing the daemon's module costs a fresh interpreter (this script's environment, so this tree's code)."""
-    done = subprocess.run([sys.executable, "-c", PROBE, *DAEMON_IMPORTS], capture_output=True, text=True, timeout=60)
+    """What importing the daemon's module costs a fresh interpreter run as the daemon is (DAEMON_FLAGS; this tree's code)."""
+    done = subprocess.run([sys.executable, *DAEMON_FLAGS, "-c", PROBE, *DAEMON_IMPORTS], capture_output=True, text=True,
+                          timeout=60)
     if done.returncode != 0:
         return {"error": done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"exit {done.returncode}"}
     return json.loads(done.stdout)
@@ -228,7 +245,8 @@ def measure(ctx: net.Context, args: argparse.Namespace) -> dict[str, Any]:
         net.wait_reachable(ctx.topo.h1, overlay)
         log(f"overlay up; idle {args.idle:g} s")
         time.sleep(args.idle)
-        result: dict[str, Any] = {"idle": {p.label: process_tree_memory(p.pid) for p in overlay.daemons}}
+        result: dict[str, Any] = {"idle": {p.label: process_tree_memory(p.pid) for p in overlay.daemons},
+                                  "command_lines": {p.label: command_line(p.pid) for p in overlay.daemons}}
         if args.load > 0 and shutil.which("iperf3"):
             log(f"one TCP stream h1 -> h2 for {args.load} s")
             server = net.start_iperf_server(ctx, overlay.target)
@@ -261,7 +279,7 @@ def print_summary(result: dict[str, Any], probe: dict[str, Any]) -> None:
             print(f"{phase:10} {label}: RSS {mib(figures['rss_bytes'])}, PSS {mib(figures['pss_bytes'])}, "
                   f"USS {mib(figures['uss_bytes'])}, {figures['processes']} process(es), {figures['threads']} threads")
     if "imported_rss_bytes" in probe:
-        print(f"import of {' + '.join(DAEMON_IMPORTS)}: RSS {mib(probe['bare_rss_bytes'])} bare -> "
+        print(f"import of {' + '.join(DAEMON_IMPORTS)} (python {' '.join(DAEMON_FLAGS)}): RSS {mib(probe['bare_rss_bytes'])} bare -> "
               f"{mib(probe['imported_rss_bytes'])}, {probe['modules']} modules; third-party: {', '.join(probe['third_party'])}; "
               f"kept out: {', '.join(probe['kept_out'])}")
     sessions = result["sessions"]
@@ -317,7 +335,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "method": {"rss_bytes": "sum of Rss over the daemon and its descendants (smaps_rollup)",
                            "pss_bytes": "sum of Pss", "uss_bytes": "sum of Private_Clean + Private_Dirty",
                            "load": "one TCP stream h1 -> h2 (iperf3), peaks sampled every 0.2 s",
-                           "bytecode": "cached (PYTHONPYCACHEPREFIX in the run's work dir), as installed"}}
+                           "bytecode": "cached (PYTHONPYCACHEPREFIX in the run's work dir), as installed, plain and with the daemon's options"}}
         nsbench.write_results(out, "memory", stamp, head, machine, tail)
         print(f"written {display_path(out)}")
     return 0

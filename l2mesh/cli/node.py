@@ -10,6 +10,7 @@ deferred_imports.install()
 import argparse
 import math
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any, NoReturn
@@ -32,6 +33,7 @@ from l2mesh.cli.common import (
 from l2mesh.edge.identity_file import load_or_create_identity
 from l2mesh.ids import format_network_id, format_node_id, parse_network_id
 from l2mesh.edge.node.control_client import CLIENT_TIMEOUT_S, call_daemon, daemon_wait_s
+from l2mesh.edge.reexec import reexec_optimized
 from l2mesh.ports import DEFAULT_NODE_PORT
 from l2mesh.root_spec import ROOTS_ENV, parse_root_list
 
@@ -53,6 +55,8 @@ def cmd_id(args: argparse.Namespace) -> int:
 
 
 def cmd_daemon(args: argparse.Namespace) -> int:
+    if sys.argv[1:2] == ["daemon"]:  # this process's own command line (not main() called in-process)
+        reexec_optimized()  # under -OO from here on, the same PID (issue 17: idle RSS)
     # Imported here: the daemon's stack (trio, pyroute2, pytun) doubles every other command's start-up.
     from l2mesh.edge.node.daemon import DaemonOptions, run_daemon
 

@@ -7,9 +7,15 @@
 - Standard-library modules imported at import time and used only by features
   the node daemon does not use: ssl (trio's SSLStream, which also maps
   libcrypto and libssl), pdb (construct's Debugger), pickle (construct's
-  Pickled), idna (trio, for non-ASCII host names). Each is replaced in
-  sys.modules by a stand-in that imports the real module on its first
-  attribute access, so anything that does use one still gets all of it.
+  Pickled), idna (trio, for non-ASCII host names), bz2 and lzma (shutil's
+  archives, with libbz2 and liblzma; shutil itself is used: argparse asks
+  it for the terminal's width), tempfile (ctypes.util, which trio imports
+  to name its threads, needs it only where ldconfig finds no library).
+  Extension modules too: zlib (shutil checks it is there), unicodedata
+  (attrs' make_class), array (socket's send_fds and recv_fds). Each is
+  replaced in sys.modules by a stand-in that imports the real module on its
+  first attribute access, so anything that does use one still gets all of
+  it.
 
 install() must run before those imports: first thing in the process's entry
 module. Modules already imported are left as they are (a test process, say).
@@ -23,7 +29,7 @@ import sys
 import threading
 import types
 
-DEFERRED_MODULES = ("ssl", "pdb", "pickle", "idna")
+DEFERRED_MODULES = ("ssl", "pdb", "pickle", "idna", "bz2", "lzma", "tempfile", "zlib", "unicodedata", "array")
 _load_lock = threading.Lock()
 
 
@@ -42,8 +48,16 @@ def defer(name: str) -> None:
     if spec is None:
         return  # not installed: `import name` fails as it would have
     # __name__, __spec__, __file__, __loader__ as the real module will have them: import statements and
-    # inspect.getmodule() read those without loading anything.
-    stand_in = importlib.util.module_from_spec(spec)
+    # inspect.getmodule() read those without loading anything. Not module_from_spec: an extension
+    # module's loader would load the library for it.
+    stand_in = types.ModuleType(name)
+    stand_in.__spec__ = spec
+    stand_in.__loader__ = spec.loader
+    stand_in.__package__ = spec.parent
+    if spec.has_location:
+        stand_in.__file__ = spec.origin
+    if spec.submodule_search_locations is not None:
+        stand_in.__path__ = spec.submodule_search_locations
     stand_in.__getattr__ = _Loader(name, stand_in)  # type: ignore[method-assign]  # PEP 562's module __getattr__
     sys.modules[name] = stand_in
 
