@@ -70,9 +70,11 @@ TARGET_RSS_BYTES = 25 * 1024 * 1024
 SAMPLE_INTERVAL_S = 0.2
 SESSION_PEERS = 100
 DAEMON_MODULE = "l2mesh.edge.node.daemon"
-# What `l2mesh daemon` imports, in order: the CLI's module (which defers what the daemon never uses), then the daemon's.
-DAEMON_IMPORTS = ("l2mesh.cli.node", DAEMON_MODULE)
-DAEMON_FLAGS = OPTIMIZED_OPTIONS  # the interpreter's options `l2mesh daemon` runs under
+# `l2mesh daemon` starts in the CLI's module, which re-executes the process under DAEMON_FLAGS into the daemon's own
+# module (l2mesh/edge/reexec.py); that imports, in order, its entry (which defers what the daemon never uses), then the daemon's.
+CLI_IMPORTS = ("l2mesh.cli.node",)
+DAEMON_IMPORTS = ("l2mesh.edge.node.start", DAEMON_MODULE)
+DAEMON_FLAGS = OPTIMIZED_OPTIONS  # the interpreter's options the daemon runs under
 
 
 # ------------------------------------------------------------------ reading /proc
@@ -189,8 +191,8 @@ def cache_bytecode(work_dir: Path) -> None:
     """
     os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
     os.environ["PYTHONPYCACHEPREFIX"] = str(work_dir / "pycache")
-    for flags in ((), DAEMON_FLAGS):
-        subprocess.run([sys.executable, *flags, "-c", f"import {', '.join(DAEMON_IMPORTS)}"], check=True, timeout=120)
+    for flags, modules in (((), CLI_IMPORTS), (DAEMON_FLAGS, DAEMON_IMPORTS)):
+        subprocess.run([sys.executable, *flags, "-c", f"import {', '.join(modules)}"], check=True, timeout=120)
 
 
 def import_probe() -> dict[str, Any]:

@@ -6,44 +6,13 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Callable, Sequence
-from functools import cache
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import Any, NoReturn
 
-from l2mesh.errors import L2meshError
-
-if TYPE_CHECKING:
-    from rich.console import Console
+from l2mesh.cli.exits import fail, run_main
 
 STATE_DIR_ENV = "L2MESH_STATE_DIR"
-
-
-@cache
-def _stderr() -> Console:
-    # rich is imported on first use: `l2mesh daemon` goes through this module and must not carry it (4 MiB).
-    from rich.console import Console
-
-    return Console(stderr=True, highlight=False, soft_wrap=True)
-
-
-def _prog() -> str:
-    return os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "l2mesh"
-
-
-def fail(message: str, exit_code: int = 1) -> NoReturn:
-    """One red line on stderr and a non-zero exit: how every CLI error ends."""
-    from rich.markup import escape
-
-    # Escaped: messages quote user input (paths, names) that may look like rich markup.
-    line = escape(message.splitlines()[0] if message else "failed")
-    _stderr().print(f"[red]{escape(_prog())}: error:[/red] {line}", markup=True, emoji=False)
-    raise SystemExit(exit_code)
-
-
-def say(message: str) -> None:
-    """One plain line on stderr: what the command is doing while the user waits (never data)."""
-    _stderr().print(f"{_prog()}: {message}", markup=False, emoji=False)
 
 
 class OneLineArgumentParser(argparse.ArgumentParser):
@@ -129,26 +98,3 @@ def run_parser(parser: argparse.ArgumentParser, argv: list[str] | None) -> NoRet
     run_main(body)
 
 
-def _first_leaf(group: BaseExceptionGroup) -> BaseException:
-    first = group.exceptions[0]
-    return _first_leaf(first) if isinstance(first, BaseExceptionGroup) else first
-
-
-def run_main(body: Callable[[], int | None]) -> NoReturn:
-    """Run a CLI body: L2meshError and Ctrl-C end in one line, never a traceback."""
-    try:
-        code = body()
-    except L2meshError as exc:
-        fail(str(exc))
-    except BaseExceptionGroup as group:
-        # trio wraps a failing task's error (say, a state dir in use) in a group.
-        errors = group.subgroup(lambda e: isinstance(e, (L2meshError, KeyboardInterrupt)))
-        if errors is None:
-            raise
-        first = _first_leaf(errors)
-        fail("interrupted" if isinstance(first, KeyboardInterrupt) else str(first), 130 if isinstance(first, KeyboardInterrupt) else 1)
-    except KeyboardInterrupt:
-        fail("interrupted", exit_code=130)
-    except BrokenPipeError:
-        raise SystemExit(1)
-    raise SystemExit(code or 0)

@@ -15,6 +15,7 @@ import httpx
 from l2mesh import __version__
 from l2mesh.cli.completion import add_completion_command
 from l2mesh.root_spec import ROOTS_ENV, parse_root_list
+from l2mesh.cli.exits import say
 from l2mesh.cli.common import (
     OneLineArgumentParser,
     add_state_dir_argument,
@@ -24,7 +25,6 @@ from l2mesh.cli.common import (
     print_table,
     resolve_state_dir,
     run_parser,
-    say,
 )
 from l2mesh.controller.defaults import API_FILE, DEFAULT_API, DEFAULT_LISTEN, DEFAULT_RELAY_LIMIT_MBPS, TOKEN_FILE
 from l2mesh.dns_names import DnsNameError, normalize_domain

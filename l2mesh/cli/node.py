@@ -17,6 +17,7 @@ from typing import Any, NoReturn
 
 from l2mesh import __version__
 from l2mesh.cli.completion import add_completion_command
+from l2mesh.cli.exits import fail, say
 from l2mesh.cli.common import (
     OneLineArgumentParser,
     add_state_dir_argument,
@@ -25,19 +26,19 @@ from l2mesh.cli.common import (
     print_json,
     print_data,
     print_table,
-    fail,
     resolve_state_dir,
     run_parser,
-    say,
 )
 from l2mesh.edge.identity_file import load_or_create_identity
 from l2mesh.ids import format_network_id, format_node_id, parse_network_id
 from l2mesh.edge.node.control_client import CLIENT_TIMEOUT_S, call_daemon, daemon_wait_s
+from l2mesh.edge.node.options import OPTIONS_ENV, DaemonOptions
 from l2mesh.edge.reexec import reexec_optimized
 from l2mesh.ports import DEFAULT_NODE_PORT
 from l2mesh.root_spec import ROOTS_ENV, parse_root_list
 
 NODE_STATE_DIR_DEFAULT = "/var/lib/l2mesh"
+DAEMON_START_MODULE = "l2mesh.edge.node.start"  # the daemon's own process (l2mesh/edge/node/start.py)
 
 
 def ask_daemon(args: argparse.Namespace, command: str, **arguments: Any) -> Any:
@@ -55,16 +56,18 @@ def cmd_id(args: argparse.Namespace) -> int:
 
 
 def cmd_daemon(args: argparse.Namespace) -> int:
-    if sys.argv[1:2] == ["daemon"]:  # this process's own command line (not main() called in-process)
-        reexec_optimized()  # under -OO from here on, the same PID (issue 17: idle RSS)
-    # Imported here: the daemon's stack (trio, pyroute2, pytun) doubles every other command's start-up.
-    from l2mesh.edge.node.daemon import DaemonOptions, run_daemon
-
-    roots = parse_root_list(args.root, os.environ.get(ROOTS_ENV))
-    return run_daemon(
-        DaemonOptions(resolve_state_dir(args), args.port, list(args.static_netconf), not args.no_offload, roots,
-                      port_mapping=not args.no_port_mapping, metrics_listen=args.metrics_listen)
+    options = DaemonOptions(
+        resolve_state_dir(args), args.port, list(args.static_netconf), not args.no_offload,
+        parse_root_list(args.root, os.environ.get(ROOTS_ENV)), port_mapping=not args.no_port_mapping,
+        metrics_listen=args.metrics_listen,
     )
+    if sys.argv[1:2] == ["daemon"]:  # this process's own command line (not main() called in-process)
+        # Under -OO, the same PID, without the CLI in memory from here on (issue 17: idle RSS).
+        reexec_optimized(DAEMON_START_MODULE, {OPTIONS_ENV: options.to_json()})
+    # Imported here: the daemon's stack (trio, pyroute2, pytun) doubles every other command's start-up.
+    from l2mesh.edge.node.daemon import run_daemon
+
+    return run_daemon(options)
 
 
 def cmd_status(args: argparse.Namespace) -> int:

@@ -26,9 +26,9 @@ NOBODY_UID = NOBODY_GID = 65534
 AS_NOBODY = (
     sys.executable, "-c",
     "import locale, os, sys\n"
-    "from l2mesh.cli import common, node\n"
+    "from l2mesh.cli import common, exits, node\n"
     "parser = node.build_parser()\n"
-    "common._stderr()\n"
+    "exits._stderr()\n"
     f"os.setgroups([]); os.setgid({NOBODY_GID}); os.setuid({NOBODY_UID})\n"
     "common.run_parser(parser, sys.argv[1:])\n",
 )

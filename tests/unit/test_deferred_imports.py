@@ -21,15 +21,16 @@ def run_python(program: str) -> str:
 
 
 def test_the_node_daemon_imports_neither_openssl_nor_the_deferred_modules() -> None:
-    """What `l2mesh daemon` imports before it starts (issue 17: idle RSS)."""
+    """What the daemon's own process (l2mesh/edge/node/start.py) imports before it starts (issue 17: idle RSS)."""
     probe = (
-        "import json, sys, l2mesh.cli.node, l2mesh.edge.node.daemon\n"
-        "l2mesh.cli.node.build_parser()  # as the daemon's command line is parsed (argparse loads shutil)\n"
+        "import json, sys, l2mesh.edge.node.start, l2mesh.edge.node.daemon\n"
         "from l2mesh.edge.deferred_imports import DEFERRED_MODULES, pending\n"
         "maps = open('/proc/self/maps').read()\n"
         "print(json.dumps({'hashlib_binding': repr(sys.modules.get('_hashlib', 'absent')),\n"
         "                  'ssl_binding': '_ssl' in sys.modules,\n"
         "                  'difflib': 'difflib' in sys.modules,\n"
+        "                  'cli': sorted(m for m in sys.modules if m in ('argparse', 'gettext', 'l2mesh.cli.common',\n"
+        "                                                                'l2mesh.cli.node')),\n"
         "                  'pending': {name: pending(sys.modules.get(name)) for name in DEFERRED_MODULES},\n"
         "                  'libraries': [name for name in ('libcrypto', 'libssl', 'libbz2', 'liblzma', '/zlib.', '/unicodedata.',\n"
         "                                                  '/array.') if name in maps]}))\n"
@@ -39,6 +40,7 @@ def test_the_node_daemon_imports_neither_openssl_nor_the_deferred_modules() -> N
         "hashlib_binding": "None",
         "ssl_binding": False,
         "difflib": False,  # rules' typo hints import it when there is a typo
+        "cli": [],  # `l2mesh daemon` parsed the command line before it re-executed into start.py
         "pending": {name: True for name in deferred_imports.DEFERRED_MODULES},
         "libraries": [],  # libcrypto alone is 3.4 MiB resident; a stand-in for an extension module does not load it
     }

@@ -17,7 +17,6 @@ import os
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -44,6 +43,7 @@ from l2mesh.node.core import (
 )
 from l2mesh.edge.node.host_setup import HostSetup
 from l2mesh.edge.node.kernel_groups import GroupWatcher, read_link_groups
+from l2mesh.edge.node.options import DaemonOptions
 from l2mesh.edge.node.portmap import PortMapper
 from l2mesh.node.decisions import AnnounceEndpoints
 from l2mesh.node.events import ControllerIdentityLearned, FlowRuleMatched, NetworkStatus, RootPinned
@@ -55,8 +55,7 @@ from l2mesh.switch.flow_rules import OUTBOUND
 from l2mesh.edge.node.state_dir import JoinedNetwork, NodeState, endpoint_text
 from l2mesh.edge.node.tap import TapDevice, check_tap_support, tap_name_for
 from l2mesh.edge.node.transmit import EdgeTransmit
-from l2mesh.ports import DEFAULT_CONTROLLER_PORT, DEFAULT_NODE_PORT
-from l2mesh.root_spec import RootSpec
+from l2mesh.ports import DEFAULT_CONTROLLER_PORT
 from l2mesh.edge.reactor import Reactor
 from l2mesh.edge.sd_notify import notify_ready
 from l2mesh.edge.statefile import ensure_state_dir, read_json
@@ -80,17 +79,6 @@ UNREACHABLE_AFTER_S = 15.0
 
 T = TypeVar("T")
 log = logging.getLogger("l2mesh.daemon")
-
-
-@dataclass
-class DaemonOptions:
-    state_dir: Path
-    port: int = DEFAULT_NODE_PORT
-    static_netconfs: list[Path] = field(default_factory=list)
-    offload: bool = True
-    roots: list[RootSpec] = field(default_factory=list)
-    port_mapping: bool = True  # NAT-PMP/PCP on the default gateway (--no-port-mapping turns it off)
-    metrics_listen: Endpoint | None = None  # --metrics-listen: Prometheus text at http://HOST:PORT/metrics
 
 
 class NodeDaemon:
