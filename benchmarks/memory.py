@@ -73,7 +73,7 @@ DAEMON_MODULE = "l2mesh.edge.node.daemon"
 # `l2mesh daemon` starts in the CLI's module, which re-executes the process under DAEMON_FLAGS into the daemon's own
 # module (l2mesh/edge/reexec.py); that imports, in order, its entry (which defers what the daemon never uses), then the daemon's.
 CLI_IMPORTS = ("l2mesh.cli.node",)
-DAEMON_IMPORTS = ("l2mesh.edge.node.start", DAEMON_MODULE)
+DAEMON_IMPORTS = ("l2mesh.cli.daemon_start", DAEMON_MODULE)
 DAEMON_FLAGS = OPTIMIZED_OPTIONS  # the interpreter's options the daemon runs under
 
 

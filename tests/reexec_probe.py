@@ -15,5 +15,5 @@ def report() -> None:
 
 
 if __name__ == "__main__":
-    sys.argv[:] = sys.argv[1:]  # as l2mesh/edge/node/start.py does: the command line of the process that re-executed
+    sys.argv[:] = sys.argv[1:]  # as l2mesh/cli/daemon_start.py does: the command line of the process that re-executed
     report()

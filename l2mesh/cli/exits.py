@@ -1,7 +1,7 @@
 """How every command ends: its exit code, or one line on stderr and a non-zero exit, never a traceback.
 
 Apart from the rest of the CLI (l2mesh/cli/common.py): the node daemon's own
-process (l2mesh/edge/node/start.py) ends the same way without loading argparse.
+process (l2mesh/cli/daemon_start.py) ends the same way without loading argparse.
 """
 
 from __future__ import annotations

@@ -38,7 +38,7 @@ from l2mesh.ports import DEFAULT_NODE_PORT
 from l2mesh.root_spec import ROOTS_ENV, parse_root_list
 
 NODE_STATE_DIR_DEFAULT = "/var/lib/l2mesh"
-DAEMON_START_MODULE = "l2mesh.edge.node.start"  # the daemon's own process (l2mesh/edge/node/start.py)
+DAEMON_START_MODULE = "l2mesh.cli.daemon_start"  # the daemon's own process (l2mesh/cli/daemon_start.py)
 
 
 def ask_daemon(args: argparse.Namespace, command: str, **arguments: Any) -> Any:

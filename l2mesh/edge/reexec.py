@@ -2,7 +2,7 @@
 
 `l2mesh daemon` replaces its process (os.execv: same PID, same environment
 and file descriptors, so systemd, tests and benchmarks stop it as before)
-with `python OPTIMIZED_OPTIONS -m l2mesh.edge.node.start l2mesh daemon ...`,
+with `python OPTIMIZED_OPTIONS -m l2mesh.cli.daemon_start l2mesh daemon ...`,
 its options already parsed (l2mesh/edge/node/options.py), before it imports
 the daemon's stack:
 
@@ -13,7 +13,7 @@ the daemon's stack:
 - -X no_debug_ranges: code compiled without column positions (0.13 MiB);
   a traceback in the log then names lines without marking columns. Bytecode
   another -OO run compiled with them keeps them.
-- a process that starts in l2mesh.edge.node.start, not in the CLI: no
+- a process that starts in l2mesh.cli.daemon_start, not in the CLI proper: no
   argparse, gettext or CLI modules (0.45 MiB).
 
 L2MESH_NO_OPTIMIZE=1 keeps the interpreter as started (for a debugger, or

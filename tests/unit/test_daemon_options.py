@@ -1,5 +1,5 @@
 """DaemonOptions cross the re-exec as JSON (l2mesh/edge/node/options.py); the daemon's own process refuses anything else
-in one line (l2mesh/edge/node/start.py)."""
+in one line (l2mesh/cli/daemon_start.py)."""
 
 from __future__ import annotations
 
@@ -34,14 +34,14 @@ def test_malformed_options_are_one_clear_error(text: str) -> None:
 
 def test_the_daemon_process_without_its_options_says_how_to_start_it() -> None:
     environment = {k: v for k, v in os.environ.items() if k != OPTIONS_ENV}
-    done = subprocess.run([sys.executable, "-m", "l2mesh.edge.node.start", "l2mesh", "daemon"], capture_output=True,
+    done = subprocess.run([sys.executable, "-m", "l2mesh.cli.daemon_start", "l2mesh", "daemon"], capture_output=True,
                           text=True, timeout=60, env=environment)
     assert done.returncode == 1
     assert done.stderr.splitlines() == [f"l2mesh: error: {OPTIONS_ENV} is not set: start the daemon with `l2mesh daemon`"]
 
 
 def test_the_daemon_process_with_malformed_options_fails_in_one_line() -> None:
-    done = subprocess.run([sys.executable, "-m", "l2mesh.edge.node.start", "l2mesh", "daemon"], capture_output=True,
+    done = subprocess.run([sys.executable, "-m", "l2mesh.cli.daemon_start", "l2mesh", "daemon"], capture_output=True,
                           text=True, timeout=60, env={**os.environ, OPTIONS_ENV: "{not json"})
     assert done.returncode == 1
     [line] = done.stderr.splitlines()

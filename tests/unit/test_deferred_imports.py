@@ -21,9 +21,9 @@ def run_python(program: str) -> str:
 
 
 def test_the_node_daemon_imports_neither_openssl_nor_the_deferred_modules() -> None:
-    """What the daemon's own process (l2mesh/edge/node/start.py) imports before it starts (issue 17: idle RSS)."""
+    """What the daemon's own process (l2mesh/cli/daemon_start.py) imports before it starts (issue 17: idle RSS)."""
     probe = (
-        "import json, sys, l2mesh.edge.node.start, l2mesh.edge.node.daemon\n"
+        "import json, sys, l2mesh.cli.daemon_start, l2mesh.edge.node.daemon\n"
         "from l2mesh.edge.deferred_imports import DEFERRED_MODULES, pending\n"
         "maps = open('/proc/self/maps').read()\n"
         "print(json.dumps({'hashlib_binding': repr(sys.modules.get('_hashlib', 'absent')),\n"

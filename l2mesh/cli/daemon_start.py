@@ -1,6 +1,6 @@
 """The node daemon's own process: what `l2mesh daemon` re-executes into (l2mesh/edge/reexec.py).
 
-Started as `python -OO -X no_debug_ranges -m l2mesh.edge.node.start l2mesh
+Started as `python -OO -X no_debug_ranges -m l2mesh.cli.daemon_start l2mesh
 daemon ARGS...`: the arguments after the module's name are the command line
 of `l2mesh daemon` as given (what `ps` shows and error lines are prefixed
 with), already parsed and checked there; the options come as JSON in
