@@ -7,6 +7,7 @@ import socket
 from collections import Counter, deque
 from collections.abc import Callable
 
+from l2mesh.buffers import untouched_buffer
 from l2mesh.errors import L2meshError
 from l2mesh.wire.common import Endpoint
 
@@ -216,7 +217,7 @@ def make_socket_drainer(
     split back into datagrams here, unless on_segments takes the run whole
     (a relay forwarding it in one send) and returns True.
     """
-    buffer = bytearray(MAX_DATAGRAM_BYTES)
+    buffer = untouched_buffer(MAX_DATAGRAM_BYTES)  # mostly small datagrams: most of its pages never resident
     view = memoryview(buffer)
     receive = sock.recvmsg_into
     buffers = [buffer]
