@@ -48,7 +48,7 @@ def fragment(packet: bytes | memoryview, max_datagram_bytes: int) -> list[bytes]
     ]
 
 
-def fragment_into(packet: bytes | memoryview, max_datagram_bytes: int, out: bytearray, prefix: bytes = b"") -> int:
+def fragment_into(packet: bytes | memoryview, max_datagram_bytes: int, out: bytearray | memoryview, prefix: bytes = b"") -> int:
     """The fragments of fragment(), each after prefix (a relay envelope, say), laid end to end in
     out; every one but the last is exactly max_datagram_bytes long, which is the layout UDP
     segmentation offload (UDP_SEGMENT) sends as separate datagrams in one system call.

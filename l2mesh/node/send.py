@@ -11,6 +11,7 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import Protocol
 
+from l2mesh.buffers import untouched_buffer
 from l2mesh.fragments import fragment_into
 from l2mesh.node.decisions import Send, SendDatagram, SendMessage, SendOnPath, SendRelayed
 from l2mesh.node.network_state import NetworkState
@@ -57,7 +58,8 @@ class SendPath:
         self.transmit = transmit
         self.drops = drops
         self.max_datagram_bytes = max_datagram_bytes
-        self.segment_buffer = bytearray(MAX_FRAGMENTS * max_datagram_bytes)  # reused: sent before the next frame
+        # Reused: sent before the next frame. Its pages become resident when a frame needs fragments.
+        self.segment_buffer = memoryview(untouched_buffer(MAX_FRAGMENTS * max_datagram_bytes))
 
     # -- frames from a TAP ---------------------------------------------------------------------------
     def _route(self, state: NetworkState, frame: bytes | memoryview, now: float) -> int | tuple[int, ...] | None:
@@ -137,7 +139,7 @@ class SendPath:
             self.transmit.send_datagram(packet, endpoint)
         else:
             length = fragment_into(packet, self.max_datagram_bytes, self.segment_buffer)
-            self.transmit.send_segments(memoryview(self.segment_buffer)[:length], self.max_datagram_bytes, endpoint)
+            self.transmit.send_segments(self.segment_buffer[:length], self.max_datagram_bytes, endpoint)
 
     def send_relayed(self, peer: Peer, packet: bytes | memoryview) -> bool:
         relay = self.paths.relay_for(peer)
@@ -150,7 +152,7 @@ class SendPath:
         else:
             # Same-size enveloped fragments: one segmented send, and the relay forwards them as one batch.
             length = fragment_into(packet, self.max_datagram_bytes, self.segment_buffer, header)
-            self.transmit.send_segments(memoryview(self.segment_buffer)[:length], self.max_datagram_bytes, relay)
+            self.transmit.send_segments(self.segment_buffer[:length], self.max_datagram_bytes, relay)
         return True
 
     def send_on_path(self, peer: Peer, message: bytes, endpoint: Endpoint | None, now: float) -> None:
