@@ -72,6 +72,12 @@ fuzz: $(VENV)/.installed
 soak: deps $(VENV)/.installed
 	SOAK_S=$${SOAK_S:-1800} $(PY) benchmarks/soak.py
 
+# The per-frame modules compiled with mypyc against pure Python, interleaved (benchmarks/compiled_ab.py, ~8 min;
+# measured, not shipped: see benchmarks/README.md, latency.py).
+.PHONY: bench-compiled
+bench-compiled: deps $(VENV)/.installed
+	$(PY) benchmarks/compiled_ab.py --daemons
+
 demo: deps $(VENV)/.installed
 	$(PY) demo/demo.py $(DEMO_ARGS)
 

@@ -8,6 +8,9 @@ decide on; frames, the hot path, never leave this module.
 
 from __future__ import annotations
 
+# mypyc looks up a compiled dataclass's field types among the module's globals, where builtins it does not
+# know (memoryview) are not: without this import, the compiled module fails to import (KeyError)
+from builtins import memoryview
 from collections import Counter
 from dataclasses import dataclass
 
