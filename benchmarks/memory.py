@@ -55,13 +55,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from l2mesh.edge.reexec import OPTIMIZED_OPTIONS
 from l2mesh.lab import LabError, Proc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # net.py and nsbench, next to this script
 import net  # noqa: E402
 import nsbench  # noqa: E402
 from scale import retained_bytes  # noqa: E402
+from net import DAEMON_FLAGS, DAEMON_IMPORTS  # noqa: E402
 from nsbench import RESULTS_DIR, display_path, log, new_run, non_negative_float  # noqa: E402
 
 nsbench.set_program("memory")  # after importing net, which names itself
@@ -69,13 +69,6 @@ nsbench.set_program("memory")  # after importing net, which names itself
 TARGET_RSS_BYTES = 25 * 1024 * 1024
 SAMPLE_INTERVAL_S = 0.2
 SESSION_PEERS = 100
-DAEMON_MODULE = "l2mesh.edge.node.daemon"
-# `l2mesh daemon` starts in the CLI's module, which re-executes the process under DAEMON_FLAGS into the daemon's own
-# module (l2mesh/edge/reexec.py); that imports, in order, its entry (which defers what the daemon never uses), then the daemon's.
-CLI_IMPORTS = ("l2mesh.cli.node",)
-DAEMON_IMPORTS = ("l2mesh.cli.daemon_start", DAEMON_MODULE)
-DAEMON_FLAGS = OPTIMIZED_OPTIONS  # the interpreter's options the daemon runs under
-
 
 # ------------------------------------------------------------------ reading /proc
 def _children(pid: int) -> list[int]:
@@ -182,17 +175,6 @@ print(json.dumps({'optimize': sys.flags.optimize, 'bare_rss_bytes': before, 'imp
                   'modules': len(sys.modules) - len(kept_out),
                   'third_party': third, 'kept_out': kept_out}))
 """
-
-
-def cache_bytecode(work_dir: Path) -> None:
-    """Daemons started from here (they inherit this environment) load cached bytecode, as an installed one does.
-
-    Both: `l2mesh daemon` starts unoptimized and re-executes itself under DAEMON_FLAGS (l2mesh/edge/reexec.py).
-    """
-    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
-    os.environ["PYTHONPYCACHEPREFIX"] = str(work_dir / "pycache")
-    for flags, modules in (((), CLI_IMPORTS), (DAEMON_FLAGS, DAEMON_IMPORTS)):
-        subprocess.run([sys.executable, *flags, "-c", f"import {', '.join(modules)}"], check=True, timeout=120)
 
 
 def import_probe() -> dict[str, Any]:
@@ -319,7 +301,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     def body() -> None:
         nonlocal result
         log(f"namespaces {', '.join(ctx.topo.names)}")
-        cache_bytecode(ctx.work)
+        net.cache_bytecode(ctx.work)
         ctx.topo.create()
         result = measure(ctx, args)
         probe.update(import_probe())  # while the cache is there

@@ -50,6 +50,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
+from l2mesh.edge.reexec import OPTIMIZED_OPTIONS
 from l2mesh.lab import Lab, LabError, Proc, Processes, block_udp, in_namespace, last_line, run, unblock_udp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # nsbench, next to this script
@@ -88,6 +89,13 @@ RULES_FILE = Path(__file__).resolve().parent / "rules20.txt"
 DAEMON_ARGS_ENV = "L2MESH_BENCH_DAEMON_ARGS"
 
 L2MESH_EXE = BIN / "l2mesh"
+DAEMON_MODULE = "l2mesh.edge.node.daemon"
+# `l2mesh daemon` starts in the CLI's module, which re-executes the process under DAEMON_FLAGS into the daemon's own
+# module (l2mesh/edge/reexec.py); that imports, in order, its entry (which defers what the daemon never uses), then the daemon's.
+CLI_IMPORTS = ("l2mesh.cli.node",)
+DAEMON_IMPORTS = ("l2mesh.cli.daemon_start", DAEMON_MODULE)
+DAEMON_FLAGS = OPTIMIZED_OPTIONS  # the interpreter's options the daemon runs under
+
 L2MESH_CTL_EXE = BIN / "l2mesh-ctl"
 PY_SPY_EXE = BIN / "py-spy"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -1132,6 +1140,17 @@ def cleanup(ctx: Context, keep_logs: Path | None) -> None:
     nsbench.cleanup(ctx.lab, keep_logs, "logs and configs")
 
 
+def cache_bytecode(work_dir: Path) -> None:
+    """Daemons started from here (they inherit this environment) load cached bytecode, as an installed one does.
+
+    Both: `l2mesh daemon` starts unoptimized and re-executes itself under DAEMON_FLAGS (l2mesh/edge/reexec.py).
+    """
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+    os.environ["PYTHONPYCACHEPREFIX"] = str(work_dir / "pycache")
+    for flags, modules in (((), CLI_IMPORTS), (DAEMON_FLAGS, DAEMON_IMPORTS)):
+        subprocess.run([sys.executable, *flags, "-c", f"import {', '.join(modules)}"], check=True, timeout=120)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     nsbench.require(("ping", "iperf3", "ss"), "iproute2 iputils-ping iperf3")
@@ -1147,6 +1166,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         systems = selected_systems(args, ctx)
         profile_to = profile_target(args, systems, stamp)
         log(f"namespaces {', '.join(ctx.topo.names)}; load average {machine['loadavg']}, cpus {machine['nproc']}")
+        if any(system.name.startswith("l2mesh") for system in systems):
+            cache_bytecode(ctx.work)  # RSS as an installed daemon's, not one compiling its modules at start
         ctx.topo.create()
         rows = run_rounds(ctx, systems, args, profile_to)
 
