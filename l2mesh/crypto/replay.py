@@ -19,14 +19,13 @@ REPLAY_WINDOW_MESSAGES = 8192
 
 
 class ReplayWindow:
-    __slots__ = ("highest", "_blocks", "_block_count", "_size", "_zeros")
+    __slots__ = ("highest", "_blocks", "_block_count", "_size")
 
     def __init__(self, size: int = REPLAY_WINDOW_MESSAGES) -> None:
         self.highest = -1
         self._size = size
         self._block_count = size // 8 + 2
         self._blocks = bytearray(self._block_count)
-        self._zeros = bytes(self._block_count)
 
     def may_accept(self, counter: int) -> bool:
         highest = self.highest
@@ -43,15 +42,15 @@ class ReplayWindow:
             if passed == 1:
                 blocks[(counter >> 3) % count] = 0
             elif passed >= count:
-                blocks[:] = self._zeros
-            elif passed:
+                blocks[:] = bytes(count)
+            elif passed:  # a jump (lost or reordered packets): rare, so zeros are made for it
                 start = ((highest >> 3) + 1) % count
                 end = start + passed
                 if end <= count:
-                    blocks[start:end] = self._zeros[:passed]
+                    blocks[start:end] = bytes(passed)
                 else:
-                    blocks[start:] = self._zeros[: count - start]
-                    blocks[: end - count] = self._zeros[: end - count]
+                    blocks[start:] = bytes(count - start)
+                    blocks[: end - count] = bytes(end - count)
             self.highest = counter
         elif highest - counter >= self._size:
             return  # outside the window (may_accept refused it): its block belongs to a newer counter
