@@ -151,7 +151,6 @@ def daemon_rounds(trees: dict[str, Path], rounds: int, seconds: int, pps: int) -
     _, lab = nsbench.new_run()
     ctx = net.Context(lab, [])
     rows: list[dict[str, Any]] = []
-    saved_pythonpath = os.environ.get("PYTHONPATH")
 
     def flood(target: str, bits_per_s: str) -> dict[str, float]:
         report = net.iperf_run(ctx, target, ["-u", "-b", bits_per_s, "-l", "64"], seconds)
@@ -201,13 +200,8 @@ def daemon_rounds(trees: dict[str, Path], rounds: int, seconds: int, pps: int) -
                 print(json.dumps(row), flush=True)
                 rows.append(row)
 
-    try:
+    with nsbench.environment_restored("PYTHONPATH"):
         nsbench.guarded_run(body, lambda: net.cleanup(ctx, None))
-    finally:
-        if saved_pythonpath is None:
-            os.environ.pop("PYTHONPATH", None)
-        else:
-            os.environ["PYTHONPATH"] = saved_pythonpath
     return rows
 
 

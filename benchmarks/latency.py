@@ -392,13 +392,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         dumps = {proc.label.removeprefix("l2mesh-"): Path(f"{prefix}.{proc.pid}.json") for proc in overlay.daemons}
         add_stage_summaries(dumps, staged)
 
-    try:
+    with nsbench.environment_restored("PYTHONPATH"):
         nsbench.guarded_run(body, lambda: net.cleanup(ctx, None))
-    finally:
-        if saved_pythonpath is None:
-            os.environ.pop("PYTHONPATH", None)
-        else:
-            os.environ["PYTHONPATH"] = saved_pythonpath
     if cold:
         print_cold(cold)
     for result in results:

@@ -24,7 +24,8 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
 from typing import Any, NoReturn
@@ -201,6 +202,19 @@ def new_run() -> tuple[str, Lab]:
 
 def _raise_terminated(signum: int, frame: FrameType | None) -> None:
     raise Terminated()
+
+
+@contextmanager
+def environment_restored(name: str) -> Iterator[None]:
+    """Environment variable name as it is now is put back on the way out, whatever the body set it to."""
+    saved = os.environ.get(name)
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = saved
 
 
 def guarded_run(body: Callable[[], None], cleanup: Callable[[], None]) -> None:

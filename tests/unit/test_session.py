@@ -206,55 +206,59 @@ def test_replay_window_forgets_marks_that_slide_out_and_refuses_old_counters() -
     assert window.may_accept(10 * REPLAY_WINDOW_MESSAGES - 1)
 
 
+class WindowModel:
+    """What a replay window of size must answer: each counter once, none older than size below the highest seen."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.seen: set[int] = set()
+        self.highest = -1
+
+    def accepts(self, counter: int) -> bool:
+        return counter not in self.seen and (counter > self.highest or self.highest - counter < self.size)
+
+    def offer(self, window: ReplayWindow, counter: int) -> None:
+        """The window answers as the model does; what both accept is marked in both."""
+        assert window.may_accept(counter) == self.accepts(counter), (self.size, self.highest, counter)
+        if self.accepts(counter):
+            window.mark(counter)
+            self.seen.add(counter)
+            self.highest = max(self.highest, counter)
+
+
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.integers(0, 300), max_size=200), st.integers(1, 80))
 def test_replay_window_matches_a_reference_model(counters: list[int], size: int) -> None:
-    window = ReplayWindow(size=size)
-    seen: set[int] = set()
-    highest = -1
+    window, model = ReplayWindow(size=size), WindowModel(size)
     for counter in counters:
-        expected = counter not in seen and (counter > highest or highest - counter < size)
-        assert window.may_accept(counter) == expected
-        if expected:
-            window.mark(counter)
-            seen.add(counter)
-            highest = max(highest, counter)
+        model.offer(window, counter)
 
 
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.integers(0, 3000), max_size=40), st.integers(1, 300), st.data())
 def test_replay_window_matches_the_model_across_ring_wraps_and_jumps(starts: list[int], size: int, data: st.DataObject) -> None:
     """Runs of nearly ordered counters from jumping starts: the window's ring of blocks wraps many times."""
-    window = ReplayWindow(size=size)
-    seen: set[int] = set()
-    highest = -1
+    window, model = ReplayWindow(size=size), WindowModel(size)
     for start in sorted(starts):
         for counter in data.draw(st.lists(st.integers(max(0, start - 2 * size), start + 40), max_size=30)):
-            expected = counter not in seen and (counter > highest or highest - counter < size)
-            assert window.may_accept(counter) == expected
-            if expected:
-                window.mark(counter)
-                seen.add(counter)
-                highest = max(highest, counter)
+            model.offer(window, counter)
+    highest = model.highest
     for old in range(max(0, highest - 3 * size - 40), highest - size + 1):
         window.mark(old)  # outside the window: marks nothing inside it, whatever block of the ring it falls in
-    assert all(window.may_accept(c) == (c not in seen) for c in range(max(0, highest - size + 1), highest + 1))
+    assert all(window.may_accept(c) == model.accepts(c) for c in range(max(0, highest - size + 1), highest + 1))
 
 
 def test_replay_window_every_size_and_alignment_with_holes_filled_late() -> None:
     """Each small size against the model at every step: the window spans one more block than size // 8 at some
     alignments, and a hole marked just before it slides out must still be refused afterwards."""
     for size in range(1, 40):
-        window = ReplayWindow(size=size)
-        seen: set[int] = set()
+        window, model = ReplayWindow(size=size), WindowModel(size)
         for highest in range(120):
             for counter in (highest, highest - size + 1):  # the new highest, then the oldest counter still inside
-                if counter >= 0 and window.may_accept(counter):
-                    window.mark(counter)
-                    seen.add(counter)
+                if counter >= 0:
+                    model.offer(window, counter)
             for counter in range(highest + 2):
-                expected = counter not in seen and (counter > highest or highest - counter < size)
-                assert window.may_accept(counter) == expected, (size, highest, counter)
+                assert window.may_accept(counter) == model.accepts(counter), (size, highest, counter)
 
 
 def test_tampered_ciphertext_is_rejected_and_does_not_advance_replay_window() -> None:
