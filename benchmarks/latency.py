@@ -31,9 +31,10 @@ write), turned into per-stage percentiles per rate, daemon and hop kind
 (helpers/stage_log.py). The first pass, without it, gives what the wrappers
 cost: ping and capture hops of both passes side by side.
 
---cold (on by default; --no-cold skips its ~15 s) runs helpers/cold_probe.py
+--cold (on by default; --no-cold skips its ~30 s) runs helpers/cold_probe.py
 in a fresh process: a no-op, a small Python loop and a 120-byte AEAD seal
-timed after sleeping 0, 1, 10 and 50 ms, the cost of running code cold.
+timed after sleeping (or spinning) 0, 1, 10 and 50 ms, the cost of running
+code cold, and a census of the interruptions a spinning process sees.
 
 Usage: .venv/bin/python benchmarks/latency.py [--count-slow N] [--count-fast N] [--switch-interval S]
                                               [--stages] [--no-cold] [--no-save]
@@ -268,20 +269,20 @@ def overhead(plain: list[dict[str, Any]], staged: list[dict[str, Any]]) -> list[
     return out
 
 
-def run_cold_probe() -> list[dict[str, Any]]:
-    """helpers/cold_probe.py in a fresh interpreter (ours, with our PYTHONPATH): its rows, or [] with a log line."""
+def run_cold_probe() -> dict[str, Any]:
+    """helpers/cold_probe.py in a fresh interpreter (ours, with our PYTHONPATH): its object, or {} with a log line."""
     try:
         done = subprocess.run([sys.executable, str(HELPERS / "cold_probe.py")], capture_output=True, text=True,
                               timeout=COLD_PROBE_TIMEOUT_S, check=False)
     except subprocess.TimeoutExpired:
         log(f"cold probe did not finish within {COLD_PROBE_TIMEOUT_S} s; left out")
-        return []
+        return {}
     try:
-        rows: list[dict[str, Any]] = json.loads(done.stdout)
-        return rows
+        probe: dict[str, Any] = json.loads(done.stdout)
+        return probe
     except ValueError:
         log(f"cold probe failed (exit {done.returncode}): {done.stderr.strip().splitlines()[-1:] or 'no output'}")
-        return []
+        return {}
 
 
 def cell(p: dict[str, Any], keys: Sequence[str] = ("p50_us", "p90_us", "p99_us")) -> str:
@@ -324,13 +325,18 @@ def print_overhead(rows: list[dict[str, Any]]) -> None:
               f"({added} µs); hop p50s µs: {hops}")
 
 
-def print_cold(rows: list[dict[str, Any]]) -> None:
-    gaps = sorted({r["sleep_ms"] for r in rows})
-    print("cold code: µs p50/p90 after sleeping (fresh process, " + f"{rows[0]['tries']} tries each):")
-    print(f"  {'work':26}" + "".join(f"{f'{g:g} ms':>14}" for g in gaps))
-    for work in dict.fromkeys(r["work"] for r in rows):
-        by_gap = {r["sleep_ms"]: r for r in rows if r["work"] == work}
-        print(f"  {work:26}" + "".join(f"{cell(by_gap[g], ('p50_us', 'p90_us')):>14}" for g in gaps))
+def print_cold(probe: dict[str, Any]) -> None:
+    rows = probe["rows"]
+    gaps = sorted({r["gap_ms"] for r in rows})
+    print("cold code: µs p50/p90 after a gap asleep or spinning (fresh process, " + f"{rows[0]['tries']} tries each):")
+    print(f"  {'work':34}" + "".join(f"{f'{g:g} ms':>14}" for g in gaps))
+    for work, wait in dict.fromkeys((r["work"], r["wait"]) for r in rows):
+        by_gap = {r["gap_ms"]: r for r in rows if r["work"] == work and r["wait"] == wait}
+        print(f"  {f'{work}, {wait}':34}" + "".join(
+            f"{cell(by_gap[g], ('p50_us', 'p90_us')) if g in by_gap else '-':>14}" for g in gaps))
+    census = probe["interruptions"]
+    print(f"  spinning {census['spun_s']} s: {census['per_s']:g} interruptions/s over {census['threshold_us']:g} µs, "
+          f"p50 {census['p50_us']:g} µs, max {census['max_us']:g} µs, {census['share_pct']:g} % of the time")
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -340,7 +346,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--switch-interval", type=float, metavar="S", help="the daemons' sys.setswitchinterval (default Python's 0.005)")
     parser.add_argument("--stages", action="store_true", help="a second pass with per-stage stamps inside the daemons")
     parser.add_argument("--cold", action=argparse.BooleanOptionalAction, default=True,
-                        help="time work after sleeping, in a fresh process (default on, ~15 s)")
+                        help="time work after sleeping or spinning, in a fresh process (default on, ~30 s)")
     parser.add_argument("--daemon-arg", action="append", default=[], metavar="ARG", help="extra argument for `l2mesh daemon`")
     parser.add_argument("--no-save", action="store_true", help="print only; write no results file")
     return parser.parse_args(argv)
@@ -353,7 +359,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ctx = net.Context(lab, args.daemon_arg)
     results: list[dict[str, Any]] = []
     staged: list[dict[str, Any]] = []
-    cold: list[dict[str, Any]] = []
+    cold: dict[str, Any] = {}
     work = Path(tempfile.mkdtemp(prefix="l2mb-latency-"))
     saved_pythonpath = os.environ.get("PYTHONPATH")
 
@@ -372,8 +378,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     def body() -> None:
         log(f"captures{' and stage logs' if args.stages else ''} go to {work}")
         if args.cold:
-            log("cold probe: a no-op, a Python loop and a seal after sleeping 0-50 ms (~15 s)")
-            cold.extend(run_cold_probe())
+            log("cold probe: a no-op, a Python loop and a seal after sleeping or spinning 0-50 ms (~30 s)")
+            cold.update(run_cold_probe())
         if args.switch_interval is not None or args.stages:
             site = sitecustomize_path(work, args.switch_interval, args.stages)
             os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(site), saved_pythonpath) if p)
