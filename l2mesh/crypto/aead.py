@@ -111,11 +111,12 @@ class AeadScratch:
             raise AeadError("message too large")
         self.seal_buffer[:header_len] = header
         _pack_nonce(self._nonce, 0, counter)
-        if not self._pinned and not self.uses_openssl:
-            self._count_message(sealed_len)
+        # Busy (the per-frame case that counts) first; the key's cipher object once made, without a call.
         if self.uses_openssl:
-            key.openssl().encrypt_into(self._nonce, plaintext, None, self._seal_view[header_len:sealed_len])
+            (key._openssl or key.openssl()).encrypt_into(self._nonce, plaintext, None, self._seal_view[header_len:sealed_len])
             return self._seal_view[:sealed_len]
+        if not self._pinned:
+            self._count_message(sealed_len)  # this message goes through libsodium even if it makes the switch
         lib.crypto_aead_chacha20poly1305_ietf_encrypt(
             self._seal_c + header_len,
             self._length,
@@ -137,15 +138,15 @@ class AeadScratch:
         if length < TAG_BYTES or length > self._size:
             raise AeadError("ciphertext length out of range")
         _pack_nonce(self._nonce, 0, counter)
-        if not self._pinned and not self.uses_openssl:
-            self._count_message(length)
         if self.uses_openssl:
             plaintext = self._open_view[: length - TAG_BYTES]
             try:
-                key.openssl().decrypt_into(self._nonce, ciphertext, None, plaintext)
+                (key._openssl or key.openssl()).decrypt_into(self._nonce, ciphertext, None, plaintext)
             except _openssl_invalid_tag():
                 raise AeadError("authentication failed") from None
             return plaintext
+        if not self._pinned:
+            self._count_message(length)
         rc = lib.crypto_aead_chacha20poly1305_ietf_decrypt(
             self._open_c,
             self._length,

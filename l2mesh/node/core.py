@@ -79,6 +79,7 @@ from l2mesh.wire.packets import RELAY_HEADER_BYTES, PacketType
 
 _SENDS = (SendMessage, SendDatagram, SendOnPath, SendRelayed)
 _FRAGMENT = int(PacketType.FRAGMENT)
+_TRANSPORT = int(PacketType.TRANSPORT)
 
 __all__ = [
     "BroadcastStorm",
@@ -187,18 +188,26 @@ class NodeCore:
     def segments_received(self, run: memoryview, segment_bytes: int, source: Endpoint, now: float) -> bool:
         """A UDP_GRO run (datagrams of segment_bytes, the last maybe shorter): whole fragment sets in
         it are joined at once, everything else goes datagram by datagram. True: the run is taken."""
-        take_whole = self.receive.reassembler.take_whole
+        receive = self.receive
+        take_whole = receive.reassembler.take_whole
         offset, size = 0, len(run)
         while offset < size:
+            kind = run[offset]
             # Only a fragment can start a set; a run of small frames skips the call (it is per datagram).
-            whole = take_whole(run, offset, segment_bytes, source) if run[offset] == _FRAGMENT else None
+            whole = take_whole(run, offset, segment_bytes, source) if kind == _FRAGMENT else None
             if whole is not None:
                 packet, consumed = whole
-                note = self.receive.whole_packet(packet, source, now)
+                note = receive.whole_packet(packet, source, now)
                 offset += consumed
             else:
-                end = min(offset + segment_bytes, size)
-                note = self.receive.datagram(run[offset:end], source, now)
+                end = offset + segment_bytes
+                if end > size:
+                    end = size
+                # A run of small frames goes to the transport path directly, past datagram()'s dispatch.
+                if kind == _TRANSPORT:
+                    note = receive.transport(run[offset:end], source, now, None)
+                else:
+                    note = receive.datagram(run[offset:end], source, now)
                 offset = end
             if note is not None:
                 self._note(note, now)

@@ -108,27 +108,27 @@ class ReceivePath:
             return None
         kind = data[0]
         if kind == _TRANSPORT:
-            return self._transport(data, source, now, None)
+            return self.transport(data, source, now, None)
         if kind == _FRAGMENT:
             whole = self.reassembler.add(data, source, now)
-            return self._transport(memoryview(whole), source, now, None) if whole is not None else None
+            return self.transport(memoryview(whole), source, now, None) if whole is not None else None
         if kind == PacketType.RELAY or kind == PacketType.IDENTITY_RESPONSE:
             return Unsealed(data, source)
         return self.dispatch(data, source, now, None)
 
     def whole_packet(self, packet: bytes, source: Endpoint, now: float) -> Note | None:
         """A transport packet reassembled from fragments that came directly (Reassembler.take_whole)."""
-        return self._transport(memoryview(packet), source, now, None)
+        return self.transport(memoryview(packet), source, now, None)
 
     def dispatch(self, data: memoryview, source: Endpoint, now: float, relayed_from: Peer | None) -> Note | None:
         """A session packet that arrived directly (relayed_from None) or inside a relay envelope."""
         kind = data[0] if data else -1
         if kind == _TRANSPORT:
-            return self._transport(data, source, now, relayed_from)
+            return self.transport(data, source, now, relayed_from)
         if kind == _FRAGMENT:
             key = source if relayed_from is None else ("relay", relayed_from.node_id)
             whole = self.reassembler.add(data, key, now)
-            return self._transport(memoryview(whole), source, now, relayed_from) if whole is not None else None
+            return self.transport(memoryview(whole), source, now, relayed_from) if whole is not None else None
         if kind == PacketType.HANDSHAKE_INIT:
             return self._initiation(data, source, now, relayed_from)
         if kind == PacketType.HANDSHAKE_RESPONSE:
@@ -150,7 +150,8 @@ class ReceivePath:
         if roamed_to is not None:
             self.peers.set_endpoint(peer, roamed_to)
 
-    def _transport(self, data: memoryview, source: Endpoint, now: float, relayed_from: Peer | None) -> Note | None:
+    def transport(self, data: memoryview, source: Endpoint, now: float, relayed_from: Peer | None) -> Note | None:
+        """A transport packet (data[0] is TRANSPORT), direct (relayed_from None) or out of a relay envelope."""
         try:
             session, plaintext = self.sessions.open(data, now)
         except SessionError:
@@ -187,9 +188,10 @@ class ReceivePath:
             if state is None or network_id not in peer.networks:
                 self.drops["frame_for_unshared_network"] += 1
                 return None
-            if state.switch.accept_from_peer(peer.node_id, plaintext[frame_at:], now):
+            frame = plaintext[frame_at:]
+            if state.switch.accept_from_peer(peer.node_id, frame, now):
                 if kind == _FRAME:
-                    self.transmit.write_frame(network_id, plaintext[frame_at:])
+                    self.transmit.write_frame(network_id, frame)
                 else:
                     self.transmit.write_offload_frame(network_id, plaintext[FRAME_HEADER_BYTES:])
             return None

@@ -58,12 +58,16 @@ _V4_HEADERS = _V4_UDP_AT + UDP_HEADER_BYTES  # 42
 _V6_HEADERS = _V6_UDP_AT + UDP_HEADER_BYTES  # 62
 
 
-# What must match for two datagrams to be one flow: every byte up to the ports but the lengths, the IPv4 id
-# and header checksum; unpacked in one call with the lengths, which must describe the frame exactly.
-# IPv4: (Ethernet header + version/IHL + TOS, total length, flags/fragment + TTL + protocol, addresses + ports, UDP length)
-_V4_FIELDS = struct.Struct("!16sH2x4s2x12sH").unpack_from
-# IPv6: (Ethernet header + version/class/flow label, payload length, next header + hop limit + addresses + ports, UDP length)
-_V6_FIELDS = struct.Struct("!18sH38sH").unpack_from
+# What must match for two datagrams to be one flow: the virtio header the frame came behind (none, or
+# VNET_HEADER_BYTES compared whole: a run's first frame passed the checks, so its equals pass too), every
+# byte up to the ports but the lengths, the IPv4 id and header checksum; unpacked in one call with the
+# lengths, which must describe the frame exactly. By the virtio header's length (0 or VNET_HEADER_BYTES):
+# IPv4: (virtio header, Ethernet header + version/IHL + TOS, total length, flags/fragment + TTL + protocol,
+# addresses + ports, UDP length)
+_V4_FIELDS = {size: struct.Struct(f"!{size}s16sH2x4s2x12sH").unpack_from for size in (0, VNET_HEADER_BYTES)}
+# IPv6: (virtio header, Ethernet header + version/class/flow label, payload length, next header + hop limit
+# + addresses + ports, UDP length)
+_V6_FIELDS = {size: struct.Struct(f"!{size}s18sH38sH").unpack_from for size in (0, VNET_HEADER_BYTES)}
 # A checksum request a coalesced frame can replace with its own: at the UDP header, field at offset 6.
 _V4_CSUM_REQUEST = _V4_UDP_AT | UDP_CHECKSUM_OFFSET << 16
 _V6_CSUM_REQUEST = _V6_UDP_AT | UDP_CHECKSUM_OFFSET << 16
@@ -166,7 +170,8 @@ class UdpCoalescer:
         self._run = bytearray()
         self._count = 0
         self._network_id = 0
-        self._vnet: bytes | memoryview = b""
+        self._vnet = b""  # the run's first frame's virtio header, VNET_HEADER_BYTES or none
+        self._vnet_bytes = 0
         self._family = _IPV4
         self._ip_over_udp_length = 0  # what the IP length field counts beyond the UDP datagram: 20 (IPv4) or 0
         self._key: tuple[bytes, ...] = ()
@@ -175,31 +180,44 @@ class UdpCoalescer:
         self._udp_length = 0
         self._closed = False  # a shorter datagram ended the run: only the last may be short
 
-    def add(self, network_id: int, frame: bytes | memoryview, vnet: bytes | memoryview | None = None) -> bool:
-        """frame: a whole Ethernet frame (read only for this call); vnet: the virtio header it came with, if any."""
+    def add(self, network_id: int, buffer: bytes | memoryview, vnet_bytes: int = 0) -> bool:
+        """buffer: a whole Ethernet frame behind the virtio header it came with, vnet_bytes long (0: none,
+        or VNET_HEADER_BYTES); read only for this call."""
+        if (
+            self._count
+            and network_id == self._network_id
+            and vnet_bytes == self._vnet_bytes
+            and not self._closed
+            and self._joins(buffer, vnet_bytes)
+        ):
+            return True
+        self.flush()
+        return self._start(network_id, buffer, vnet_bytes)
+
+    def _start(self, network_id: int, buffer: bytes | memoryview, vnet_bytes: int) -> bool:
+        """A new pending run of this one frame, if it can start one."""
+        frame = buffer[vnet_bytes:] if vnet_bytes else buffer
+        vnet = buffer[:vnet_bytes] if vnet_bytes else None
         if vnet is not None and (
             vnet[1] != VNET_GSO_NONE or (vnet[0] and vnet[0] != VNET_F_DATA_VALID and vnet[0] != VNET_F_NEEDS_CSUM)
         ):
-            self.flush()
             return False
-        if self._count and network_id == self._network_id and not self._closed and self._joins(frame, vnet):
-            return True
-        self.flush()
         family = _udp_family(frame)
         if family is None or (vnet is not None and vnet[0] == VNET_F_NEEDS_CSUM and not self._csum_request_fits(family, vnet)):
             return False
         if family == _IPV4:
             headers, self._ip_over_udp_length = _V4_HEADERS, IPV4_HEADER_BYTES
-            head, _, middle, flow, _ = _V4_FIELDS(frame)
-            self._key = (head, middle, flow)
+            vnet_blob, head, _, middle, flow, _ = _V4_FIELDS[vnet_bytes](buffer)
+            self._key = (vnet_blob, head, middle, flow)
         else:
             headers, self._ip_over_udp_length = _V6_HEADERS, 0
-            head, _, flow, _ = _V6_FIELDS(frame)
-            self._key = (head, flow)
+            vnet_blob, head, _, flow, _ = _V6_FIELDS[vnet_bytes](buffer)
+            self._key = (vnet_blob, head, flow)
         self._run[:] = frame
         self._count = 1
         self._network_id = network_id
-        self._vnet = bytes(vnet) if vnet is not None else b""
+        self._vnet = vnet_blob
+        self._vnet_bytes = vnet_bytes
         self._family = family
         self._headers_bytes = headers
         self._segment_bytes = len(frame) - headers
@@ -212,25 +230,24 @@ class UdpCoalescer:
         wanted = _V4_CSUM_REQUEST if family == _IPV4 else _V6_CSUM_REQUEST
         return int.from_bytes(vnet[6:10], "little") == wanted
 
-    def _joins(self, frame: bytes | memoryview, vnet: bytes | memoryview | None) -> bool:
-        """Whether frame continues the pending run (same flow, same size or a shorter last); if so, it is added."""
-        headers = self._headers_bytes
-        payload_bytes = len(frame) - headers
+    def _joins(self, buffer: bytes | memoryview, vnet_bytes: int) -> bool:
+        """Whether the frame in buffer continues the pending run (same flow and virtio header, same size or a
+        shorter last); if so, it is added. One unpack per frame: this runs for every datagram of a flood."""
+        headers = vnet_bytes + self._headers_bytes
+        payload_bytes = len(buffer) - headers
         if not 0 < payload_bytes <= self._segment_bytes or self._count >= MAX_SEGMENTS or self._udp_length + payload_bytes > MAX_UDP_LENGTH:
             return False
         udp_length = payload_bytes + UDP_HEADER_BYTES
         if self._family == _IPV4:
-            head, ip_length, middle, flow, frame_udp_length = _V4_FIELDS(frame)
-            key: tuple[bytes, ...] = (head, middle, flow)
+            vnet, head, ip_length, middle, flow, frame_udp_length = _V4_FIELDS[vnet_bytes](buffer)
+            key: tuple[bytes, ...] = (vnet, head, middle, flow)
         else:
-            head, ip_length, flow, frame_udp_length = _V6_FIELDS(frame)
-            key = (head, flow)
+            vnet, head, ip_length, flow, frame_udp_length = _V6_FIELDS[vnet_bytes](buffer)
+            key = (vnet, head, flow)
         # The lengths must describe this frame exactly (no Ethernet padding to carry along).
         if key != self._key or frame_udp_length != udp_length or ip_length != udp_length + self._ip_over_udp_length:
             return False
-        if vnet is not None and vnet[0] == VNET_F_NEEDS_CSUM and not self._csum_request_fits(self._family, vnet):
-            return False
-        self._run += frame[headers:]
+        self._run += buffer[headers:]
         self._count += 1
         self._udp_length += payload_bytes
         if payload_bytes < self._segment_bytes:

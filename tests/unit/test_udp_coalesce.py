@@ -83,8 +83,9 @@ class Recorder:
         self.writes.append((network_id, bytes(vnet), bytes(frame)))
 
     def offer(self, network_id: int, frame: bytes, vnet: bytes | None = None) -> bool:
-        scratch = bytearray(frame)  # the receive path hands frames in a scratch buffer that is reused
-        taken = self.coalescer.add(network_id, memoryview(scratch), memoryview(bytes(vnet)) if vnet is not None else None)
+        # The receive path hands frames (behind their virtio header, if any) in a scratch buffer that is reused.
+        scratch = bytearray((vnet or b"") + frame)
+        taken = self.coalescer.add(network_id, memoryview(scratch), len(vnet) if vnet is not None else 0)
         if not taken:
             self.writes.append((network_id, vnet or bytes(VNET_HEADER_BYTES), frame))
         scratch[:] = bytes(len(scratch))

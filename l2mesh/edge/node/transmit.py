@@ -97,10 +97,8 @@ class EdgeTransmit(DatagramSender):
 
     def write_offload_frame(self, network_id: int, vnet_frame: bytes | memoryview) -> None:
         self.frames_written += 1
-        if self._holding_frames:
-            view = memoryview(vnet_frame)
-            if self.coalescer.add(network_id, view[VNET_HEADER_BYTES:], view[:VNET_HEADER_BYTES]):
-                return
+        if self._holding_frames and self.coalescer.add(network_id, vnet_frame, VNET_HEADER_BYTES):
+            return
         fd = self.tap_fds.get(network_id)
         if fd is None:
             self.drops["tap_missing"] += 1
