@@ -50,6 +50,7 @@ bench: deps $(VENV)/.installed
 	$(PY) benchmarks/idle_peers.py
 	$(PY) benchmarks/memory.py
 	$(PY) benchmarks/latency.py
+	$(PY) benchmarks/python_floor.py
 
 # Crash loops at full length: 200 SIGKILLs each of the controller (SQLite, PostgreSQL) and of a node
 # daemon, every restart checked against what was acknowledged (`make test` runs a shorter loop).
