@@ -20,6 +20,7 @@ from l2mesh.edge.node.transmit import EdgeTransmit
 from l2mesh.node.udp_coalesce import (
     MAX_SEGMENTS,
     MAX_UDP_LENGTH,
+    VNET_F_DATA_VALID,
     VNET_F_NEEDS_CSUM,
     VNET_GSO_UDP_L4,
     VNET_HEADER_BYTES,
@@ -465,3 +466,18 @@ def test_a_peer_super_frame_the_kernel_refuses_is_written_as_its_datagrams_and_t
     transmit.write_offload_frame(1, memoryview(vnet + super_frame))
     assert [m[VNET_HEADER_BYTES + 42 :] for m in written(kernel)] == payloads
     assert transmit.coalescing and "tap_refused_uso" not in transmit.drops  # a peer's frame may be malformed on purpose
+
+
+def test_a_run_holds_frames_behind_one_virtio_header_only() -> None:
+    """Joining compares the virtio header whole with the run's first: a frame of the same flow behind another
+    (valid) header starts a run of its own, and nothing is lost or reordered."""
+    recorder = Recorder()
+    data_valid = bytes((VNET_F_DATA_VALID,)) + bytes(VNET_HEADER_BYTES - 1)
+    offers = [(b"a" * 64, needs_csum_vnet(34)), (b"b" * 64, needs_csum_vnet(34)), (b"c" * 64, data_valid),
+              (b"d" * 64, data_valid), (b"e" * 64, None)]
+    for index, (payload, vnet) in enumerate(offers):
+        assert recorder.offer(1, udp_frame(payload, ip_id=index), vnet)
+    recorder.coalescer.flush()
+    assert [len(frame) for _, _, frame in recorder.writes] == [42 + 128, 42 + 128, 42 + 64]
+    assert recorder.coalescer.counts == {"uso_writes": 2, "uso_datagrams": 4}
+    assert [bytes(frame[42:]) for _, _, frame in recorder.datagrams()] == [payload for payload, _ in offers]
